@@ -1,0 +1,162 @@
+"""Settings (environment + .env) and the typed job configs loaded from configs/*.yaml.
+
+Nothing here touches the disk or the network at import: paths are computed, not created.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, PositiveInt
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from cosmic_ray.errors import ConfigError
+
+
+class Settings(BaseSettings):
+    """Where state lives and how to reach each service. Every field is an env var ``COSMIC_RAY_*``."""
+
+    model_config = SettingsConfigDict(env_prefix="COSMIC_RAY_", env_file=".env", extra="ignore")
+
+    home: Path = Field(default=Path("~/.cosmic_ray"), description="Folder holding all state.")
+    shared_data: Path = Field(default=Path("../shared/data"), description="Real public data.")
+    host: str = "127.0.0.1"
+    app_port: int = 8000
+    dashboard_host: str = "127.0.0.1"
+    dashboard_port: int = 8265
+    ray_address: str | None = Field(default=None, validation_alias=AliasChoices("RAY_ADDRESS", "COSMIC_RAY_RAY_ADDRESS"))
+    mlflow_tracking_uri: str | None = Field(
+        default=None, validation_alias=AliasChoices("MLFLOW_TRACKING_URI", "COSMIC_RAY_MLFLOW_TRACKING_URI")
+    )
+    model_name: str = "cosmic-ray"
+    store_url: str | None = Field(default=None, description="Event store; SQLite under home by default.")
+    max_batch: PositiveInt = Field(default=1000, description="Largest /predict/batch request.")
+    max_body_bytes: PositiveInt = Field(default=8 * 1024 * 1024, description="Largest request body.")
+
+    # --- derived paths (never created here) ---
+    @property
+    def home_dir(self) -> Path:
+        return self.home.expanduser().resolve()
+
+    @property
+    def lake_dir(self) -> Path:
+        return self.home_dir / "lake"
+
+    @property
+    def quarantine_dir(self) -> Path:
+        return self.home_dir / "quarantine"
+
+    @property
+    def checkpoints_dir(self) -> Path:
+        return self.home_dir / "checkpoints"
+
+    @property
+    def mlflow_artifacts_dir(self) -> Path:
+        return self.home_dir / "mlflow-artifacts"
+
+    @property
+    def tracking_uri(self) -> str:
+        if self.mlflow_tracking_uri:
+            return self.mlflow_tracking_uri
+        return f"sqlite:///{self.home_dir / 'mlflow.db'}"
+
+    @property
+    def event_store_url(self) -> str:
+        return self.store_url or f"sqlite:///{self.home_dir / 'events.db'}"
+
+    @property
+    def shared_data_dir(self) -> Path | None:
+        """The shared real-data folder if it exists here, else None (fresh machine)."""
+        path = self.shared_data.expanduser().resolve()
+        return path if path.is_dir() else None
+
+    @property
+    def app_url(self) -> str:
+        return f"http://{self.host}:{self.app_port}"
+
+    @property
+    def dashboard_url(self) -> str:
+        return f"http://{self.dashboard_host}:{self.dashboard_port}"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DataConfig(_Strict):
+    max_len: PositiveInt = Field(default=64, description="Points kept per light curve (latest first dropped).")
+    min_points: PositiveInt = Field(default=3, description="Objects with fewer detections are not trained on.")
+    min_objects_per_class: PositiveInt = Field(default=6, description="Classes with fewer objects are support-only.")
+    max_objects_per_class: PositiveInt | None = Field(default=None, description="Cap per class (fast runs).")
+
+
+class EpisodeConfig(_Strict):
+    n_way: PositiveInt = 4
+    k_shot: PositiveInt = 5
+    n_query: PositiveInt = 5
+    per_epoch: PositiveInt = 50
+
+
+class ModelConfig(_Strict):
+    hidden: PositiveInt = 64
+    embed_dim: PositiveInt = 32
+    layers: PositiveInt = 1
+    dropout: float = Field(default=0.1, ge=0, lt=1)
+
+
+class ScalingConfig(_Strict):
+    num_workers: PositiveInt = 2
+    use_gpu: bool = False
+
+
+class TrainConfig(_Strict):
+    seed: int = 0
+    epochs: PositiveInt = 3
+    lr: float = Field(default=2e-3, gt=0)
+    data: DataConfig = DataConfig()
+    episodes: EpisodeConfig = EpisodeConfig()
+    model: ModelConfig = ModelConfig()
+    scaling: ScalingConfig = ScalingConfig()
+    validation_fraction: float = Field(default=0.2, gt=0, lt=1)
+
+
+class GateConfig(_Strict):
+    metric: Literal["balanced_accuracy", "macro_f1"] = "balanced_accuracy"
+    min_gain: float = Field(default=0.0, description="Promote only if new - production exceeds this.")
+
+
+class RetentionConfig(_Strict):
+    delete_raw_outside_window: bool = False
+
+
+class RetrainConfig(_Strict):
+    train_config: Path = Path("configs/train.yaml")
+    window_nights: PositiveInt = 30
+    gate: GateConfig = GateConfig()
+    retention: RetentionConfig = RetentionConfig()
+
+
+def load_yaml_config(path: Path | str, model: type[BaseModel]) -> BaseModel:
+    """Read a YAML file into a validated config model.
+
+    Raises:
+        ConfigError: the file is missing or does not match the model.
+    """
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+        return model.model_validate(raw)
+    except FileNotFoundError as exc:
+        raise ConfigError(f"config file {path} not found") from exc
+    except (yaml.YAMLError, ValueError) as exc:
+        raise ConfigError(f"config file {path} is invalid: {exc}") from exc
+
+
+def load_train_config(path: Path | str) -> TrainConfig:
+    return load_yaml_config(path, TrainConfig)  # type: ignore[return-value]
+
+
+def load_retrain_config(path: Path | str) -> RetrainConfig:
+    return load_yaml_config(path, RetrainConfig)  # type: ignore[return-value]

@@ -56,7 +56,7 @@ def fetch(request: CatalogRequest) -> Iterator[RawInput]:
 
 def parse(raw: RawInput, source: str = "catalog") -> ParseResult:
     """Long-format CSV bytes -> schema table. Rows with missing/non-finite values are quarantined."""
-    compression = "gzip" if raw.name.endswith(".gz") else None
+    compression = "gzip" if raw.data[:2] == b"\x1f\x8b" else None  # by magic: readers may inflate already
     try:
         stream = pa.input_stream(pa.BufferReader(raw.data), compression=compression)
         table = pacsv.read_csv(

@@ -87,13 +87,33 @@ def fetch(request: ZtfRequest) -> Iterator[RawInput]:
 
 def iter_tarball(path: Path) -> Iterator[RawInput]:
     """Stream the ``.avro`` members of a ZTF nightly archive (``ztf_public_YYYYMMDD.tar.gz``)."""
-    with tarfile.open(path, mode="r|*") as tar:
-        for member in tar:
-            if not member.isfile() or not member.name.endswith(".avro"):
-                continue
-            handle = tar.extractfile(member)
-            if handle is not None:
-                yield RawInput(f"{path}!{member.name}", handle.read())
+    with open(path, "rb") as handle:
+        yield from _iter_tar(str(path), tarfile.open(fileobj=handle, mode="r|*"))
+
+
+def iter_tarball_bytes(name: str, data: bytes) -> Iterator[RawInput]:
+    """Same as :func:`iter_tarball` for a tarball already in memory; an unreadable one is one bad input."""
+    try:
+        tar = tarfile.open(fileobj=io.BytesIO(data), mode="r|*")
+    except tarfile.TarError as exc:
+        yield RawInput(name, b"")  # parse() quarantines empty bytes with the reason below
+        log.warning("unreadable tarball %s: %s", name, exc)
+        return
+    yield from _iter_tar(name, tar)
+
+
+def _iter_tar(name: str, tar: tarfile.TarFile) -> Iterator[RawInput]:
+    with tar:
+        try:
+            for member in tar:
+                if not member.isfile() or not member.name.endswith(".avro"):
+                    continue
+                handle = tar.extractfile(member)
+                if handle is not None:
+                    yield RawInput(f"{name}!{member.name}", handle.read())
+        except (tarfile.TarError, EOFError, OSError) as exc:
+            log.warning("tarball %s is truncated: %s", name, exc)
+            yield RawInput(f"{name}!<truncated>", b"")
 
 
 def read_records(data: bytes) -> list[dict[str, Any]]:

@@ -1,0 +1,198 @@
+"""A trained ProtoNet ready to answer: encoder + prototypes + open-set calibration + neighbours.
+
+Saved as a folder (``weights.pt``, ``bundle.json``, ``arrays.npz``) that MLflow stores as the
+model's artifact. Importable with numpy + torch alone.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from cosmic_ray.model import LightCurveEncoder, ProtoNetConfig, squared_distances
+
+
+@dataclass
+class Prediction:
+    object_id: str
+    label: str
+    probabilities: dict[str, float]
+    open_set_score: float
+    novel: bool
+    neighbours: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class ProtoNetClassifier:
+    arch: ProtoNetConfig
+    state_dict: dict[str, torch.Tensor]
+    class_names: list[str]
+    prototypes: np.ndarray  # (K, D)
+    feat_mean: np.ndarray  # (F,)
+    feat_std: np.ndarray  # (F,)
+    calibration: np.ndarray  # sorted nearest-prototype distances of held-out known-class objects
+    ref_embeddings: np.ndarray  # (R, D) reference objects for explanation by example
+    ref_ids: np.ndarray  # (R,)
+    ref_labels: np.ndarray  # (R,)
+    max_len: int
+    meta: dict[str, Any] = field(default_factory=dict)
+    novelty_threshold: float = 0.95
+
+    def __post_init__(self) -> None:
+        self._encoder = LightCurveEncoder(self.arch)
+        self._encoder.load_state_dict(self.state_dict)
+        self._encoder.eval()
+
+    # --- inputs ---
+    def normalise_feats(self, feats: np.ndarray) -> np.ndarray:
+        z = (feats - self.feat_mean) / self.feat_std
+        return np.clip(np.nan_to_num(z, nan=0.0, posinf=5.0, neginf=-5.0), -5, 5).astype(np.float32)
+
+    @torch.no_grad()
+    def embed(self, seq: np.ndarray, length: np.ndarray, feats: np.ndarray) -> np.ndarray:
+        """(N, L, C), (N,), raw (N, F) -> (N, D) embeddings."""
+        if len(seq) == 0:
+            return np.zeros((0, self.arch.embed_dim), dtype=np.float32)
+        out = self._encoder(
+            torch.from_numpy(np.ascontiguousarray(seq, dtype=np.float32)),
+            torch.from_numpy(np.asarray(length, dtype=np.int64)),
+            torch.from_numpy(self.normalise_feats(feats)),
+        )
+        return out.numpy()
+
+    # --- scores ---
+    def open_set_score(self, min_dist: np.ndarray) -> np.ndarray:
+        """Fraction of held-out known-class objects closer to their prototype: ~U(0,1) for known, -> 1 for unknown."""
+        return np.searchsorted(self.calibration, min_dist, side="right") / max(len(self.calibration), 1)
+
+    def predict_arrays(self, object_ids: np.ndarray, seq: np.ndarray, length: np.ndarray, feats: np.ndarray, neighbours: int = 5) -> list[Prediction]:
+        emb = self.embed(seq, length, feats)  # (N, D)
+        d2 = squared_distances(torch.from_numpy(emb), torch.from_numpy(self.prototypes)).numpy()  # (N, K)
+        logits = -d2
+        probs = np.exp(logits - logits.max(axis=1, keepdims=True))
+        probs /= probs.sum(axis=1, keepdims=True)
+        scores = self.open_set_score(np.sqrt(d2.min(axis=1)))
+        preds = []
+        ref_d = None
+        if neighbours and len(self.ref_embeddings):
+            ref_d = np.sqrt(squared_distances(torch.from_numpy(emb), torch.from_numpy(self.ref_embeddings)).numpy())
+        for i, oid in enumerate(object_ids):
+            near = []
+            if ref_d is not None:
+                order = np.argsort(ref_d[i])[:neighbours]
+                near = [
+                    {"object_id": str(self.ref_ids[j]), "label": str(self.ref_labels[j]), "distance": float(ref_d[i, j])}
+                    for j in order
+                ]
+            preds.append(
+                Prediction(
+                    object_id=str(oid),
+                    label=self.class_names[int(probs[i].argmax())],
+                    probabilities={c: float(p) for c, p in zip(self.class_names, probs[i])},
+                    open_set_score=float(scores[i]),
+                    novel=bool(scores[i] > self.novelty_threshold),
+                    neighbours=near,
+                )
+            )
+        return preds
+
+    def predict_features(self, arrays: dict[str, np.ndarray], neighbours: int = 5) -> list[Prediction]:
+        return self.predict_arrays(arrays["object_id"], arrays["seq"], arrays["length"], arrays["feats"], neighbours)
+
+    # --- persistence ---
+    def save(self, folder: Path | str) -> Path:
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        torch.save(self.state_dict, folder / "weights.pt")
+        np.savez(
+            folder / "arrays.npz",
+            prototypes=self.prototypes,
+            feat_mean=self.feat_mean,
+            feat_std=self.feat_std,
+            calibration=self.calibration,
+            ref_embeddings=self.ref_embeddings,
+            ref_ids=self.ref_ids.astype(str),
+            ref_labels=self.ref_labels.astype(str),
+        )
+        bundle = {
+            "arch": self.arch.to_dict(),
+            "class_names": self.class_names,
+            "max_len": self.max_len,
+            "meta": self.meta,
+            "novelty_threshold": self.novelty_threshold,
+        }
+        (folder / "bundle.json").write_text(json.dumps(bundle, indent=2, default=str))
+        return folder
+
+    @classmethod
+    def load(cls, folder: Path | str) -> "ProtoNetClassifier":
+        folder = Path(folder)
+        bundle = json.loads((folder / "bundle.json").read_text())
+        arrays = np.load(folder / "arrays.npz", allow_pickle=False)
+        return cls(
+            arch=ProtoNetConfig(**bundle["arch"]),
+            state_dict=torch.load(folder / "weights.pt", map_location="cpu", weights_only=True),
+            class_names=list(bundle["class_names"]),
+            prototypes=arrays["prototypes"],
+            feat_mean=arrays["feat_mean"],
+            feat_std=arrays["feat_std"],
+            calibration=arrays["calibration"],
+            ref_embeddings=arrays["ref_embeddings"],
+            ref_ids=arrays["ref_ids"],
+            ref_labels=arrays["ref_labels"],
+            max_len=int(bundle["max_len"]),
+            meta=bundle.get("meta", {}),
+            novelty_threshold=float(bundle.get("novelty_threshold", 0.95)),
+        )
+
+
+def build_classifier(
+    state_dict: dict[str, torch.Tensor],
+    arch: ProtoNetConfig,
+    data: "TrainingSet",
+    feat_mean: np.ndarray,
+    feat_std: np.ndarray,
+    max_len: int,
+    meta: dict[str, Any] | None = None,
+    max_refs: int = 5000,
+) -> ProtoNetClassifier:
+    """Turn trained weights into a classifier: prototypes from the training objects, open-set
+    calibration from the held-out ones, training objects as neighbours for explanations."""
+    clf = ProtoNetClassifier(
+        arch=arch,
+        state_dict=state_dict,
+        class_names=list(data.class_names),
+        prototypes=np.zeros((len(data.class_names), arch.embed_dim), dtype=np.float32),
+        feat_mean=feat_mean,
+        feat_std=feat_std,
+        calibration=np.zeros(1),
+        ref_embeddings=np.zeros((0, arch.embed_dim), dtype=np.float32),
+        ref_ids=np.asarray([], dtype=str),
+        ref_labels=np.asarray([], dtype=str),
+        max_len=max_len,
+        meta=meta or {},
+    )
+    # data.feats are already normalised: embed with identity normalisation
+    with torch.no_grad():
+        emb = clf._encoder(
+            torch.from_numpy(data.seq), torch.from_numpy(data.length), torch.from_numpy(data.feats)
+        ).numpy()  # (N, D)
+    tr, va = data.train_idx, data.val_idx
+    protos = np.stack([emb[tr][data.labels[tr] == k].mean(axis=0) for k in range(len(data.class_names))])  # (K, D)
+    clf.prototypes = protos.astype(np.float32)
+    held_out = va if len(va) else tr
+    d = np.sqrt(squared_distances(torch.from_numpy(emb[held_out]), torch.from_numpy(clf.prototypes)).numpy())
+    clf.calibration = np.sort(d.min(axis=1))
+    refs = tr[:max_refs]
+    clf.ref_embeddings = emb[refs].astype(np.float32)
+    clf.ref_ids = np.asarray(data.object_id[refs], dtype=str)
+    clf.ref_labels = np.asarray([data.class_names[k] for k in data.labels[refs]], dtype=str)
+    return clf
+
+
+from cosmic_ray.train import TrainingSet  # noqa: E402  (type used above; torch + numpy only)

@@ -1,0 +1,83 @@
+"""Light-curve encoder + prototypical head (torch only, no Ray)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+
+
+@dataclass(frozen=True)
+class ProtoNetConfig:
+    """Architecture; stored with the weights so any model can be rebuilt."""
+
+    seq_channels: int
+    n_feats: int
+    hidden: int = 64
+    embed_dim: int = 32
+    layers: int = 1
+    dropout: float = 0.1
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class LightCurveEncoder(nn.Module):
+    """GRU over the irregular multi-band sequence + MLP over the extracted features."""
+
+    def __init__(self, cfg: ProtoNetConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.gru = nn.GRU(cfg.seq_channels, cfg.hidden, num_layers=cfg.layers, batch_first=True)
+        self.feat_mlp = nn.Sequential(nn.Linear(cfg.n_feats, cfg.hidden), nn.GELU(), nn.Dropout(cfg.dropout))
+        self.head = nn.Sequential(
+            nn.Linear(2 * cfg.hidden, cfg.hidden), nn.GELU(), nn.Dropout(cfg.dropout), nn.Linear(cfg.hidden, cfg.embed_dim)
+        )
+
+    def forward(self, seq: torch.Tensor, length: torch.Tensor, feats: torch.Tensor) -> torch.Tensor:
+        # seq (B, L, C), length (B,), feats (B, F) -> (B, D)
+        lengths = length.clamp(min=1).cpu()
+        packed = nn.utils.rnn.pack_padded_sequence(seq, lengths, batch_first=True, enforce_sorted=False)
+        _, h = self.gru(packed)  # h (layers, B, H)
+        z = torch.cat([h[-1], self.feat_mlp(feats)], dim=-1)  # (B, 2H)
+        return self.head(z)  # (B, D)
+
+
+def prototypes(embeddings: torch.Tensor, labels: torch.Tensor, n_classes: int) -> torch.Tensor:
+    """Mean embedding per class: (N, D), (N,) -> (n_classes, D). Classes without members get NaN."""
+    d = embeddings.shape[-1]
+    sums = torch.zeros(n_classes, d, dtype=embeddings.dtype, device=embeddings.device)
+    sums.index_add_(0, labels, embeddings)
+    counts = torch.bincount(labels, minlength=n_classes).to(embeddings.dtype).unsqueeze(1)
+    return sums / counts  # 0/0 -> NaN for empty classes
+
+
+def squared_distances(x: torch.Tensor, protos: torch.Tensor) -> torch.Tensor:
+    """(N, D), (K, D) -> (N, K) squared Euclidean distances."""
+    return torch.cdist(x, protos).pow(2)
+
+
+def proto_logits(query: torch.Tensor, protos: torch.Tensor) -> torch.Tensor:
+    """Logits are negative squared distances to the prototypes: (N, D), (K, D) -> (N, K)."""
+    return -squared_distances(query, protos)
+
+
+def episode_loss(embed_support: torch.Tensor, embed_query: torch.Tensor, n_way: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Prototypical loss of one episode.
+
+    Args:
+        embed_support: (n_way * k_shot, D), class-major order.
+        embed_query: (n_way * n_query, D), class-major order.
+
+    Returns:
+        (loss, accuracy) scalars.
+    """
+    k = embed_support.shape[0] // n_way
+    q = embed_query.shape[0] // n_way
+    protos = embed_support.view(n_way, k, -1).mean(dim=1)  # (n_way, D)
+    logits = proto_logits(embed_query, protos)  # (n_way*q, n_way)
+    target = torch.arange(n_way, device=logits.device).repeat_interleave(q)
+    loss = nn.functional.cross_entropy(logits, target)
+    acc = (logits.argmax(dim=1) == target).float().mean()
+    return loss, acc

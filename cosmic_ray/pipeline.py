@@ -1,0 +1,174 @@
+"""The main job's stages as library functions: ingest the defaults, train from the lake, register.
+
+Entrypoints (CLI, jobs/retrain.py, tests) call these and check what they return.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+
+from cosmic_ray.config import GateConfig, Settings, TrainConfig
+from cosmic_ray.ingest import IngestSummary, ingest
+from cosmic_ray.lake import Lake
+
+log = logging.getLogger(__name__)
+
+LABELLED_SOURCES = ["catalog", "ztf_bts", "simulated"]
+
+
+@dataclass(frozen=True)
+class DefaultInputs:
+    alerts: list[Path]
+    catalogs: list[Path]
+    simulated: bool
+
+
+def default_inputs(settings: Settings) -> DefaultInputs:
+    """Real data from ``COSMIC_RAY_SHARED_DATA`` when present; otherwise a SIMULATED stream and catalogue."""
+    shared = settings.shared_data_dir
+    if shared is not None and (shared / "ztf-bts" / "bts_dev_lightcurves.csv.gz").exists():
+        return DefaultInputs(
+            alerts=[shared / "ztf-alerts"],
+            catalogs=[shared / "ztf-bts" / "bts_dev_lightcurves.csv.gz"],
+            simulated=False,
+        )
+    from cosmic_ray import simulate
+
+    sim = settings.home_dir / "simulated"
+    log.warning("no shared data at %s: using a SIMULATED alert stream and catalogue in %s", settings.shared_data, sim)
+    catalog = simulate.write_labelled_catalog(sim / "SIMULATED_labelled_lightcurves.csv.gz")
+    simulate.write_alert_stream(sim / "alerts")
+    return DefaultInputs(alerts=[sim / "alerts"], catalogs=[catalog], simulated=True)
+
+
+def ingest_defaults(settings: Settings, inputs: DefaultInputs) -> list[IngestSummary]:
+    return [
+        ingest("ztf", inputs.alerts, settings.lake_dir, settings.quarantine_dir),
+        ingest("catalog", inputs.catalogs, settings.lake_dir, settings.quarantine_dir),
+    ]
+
+
+@dataclass
+class TrainReport:
+    model_name: str
+    version: str
+    run_id: str
+    classes: list[str]
+    metrics: dict[str, float]
+    history: list[dict[str, float]]
+    gate: dict[str, Any]
+    seconds: float
+    dataset: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def lake_snapshot(lake: Lake, sources: list[str] | None = None) -> dict[str, Any]:
+    """File list + hashes + row counts: what a model was trained on."""
+    import pyarrow.parquet as pq
+
+    files = []
+    for path in lake.files():
+        if sources and not any(f"source={s}" in str(path) for s in sources):
+            continue
+        files.append(
+            {
+                "path": str(path.relative_to(lake.root)),
+                "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+                "rows": pq.ParquetFile(path).metadata.num_rows,
+            }
+        )
+    return {"lake": str(lake.root), "files": files, "rows": sum(f["rows"] for f in files)}
+
+
+def train_from_lake(settings: Settings, cfg: TrainConfig, gate: GateConfig | None = None, storage_path: Path | None = None) -> TrainReport:
+    """Featurize the labelled lake with Ray Data, train with Ray Train, log, register and gate.
+
+    Raises:
+        TrainingError: too little labelled data.
+    """
+    from cosmic_ray import registry
+    from cosmic_ray.classifier import build_classifier
+    from cosmic_ray.evaluate import classification_metrics
+    from cosmic_ray.features import featurize_with_ray
+    from cosmic_ray.model import ProtoNetConfig
+    from cosmic_ray.train import fit
+    from cosmic_ray.trainset import build_training_set
+
+    start = time.perf_counter()
+    gate = gate or GateConfig()
+    lake = Lake(settings.lake_dir)
+    table = lake.read(sources=LABELLED_SOURCES)
+    log.info("featurizing %d labelled points with Ray Data", table.num_rows)
+    arrays = featurize_with_ray(table, cfg.data.max_len)
+    data, stats = build_training_set(arrays, cfg.data, cfg.validation_fraction, cfg.seed)
+    arch = ProtoNetConfig(
+        seq_channels=data.seq.shape[2],
+        n_feats=data.feats.shape[1],
+        hidden=cfg.model.hidden,
+        embed_dim=cfg.model.embed_dim,
+        layers=cfg.model.layers,
+        dropout=cfg.model.dropout,
+    )
+    episodes = cfg.episodes.model_dump()
+    # an episode cannot ask for more classes than the data has
+    episodes["n_way"] = min(episodes["n_way"], len(data.class_names))
+    log.info("training on %d objects of %s with Ray Train", len(data.labels), data.class_names)
+    out = fit(
+        data,
+        arch,
+        epochs=cfg.epochs,
+        lr=cfg.lr,
+        episodes=episodes,
+        seed=cfg.seed,
+        num_workers=cfg.scaling.num_workers,
+        use_gpu=cfg.scaling.use_gpu,
+        storage_path=storage_path or settings.checkpoints_dir,
+    )
+    dataset = lake_snapshot(lake, LABELLED_SOURCES)
+    dataset["objects"] = int(len(data.labels))
+    dataset["classes"] = {c: int((data.labels == k).sum()) for k, c in enumerate(data.class_names)}
+    classifier = build_classifier(
+        out.state_dict, arch, data, stats.mean, stats.std, cfg.data.max_len,
+        meta={"trained_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "dataset_rows": dataset["rows"], "objects": dataset["objects"]},
+    )
+    # validation: nearest prototype on held-out objects (features stored normalised -> use raw path via stats)
+    val = data.val_idx
+    raw_feats = data.feats[val] * stats.std + stats.mean
+    preds = classifier.predict_arrays(data.object_id[val], data.seq[val], data.length[val], raw_feats, neighbours=0)
+    truth = [data.class_names[k] for k in data.labels[val]]
+    evaluation = classification_metrics(truth, [p.label for p in preds], data.class_names)
+    metrics = {
+        "balanced_accuracy": evaluation["balanced_accuracy"],
+        "macro_f1": evaluation["macro_f1"],
+        "accuracy": evaluation["accuracy"],
+        "train_seconds": out.seconds,
+        "episodes_per_second": out.episodes_per_second,
+        "chance_accuracy": 1.0 / len(data.class_names),
+    }
+    params = {"train": cfg.model_dump(), "arch": arch.to_dict(), "classes": data.class_names, "gate": gate.model_dump()}
+    registered = registry.log_and_register(
+        settings, classifier, params, out.history, metrics, dataset=dataset, artifacts={"validation": evaluation}
+    )
+    decision = registry.promote_if_better(settings, registered, gate.metric, gate.min_gain)
+    return TrainReport(
+        model_name=registered.name,
+        version=registered.version,
+        run_id=registered.run_id,
+        classes=list(data.class_names),
+        metrics=metrics,
+        history=out.history,
+        gate=asdict(decision),
+        seconds=round(time.perf_counter() - start, 2),
+        dataset={"rows": dataset["rows"], "files": len(dataset["files"]), "objects": dataset["objects"], "classes": dataset["classes"]},
+    )
+
+

@@ -1,0 +1,190 @@
+"""Model tracking and registry: the only module that imports mlflow.
+
+Each training run logs its resolved config, per-epoch metrics and the model (an MLflow pyfunc
+whose artifact is the classifier folder), registers a version, and moves the ``production``
+alias only when the gate says the new version is better.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import numpy as np
+import pandas as pd
+from mlflow.models import ModelSignature
+from mlflow.tracking import MlflowClient
+from mlflow.types import ColSpec, Schema
+
+from cosmic_ray.classifier import ProtoNetClassifier
+from cosmic_ray.config import Settings
+from cosmic_ray.errors import ModelNotFoundError
+
+log = logging.getLogger(__name__)
+
+EXPERIMENT = "cosmic-ray"
+PRODUCTION = "production"
+
+SIGNATURE = ModelSignature(
+    inputs=Schema(
+        [ColSpec("string", "object_id"), ColSpec("double", "mjd"), ColSpec("string", "band"), ColSpec("double", "mag"), ColSpec("double", "magerr")]
+    ),
+    outputs=Schema([ColSpec("string", "object_id"), ColSpec("string", "label"), ColSpec("double", "open_set_score")]),
+)
+
+
+class CosmicRayPyFunc(mlflow.pyfunc.PythonModel):
+    """MLflow face of the classifier: points (long format) in, one row per object out."""
+
+    def load_context(self, context) -> None:
+        self.classifier = ProtoNetClassifier.load(context.artifacts["bundle"])
+
+    def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
+        from cosmic_ray.features import featurize
+        from cosmic_ray.lightcurve import rows_to_table
+
+        rows = model_input.assign(source="user", is_limit=False, night="").to_dict("records")
+        arrays = featurize(rows_to_table(rows), self.classifier.max_len)
+        preds = self.classifier.predict_features(arrays, neighbours=0)
+        return pd.DataFrame(
+            {"object_id": [p.object_id for p in preds], "label": [p.label for p in preds], "open_set_score": [p.open_set_score for p in preds]}
+        )
+
+
+@dataclass(frozen=True)
+class RegisteredModel:
+    name: str
+    version: str
+    run_id: str
+
+    @property
+    def uri(self) -> str:
+        return f"models:/{self.name}/{self.version}"
+
+
+@dataclass(frozen=True)
+class GateDecision:
+    promoted: bool
+    metric: str
+    candidate: float
+    production: float | None
+    reason: str
+
+
+def configure(settings: Settings) -> MlflowClient:
+    """Point mlflow at the settings' tracking URI and make sure the experiment stores artifacts under home."""
+    settings.home_dir.mkdir(parents=True, exist_ok=True)
+    mlflow.set_tracking_uri(settings.tracking_uri)
+    client = MlflowClient()
+    if client.get_experiment_by_name(EXPERIMENT) is None:
+        location = None
+        if settings.tracking_uri.startswith("sqlite:"):
+            settings.mlflow_artifacts_dir.mkdir(parents=True, exist_ok=True)
+            location = settings.mlflow_artifacts_dir.as_uri()
+        client.create_experiment(EXPERIMENT, artifact_location=location)
+    mlflow.set_experiment(EXPERIMENT)
+    return client
+
+
+def log_and_register(
+    settings: Settings,
+    classifier: ProtoNetClassifier,
+    params: dict[str, Any],
+    history: list[dict[str, float]],
+    metrics: dict[str, float],
+    dataset: dict[str, Any] | None = None,
+    artifacts: dict[str, Any] | None = None,
+) -> RegisteredModel:
+    """Log one training run (config, per-epoch metrics, model) and register a model version."""
+    configure(settings)
+    with mlflow.start_run() as run, tempfile.TemporaryDirectory() as tmp:
+        mlflow.log_params(_flatten(params))
+        mlflow.log_dict(params, "config/resolved_config.json")
+        for step, h in enumerate(history):
+            mlflow.log_metrics({k: float(v) for k, v in h.items() if k != "epoch"}, step=step)
+        mlflow.log_metrics({k: float(v) for k, v in metrics.items()})
+        if dataset:
+            mlflow.log_dict(dataset, "data/dataset.json")
+        for name, value in (artifacts or {}).items():
+            mlflow.log_dict(value, f"evaluation/{name}.json")
+        bundle = classifier.save(Path(tmp) / "bundle")
+        info = mlflow.pyfunc.log_model(
+            name="model",
+            python_model=CosmicRayPyFunc(),
+            artifacts={"bundle": str(bundle)},
+            signature=SIGNATURE,
+            registered_model_name=settings.model_name,
+        )
+        version = str(info.registered_model_version)
+    log.info("registered %s version %s (run %s)", settings.model_name, version, run.info.run_id)
+    return RegisteredModel(settings.model_name, version, run.info.run_id)
+
+
+def production_version(settings: Settings) -> RegisteredModel | None:
+    client = configure(settings)
+    try:
+        mv = client.get_model_version_by_alias(settings.model_name, PRODUCTION)
+    except mlflow.exceptions.MlflowException:
+        return None
+    return RegisteredModel(settings.model_name, str(mv.version), mv.run_id)
+
+
+def promote_if_better(settings: Settings, candidate: RegisteredModel, metric: str, min_gain: float = 0.0) -> GateDecision:
+    """Move ``production`` to ``candidate`` if it beats the current production on ``metric``.
+
+    The decision and its figures are recorded on the candidate's run (metrics + tags).
+    """
+    client = configure(settings)
+    current = production_version(settings)
+    value = client.get_run(candidate.run_id).data.metrics[metric]
+    if current is None:
+        decision = GateDecision(True, metric, value, None, "no model in production yet")
+    else:
+        prod = client.get_run(current.run_id).data.metrics.get(metric, float("-inf"))
+        better = value - prod > min_gain
+        reason = f"{metric} {value:.4f} vs production v{current.version} {prod:.4f} (min gain {min_gain})"
+        decision = GateDecision(better, metric, value, prod, ("beats " if better else "does not beat ") + reason)
+    if decision.promoted:
+        client.set_registered_model_alias(settings.model_name, PRODUCTION, candidate.version)
+    client.set_tag(candidate.run_id, "gate.promoted", str(decision.promoted))
+    client.set_tag(candidate.run_id, "gate.reason", decision.reason)
+    client.log_metric(candidate.run_id, "gate_promoted", float(decision.promoted))
+    log.info("gate: %s", decision.reason)
+    return decision
+
+
+def load_model(settings: Settings, version: str | None = None) -> tuple[ProtoNetClassifier, RegisteredModel]:
+    """The classifier of a registered version (default: the one under the production alias).
+
+    Raises:
+        ModelNotFoundError: nothing is registered under that name/alias.
+    """
+    client = configure(settings)
+    try:
+        if version is None:
+            mv = client.get_model_version_by_alias(settings.model_name, PRODUCTION)
+        else:
+            mv = client.get_model_version(settings.model_name, version)
+    except mlflow.exceptions.MlflowException as exc:
+        raise ModelNotFoundError(
+            f"no model {settings.model_name}@{version or PRODUCTION} in {settings.tracking_uri}: run `cosmic-ray train` first"
+        ) from exc
+    model = mlflow.pyfunc.load_model(f"models:/{settings.model_name}/{mv.version}")
+    classifier = model.unwrap_python_model().classifier
+    return classifier, RegisteredModel(settings.model_name, str(mv.version), mv.run_id)
+
+
+def _flatten(params: dict[str, Any], prefix: str = "") -> dict[str, str]:
+    out: dict[str, str] = {}
+    for key, value in params.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(_flatten(value, f"{name}."))
+        else:
+            out[name] = json.dumps(value, default=str) if isinstance(value, (list, tuple)) else str(value)
+    return out

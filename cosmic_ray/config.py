@@ -18,7 +18,7 @@ from cosmic_ray.errors import ConfigError
 class Settings(BaseSettings):
     """Where state lives and how to reach each service. Every field is an env var ``COSMIC_RAY_*``."""
 
-    model_config = SettingsConfigDict(env_prefix="COSMIC_RAY_", env_file=".env", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="COSMIC_RAY_", env_file=".env", extra="ignore", populate_by_name=True)
 
     home: Path = Field(default=Path("~/.cosmic_ray"), description="Folder holding all state.")
     shared_data: Path = Field(default=Path("../shared/data"), description="Real public data.")
@@ -27,6 +27,11 @@ class Settings(BaseSettings):
     dashboard_host: str = "127.0.0.1"
     dashboard_port: int = 8265
     ray_address: str | None = Field(default=None, validation_alias=AliasChoices("RAY_ADDRESS", "COSMIC_RAY_RAY_ADDRESS"))
+    ray_auth_mode: str = Field(
+        default="token",
+        validation_alias=AliasChoices("RAY_AUTH_MODE", "COSMIC_RAY_RAY_AUTH_MODE"),
+        description="Ray 2.60 token auth: clients connecting by address need RAY_AUTH_MODE=token.",
+    )
     mlflow_tracking_uri: str | None = Field(
         default=None, validation_alias=AliasChoices("MLFLOW_TRACKING_URI", "COSMIC_RAY_MLFLOW_TRACKING_URI")
     )

@@ -14,6 +14,10 @@ from types import ModuleType
 REGISTRY: dict[str, str] = {
     "ztf": "cosmic_ray.sources.ztf",
     "catalog": "cosmic_ray.sources.catalog",
+    "tess": "cosmic_ray.sources.tess",
+    "mast": "cosmic_ray.sources.mast",
+    "irsa": "cosmic_ray.sources.irsa",
+    "catalogs": "cosmic_ray.sources.catalogs",
 }
 
 

@@ -1,0 +1,100 @@
+"""Pydantic models at the API boundary (requests and responses of the FastAPI ingress)."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+MAX_POINTS = 5000
+
+
+class PointIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    mjd: float = Field(description="Modified Julian Date of the observation.")
+    band: str = Field(min_length=1, max_length=16, description="g, r, i for ZTF; <survey>_<filter> otherwise.")
+    mag: float = Field(description="AB magnitude (limiting magnitude when is_limit).")
+    magerr: float = Field(default=0.0, ge=0, le=10)
+    is_limit: bool = False
+
+    @field_validator("mjd", "mag", "magerr")
+    @classmethod
+    def _finite(cls, value: float) -> float:
+        if not math.isfinite(value):
+            raise ValueError("must be a finite number")
+        return value
+
+
+class LightCurveIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    object_id: str = Field(min_length=1, max_length=128)
+    points: list[PointIn] = Field(min_length=1, max_length=MAX_POINTS)
+
+
+class PredictRequest(BaseModel):
+    """Exactly one of ``alert`` (a ZTF alert as JSON: the Avro record, cutouts omitted) or ``lightcurve``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    alert: dict[str, Any] | None = None
+    lightcurve: LightCurveIn | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> "PredictRequest":
+        if (self.alert is None) == (self.lightcurve is None):
+            raise ValueError("give exactly one of 'alert' or 'lightcurve'")
+        return self
+
+
+class BatchRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    items: list[PredictRequest] = Field(min_length=1)
+
+
+class Neighbour(BaseModel):
+    object_id: str
+    label: str
+    distance: float
+
+
+class PredictResponse(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+    object_id: str
+    class_: str = Field(serialization_alias="class", validation_alias="class", description="Predicted class.")
+    probabilities: dict[str, float]
+    open_set_score: float = Field(description="0..1; high means the object fits no known class.")
+    novel: bool
+    rare: bool
+    neighbours: list[Neighbour]
+    model_version: str
+    latency_ms: float
+
+
+class BatchResponse(BaseModel):
+    results: list[PredictResponse]
+    model_version: str
+    latency_ms: float
+
+
+class ModelInfo(BaseModel):
+    name: str
+    version: str
+    run_id: str
+    classes: list[str]
+    trained_at: str | None = None
+    meta: dict[str, Any] = Field(default_factory=dict)
+    last_reload_error: str | None = None
+
+
+class Health(BaseModel):
+    status: str
+    model_version: str
+
+
+class ErrorResponse(BaseModel):
+    detail: Any

@@ -1,0 +1,520 @@
+"""Labelled rare-class catalogues -> light-curve points (the documented long format, AB mags).
+
+Three catalogues, each a photometry table plus companion files:
+
+=========  =======================================  ===========================  ===========
+catalogue  photometry                               companions                   label
+=========  =======================================  ===========================  ===========
+``slsne``  ``slsne_photometry_long.csv.gz``         ``sne_data.txt`` (RA/Dec)    ``SLSN-I``
+``tde``    ``tde_photometry_mag_long.csv.gz``       ``tde_objects.csv`` (RA/Dec)  ``TDE``
+``alerce`` ``30_sne_detections_corr.csv``           ``30_sne_non_detections.csv``,  as given
+                                                    ``30_sne_labels.csv``
+=========  =======================================  ===========================  ===========
+
+Conventions (the long format ``object_id,label,mjd,band,mag,magerr[,is_limit][,source]``):
+
+* Magnitudes are AB. Vega magnitudes are converted here, once, by :func:`ab_offset` from the
+  table :data:`VEGA_TO_AB`; a row whose system/filter cannot be converted (unfiltered ``C``
+  photometry, HST Vega magnitudes, W1/W2 that could be Swift or WISE) is dropped and
+  quarantined with its reason. A row without a ``system`` takes its filter's native system
+  (:data:`NATIVE_SYSTEM`: SDSS-like ugriz/ATLAS/GALEX are AB, Johnson-Cousins, 2MASS, WISE and
+  Swift/UVOT are Vega) unless ``assume_native_system=False``.
+* Bands are ``g``/``r``/``i`` for ZTF, ``<survey>_<filter>`` otherwise (``atlas_o``,
+  ``swift_UVW2``, ``ptf_R`` ...).
+* Upper limits have ``is_limit`` true, the limiting magnitude in ``mag`` and no flux.
+* SLSN magnitudes are the catalogue's ``Mag`` column, which is corrected for Milky-Way
+  extinction (``Raw`` is the observed value and is missing for a third of the rows); rows the
+  catalogue flags ``Ignore`` are quarantined. ALeRCE magnitudes are the alert ``magpsf``
+  (difference photometry, sign from ``isdiffpos``), like ``ztf_alert`` rows.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import re
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+from astropy import units as u
+from astropy.coordinates import SkyCoord
+
+from cosmic_ray.errors import SourceError
+from cosmic_ray.lightcurve import SCHEMA, ZTF_FID_TO_BAND, conform, jd_to_mjd, mjd_to_nights
+from cosmic_ray.sources.ztf import AB_ZP_UJY, ParseResult, RawInput
+from cosmic_ray.taxonomy import to_coarse
+
+log = logging.getLogger(__name__)
+
+NAME = "catalogs"
+
+# ----------------------------------------------------------------------------- magnitude systems
+
+# m_AB - m_Vega, per filter family and filter; AB = Vega + offset.
+# Johnson-Cousins UBVRI, SDSS ugriz and 2MASS JHKs: Blanton & Roweis 2007, AJ 133, 734, Table 1
+#   (K is taken as Ks).
+# Swift/UVOT UVW2, UVM2, UVW1, U, B, V: Breeveld et al. 2011, AIP Conf. Proc. 1358, 373, Table 1.
+# WISE W1-W4: Jarrett et al. 2011, ApJ 735, 112, and the WISE All-Sky explanatory supplement 4.4h.
+VEGA_TO_AB: dict[str, dict[str, u.Quantity]] = {
+    "standard": {
+        "U": 0.79 * u.mag, "B": -0.09 * u.mag, "V": 0.02 * u.mag, "R": 0.21 * u.mag, "I": 0.45 * u.mag,
+        "u": 0.91 * u.mag, "g": -0.08 * u.mag, "r": 0.16 * u.mag, "i": 0.37 * u.mag, "z": 0.54 * u.mag,
+        "J": 0.91 * u.mag, "H": 1.39 * u.mag, "Ks": 1.85 * u.mag, "K": 1.85 * u.mag,
+    },
+    "swift": {
+        "UVW2": 1.73 * u.mag, "UVM2": 1.69 * u.mag, "UVW1": 1.51 * u.mag,
+        "U": 1.02 * u.mag, "B": -0.13 * u.mag, "V": -0.01 * u.mag,
+    },
+    "wise": {"W1": 2.699 * u.mag, "W2": 3.339 * u.mag, "W3": 5.174 * u.mag, "W4": 6.620 * u.mag},
+}
+
+# The system a filter's magnitudes are quoted in when a catalogue row does not say.
+NATIVE_SYSTEM: dict[str, str] = {
+    **{f: "AB" for f in ("u", "g", "r", "i", "z", "y", "w", "o", "c", "G", "NUV", "FUV")},
+    **{f: "Vega" for f in ("U", "B", "V", "R", "I", "J", "H", "K", "Ks", "W1", "W2", "W3", "W4")},
+    **{f: "Vega" for f in ("UVW2", "UVM2", "UVW1")},  # UVOT's own system
+}
+
+_FILTER_ALIASES = {"orange": "o", "cyan": "c"}
+_SWIFT_SHORT = {"W1": "UVW1", "W2": "UVW2", "M2": "UVM2"}
+_SURVEY_ALIASES = {
+    "panstarrs1": "ps1", "panstarrs": "ps1", "gpc1": "ps1", "gpc": "ps1", "atlas1": "atlas", "acam1": "atlas",
+    "asassn1": "asassn", "uvot": "swift", "flwo48": "flwo", "lcogt": "lco", "ptf48inch": "ptf",
+    "ptf60inch": "p60", "cfh12k": "ptf",
+}
+_MISSING = {"", "--", "nan", "none"}
+
+
+def _text(value: Any) -> str:
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return ""
+    text = str(value).strip()
+    return "" if text.lower() in _MISSING else text
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]", "", text.lower())
+
+
+def filter_family(telescope: Any, instrument: Any, filter_name: str) -> str:
+    """``swift``, ``wise`` or ``standard``: which Vega->AB table a filter is read from."""
+    tel, inst = _slug(_text(telescope)), _slug(_text(instrument))
+    if "swift" in (tel, inst) or "uvot" in (tel, inst) or filter_name in ("UVW2", "UVM2", "UVW1"):
+        return "swift"
+    if filter_name in ("W1", "W2", "W3", "W4"):
+        return "wise"
+    return "standard"
+
+
+def canonical_filter(filter_name: Any, telescope: Any = None, instrument: Any = None) -> str:
+    """Filter name in one spelling: ATLAS ``orange``/``cyan`` -> ``o``/``c``, UVOT ``W1/W2/M2`` -> ``UVW1/UVW2/UVM2``."""
+    name = _text(filter_name)
+    name = _FILTER_ALIASES.get(name, name)
+    tel, inst = _slug(_text(telescope)), _slug(_text(instrument))
+    if name in _SWIFT_SHORT and ("swift" in (tel, inst) or "uvot" in (tel, inst) or name == "M2"):
+        return _SWIFT_SHORT[name]
+    return name
+
+
+def ab_offset(
+    filter_name: str, system: Any, family: str = "standard", assume_native_system: bool = True
+) -> tuple[float | None, str]:
+    """Offset to add to a magnitude to make it AB, or ``None`` and the reason it cannot be.
+
+    Args:
+        filter_name: canonical filter (:func:`canonical_filter`).
+        system: ``AB``, ``Vega`` or missing.
+        family: :func:`filter_family` of the row.
+        assume_native_system: give a row without a system its filter's :data:`NATIVE_SYSTEM`.
+
+    Returns:
+        ``(offset_mag, system_used)`` or ``(None, reason)``.
+    """
+    sys_name = _text(system)
+    if not sys_name:
+        if not assume_native_system:
+            return None, f"no magnitude system given for filter {filter_name!r}"
+        if filter_name in ("W1", "W2") and family != "wise":
+            return None, f"filter {filter_name!r} without telescope or system: Swift/UVOT or WISE?"
+        sys_name = NATIVE_SYSTEM.get(filter_name, "")
+        if not sys_name:
+            return None, f"no magnitude system given and none native to filter {filter_name!r}"
+    if sys_name.upper() == "AB":
+        return 0.0, "AB"
+    if sys_name.lower() == "vega":
+        offset = VEGA_TO_AB.get(family, {}).get(filter_name)
+        if offset is None:
+            return None, f"no Vega->AB offset for {family} filter {filter_name!r}"
+        return float(offset.to_value(u.mag)), "Vega"
+    return None, f"unknown magnitude system {sys_name!r}"
+
+
+def survey_name(telescope: Any, instrument: Any) -> str:
+    """Short survey/telescope name used in band names (``ztf``, ``ptf``, ``atlas``, ``ps1`` ...)."""
+    tel, inst = _slug(_text(telescope)), _slug(_text(instrument))
+    if inst.startswith("ztf") or tel.startswith("ztf"):
+        return "ztf"
+    if tel == "p48":
+        return "ptf"  # P48 photometry not from the ZTF camera is (i)PTF's CFH12k
+    if inst in ("uvot", "swift") or tel in ("uvot", "swift"):
+        return "swift"
+    name = tel or inst
+    return _SURVEY_ALIASES.get(name, name) or "unknown"
+
+
+def band_name(survey: str, filter_name: str) -> str:
+    """``g``/``r``/``i`` for ZTF, ``<survey>_<filter>`` otherwise."""
+    if survey == "ztf" and filter_name in ("g", "r", "i"):
+        return filter_name
+    return f"{survey}_{filter_name}"
+
+
+# ----------------------------------------------------------------------------- request / fetch
+
+CATALOGUES: dict[str, dict[str, str]] = {
+    "slsne": {"photometry": "slsne_photometry_long.csv.gz", "metadata": "sne_data.txt"},
+    "tde": {"photometry": "tde_photometry_mag_long.csv.gz", "metadata": "tde_objects.csv"},
+    "alerce": {
+        "photometry": "30_sne_detections_corr.csv",
+        "non_detections": "30_sne_non_detections.csv",
+        "labels": "30_sne_labels.csv",
+    },
+}
+LABELS = {"slsne": "SLSN-I", "tde": "TDE"}
+SOURCES = {"slsne": "slsne", "tde": "tde", "alerce": "alerce"}
+
+# ALeRCE class names -> the taxonomy's fine spelling (``SLSN`` is ALeRCE's own, type I and II together).
+ALERCE_TO_TAXONOMY = {"SNIa": "SN Ia", "SNIbc": "SN Ib/c", "SNII": "SN II", "SNIIn": "SN IIn", "TDE": "TDE"}
+
+
+def alerce_coarse(label: str | None) -> str:
+    """Coarse class of an ALeRCE label (``SNIa`` -> ``SN Ia``); ALeRCE's ``SLSN`` gives ``Other``
+    because it does not say which of ``SLSN-I``/``SLSN-II`` it is."""
+    return to_coarse(ALERCE_TO_TAXONOMY.get(_text(label), _text(label)))
+
+
+@dataclass(frozen=True)
+class CatalogueFiles:
+    catalogue: str
+    files: Mapping[str, Path]  # role -> path
+
+
+@dataclass(frozen=True)
+class CatalogsRequest:
+    catalogues: tuple[CatalogueFiles, ...]
+    assume_native_system: bool = True
+
+
+@dataclass(frozen=True)
+class CatalogueInput(RawInput):
+    """The photometry file's bytes (``data``) plus its companions' bytes, named by role."""
+
+    catalogue: str = ""
+    parts: Mapping[str, bytes] = field(default_factory=dict)
+
+
+def identify(path: Path) -> tuple[str, str] | None:
+    """``(catalogue, role)`` of a known catalogue file, by name."""
+    for catalogue, roles in CATALOGUES.items():
+        for role, filename in roles.items():
+            if path.name == filename:
+                return catalogue, role
+    return None
+
+
+def build_request(inputs: Iterable[Path | str], assume_native_system: bool = True) -> CatalogsRequest:
+    """Find the catalogues in folders/files; each photometry file must have its companions beside it.
+
+    Raises:
+        SourceError: a path does not exist, nothing known was found, or a companion is missing.
+    """
+    found: dict[str, dict[str, Path]] = {}
+    for raw in inputs:
+        path = Path(raw)
+        if not path.exists():
+            raise SourceError(f"catalogue input {path} does not exist")
+        candidates = sorted(path.iterdir()) if path.is_dir() else [path]
+        for candidate in candidates:
+            hit = identify(candidate)
+            if hit and hit[1] == "photometry":
+                catalogue = hit[0]
+                roles = {role: candidate.parent / name for role, name in CATALOGUES[catalogue].items()}
+                missing = [str(p) for p in roles.values() if not p.is_file()]
+                if missing:
+                    raise SourceError(f"{catalogue} photometry {candidate} needs {missing} beside it")
+                found[catalogue] = roles
+    if not found:
+        known = ", ".join(r["photometry"] for r in CATALOGUES.values())
+        raise SourceError(f"no labelled catalogue found in {list(map(str, inputs))}; expected one of {known}")
+    return CatalogsRequest(
+        catalogues=tuple(CatalogueFiles(c, found[c]) for c in sorted(found)), assume_native_system=assume_native_system
+    )
+
+
+def fetch(request: CatalogsRequest) -> Iterator[CatalogueInput]:
+    for cat in request.catalogues:
+        parts = {role: p.read_bytes() for role, p in cat.files.items() if role != "photometry"}
+        photometry = cat.files["photometry"]
+        yield CatalogueInput(str(photometry), photometry.read_bytes(), catalogue=cat.catalogue, parts=parts)
+
+
+def parse(raw: RawInput, assume_native_system: bool = True) -> ParseResult:
+    """One catalogue (photometry bytes + companions) -> schema table; bad rows quarantined with reasons."""
+    catalogue = getattr(raw, "catalogue", "") or (identify(Path(raw.name)) or ("", ""))[0]
+    parts = getattr(raw, "parts", {}) or {}
+    if catalogue not in CATALOGUES:
+        return ParseResult(table=SCHEMA.empty_table(), quarantined=[(raw.name, "not a known labelled catalogue file")])
+    missing = [role for role in CATALOGUES[catalogue] if role != "photometry" and role not in parts]
+    if missing:
+        return ParseResult(table=SCHEMA.empty_table(), quarantined=[(raw.name, f"{catalogue} needs its {missing} file(s)")])
+    try:
+        if catalogue == "slsne":
+            return _parse_slsne(raw, parts, assume_native_system)
+        if catalogue == "tde":
+            return _parse_tde(raw, parts, assume_native_system)
+        return _parse_alerce(raw, parts)
+    except (ValueError, KeyError, pd.errors.ParserError, UnicodeDecodeError) as exc:
+        return ParseResult(table=SCHEMA.empty_table(), quarantined=[(raw.name, f"unreadable {catalogue} catalogue: {exc}")])
+
+
+def read_catalogue(folder: Path | str, assume_native_system: bool = True) -> ParseResult:
+    """Read every labelled catalogue in a folder (or one photometry file) into one table."""
+    tables, quarantined = [], []
+    for raw in fetch(build_request([folder], assume_native_system)):
+        res = parse(raw, assume_native_system)
+        tables.append(res.table)
+        quarantined.extend(res.quarantined)
+    return ParseResult(table=pa.concat_tables(tables), quarantined=quarantined)
+
+
+# ----------------------------------------------------------------------------- readers
+
+
+def _csv(data: bytes, name: str, **kwargs: Any) -> pd.DataFrame:
+    compression = "gzip" if name.endswith(".gz") or data[:2] == b"\x1f\x8b" else None
+    return pd.read_csv(io.BytesIO(data), compression=compression, **kwargs)
+
+
+def _photometry_frame(
+    catalogue: str,
+    name: pd.Series,
+    mjd: pd.Series,
+    mag: pd.Series,
+    magerr: pd.Series,
+    is_limit: pd.Series,
+    filt: pd.Series,
+    system: pd.Series,
+    telescope: pd.Series,
+    instrument: pd.Series,
+) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "object_id": name.map(_text).to_numpy(),
+            "mjd": pd.to_numeric(mjd, errors="coerce").to_numpy(float),
+            "mag_in": pd.to_numeric(mag, errors="coerce").to_numpy(float),
+            "magerr": pd.to_numeric(magerr, errors="coerce").to_numpy(float),
+            "is_limit": is_limit.astype(str).str.lower().isin(["true", "1", "t"]).to_numpy(),
+            "filter_raw": filt.to_numpy(object),
+            "system": system.to_numpy(object),
+            "telescope": telescope.to_numpy(object),
+            "instrument": instrument.to_numpy(object),
+        }
+    )
+
+
+def _convert(df: pd.DataFrame, raw_name: str, catalogue: str, assume_native_system: bool) -> tuple[pd.DataFrame, list[tuple[str, str]]]:
+    """Filters, bands, AB conversion and row checks, shared by the SLSN and TDE readers."""
+    quarantined: list[tuple[str, str]] = []
+    keys = df[["filter_raw", "system", "telescope", "instrument"]].map(_text)
+    combos = keys.drop_duplicates()
+    resolved = {}
+    for row in combos.itertuples(index=False):
+        filt = canonical_filter(row.filter_raw, row.telescope, row.instrument)
+        family = filter_family(row.telescope, row.instrument, filt)
+        offset, why = ab_offset(filt, row.system, family, assume_native_system) if filt else (None, "no filter")
+        survey = survey_name(row.telescope, row.instrument)
+        if survey == "unknown" and family == "swift":
+            survey = "swift"  # UVW2/UVM2/UVW1 exist only on Swift/UVOT
+        resolved[tuple(row)] = (band_name(survey, filt), offset, why)
+    triples = [resolved[k] for k in keys.itertuples(index=False, name=None)]
+    df = df.assign(
+        band=[t[0] for t in triples],
+        offset=np.array([np.nan if t[1] is None else t[1] for t in triples], dtype=float),
+        why=[t[2] for t in triples],
+    )
+    bad_system = ~np.isfinite(df["offset"].to_numpy())
+    no_time = ~np.isfinite(df["mjd"].to_numpy()) | ~np.isfinite(df["mag_in"].to_numpy())
+    err = df["magerr"].to_numpy()
+    no_err = ~df["is_limit"].to_numpy() & ~(np.isfinite(err) & (err >= 0))
+    no_id = df["object_id"].to_numpy() == ""
+    for i in np.flatnonzero(bad_system | no_time | no_err | no_id):
+        reason = (
+            "no object name" if no_id[i]
+            else "missing or non-finite time/magnitude" if no_time[i]
+            else df["why"].iat[i] if bad_system[i]
+            else "detection without a magnitude error"
+        )
+        quarantined.append((f"{raw_name}#row{i + 2}", reason))
+    keep = ~(bad_system | no_time | no_err | no_id)
+    df = df[keep].copy()
+    df["mag"] = df["mag_in"] + df["offset"]
+    df.loc[df["is_limit"], "magerr"] = np.nan
+    log.info("%s: %d rows kept, %d quarantined", catalogue, len(df), len(quarantined))
+    return df, quarantined
+
+
+def _to_table(df: pd.DataFrame, source: str, labels: pd.Series | str) -> pa.Table:
+    mag = df["mag"].to_numpy(float)
+    err = df["magerr"].to_numpy(float)
+    limit = df["is_limit"].to_numpy(bool)
+    sign = df["sign"].to_numpy(float) if "sign" in df else np.ones(len(df))
+    flux = sign * 10 ** (-0.4 * (mag - AB_ZP_UJY))  # microjansky from AB (ZP 23.9)
+    flux_err = np.abs(flux) * err * np.log(10) / 2.5
+    no_flux = limit | ~np.isfinite(flux)
+    columns: dict[str, Any] = {
+        "object_id": pa.array(df["object_id"].tolist(), pa.string()),
+        "source": pa.array([source] * len(df), pa.string()),
+        "mjd": pa.array(df["mjd"].to_numpy(float)),
+        "band": pa.array(df["band"].tolist(), pa.string()),
+        "mag": pa.array(mag),
+        "magerr": pa.array(err, mask=~np.isfinite(err)),
+        "flux": pa.array(flux, mask=no_flux),
+        "flux_err": pa.array(flux_err, mask=no_flux | ~np.isfinite(flux_err)),
+        "is_limit": pa.array(limit),
+        "label": pa.array([labels] * len(df) if isinstance(labels, str) else labels.tolist(), pa.string()),
+        "night": pa.array(mjd_to_nights(df["mjd"].to_numpy(float)), pa.string()),
+    }
+    for name, typ in (("ra", pa.float64()), ("dec", pa.float64()), ("rb", pa.float64()), ("drb", pa.float64())):
+        if name in df:
+            values = df[name].to_numpy(float)
+            columns[name] = pa.array(values, mask=~np.isfinite(values), type=typ)
+    if "candid" in df:
+        candid = df["candid"].to_numpy(float)
+        columns["candid"] = pa.array(
+            [int(c) if np.isfinite(c) else None for c in candid], pa.int64()
+        )
+    if "isdiffpos" in df:
+        columns["isdiffpos"] = pa.array([None if pd.isna(v) else bool(v) for v in df["isdiffpos"]], pa.bool_())
+    return conform(pa.table(columns))
+
+
+def _parse_slsne(raw: RawInput, parts: Mapping[str, bytes], assume_native_system: bool) -> ParseResult:
+    phot = _csv(raw.data, raw.name, dtype={"Name": str})
+    meta = pd.read_csv(io.BytesIO(parts["metadata"]), sep=r"\s+", dtype={"Name": str})
+    df = _photometry_frame(
+        "slsne", phot["Name"], phot["MJD"], phot["Mag"], phot["MagErr"], phot["UL"], phot["Filter"],
+        phot["System"], phot["Telescope"], phot["Instrument"],
+    )
+    ignored = phot["Ignore"].astype(str).str.lower().isin(["true", "1"]).to_numpy()
+    quarantined = [(f"{raw.name}#row{i + 2}", "flagged Ignore by the catalogue") for i in np.flatnonzero(ignored)]
+    df = df[~ignored]
+    df, bad = _convert(df, raw.name, "slsne", assume_native_system)
+    quarantined.extend(bad)
+    pos = meta.set_index(meta["Name"].map(_text))
+    df["ra"] = df["object_id"].map(pd.to_numeric(pos["RA_deg"], errors="coerce"))
+    df["dec"] = df["object_id"].map(pd.to_numeric(pos["DEC_deg"], errors="coerce"))
+    return ParseResult(table=_to_table(df, SOURCES["slsne"], LABELS["slsne"]), quarantined=quarantined)
+
+
+def parse_sexagesimal(ra: Any, dec: Any) -> tuple[float, float] | None:
+    """``(ra_deg, dec_deg)`` from hour-angle RA and degree Dec strings, or ``None`` if unreadable."""
+    ra_s, dec_s = _text(ra), _text(dec)
+    if not ra_s or not dec_s or ra_s.count(":") != 2 or dec_s.count(":") != 2:
+        return None
+    try:
+        c = SkyCoord(ra_s, dec_s, unit=(u.hourangle, u.deg), frame="icrs")
+    except ValueError:
+        return None
+    return float(c.ra.deg), float(c.dec.deg)
+
+
+def _parse_tde(raw: RawInput, parts: Mapping[str, bytes], assume_native_system: bool) -> ParseResult:
+    phot = _csv(raw.data, raw.name, dtype={"name": str})
+    meta = pd.read_csv(io.BytesIO(parts["metadata"]), dtype=str)
+    time = pd.to_numeric(phot["time"], errors="coerce")
+    unit = phot["u_time"].map(_text)
+    time = time.where(unit.isin(["MJD", ""]), np.nan)  # only MJD times are understood
+    df = _photometry_frame(
+        "tde", phot["name"], time, phot["magnitude"], phot["e_magnitude"], phot["upperlimit"], phot["band"],
+        phot["system"], phot["telescope"], phot["instrument"],
+    )
+    df, quarantined = _convert(df, raw.name, "tde", assume_native_system)
+    positions = {}
+    for row in meta.itertuples(index=False):
+        pos = parse_sexagesimal(row.ra, row.dec)
+        if pos:
+            positions[_text(row.name)] = pos
+    df["ra"] = df["object_id"].map(lambda n: positions.get(n, (np.nan, np.nan))[0])
+    df["dec"] = df["object_id"].map(lambda n: positions.get(n, (np.nan, np.nan))[1])
+    return ParseResult(table=_to_table(df, SOURCES["tde"], LABELS["tde"]), quarantined=quarantined)
+
+
+def _parse_alerce(raw: RawInput, parts: Mapping[str, bytes]) -> ParseResult:
+    det = _csv(raw.data, raw.name, dtype={"objectId": str})
+    nondet = pd.read_csv(io.BytesIO(parts["non_detections"]), dtype={"objectId": str})
+    labels = pd.read_csv(io.BytesIO(parts["labels"]), dtype=str)
+    label_of = dict(zip(labels["objectId"].map(_text), labels["classALeRCE"].map(_text)))
+    quarantined: list[tuple[str, str]] = []
+
+    d = pd.DataFrame(
+        {
+            "object_id": det["objectId"].map(_text),
+            "mjd": pd.to_numeric(det["mjd"], errors="coerce"),
+            "mag": pd.to_numeric(det["magpsf"], errors="coerce"),
+            "magerr": pd.to_numeric(det["sigmapsf"], errors="coerce"),
+            "band": det["fid"].map(lambda f: ZTF_FID_TO_BAND.get(int(f)) if pd.notna(f) else None),
+            "is_limit": False,
+            "candid": pd.to_numeric(det["candid"], errors="coerce").astype("Int64"),
+            "ra": pd.to_numeric(det["ra"], errors="coerce"),
+            "dec": pd.to_numeric(det["dec"], errors="coerce"),
+            "rb": pd.to_numeric(det["rb"], errors="coerce"),
+            "drb": pd.to_numeric(det["drb"], errors="coerce") if "drb" in det else np.nan,
+        }
+    )
+    diffpos = det["isdiffpos"].astype(str).str.lower().str.strip()
+    d["isdiffpos"] = ~diffpos.isin(["-1", "-1.0", "f", "false", "0"])
+    d["sign"] = np.where(d["isdiffpos"], 1.0, -1.0)
+    n = pd.DataFrame(
+        {
+            "object_id": nondet["objectId"].map(_text),
+            "mjd": jd_to_mjd(pd.to_numeric(nondet["jd"], errors="coerce")),
+            "mag": pd.to_numeric(nondet["diffmaglim"], errors="coerce"),
+            "magerr": np.nan,
+            "band": nondet["fid"].map(lambda f: ZTF_FID_TO_BAND.get(int(f)) if pd.notna(f) else None),
+            "is_limit": True,
+        }
+    )
+    for frame, fname in ((d, raw.name), (n, "non_detections")):
+        err = frame["magerr"].to_numpy(float)
+        bad = (
+            ~np.isfinite(frame["mjd"].to_numpy(float))
+            | ~np.isfinite(frame["mag"].to_numpy(float))
+            | frame["band"].isna().to_numpy()
+            | (~frame["is_limit"].to_numpy(bool) & ~(np.isfinite(err) & (err >= 0)))
+        )
+        quarantined += [(f"{fname}#row{i + 2}", "missing time/magnitude/error or unknown fid") for i in np.flatnonzero(bad)]
+        frame.drop(frame.index[bad], inplace=True)
+    unlabelled = sorted(set(d["object_id"]).union(n["object_id"]) - set(label_of))
+    quarantined += [(f"{raw.name}:{oid}", "object has no ALeRCE label") for oid in unlabelled]
+    df = pd.concat([d, n], ignore_index=True)
+    df = df[~df["object_id"].isin(unlabelled)]
+    df["sign"] = df["sign"].fillna(1.0)
+    df = df.sort_values(["object_id", "mjd"], kind="stable")
+    return ParseResult(table=_to_table(df, SOURCES["alerce"], df["object_id"].map(label_of)), quarantined=quarantined)
+
+
+# ----------------------------------------------------------------------------- long format
+
+
+LONG_COLUMNS = ("object_id", "label", "mjd", "band", "mag", "magerr", "is_limit", "source")
+
+
+def to_long_format(table: pa.Table) -> pa.Table:
+    """The documented long format ``object_id,label,mjd,band,mag,magerr,is_limit,source``
+    (what :mod:`cosmic_ray.sources.catalog` reads back)."""
+    return table.select(list(LONG_COLUMNS))

@@ -220,7 +220,7 @@ def build_crossmatch(entries: Iterable[Entry], radius: u.Quantity | float = DEFA
         if len(iau) > 1:
             conflicts.append(tuple(iau))
             log.warning("one event carries several IAU names %s (members %s)", iau, [nodes[i].key for i in members])
-        cid = iau[0] if iau else ztf[0] if ztf else sorted(normalise_name(nodes[i].object_id) for i in members)[0]
+        cid = iau[0] if iau else ztf[0] if ztf else min(normalise_name(nodes[i].object_id) for i in members)
         for i in members:
             ids[nodes[i].key] = cid
         for n in all_names:
@@ -236,9 +236,8 @@ def _entry_names(e: Entry) -> list[str]:
     names = [own] + [normalise_name(n) for n in e.names if str(n).strip()]
     iaus = {n for n in names if iau_name(n) == n}
     if len(iaus) > 1:
-        own_iau = {n for n in split_aliases(e.object_id) if iau_name(n)}
         log.warning("%s %s lists several IAU names %s; using its own name only", e.catalogue, e.object_id, sorted(iaus))
-        names = [n for n in names if iau_name(n) != n or n in {normalise_name(x) for x in own_iau} or n == own]
+        names = [own]
     return sorted(set(names))
 
 

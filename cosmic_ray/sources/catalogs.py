@@ -45,7 +45,13 @@ from astropy import units as u
 from astropy.coordinates import SkyCoord
 
 from cosmic_ray.errors import SourceError
-from cosmic_ray.lightcurve import SCHEMA, ZTF_FID_TO_BAND, conform, jd_to_mjd, mjd_to_nights
+from cosmic_ray.lightcurve import (
+    SCHEMA,
+    ZTF_FID_TO_BAND,
+    conform,
+    jd_to_mjd,
+    mjd_to_nights,
+)
 from cosmic_ray.sources.ztf import AB_ZP_UJY, ParseResult, RawInput
 from cosmic_ray.taxonomy import to_coarse
 
@@ -209,6 +215,11 @@ class CatalogsRequest:
     catalogues: tuple[CatalogueFiles, ...]
     assume_native_system: bool = True
 
+    @property
+    def files(self) -> tuple[Path, ...]:
+        """The photometry files (what a file-based ingest reads; companions are found beside them)."""
+        return tuple(c.files["photometry"] for c in self.catalogues)
+
 
 @dataclass(frozen=True)
 class CatalogueInput(RawInput):
@@ -264,9 +275,15 @@ def fetch(request: CatalogsRequest) -> Iterator[CatalogueInput]:
 
 
 def parse(raw: RawInput, assume_native_system: bool = True) -> ParseResult:
-    """One catalogue (photometry bytes + companions) -> schema table; bad rows quarantined with reasons."""
+    """One catalogue (photometry bytes + companions) -> schema table; bad rows quarantined with reasons.
+
+    A bare :class:`RawInput` (no ``parts``) named by the photometry file's path takes its
+    companions from beside that file, so a file-based ingest can hand over the path alone.
+    """
     catalogue = getattr(raw, "catalogue", "") or (identify(Path(raw.name)) or ("", ""))[0]
-    parts = getattr(raw, "parts", {}) or {}
+    parts = dict(getattr(raw, "parts", {}) or {})
+    if catalogue in CATALOGUES and not parts:
+        parts = _companions_beside(Path(raw.name), catalogue)
     if catalogue not in CATALOGUES:
         return ParseResult(table=SCHEMA.empty_table(), quarantined=[(raw.name, "not a known labelled catalogue file")])
     missing = [role for role in CATALOGUES[catalogue] if role != "photometry" and role not in parts]
@@ -280,6 +297,16 @@ def parse(raw: RawInput, assume_native_system: bool = True) -> ParseResult:
         return _parse_alerce(raw, parts)
     except (ValueError, KeyError, pd.errors.ParserError, UnicodeDecodeError) as exc:
         return ParseResult(table=SCHEMA.empty_table(), quarantined=[(raw.name, f"unreadable {catalogue} catalogue: {exc}")])
+
+
+def _companions_beside(photometry: Path, catalogue: str) -> dict[str, bytes]:
+    """Companion files read from beside the photometry file, for a bare ``RawInput`` (file ingest)."""
+    found = {}
+    for role, filename in CATALOGUES[catalogue].items():
+        path = photometry.parent / filename
+        if role != "photometry" and path.is_file():
+            found[role] = path.read_bytes()
+    return found
 
 
 def read_catalogue(folder: Path | str, assume_native_system: bool = True) -> ParseResult:
@@ -296,12 +323,11 @@ def read_catalogue(folder: Path | str, assume_native_system: bool = True) -> Par
 
 
 def _csv(data: bytes, name: str, **kwargs: Any) -> pd.DataFrame:
-    compression = "gzip" if name.endswith(".gz") or data[:2] == b"\x1f\x8b" else None
+    compression = "gzip" if data[:2] == b"\x1f\x8b" else None  # by magic: readers may have inflated it
     return pd.read_csv(io.BytesIO(data), compression=compression, **kwargs)
 
 
 def _photometry_frame(
-    catalogue: str,
     name: pd.Series,
     mjd: pd.Series,
     mag: pd.Series,
@@ -394,10 +420,8 @@ def _to_table(df: pd.DataFrame, source: str, labels: pd.Series | str) -> pa.Tabl
             values = df[name].to_numpy(float)
             columns[name] = pa.array(values, mask=~np.isfinite(values), type=typ)
     if "candid" in df:
-        candid = df["candid"].to_numpy(float)
-        columns["candid"] = pa.array(
-            [int(c) if np.isfinite(c) else None for c in candid], pa.int64()
-        )
+        # 19-digit ids: never through float64
+        columns["candid"] = pa.array(df["candid"].astype("Int64"), type=pa.int64(), from_pandas=True)
     if "isdiffpos" in df:
         columns["isdiffpos"] = pa.array([None if pd.isna(v) else bool(v) for v in df["isdiffpos"]], pa.bool_())
     return conform(pa.table(columns))
@@ -407,7 +431,7 @@ def _parse_slsne(raw: RawInput, parts: Mapping[str, bytes], assume_native_system
     phot = _csv(raw.data, raw.name, dtype={"Name": str})
     meta = pd.read_csv(io.BytesIO(parts["metadata"]), sep=r"\s+", dtype={"Name": str})
     df = _photometry_frame(
-        "slsne", phot["Name"], phot["MJD"], phot["Mag"], phot["MagErr"], phot["UL"], phot["Filter"],
+        phot["Name"], phot["MJD"], phot["Mag"], phot["MagErr"], phot["UL"], phot["Filter"],
         phot["System"], phot["Telescope"], phot["Instrument"],
     )
     ignored = phot["Ignore"].astype(str).str.lower().isin(["true", "1"]).to_numpy()
@@ -440,7 +464,7 @@ def _parse_tde(raw: RawInput, parts: Mapping[str, bytes], assume_native_system: 
     unit = phot["u_time"].map(_text)
     time = time.where(unit.isin(["MJD", ""]), np.nan)  # only MJD times are understood
     df = _photometry_frame(
-        "tde", phot["name"], time, phot["magnitude"], phot["e_magnitude"], phot["upperlimit"], phot["band"],
+        phot["name"], time, phot["magnitude"], phot["e_magnitude"], phot["upperlimit"], phot["band"],
         phot["system"], phot["telescope"], phot["instrument"],
     )
     df, quarantined = _convert(df, raw.name, "tde", assume_native_system)

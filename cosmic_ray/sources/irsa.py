@@ -28,6 +28,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from xml.parsers.expat import ExpatError
 
 import numpy as np
 import pyarrow as pa
@@ -65,6 +66,13 @@ class IrsaRequest:
         return str(httpx.URL(self.base_url, params=list(self.params)))
 
 
+@dataclass(frozen=True)
+class RecordedAnswers:
+    """Recorded answers of the service (IPAC table, CSV, VOTable or raw HTTP) to read from disk."""
+
+    files: tuple[Path, ...]
+
+
 def build_request(
     inputs: Any,
     *,
@@ -75,7 +83,7 @@ def build_request(
     bad_catflags_mask: int | None = None,
     collection: str | None = None,
     object_id: str | None = None,
-) -> IrsaRequest | mast.ReplayRequest:
+) -> IrsaRequest | RecordedAnswers:
     """The ZTF light-curve API query for one position or some DR object ids (nothing is sent).
 
     Args:
@@ -99,7 +107,7 @@ def build_request(
         missing = [str(p) for p in paths if not p.is_file()]
         if missing:
             raise SourceError(f"recorded IRSA answers not found: {missing}")
-        return mast.ReplayRequest(files=tuple(paths))
+        return RecordedAnswers(files=tuple(paths))
     if fmt not in FORMATS:
         raise SourceError(f"IRSA light-curve format {fmt!r} not supported; use one of {FORMATS}")
     params: list[tuple[str, str]] = []
@@ -137,15 +145,15 @@ def _is_recorded(inputs: Any) -> bool:
     return False
 
 
-def fetch(request: IrsaRequest | mast.ReplayRequest, timeout: float = 120.0) -> Iterator[RawInput]:
+def fetch(request: IrsaRequest | RecordedAnswers, timeout: float = 120.0) -> Iterator[RawInput]:
     """GET the light curves (network) and yield the answer as a raw HTTP response.
 
-    Recorded answers (:class:`~cosmic_ray.sources.mast.ReplayRequest`) are read from disk.
+    Recorded answers (:class:`RecordedAnswers`) are read from disk.
 
     Raises:
         RemoteServiceError: IRSA did not answer (an HTTP error answer is yielded and quarantined).
     """
-    if isinstance(request, mast.ReplayRequest):
+    if isinstance(request, RecordedAnswers):
         for path in request.files:
             yield RawInput(str(path), path.read_bytes())
         return
@@ -201,7 +209,7 @@ def parse(raw: RawInput, object_id: str | None = None) -> ParseResult:
         )
     try:
         table, fmt = _read_table(body)
-    except Exception as exc:  # astropy.io.ascii raises many types on unreadable text
+    except (ValueError, TypeError, IndexError, KeyError, ExpatError) as exc:  # astropy's readers raise these
         return ParseResult(
             table=SCHEMA.empty_table(),
             quarantined=[(raw.name, f"IRSA answer is not a readable table: {type(exc).__name__}: {exc}")],

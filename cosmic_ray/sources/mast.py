@@ -157,9 +157,13 @@ class MastRequest:
 
 @dataclass(frozen=True)
 class ReplayRequest:
-    """Recorded MAST answers to read instead of asking the service (offline tests, reruns)."""
+    """Recorded MAST answers to read instead of asking the service (offline tests, reruns).
 
-    files: tuple[Path, ...]
+    The paths are deliberately not called ``files``: the light-curve ingest reads any request
+    with ``files``, and anchors are not light-curve points.
+    """
+
+    recorded: tuple[Path, ...]
 
 
 def _coordinates(value: Any) -> SkyCoord:
@@ -230,7 +234,7 @@ def build_request(
         missing = [str(p) for p in paths if not p.is_file()]
         if missing:
             raise SourceError(f"recorded MAST answers not found: {missing}")
-        return ReplayRequest(files=tuple(paths))
+        return ReplayRequest(recorded=tuple(paths))
     radius_deg = float(u.Quantity(radius, u.deg).to_value(u.deg))
     if inputs is None:
         if not criteria:
@@ -268,7 +272,7 @@ def fetch(request: MastRequest | ReplayRequest) -> Iterator[RawInput]:
         RemoteServiceError: MAST did not answer at all (connection error, timeout).
     """
     if isinstance(request, ReplayRequest):
-        for path in request.files:
+        for path in request.recorded:
             yield RawInput(str(path), path.read_bytes())
         return
     import requests

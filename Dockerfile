@@ -1,0 +1,35 @@
+# syntax=docker/dockerfile:1
+# cosmic_ray on the official Ray image; every Ray and MLflow pod in k8s/ runs this image.
+#   CPU: docker build -t cosmic-ray:0.1.0 .
+#   GPU: docker build -t cosmic-ray:0.1.0-gpu \
+#          --build-arg RAY_IMAGE=rayproject/ray:2.60.0-py311-gpu \
+#          --build-arg TORCH_INDEX_URL=https://download.pytorch.org/whl/cu128 .
+# The Ray version of RAY_IMAGE must equal rayVersion in k8s/*.yaml (tests/test_k8s_manifests.py).
+ARG RAY_IMAGE=rayproject/ray:2.60.0-py311
+FROM ${RAY_IMAGE}
+
+# Where PyTorch comes from: CPU-only wheels by default, so the CPU image carries no CUDA.
+ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
+
+ENV RAY_USAGE_STATS_ENABLED=0 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+
+# PyTorch first, in its own layer: the largest dependency, and the one that changes least.
+RUN pip install --index-url "${TORCH_INDEX_URL}" "torch>=2.4,<2.15"
+
+# The package (non-editable), plus the PostgreSQL driver used by the event store and by the
+# MLflow server's backend store. The image runs as the Ray image's user (uid 1000, gid 100).
+COPY --chown=1000:100 pyproject.toml README.md /tmp/src/
+COPY --chown=1000:100 cosmic_ray /tmp/src/cosmic_ray
+WORKDIR /tmp/src
+RUN pip install . "psycopg2-binary>=2.9,<3" \
+    && cd / && rm -rf /tmp/src \
+    && python -c "import ray, cosmic_ray, psycopg2; assert ray.__version__ == '2.60.0', ray.__version__"
+
+# Job entrypoints and configs. RayJobs run
+# `python jobs/retrain.py --config configs/retrain.yaml` from here (the pods' workingDir).
+COPY --chown=1000:100 configs /home/ray/app/configs
+COPY --chown=1000:100 jobs /home/ray/app/jobs
+WORKDIR /home/ray/app
+USER 1000

@@ -63,16 +63,27 @@ def status() -> str:
     return proc.stdout if proc.returncode == 0 else "no Ray cluster is running"
 
 
-def connect(settings: Settings, start_local: bool = True) -> None:
-    """``ray.init`` against ``RAY_ADDRESS`` if set, else the local cluster (started if needed)."""
+def connect(settings: Settings, start_local: bool = True, persistent: bool = True) -> None:
+    """``ray.init`` against ``RAY_ADDRESS`` if set, else the local cluster.
+
+    Args:
+        start_local: start a local cluster when none runs.
+        persistent: start it with ``ray start`` (outlives this process, dashboard on the settings'
+            port) rather than in-process (gone when this process exits).
+    """
     import ray
 
     if ray.is_initialized():
         return
     # RAY_AUTH_MODE is read when ray is imported: set it in the environment, not here.
     if settings.ray_address:
-        ray.init(address=settings.ray_address, log_to_driver=True)
-        return
-    if start_local:
+        ray.init(address=settings.ray_address)
+    elif is_running():
+        ray.init(address="auto")
+    elif start_local and persistent:
         up(settings)
-    ray.init(address="auto", log_to_driver=True)
+        ray.init(address="auto")
+    elif start_local:
+        ray.init(num_cpus=max(os.cpu_count() or 2, 4), include_dashboard=False)
+    else:
+        raise RuntimeError("no Ray cluster is running: `cosmic-ray cluster up`")

@@ -13,6 +13,7 @@ import time
 from typing import Any
 
 from fastapi import FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from ray import serve
@@ -182,6 +183,34 @@ def request_to_item(body: PredictRequest) -> dict[str, Any]:
     return {"object_id": object_id, "rows": rows}
 
 
+@api.exception_handler(RequestValidationError)
+async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+    """422 with where and why, without echoing the input (it may be huge or not JSON-encodable, e.g. inf)."""
+    errors = [{"loc": list(e.get("loc", ())), "msg": str(e.get("msg", "")), "type": str(e.get("type", ""))} for e in exc.errors()]
+    return JSONResponse(status_code=422, content={"detail": errors})
+
+
+@api.middleware("http")
+async def limit_body_size(request: Request, call_next):
+    """Refuse bodies over the limit with 413 before reading them."""
+    limit = Settings().max_body_bytes
+    length = request.headers.get("content-length")
+    if length is not None and length.isdigit() and int(length) > limit:
+        return JSONResponse(status_code=413, content={"detail": f"request body of {length} bytes exceeds the limit of {limit}"})
+    return await call_next(request)
+
+
+def _mount_pages() -> None:
+    """Serve the web pages (web/) from the API's origin when the folder is there (a source checkout)."""
+    from cosmic_ray.web import default_web_dir, mount_web
+
+    if default_web_dir().is_dir():
+        mount_web(api)
+
+
+_mount_pages()
+
+
 @serve.deployment(max_ongoing_requests=256)
 @serve.ingress(api)
 class Ingress:
@@ -227,16 +256,6 @@ class Ingress:
         latency = (time.perf_counter() - start) * 1000
         version = results[0]["model_version"] if results else ""
         return BatchResponse(results=[PredictResponse(**r, latency_ms=latency) for r in results], model_version=version, latency_ms=latency)
-
-
-@api.middleware("http")
-async def limit_body_size(request: Request, call_next):
-    """Refuse bodies over the limit with 413 before reading them."""
-    limit = Settings().max_body_bytes
-    length = request.headers.get("content-length")
-    if length is not None and length.isdigit() and int(length) > limit:
-        return JSONResponse(status_code=413, content={"detail": f"request body of {length} bytes exceeds the limit of {limit}"})
-    return await call_next(request)
 
 
 # ---------------------------------------------------------------- app builder

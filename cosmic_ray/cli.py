@@ -1,0 +1,226 @@
+"""The ``cosmic-ray`` command: thin wrappers that parse arguments and call the package."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Find rare cosmic events in alert streams on Ray.")
+cluster_app = typer.Typer(no_args_is_help=True, help="The local Ray cluster.")
+serve_app = typer.Typer(no_args_is_help=True, help="The Ray Serve application (API on the app port).")
+app.add_typer(cluster_app, name="cluster")
+app.add_typer(serve_app, name="serve")
+
+log = logging.getLogger("cosmic_ray")
+
+
+def _settings():
+    from cosmic_ray.config import Settings
+
+    return Settings()
+
+
+def _fail(message: str, code: int = 1) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def _emit(obj) -> None:
+    """The command's result: one JSON line on stdout (logs go to stderr)."""
+    sys.stdout.write(json.dumps(obj, default=str) + "\n")
+    sys.stdout.flush()
+
+
+@app.callback()
+def _main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging.")) -> None:
+    logging.basicConfig(
+        stream=sys.stderr, level=logging.DEBUG if verbose else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+
+
+# ----------------------------------------------------------------------------- cluster
+@cluster_app.command("up")
+def cluster_up(num_cpus: Optional[int] = typer.Option(None, help="Logical CPUs (default: max(cores, 4)).")) -> None:
+    """Start a local Ray head node (dashboard on the settings' host and port); no-op if one runs."""
+    from cosmic_ray import cluster
+
+    s = _settings()
+    started = cluster.up(s, num_cpus)
+    _emit({"started": started, "dashboard": s.dashboard_url})
+
+
+@cluster_app.command("down")
+def cluster_down() -> None:
+    """Stop every Ray process of the local cluster."""
+    from cosmic_ray import cluster
+
+    cluster.down()
+    _emit({"stopped": True})
+
+
+@cluster_app.command("status")
+def cluster_status() -> None:
+    from cosmic_ray import cluster
+
+    typer.echo(cluster.status())
+
+
+# ----------------------------------------------------------------------------- ingest
+@app.command()
+def ingest(
+    source: str = typer.Argument(..., help="ztf, catalog, ... (see cosmic_ray.sources)"),
+    inputs: list[Path] = typer.Argument(..., help="Files or folders."),
+    lake: Optional[Path] = typer.Option(None, help="Lake folder (default: $COSMIC_RAY_HOME/lake)."),
+) -> None:
+    """Read SOURCE inputs into the lake; print one JSON summary line. Bad records are quarantined."""
+    from cosmic_ray import cluster
+    from cosmic_ray.errors import SourceError
+    from cosmic_ray.ingest import ingest as run_ingest
+    from cosmic_ray.sources import REGISTRY
+
+    s = _settings()
+    if source not in REGISTRY:
+        _fail(f"unknown source {source!r}; known: {', '.join(sorted(REGISTRY))}", 2)
+    lake_dir = lake or s.lake_dir
+    try:
+        lake_dir.mkdir(parents=True, exist_ok=True)
+        probe = lake_dir / ".write-probe"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        _fail(f"lake {lake_dir} is not writable: {exc}")
+    cluster.connect(s, persistent=False)
+    try:
+        summary = run_ingest(source, [str(p) for p in inputs], lake_dir, s.quarantine_dir)
+    except SourceError as exc:
+        _fail(str(exc))
+    _emit(summary.to_dict())
+
+
+# ----------------------------------------------------------------------------- train
+@app.command()
+def train(config: Path = typer.Option(Path("configs/train.yaml"), help="Training config (YAML).")) -> None:
+    """Featurize the labelled lake, train the ProtoNet with Ray Train, register it in MLflow, gate it."""
+    from cosmic_ray import cluster, pipeline
+    from cosmic_ray.config import load_train_config
+    from cosmic_ray.errors import CosmicRayError
+
+    s = _settings()
+    try:
+        cfg = load_train_config(config)
+        cluster.connect(s)
+        report = pipeline.train_from_lake(s, cfg)
+    except CosmicRayError as exc:
+        _fail(str(exc))
+    _emit(report.to_dict())
+
+
+@app.command()
+def retrain(
+    config: Path = typer.Option(Path("configs/retrain.yaml"), help="Retrain pipeline config (YAML)."),
+    every: Optional[str] = typer.Option(None, help="Repeat every interval, e.g. 24h, 30m."),
+) -> None:
+    """The retrain pipeline (same as jobs/retrain.py): train on the lake, register, promote through the gate."""
+    from cosmic_ray import cluster, pipeline
+    from cosmic_ray.config import load_retrain_config, load_train_config
+    from cosmic_ray.errors import CosmicRayError
+
+    s = _settings()
+    interval = _parse_interval(every) if every else None
+    while True:
+        try:
+            rcfg = load_retrain_config(config)
+            cfg = load_train_config(rcfg.train_config)
+            cluster.connect(s)
+            report = pipeline.train_from_lake(s, cfg, gate=rcfg.gate)
+        except CosmicRayError as exc:
+            _fail(str(exc))
+        _emit(report.to_dict())
+        if interval is None:
+            return
+        time.sleep(interval)
+
+
+def _parse_interval(text: str) -> float:
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    try:
+        return float(text[:-1]) * units[text[-1]]
+    except (KeyError, ValueError):
+        _fail(f"bad interval {text!r}: use e.g. 30m, 24h, 1d", 2)
+        raise
+
+
+# ----------------------------------------------------------------------------- serve
+@serve_app.command("up")
+def serve_up(config: Path = typer.Option(Path("configs/serve.yaml"), help="Ray Serve config.")) -> None:
+    """Deploy the API (idempotent); starts a local cluster if none runs; returns once /healthz is 200."""
+    from cosmic_ray import cluster, serving
+    from cosmic_ray.errors import CosmicRayError
+
+    s = _settings()
+    if serving.healthy(s):
+        _emit({"url": s.app_url, "already_running": True})
+        return
+    try:
+        cluster.connect(s)
+        url = serving.deploy(s, config)
+    except (CosmicRayError, TimeoutError) as exc:
+        _fail(str(exc))
+    _emit({"url": url, "docs": f"{url}/docs", "already_running": False})
+
+
+@serve_app.command("down")
+def serve_down() -> None:
+    from cosmic_ray import cluster, serving
+
+    s = _settings()
+    if not cluster.is_running():
+        _emit({"stopped": False, "reason": "no cluster"})
+        return
+    cluster.connect(s, start_local=False)
+    serving.shutdown()
+    _emit({"stopped": True})
+
+
+@serve_app.command("status")
+def serve_status() -> None:
+    from cosmic_ray import cluster, serving
+
+    s = _settings()
+    if not cluster.is_running():
+        _emit({"cluster": "down", "healthy": False})
+        return
+    cluster.connect(s, start_local=False)
+    _emit({"applications": serving.status(), "healthy": serving.healthy(s), "url": s.app_url})
+
+
+# ----------------------------------------------------------------------------- demo
+@app.command()
+def demo(
+    config: Path = typer.Option(Path("configs/train.yaml"), help="Training config."),
+    serve_config: Path = typer.Option(Path("configs/serve.yaml"), help="Ray Serve config."),
+) -> None:
+    """The main job end to end: cluster -> ingest -> featurize -> train -> register -> serve -> predict."""
+    from cosmic_ray import demo as run_demo
+    from cosmic_ray.errors import CosmicRayError
+
+    try:
+        result = run_demo.run(_settings(), config, serve_config)
+    except (CosmicRayError, TimeoutError) as exc:
+        _fail(str(exc))
+    typer.echo(result.render(), err=True)
+    _emit(result.to_dict())
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

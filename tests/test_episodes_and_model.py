@@ -1,0 +1,55 @@
+"""Episode sampling and prototype maths (plain numpy/torch, no Ray)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from cosmic_ray.episodes import sample_episode, stratified_split
+from cosmic_ray.model import episode_loss, prototypes, squared_distances
+
+
+def test_episode_support_and_query_are_disjoint_and_class_pure():
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(6), [30, 12, 10, 9, 40, 3])
+    for _ in range(200):
+        e = sample_episode(labels, n_way=4, k_shot=5, n_query=4, rng=rng)
+        assert e.support.shape == (4, 5) and e.query.shape == (4, 4)
+        assert not set(e.support.ravel()) & set(e.query.ravel())
+        for c, sup, qry in zip(e.classes, e.support, e.query):
+            assert (labels[sup] == c).all() and (labels[qry] == c).all()
+        assert 5 not in e.classes  # class 5 has too few objects for 5 + 4
+
+
+def test_episode_needs_two_eligible_classes():
+    with pytest.raises(ValueError):
+        sample_episode(np.array([0] * 20 + [1] * 3), 2, 5, 5, np.random.default_rng(0))
+
+
+def test_split_is_object_disjoint_and_keeps_each_class():
+    labels = np.repeat(np.arange(3), [50, 10, 2])
+    train, val = stratified_split(labels, 0.2, np.random.default_rng(1))
+    assert not set(train) & set(val)
+    assert set(train) | set(val) == set(range(len(labels)))
+    assert set(labels[val]) == {0, 1, 2} and set(labels[train]) == {0, 1, 2}
+
+
+def test_prototypes_are_class_means():
+    emb = torch.tensor([[0.0, 0.0], [2.0, 0.0], [0.0, 4.0], [0.0, 6.0]])
+    labels = torch.tensor([0, 0, 1, 1])
+    protos = prototypes(emb, labels, 3)
+    assert torch.allclose(protos[:2], torch.tensor([[1.0, 0.0], [0.0, 5.0]]))
+    assert torch.isnan(protos[2]).all()
+    d = squared_distances(torch.tensor([[1.0, 1.0]]), protos[:2])
+    assert torch.allclose(d, torch.tensor([[1.0, 17.0]]))
+
+
+def test_episode_loss_prefers_well_separated_embeddings():
+    support = torch.tensor([[0.0, 0.0], [0.2, 0.0], [5.0, 5.0], [5.2, 5.0]])  # 2-way 2-shot
+    good_query = torch.tensor([[0.1, 0.1], [5.1, 5.1]])
+    bad_query = good_query.flip(0)
+    good_loss, good_acc = episode_loss(support, good_query, 2)
+    bad_loss, bad_acc = episode_loss(support, bad_query, 2)
+    assert good_acc.item() == 1.0 and bad_acc.item() == 0.0
+    assert good_loss.item() < 0.01 < bad_loss.item()

@@ -103,6 +103,21 @@ def ingest(
     _emit(summary.to_dict())
 
 
+@app.command()
+def watch(
+    mailbox: Path = typer.Argument(..., help="Folder where new .avro alert files arrive."),
+    lake: Optional[Path] = typer.Option(None, help="Lake folder (default: $COSMIC_RAY_HOME/lake)."),
+    interval: float = typer.Option(1.0, help="Seconds between looks at the mailbox."),
+    batch_files: int = typer.Option(500, help="Most files per micro-batch."),
+) -> None:
+    """Watch MAILBOX and micro-batch new alerts into the lake (processed files go to MAILBOX/.done/)."""
+    from cosmic_ray.watch import watch as run_watch
+
+    s = _settings()
+    stats = run_watch(mailbox, lake or s.lake_dir, s.quarantine_dir, interval, batch_files)
+    _emit(stats.to_dict())
+
+
 # ----------------------------------------------------------------------------- train
 @app.command()
 def train(config: Path = typer.Option(Path("configs/train.yaml"), help="Training config (YAML).")) -> None:

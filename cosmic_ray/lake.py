@@ -1,4 +1,5 @@
-"""The Parquet light-curve lake: ``<root>/source=<source>/night=<YYYYMMDD>/part-<id>.parquet``.
+"""The Parquet light-curve lake: ``<root>/source=<source>/night=<YYYYMMDD>/part-<id>.parquet``,
+and one row per ZTF alert (pre-filter decisions) in ``<root>/_alerts/night=<YYYYMMDD>/``.
 
 Appends are idempotent (points already present are counted as duplicates, not written) and
 crash-safe (each file is written under a temporary name and renamed into place, so a killed
@@ -27,6 +28,7 @@ log = logging.getLogger(__name__)
 PARTITION_COLUMNS = ("source", "night")
 PARTITIONING = pads.partitioning(pa.schema([("source", pa.string()), ("night", pa.string())]), flavor="hive")
 _KEY_COLUMNS = ["source", "object_id", "band", "mjd", "is_limit", "candid"]
+ALERTS_DIR = "_alerts"
 
 
 @dataclass(frozen=True)
@@ -36,31 +38,41 @@ class AppendResult:
     objects: int
 
 
-def point_keys(table: pa.Table) -> np.ndarray:
+def point_keys(table: pa.Table) -> list[str]:
     """A stable identity per point: detections by ``candid`` where they have one, else by
-    (source, object, band, time to 1e-6 d, limit flag)."""
-    mjd = np.round(table.column("mjd").to_numpy(zero_copy_only=False).astype(float), 6)
-    candid = table.column("candid").to_pylist() if "candid" in table.column_names else [None] * table.num_rows
-    src = table.column("source").to_pylist()
-    obj = table.column("object_id").to_pylist()
-    band = table.column("band").to_pylist()
-    lim = table.column("is_limit").to_pylist()
-    keys = [
-        f"{s}|c{c}" if c is not None else f"{s}|{o}|{b}|{m:.6f}|{int(bool(li))}"
-        for s, o, b, m, li, c in zip(src, obj, band, mjd, lim, candid)
-    ]
-    return np.asarray(keys, dtype=object)
+    (source, object, band, time to 1e-6 d, limit flag). Built column-wise with Arrow."""
+    source = table.column("source")
+    if "candid" in table.column_names:
+        candid = pc.cast(table.column("candid"), pa.string())
+    else:
+        candid = pa.nulls(table.num_rows, pa.string())
+    micro_days = pc.cast(pc.round(pc.multiply(table.column("mjd"), 1e6)), pa.int64())
+    limit = pc.if_else(table.column("is_limit"), "1", "0")
+    by_candid = pc.binary_join_element_wise(source, pc.binary_join_element_wise("c", candid, ""), "|")
+    by_point = pc.binary_join_element_wise(
+        source, table.column("object_id"), table.column("band"), pc.cast(micro_days, pa.string()), limit, "|"
+    )
+    return pc.if_else(pc.is_valid(candid), by_candid, by_point).to_pylist()
 
 
 class Lake:
-    """Append-only Parquet store of light-curve points."""
+    """Append-only Parquet store of light-curve points, plus one row per ZTF alert under ``_alerts/``
+    (the pre-filter decisions; see :mod:`cosmic_ray.prefilter`).
+
+    ``append(table)`` writes at once; ``append(table, defer=True)`` only stages the new points
+    (deduplicated already) and ``flush()`` writes everything staged as one file per
+    (source, night): fewer, larger files for bulk ingests and micro-batches.
+    """
 
     def __init__(self, root: Path | str):
         self.root = Path(root)
         self._keys: set[str] | None = None
+        self._alert_keys: set[int] | None = None
+        self._staged: list[pa.Table] = []
+        self._staged_alerts: list[pa.Table] = []
 
     def _dataset(self) -> pads.Dataset | None:
-        if not self.root.is_dir() or not any(self.root.rglob("*.parquet")):
+        if not self.root.is_dir() or not self.files():
             return None
         return pads.dataset(
             self.root,
@@ -77,37 +89,117 @@ class Lake:
             self._keys = set() if dataset is None else set(point_keys(dataset.to_table(columns=_KEY_COLUMNS)))
         return self._keys
 
-    def append(self, table: pa.Table) -> AppendResult:
-        """Write the points not yet in the lake; returns what was written and what was skipped."""
+    def append(self, table: pa.Table, defer: bool = False) -> AppendResult:
+        """Add the points not yet in the lake (written now, or staged until :meth:`flush`)."""
         if table.num_rows == 0:
             return AppendResult(0, 0, 0)
         table = conform(table)
-        keys = point_keys(table)
         existing = self.existing_keys()
-        _, first = np.unique(keys, return_index=True)
-        keep = np.zeros(len(keys), dtype=bool)
-        keep[first] = True
-        keep &= np.fromiter((k not in existing for k in keys), dtype=bool, count=len(keys))
-        new = table.filter(pa.array(keep))
-        self._write_partitions(new)
-        existing.update(keys[keep])
-        objects = len(set(new.column("object_id").to_pylist()))
-        return AppendResult(written=new.num_rows, duplicates=int(len(keys) - keep.sum()), objects=objects)
+        keep = np.zeros(table.num_rows, dtype=bool)
+        add = existing.add
+        for i, key in enumerate(point_keys(table)):
+            if key not in existing:
+                add(key)
+                keep[i] = True
+        new = table.filter(pa.array(keep)) if not keep.all() else table
+        if defer:
+            self._staged.append(new)
+        else:
+            self._write_partitions(new)
+        objects = len(pc.unique(new.column("object_id")))
+        return AppendResult(written=new.num_rows, duplicates=int(len(keep) - keep.sum()), objects=objects)
+
+    def flush(self) -> int:
+        """Write what :meth:`append` (``defer=True``) and :meth:`append_alerts` staged; returns points written."""
+        staged, self._staged = self._staged, []
+        table = pa.concat_tables(staged) if staged else SCHEMA.empty_table()
+        self._write_partitions(table)
+        alerts, self._staged_alerts = self._staged_alerts, []
+        if alerts:
+            self._write_alerts(pa.concat_tables(alerts))
+        return table.num_rows
+
+    @property
+    def staged_rows(self) -> int:
+        return sum(t.num_rows for t in self._staged)
 
     def _write_partitions(self, table: pa.Table) -> None:
         if table.num_rows == 0:
             return
         parts = pc.binary_join_element_wise(table.column("source"), table.column("night"), "\x1f")
-        for value in pc.unique(parts).to_pylist():
+        order = pc.sort_indices(parts)
+        table, parts = table.take(order), parts.take(order)
+        if isinstance(parts, pa.ChunkedArray):
+            parts = parts.combine_chunks()
+        runs = pc.run_end_encode(parts)
+        ends = runs.run_ends.to_numpy()
+        starts = np.concatenate([[0], ends[:-1]])
+        for value, start, end in zip(runs.values.to_pylist(), starts, ends):
             source, night = value.split("\x1f")
-            chunk = table.filter(pc.equal(parts, value)).drop_columns(list(PARTITION_COLUMNS))
-            folder = self.root / f"source={source}" / f"night={night}"
-            folder.mkdir(parents=True, exist_ok=True)
-            name = f"part-{uuid.uuid4().hex}.parquet"
-            tmp = folder / f".{name}.tmp"
-            pq.write_table(chunk, tmp)
-            os.replace(tmp, folder / name)
+            chunk = table.slice(int(start), int(end - start)).drop_columns(list(PARTITION_COLUMNS))
+            self._write_file(self.root / f"source={source}" / f"night={night}", chunk)
 
+    @staticmethod
+    def _write_file(folder: Path, table: pa.Table) -> None:
+        """Write under a temporary name and rename: a killed writer leaves a whole file or none."""
+        folder.mkdir(parents=True, exist_ok=True)
+        name = f"part-{uuid.uuid4().hex}.parquet"
+        tmp = folder / f".{name}.tmp"
+        pq.write_table(table, tmp)
+        os.replace(tmp, folder / name)
+
+    # ------------------------------------------------------------------ per-alert table
+    @property
+    def alerts_root(self) -> Path:
+        return self.root / ALERTS_DIR
+
+    def _alert_dataset(self) -> pads.Dataset | None:
+        if not self.alerts_root.is_dir() or not any(self.alerts_root.rglob("part-*.parquet")):
+            return None
+        return pads.dataset(
+            self.alerts_root,
+            format="parquet",
+            partitioning=pads.partitioning(pa.schema([("night", pa.string())]), flavor="hive"),
+            exclude_invalid_files=True,
+            ignore_prefixes=[".", "_"],
+        )
+
+    def append_alerts(self, table: pa.Table, defer: bool = False) -> int:
+        """Add per-alert rows (``alert_candid`` unique) not yet stored; returns how many are new."""
+        if table.num_rows == 0:
+            return 0
+        if self._alert_keys is None:
+            dataset = self._alert_dataset()
+            self._alert_keys = set() if dataset is None else set(dataset.to_table(columns=["alert_candid"]).column(0).to_pylist())
+        keep = np.zeros(table.num_rows, dtype=bool)
+        for i, candid in enumerate(table.column("alert_candid").to_pylist()):
+            if candid not in self._alert_keys:
+                self._alert_keys.add(candid)
+                keep[i] = True
+        new = table.filter(pa.array(keep))
+        if defer:
+            self._staged_alerts.append(new)
+        else:
+            self._write_alerts(new)
+        return new.num_rows
+
+    def _write_alerts(self, table: pa.Table) -> None:
+        if table.num_rows == 0:
+            return
+        table = table.sort_by("night")
+        runs = pc.run_end_encode(table.column("night").combine_chunks())
+        ends = runs.run_ends.to_numpy()
+        starts = np.concatenate([[0], ends[:-1]])
+        for night, start, end in zip(runs.values.to_pylist(), starts, ends):
+            chunk = table.slice(int(start), int(end - start)).drop_columns(["night"])
+            self._write_file(self.alerts_root / f"night={night}", chunk)
+
+    def read_alerts(self) -> pa.Table:
+        """One row per ingested ZTF alert, with its pre-filter decision and reason."""
+        dataset = self._alert_dataset()
+        return pa.table({}) if dataset is None else dataset.to_table()
+
+    # ------------------------------------------------------------------ reading
     def read(self, sources: list[str] | None = None, nights_from: str | None = None) -> pa.Table:
         """All points (optionally of some sources, and from a night on), in the lake schema."""
         dataset = self._dataset()
@@ -122,4 +214,9 @@ class Lake:
         return conform(dataset.to_table(filter=expr))
 
     def files(self) -> list[Path]:
-        return sorted(p for p in self.root.rglob("*.parquet") if not p.name.startswith("."))
+        """The light-curve files (not the per-alert table, not temporary files)."""
+        if not self.root.is_dir():
+            return []
+        return sorted(
+            p for p in self.root.glob("source=*/night=*/*.parquet") if not p.name.startswith(".")
+        )

@@ -10,20 +10,26 @@ Light curve of an alert = the triggering candidate + ``prv_candidates`` (detecti
 
 from __future__ import annotations
 
+import functools
 import io
+import json
 import logging
 import math
 import tarfile
+import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import fastavro
+import fastavro.read as _avro_read
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from cosmic_ray.errors import BadAlertError, SourceError
-from cosmic_ray.lightcurve import ZTF_FID_TO_BAND, jd_to_mjd, mjd_to_night, rows_to_table
+from cosmic_ray.lightcurve import SCHEMA, ZTF_FID_TO_BAND, jd_to_mjd, mjd_to_night
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +63,7 @@ class ParseResult:
     table: pa.Table
     alerts: int = 0
     quarantined: list[tuple[str, str]] = field(default_factory=list)  # (input name, reason)
+    alert_meta: pa.Table | None = None  # one row per alert (ZTF only): what the pre-filters read
 
 
 def build_request(inputs: Iterable[Path | str]) -> ZtfRequest:
@@ -119,13 +126,60 @@ def _iter_tar(name: str, tar: tarfile.TarFile) -> Iterator[RawInput]:
 def read_records(data: bytes) -> list[dict[str, Any]]:
     """Decode an Avro container file's records.
 
+    The container is walked with fastavro's own header schema and record decoder; the writer
+    schema is parsed once per distinct schema text and cached (parsing the ~23 KB ZTF schema costs
+    more than decoding the alert itself). Codecs other than null/deflate go through
+    ``fastavro.reader``.
+
     Raises:
         BadAlertError: the bytes are not a readable Avro container.
     """
     try:
-        return list(fastavro.reader(io.BytesIO(data)))
+        return _read_container(data)
+    except BadAlertError:
+        raise
     except Exception as exc:  # fastavro raises several unrelated types on corrupt input
         raise BadAlertError(f"not a readable Avro container: {type(exc).__name__}: {exc}") from exc
+
+
+_HEADER = fastavro.parse_schema(_avro_read.HEADER_SCHEMA)
+_LONG = fastavro.parse_schema({"type": "long"})
+
+
+@functools.lru_cache(maxsize=32)
+def _writer_schema(text: str) -> dict[str, Any]:
+    return fastavro.parse_schema(json.loads(text))
+
+
+def _read_container(data: bytes) -> list[dict[str, Any]]:
+    fo = io.BytesIO(data)
+    header = fastavro.schemaless_reader(fo, _HEADER, None)
+    if header["magic"] != _avro_read.MAGIC:
+        raise BadAlertError("not a readable Avro container: bad magic bytes")
+    meta = header["meta"]
+    codec = meta.get("avro.codec", b"null")
+    codec = codec.decode() if isinstance(codec, bytes) else codec
+    if codec not in ("null", "deflate"):
+        return list(fastavro.reader(io.BytesIO(data)))
+    schema_text = meta["avro.schema"]
+    schema = _writer_schema(schema_text.decode() if isinstance(schema_text, bytes) else schema_text)
+    sync = header["sync"]
+    records: list[dict[str, Any]] = []
+    end = len(data)
+    while fo.tell() < end:
+        count = fastavro.schemaless_reader(fo, _LONG, None)
+        size = fastavro.schemaless_reader(fo, _LONG, None)
+        block = fo
+        if codec == "deflate":
+            block = io.BytesIO(zlib.decompress(fo.read(size), -15))
+        start = fo.tell()
+        for _ in range(count):
+            records.append(fastavro.schemaless_reader(block, schema, None))
+        if codec == "null" and fo.tell() - start != size:
+            raise BadAlertError(f"not a readable Avro container: block of {size} bytes decoded to {fo.tell() - start}")
+        if fo.read(_avro_read.SYNC_SIZE) != sync:
+            raise BadAlertError("not a readable Avro container: sync marker mismatch (truncated or corrupt)")
+    return records
 
 
 def _finite(value: Any) -> float | None:
@@ -247,20 +301,257 @@ def alert_to_rows(record: dict[str, Any]) -> list[dict[str, Any]]:
 
 def parse(raw: RawInput) -> ParseResult:
     """Decode one Avro file into schema rows; bad files/records are quarantined, never raised."""
-    try:
-        records = read_records(raw.data)
-    except BadAlertError as exc:
-        return ParseResult(table=rows_to_table([]), quarantined=[(raw.name, str(exc))])
-    rows: list[dict[str, Any]] = []
+    return parse_many([raw])
+
+
+def parse_many(raws: Iterable[RawInput]) -> ParseResult:
+    """Decode many Avro files at once: the records are decoded one by one, the light-curve table is
+    built column-wise with Arrow (no per-point Python dicts). Same rules as :func:`alert_to_rows`.
+
+    ``ParseResult.alert_meta`` holds one row per alert (:data:`ALERT_SCHEMA`), the fields the
+    pre-filters read.
+    """
+    records: list[dict[str, Any]] = []
+    names: list[str] = []
     quarantined: list[tuple[str, str]] = []
-    alerts = 0
-    for i, record in enumerate(records):
+    for raw in raws:
         try:
-            rows.extend(alert_to_rows(record))
-            alerts += 1
+            decoded = read_records(raw.data)
         except BadAlertError as exc:
-            quarantined.append((f"{raw.name}#{i}", str(exc)))
-    return ParseResult(table=rows_to_table(rows), alerts=alerts, quarantined=quarantined)
+            quarantined.append((raw.name, str(exc)))
+            continue
+        for i, record in enumerate(decoded):
+            missing = [key for key in _REQUIRED if key not in record]
+            if missing or not isinstance(record.get("candidate"), dict):
+                quarantined.append((f"{raw.name}#{i}", f"not a ZTF alert: missing {missing or ['candidate']}"))
+            else:
+                records.append(record)
+                names.append(f"{raw.name}#{i}")
+    table, meta, bad = records_to_tables(records, names)
+    quarantined.extend(bad)
+    return ParseResult(table=table, alerts=meta.num_rows, quarantined=quarantined, alert_meta=meta)
+
+
+_POINT = pa.struct(
+    [
+        ("candid", pa.int64()),
+        ("jd", pa.float64()),
+        ("fid", pa.int64()),
+        ("magpsf", pa.float64()),
+        ("sigmapsf", pa.float64()),
+        ("diffmaglim", pa.float64()),
+        ("isdiffpos", pa.string()),
+        ("ra", pa.float64()),
+        ("dec", pa.float64()),
+        ("rb", pa.float64()),
+        ("drb", pa.float64()),
+    ]
+)
+_FORCED = pa.struct(
+    [
+        ("jd", pa.float64()),
+        ("fid", pa.int64()),
+        ("forcediffimflux", pa.float64()),
+        ("forcediffimfluxunc", pa.float64()),
+        ("magzpsci", pa.float64()),
+    ]
+)
+# candidate fields the pre-filters read (cosmic_ray.prefilter), kept per alert
+PREFILTER_FIELDS = ("rb", "drb", "ssdistnr", "ssmagnr", "sgscore1", "distpsnr1")
+ALERT_SCHEMA = pa.schema(
+    [
+        pa.field("object_id", pa.string(), nullable=False),
+        pa.field("alert_candid", pa.int64(), nullable=False),
+        pa.field("schemavsn", pa.string()),
+        pa.field("mjd", pa.float64(), nullable=False),
+        pa.field("band", pa.string(), nullable=False),
+        pa.field("magpsf", pa.float64()),
+        pa.field("ra", pa.float64()),
+        pa.field("dec", pa.float64()),
+        pa.field("isdiffpos", pa.bool_()),
+        *[pa.field(name, pa.float64()) for name in PREFILTER_FIELDS],
+        pa.field("night", pa.string(), nullable=False),
+    ]
+)
+_CANDIDATE = pa.struct([(f.name, f.type) for f in _POINT] + [(n, pa.float64()) for n in PREFILTER_FIELDS[2:]])
+_BANDS = pa.array([None, "g", "r", "i"], pa.string())  # index = fid
+
+
+def _np(array: pa.Array) -> np.ndarray:
+    """Float view of a numeric Arrow array, nulls as NaN."""
+    return pc.cast(array, pa.float64()).to_numpy(zero_copy_only=False)
+
+
+def _finite_or_null(array: pa.Array) -> pa.Array:
+    values = _np(array)
+    return pa.array(values, mask=~np.isfinite(values))
+
+
+def _bands(fid: pa.Array) -> tuple[pa.Array, np.ndarray]:
+    codes = pc.fill_null(fid, 0).to_numpy(zero_copy_only=False)
+    ok = (codes >= 1) & (codes <= 3)
+    return _BANDS.take(pa.array(np.where(ok, codes, 0))), ok
+
+
+def _nights(mjd: np.ndarray) -> pa.Array:
+    mjd = np.where(np.isfinite(mjd), mjd, 40587.0)  # rows without a time are filtered out later
+    days = (np.floor(mjd) - 40587).astype(np.int32)  # MJD 40587 = 1970-01-01
+    return pc.strftime(pc.cast(pa.array(days), pa.date32()), format="%Y%m%d")
+
+
+def _diffpos(values: pa.Array) -> pa.Array:
+    lowered = pc.utf8_lower(values)
+    return pc.if_else(pc.is_valid(values), pc.is_in(lowered, pa.array(["t", "1", "true"])), pa.scalar(None, pa.bool_()))
+
+
+def records_to_tables(
+    records: list[dict[str, Any]], names: list[str] | None = None
+) -> tuple[pa.Table, pa.Table, list[tuple[str, str]]]:
+    """Decoded ZTF alert records -> (points in the light-curve schema, one row per alert, quarantined).
+
+    Args:
+        records: decoded alerts (each has ``objectId``, ``candid`` and a ``candidate`` record).
+        names: where each record came from (for quarantine reasons); defaults to the object ids.
+    """
+    if not records:
+        return SCHEMA.empty_table(), ALERT_SCHEMA.empty_table(), []
+    objects = [str(r["objectId"]) for r in records]
+    versions = [str(r.get("schemavsn", "")) for r in records]
+    alert_candids = [r.get("candid") for r in records]
+    points: list[dict[str, Any]] = []
+    lengths = np.empty(len(records), dtype=np.int64)
+    forced: list[dict[str, Any]] = []
+    forced_lengths = np.empty(len(records), dtype=np.int64)
+    for i, record in enumerate(records):
+        prv = record.get("prv_candidates") or []
+        points.append(record["candidate"])
+        points.extend(prv)
+        lengths[i] = 1 + len(prv)
+        fps = record.get("fp_hists") or []
+        forced.extend(fps)
+        forced_lengths[i] = len(fps)
+    parent = np.repeat(np.arange(len(records)), lengths)  # (P,) alert index of each point
+    first = np.zeros(len(points), dtype=bool)
+    first[np.concatenate([[0], np.cumsum(lengths)[:-1]])] = True
+
+    cols = dict(zip(_POINT.names, pa.array(points, type=_POINT).flatten()))
+    jd, mag, err, lim = _np(cols["jd"]), _np(cols["magpsf"]), _np(cols["sigmapsf"]), _np(cols["diffmaglim"])
+    band, band_ok = _bands(cols["fid"])
+    is_det = first | cols["candid"].is_valid().to_numpy(zero_copy_only=False)
+    det_ok = np.isfinite(mag) & np.isfinite(jd) & band_ok & np.isfinite(err) & (err >= 0)
+    lim_ok = np.isfinite(lim) & np.isfinite(jd) & band_ok
+    usable = np.where(is_det, det_ok, lim_ok)
+    bad_alert = np.zeros(len(records), dtype=bool)
+    bad_alert[parent[first & ~usable]] = True
+    quarantined = [
+        ((names or objects)[i], f"alert {alert_candids[i]} of {objects[i]}: candidate has no usable photometry") for i in np.flatnonzero(bad_alert)
+    ]
+    keep = usable & ~bad_alert[parent]
+
+    mjd = jd - 2400000.5
+    diffpos = _diffpos(cols["isdiffpos"])
+    sign = np.where(pc.fill_null(diffpos, True).to_numpy(zero_copy_only=False), 1.0, -1.0)
+    flux = sign * 10 ** (-0.4 * (mag - AB_ZP_UJY))
+    flux_err = np.abs(flux) * err * math.log(10) / 2.5
+    det_mask = ~is_det  # null where not a detection
+    n = len(points)
+    parent_idx = pa.array(parent)
+    obj_col = pa.array(objects, pa.string()).take(parent_idx)
+    table = pa.table(
+        {
+            "object_id": obj_col,
+            "source": pa.array(np.full(n, "ztf_alert", dtype=object), pa.string()),
+            "mjd": pa.array(mjd),
+            "band": band,
+            "mag": pa.array(np.where(is_det, mag, lim)),
+            "magerr": pa.array(err, mask=det_mask),
+            "flux": pa.array(flux, mask=det_mask),
+            "flux_err": pa.array(flux_err, mask=det_mask),
+            "is_limit": pa.array(~is_det),
+            "candid": pc.if_else(pa.array(is_det), cols["candid"], pa.scalar(None, pa.int64())),
+            "label": pa.nulls(n, pa.string()),
+            "ra": pc.if_else(pa.array(is_det), _finite_or_null(cols["ra"]), pa.scalar(None, pa.float64())),
+            "dec": pc.if_else(pa.array(is_det), _finite_or_null(cols["dec"]), pa.scalar(None, pa.float64())),
+            "rb": pc.if_else(pa.array(is_det), _finite_or_null(cols["rb"]), pa.scalar(None, pa.float64())),
+            "drb": pc.if_else(pa.array(is_det), _finite_or_null(cols["drb"]), pa.scalar(None, pa.float64())),
+            "isdiffpos": pc.if_else(pa.array(is_det), diffpos, pa.scalar(None, pa.bool_())),
+            "schemavsn": pa.array(versions, pa.string()).take(parent_idx),
+            "alert_candid": pa.array(alert_candids, pa.int64()).take(parent_idx),
+            "night": _nights(mjd),
+        },
+        schema=SCHEMA,
+    ).filter(pa.array(keep))
+    tables = [table]
+    if forced:
+        tables.append(_forced_table(forced, np.repeat(np.arange(len(records)), forced_lengths), objects, versions, alert_candids, bad_alert))
+    points_table = pa.concat_tables(tables) if len(tables) > 1 else table
+
+    good = ~bad_alert
+    cand = pa.array([r["candidate"] for r in records], type=_CANDIDATE).flatten()
+    cand = dict(zip(_CANDIDATE.names, cand))
+    cand_band, _ = _bands(cand["fid"])
+    cand_mjd = _np(cand["jd"]) - 2400000.5
+    meta = pa.table(
+        {
+            "object_id": pa.array(objects, pa.string()),
+            "alert_candid": pa.array(alert_candids, pa.int64()),
+            "schemavsn": pa.array(versions, pa.string()),
+            "mjd": pa.array(cand_mjd),
+            "band": cand_band,
+            "magpsf": _finite_or_null(cand["magpsf"]),
+            "ra": _finite_or_null(cand["ra"]),
+            "dec": _finite_or_null(cand["dec"]),
+            "isdiffpos": _diffpos(cand["isdiffpos"]),
+            **{name: _finite_or_null(cand[name]) for name in PREFILTER_FIELDS},
+            "night": _nights(cand_mjd),
+        },
+        schema=ALERT_SCHEMA,
+    ).filter(pa.array(good))
+    return points_table, meta, quarantined
+
+
+def _forced_table(
+    forced: list[dict[str, Any]],
+    parent: np.ndarray,
+    objects: list[str],
+    versions: list[str],
+    alert_candids: list[Any],
+    bad_alert: np.ndarray,
+) -> pa.Table:
+    cols = dict(zip(_FORCED.names, pa.array(forced, type=_FORCED).flatten()))
+    jd, flux_dn, unc, zp = (_np(cols[k]) for k in ("jd", "forcediffimflux", "forcediffimfluxunc", "magzpsci"))
+    band, band_ok = _bands(cols["fid"])
+    keep = np.isfinite(jd) & band_ok & np.isfinite(flux_dn) & np.isfinite(zp) & (flux_dn > -99999) & ~bad_alert[parent]
+    scale = 10 ** (-0.4 * (zp - AB_ZP_UJY))  # DN -> microjansky
+    mjd = jd - 2400000.5
+    n = len(forced)
+    idx = pa.array(parent)
+    null_f = pa.nulls(n, pa.float64())
+    table = pa.table(
+        {
+            "object_id": pa.array(objects, pa.string()).take(idx),
+            "source": pa.array(np.full(n, "ztf_fp", dtype=object), pa.string()),
+            "mjd": pa.array(mjd),
+            "band": band,
+            "mag": null_f,
+            "magerr": null_f,
+            "flux": pa.array(flux_dn * scale),
+            "flux_err": pa.array(np.abs(unc * scale), mask=~np.isfinite(unc)),
+            "is_limit": pa.array(np.zeros(n, dtype=bool)),
+            "candid": pa.nulls(n, pa.int64()),
+            "label": pa.nulls(n, pa.string()),
+            "ra": null_f,
+            "dec": null_f,
+            "rb": null_f,
+            "drb": null_f,
+            "isdiffpos": pa.nulls(n, pa.bool_()),
+            "schemavsn": pa.array(versions, pa.string()).take(idx),
+            "alert_candid": pa.array(alert_candids, pa.int64()).take(idx),
+            "night": _nights(mjd),
+        },
+        schema=SCHEMA,
+    )
+    return table.filter(pa.array(keep))
 
 
 def alert_json_to_rows(alert: dict[str, Any]) -> list[dict[str, Any]]:

@@ -89,6 +89,9 @@ class ModelInfo(BaseModel):
     trained_at: str | None = None
     meta: dict[str, Any] = Field(default_factory=dict)
     last_reload_error: str | None = None
+    registered_classes: list[str] = Field(default_factory=list, description="Classes added at runtime (in ``classes`` too).")
+    classes_version: int = 0
+    replica: str | None = None
 
 
 class Health(BaseModel):
@@ -98,3 +101,61 @@ class Health(BaseModel):
 
 class ErrorResponse(BaseModel):
     detail: Any
+
+
+# ------------------------------------------------------------------ classes, alerts, similarity
+class ClassIn(BaseModel):
+    """A class registered at runtime from K support examples: light curves, object ids in the lake, or both."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=64)
+    lightcurves: list[LightCurveIn] = Field(default_factory=list, max_length=1000)
+    object_ids: list[str] = Field(default_factory=list, max_length=1000)
+
+    @model_validator(mode="after")
+    def _some_support(self) -> "ClassIn":
+        if not self.lightcurves and not self.object_ids:
+            raise ValueError("give at least one support light curve or lake object id")
+        return self
+
+
+class ClassInfo(BaseModel):
+    name: str
+    source: str = Field(description="'model' (trained) or 'registered' (added at runtime).")
+    support_objects: list[str] = Field(default_factory=list)
+    created_by: str | None = None
+    created_at: str | None = None
+
+
+class AlertRecord(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+    candid: int
+    object_id: str
+    classified_at: str
+    class_: str = Field(serialization_alias="class", validation_alias="class")
+    probabilities: dict[str, float]
+    open_set_score: float
+    novel: bool
+    rare: bool
+    model_version: str
+
+
+class SimilarResponse(BaseModel):
+    object_id: str
+    model_version: str
+    neighbours: list[Neighbour]
+
+
+# ------------------------------------------------------------------ accounts
+class LoginRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    username: str = Field(min_length=1, max_length=64)
+    password: str = Field(min_length=1, max_length=1024, repr=False)
+
+
+class Me(BaseModel):
+    username: str
+    role: str

@@ -16,6 +16,10 @@ cluster_app = typer.Typer(no_args_is_help=True, help="The local Ray cluster.")
 serve_app = typer.Typer(no_args_is_help=True, help="The Ray Serve application (API on the app port).")
 app.add_typer(cluster_app, name="cluster")
 app.add_typer(serve_app, name="serve")
+users_app = typer.Typer(no_args_is_help=True, help="API users in the event store (roles: viewer, astronomer, admin).")
+tokens_app = typer.Typer(no_args_is_help=True, help="API tokens for scripts (Authorization: Bearer <token>).")
+app.add_typer(users_app, name="users")
+app.add_typer(tokens_app, name="tokens")
 
 log = logging.getLogger("cosmic_ray")
 
@@ -213,6 +217,97 @@ def serve_status() -> None:
         return
     cluster.connect(s, start_local=False)
     _emit({"applications": serving.status(), "healthy": serving.healthy(s), "url": s.app_url})
+
+
+# ----------------------------------------------------------------------------- users and tokens
+def _store():
+    from cosmic_ray.store import EventStore
+
+    return EventStore(_settings().event_store_url)
+
+
+def _read_password(password_stdin: bool) -> str:
+    """The new password from stdin (first line) or an interactive prompt; never from an argument."""
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    if not password:
+        _fail("empty password", 2)
+    return password
+
+
+@users_app.command("add")
+def users_add(
+    username: str = typer.Argument(...),
+    role: str = typer.Option("viewer", help="viewer, astronomer or admin."),
+    password_stdin: bool = typer.Option(False, "--password-stdin", help="Read the password from stdin."),
+) -> None:
+    """Add a user (the password is prompted for, or read from stdin)."""
+    from cosmic_ray.store import StoreError
+
+    password = _read_password(password_stdin)
+    try:
+        user = _store().add_user(username, password, role=role)
+    except StoreError as exc:
+        _fail(str(exc))
+    _emit({"username": user.username, "role": user.role, "added": True})
+
+
+@users_app.command("passwd")
+def users_passwd(
+    username: str = typer.Argument(...),
+    password_stdin: bool = typer.Option(False, "--password-stdin", help="Read the password from stdin."),
+) -> None:
+    """Change a user's password (ends their web sessions)."""
+    from cosmic_ray.store import StoreError
+
+    password = _read_password(password_stdin)
+    try:
+        _store().set_password(username, password)
+    except StoreError as exc:
+        _fail(str(exc))
+    _emit({"username": username, "password_changed": True})
+
+
+@users_app.command("remove")
+def users_remove(username: str = typer.Argument(...)) -> None:
+    """Remove a user with their tokens and sessions."""
+    from cosmic_ray.store import StoreError
+
+    try:
+        _store().remove_user(username)
+    except StoreError as exc:
+        _fail(str(exc))
+    _emit({"username": username, "removed": True})
+
+
+@users_app.command("list")
+def users_list() -> None:
+    _emit([{"username": u.username, "role": u.role} for u in _store().list_users()])
+
+
+@tokens_app.command("create")
+def tokens_create(username: str = typer.Argument(...), name: str = typer.Option("", help="A label, e.g. the script's name.")) -> None:
+    """Create an API token for USERNAME; the token is printed once and only its hash is kept."""
+    from cosmic_ray.store import StoreError
+
+    try:
+        info = _store().create_token(username, name)
+    except StoreError as exc:
+        _fail(str(exc))
+    _emit({"id": info.id, "username": info.username, "name": info.name, "token": info.token})
+
+
+@tokens_app.command("revoke")
+def tokens_revoke(token_id: int = typer.Argument(..., help="The id printed by `tokens create`.")) -> None:
+    from cosmic_ray.store import StoreError
+
+    try:
+        _store().revoke_token(token_id)
+    except StoreError as exc:
+        _fail(str(exc))
+    _emit({"id": token_id, "revoked": True})
 
 
 # ----------------------------------------------------------------------------- demo

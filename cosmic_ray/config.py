@@ -39,6 +39,16 @@ class Settings(BaseSettings):
     store_url: str | None = Field(default=None, description="Event store; SQLite under home by default.")
     max_batch: PositiveInt = Field(default=1000, description="Largest /predict/batch request.")
     max_body_bytes: PositiveInt = Field(default=8 * 1024 * 1024, description="Largest request body.")
+    # --- accounts and the API (cosmic_ray/auth.py) ---
+    read_requires_auth: bool = Field(default=False, description="GET routes need a token or session too.")
+    cookie_secure: bool = Field(default=False, description="Mark the session cookie Secure (set it behind HTTPS).")
+    session_hours: float = Field(default=12.0, gt=0, description="Lifetime of a web login session.")
+    login_attempts_per_account: PositiveInt = Field(default=5, description="Failed logins per account per window.")
+    login_attempts_per_address: PositiveInt = Field(default=20, description="Login attempts per client address per window.")
+    login_window_s: float = Field(default=300.0, gt=0, description="The login rate-limit window.")
+    max_support: PositiveInt = Field(default=100, description="Most support light curves of a class registered at runtime.")
+    # --- live path (cosmic_ray/live.py) ---
+    rare_webhook_url: str | None = Field(default=None, description="Slack-compatible webhook notified of rare events.")
 
     # --- derived paths (never created here) ---
     @property

@@ -2,6 +2,11 @@
 
 ``build_app`` is the import path of configs/serve.yaml (``cosmic_ray.serve:build_app``), used
 alike by ``cosmic-ray serve up``, ``serve deploy configs/serve.yaml`` and the KubeRay RayService.
+
+Two deployments: ``Ingress`` (FastAPI: validation, accounts, the event store) and
+``ProtoNetModel`` (the classifier, dynamic batching). Model replicas follow the registry's
+``production`` alias and the event store's registered classes by polling, so every replica
+agrees within ``class_poll_seconds`` / ``model_poll_seconds`` without a change to the Serve config.
 """
 
 # No `from __future__ import annotations` here: FastAPI must see real types on the ingress methods.
@@ -10,23 +15,31 @@ import asyncio
 import logging
 import threading
 import time
+from datetime import datetime, timedelta
 from typing import Any
 
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import FastAPI, HTTPException, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 
+from cosmic_ray import auth
 from cosmic_ray.api_models import (
+    AlertRecord,
     BatchRequest,
     BatchResponse,
+    ClassIn,
+    ClassInfo,
     ErrorResponse,
     Health,
+    LoginRequest,
+    Me,
     ModelInfo,
     PredictRequest,
     PredictResponse,
+    SimilarResponse,
 )
 from cosmic_ray.config import Settings
 from cosmic_ray.errors import BadAlertError
@@ -42,65 +55,146 @@ class AppArgs(BaseModel):
     rare_classes: list[str] = Field(default_factory=lambda: ["SLSN-I", "SLSN-II", "TDE", "SN Ibn/Icn"])
     novelty_threshold: float = Field(default=0.95, gt=0, le=1)
     model_poll_seconds: float = Field(default=15.0, gt=0)
+    class_poll_seconds: float = Field(default=1.0, gt=0, description="How often replicas check the store's registered classes.")
     neighbours: int = Field(default=5, ge=0, le=50)
     # Optional overrides of the environment's settings (tests and local runs pass them explicitly).
     home: str | None = None
     mlflow_tracking_uri: str | None = None
+    store_url: str | None = None
     max_batch: int | None = None
     max_body_bytes: int | None = None
     # Per-deployment option overrides (the `deployments:` list of a Serve config) for `serve.run`.
     deployments: list[dict[str, Any]] = Field(default_factory=list)
 
     def settings(self) -> Settings:
-        overrides = {k: v for k, v in {"home": self.home, "mlflow_tracking_uri": self.mlflow_tracking_uri,
-                                       "max_batch": self.max_batch, "max_body_bytes": self.max_body_bytes}.items() if v is not None}
-        return Settings(**overrides)
+        overrides = {
+            "home": self.home,
+            "mlflow_tracking_uri": self.mlflow_tracking_uri,
+            "store_url": self.store_url,
+            "max_batch": self.max_batch,
+            "max_body_bytes": self.max_body_bytes,
+        }
+        return Settings(**{k: v for k, v in overrides.items() if v is not None})
+
+
+def points_to_rows(object_id: str, points: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Points ``{mjd, band, mag, magerr[, is_limit]}`` -> lake-schema rows the featurizer reads."""
+    from cosmic_ray.lightcurve import mjd_to_night
+
+    return [
+        {"object_id": object_id, "source": "user", "mjd": float(p["mjd"]), "band": p["band"], "mag": p["mag"],
+         "magerr": p.get("magerr", 0.0), "is_limit": bool(p.get("is_limit", False)), "night": mjd_to_night(float(p["mjd"]))}
+        for p in points
+    ]
 
 
 # ---------------------------------------------------------------- model deployment
 @serve.deployment(max_ongoing_requests=128)
 class ProtoNetModel:
-    """Holds the production classifier; batches light curves; follows the registry's alias."""
+    """Holds the production classifier plus the registered classes; batches light curves.
+
+    Follows the registry's alias (new versions load beside the old one and replace it in one
+    assignment) and the event store's class table (prototypes recomputed with the current encoder).
+    """
 
     def __init__(self, args: dict[str, Any]):
         from cosmic_ray import registry
+        from cosmic_ray.store import EventStore
 
         self.args = AppArgs.model_validate(args)
         self.settings = self.args.settings()
         self._registry = registry
+        self.store = EventStore(self.settings.event_store_url)
+        self._rebuild = threading.Lock()
         classifier, registered = registry.load_model(self.settings)
         classifier.novelty_threshold = self.args.novelty_threshold
-        self._current = (classifier, registered)  # swapped atomically as one tuple
+        self._base = (classifier, registered)
+        # (classifier with registered classes, registered model, classes version, registered names): one tuple, swapped atomically
+        self._current = self._with_registered_classes(classifier, registered)
         self.last_reload_error: str | None = None
+        self.last_class_error: str | None = None
+        self._lake_index: tuple[Any, ...] | None = None
+        try:
+            self.replica = serve.get_replica_context().replica_id.unique_id
+        except Exception:  # outside Serve (plain construction in a benchmark)
+            self.replica = "local"
         self._stop = threading.Event()
-        threading.Thread(target=self._follow_registry, daemon=True, name="model-poller").start()
+        threading.Thread(target=self._follow, daemon=True, name="model-and-class-poller").start()
 
     def reconfigure(self, user_config: dict[str, Any]) -> None:
         self.predict.set_max_batch_size(int(user_config.get("max_batch_size", 64)))
         self.predict.set_batch_wait_timeout_s(float(user_config.get("batch_wait_timeout_s", 0.005)))
+        if "torch_threads" in user_config:
+            import torch
 
-    def _follow_registry(self) -> None:
-        while not self._stop.wait(self.args.model_poll_seconds):
-            self.check_for_new_model()
+            torch.set_num_threads(int(user_config["torch_threads"]))
+
+    # ------------------------------------------------------------ following the registry and the store
+    def _follow(self) -> None:
+        next_model = time.monotonic() + self.args.model_poll_seconds
+        while not self._stop.wait(self.args.class_poll_seconds):
+            self.sync_classes()
+            if time.monotonic() >= next_model:
+                self.check_for_new_model()
+                next_model = time.monotonic() + self.args.model_poll_seconds
+
+    def _with_registered_classes(self, base, registered) -> tuple[Any, Any, int, list[str]]:
+        """A copy of ``base`` with a prototype per registered class (embedded by ``base``'s encoder)."""
+        from cosmic_ray.features import featurize
+        from cosmic_ray.lightcurve import rows_to_table
+
+        version, records = self.store.classes_snapshot()
+        clf = base
+        names = []
+        for record in records:
+            if record.name in base.class_names:
+                log.warning("registered class %r has the name of a trained class: ignored", record.name)
+                continue
+            rows = [r for i, s in enumerate(record.support) for r in points_to_rows(f"s{i}", s["points"])]
+            arrays = featurize(rows_to_table(rows), clf.max_len)
+            if len(arrays["seq"]) == 0:
+                log.warning("registered class %r has no usable support light curve: ignored", record.name)
+                continue
+            clf = clf.with_class(record.name, arrays["seq"], arrays["length"], arrays["feats"])  # a copy: base is untouched
+            names.append(record.name)
+        return clf, registered, version, names
+
+    def sync_classes(self) -> int:
+        """Rebuild the prototypes if the store's classes changed; returns the classes version served."""
+        try:
+            if self.store.classes_version() != self._current[2]:
+                with self._rebuild:
+                    base, registered = self._base
+                    self._current = self._with_registered_classes(base, registered)
+                    log.info("classes version %d: registered %s", self._current[2], self._current[3])
+            self.last_class_error = None
+        except Exception as exc:  # keep serving the classes we have
+            self.last_class_error = f"{type(exc).__name__}: {exc}"
+            log.warning("could not refresh the registered classes: %s", exc)
+        return self._current[2]
 
     def check_for_new_model(self) -> str:
         """Load the production version beside the current one and switch if it changed."""
         try:
             latest = self._registry.production_version(self.settings)
-            if latest is None or latest.version == self._current[1].version:
-                return self._current[1].version
+            if latest is None or latest.version == self._base[1].version:
+                return self._base[1].version
             classifier, registered = self._registry.load_model(self.settings, latest.version)
             classifier.novelty_threshold = self.args.novelty_threshold
-            self._current = (classifier, registered)
+            with self._rebuild:
+                current = self._with_registered_classes(classifier, registered)
+                self._base = (classifier, registered)
+                self._current = current
+                self._lake_index = None
             self.last_reload_error = None
             log.info("now serving %s version %s", registered.name, registered.version)
         except Exception as exc:  # a bad version leaves the old one serving
-            self.last_reload_error = f"{type(exc).__name__}: {exc}"
-            log.warning("model reload failed, keeping version %s: %s", self._current[1].version, exc)
-        return self._current[1].version
+            self.last_reload_error = f"version {latest.version if 'latest' in locals() and latest else '?'}: {type(exc).__name__}: {exc}"
+            log.warning("model reload failed, keeping version %s: %s", self._base[1].version, exc)
+        return self._base[1].version
 
     def info(self) -> dict[str, Any]:
-        classifier, registered = self._current
+        classifier, registered, classes_version, names = self._current
         return ModelInfo(
             name=registered.name,
             version=registered.version,
@@ -109,15 +203,18 @@ class ProtoNetModel:
             trained_at=classifier.meta.get("trained_at"),
             meta=classifier.meta,
             last_reload_error=self.last_reload_error,
+            registered_classes=names,
+            classes_version=classes_version,
+            replica=self.replica,
         ).model_dump()
 
-    @serve.batch(max_batch_size=64, batch_wait_timeout_s=0.005)
-    async def predict(self, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """Each item ``{"object_id", "rows"}`` -> prediction dict; one featurize + forward per batch."""
+    # ------------------------------------------------------------ classification
+    def _classify(self, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Each item ``{"object_id", "rows"[, "candid"]}`` -> prediction dict; one featurize + forward."""
         from cosmic_ray.features import featurize
         from cosmic_ray.lightcurve import rows_to_table
 
-        classifier, registered = self._current
+        classifier, registered, _, _ = self._current
         rows = []
         for i, item in enumerate(items):  # internal ids: two items may share an object_id
             rows.extend({**r, "object_id": str(i)} for r in item["rows"])
@@ -139,9 +236,61 @@ class ProtoNetModel:
                     "rare": p.label in self.args.rare_classes,
                     "neighbours": p.neighbours,
                     "model_version": registered.version,
+                    **({"candid": item["candid"]} if "candid" in item else {}),
                 }
             )
         return out
+
+    @serve.batch(max_batch_size=64, batch_wait_timeout_s=0.005)
+    async def predict(self, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """One item per call; Serve gathers concurrent calls into ``items``."""
+        return self._classify(items)
+
+    def predict_many(self, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """A whole list in one call (``/predict/batch`` chunks and the live path)."""
+        return self._classify(items)
+
+    # ------------------------------------------------------------ similarity
+    def _index(self, classifier, version: str):
+        """Embeddings of every lake object with a usable light curve, per model version (built on first use)."""
+        import numpy as np
+
+        from cosmic_ray.features import featurize
+        from cosmic_ray.lake import Lake
+
+        lake = Lake(self.settings.lake_dir)
+        n_files = len(lake.files())
+        if self._lake_index is None or self._lake_index[:2] != (version, n_files):
+            arrays = featurize(lake.read(), classifier.max_len)
+            emb = classifier.embed(arrays["seq"], arrays["length"], arrays["feats"])  # (N, D)
+            ids = np.asarray(arrays["object_id"], dtype=str)
+            labels = np.asarray([str(x or "") for x in arrays["label"]], dtype=str)
+            if len(ids) == 0:  # no lake here: the classifier's reference objects
+                ids, labels, emb = classifier.ref_ids.astype(str), classifier.ref_labels.astype(str), classifier.ref_embeddings
+            self._lake_index = (version, n_files, ids, labels, emb)
+        return self._lake_index[2:]
+
+    def similar(self, object_id: str, k: int = 10) -> dict[str, Any] | None:
+        """The ``k`` nearest lake objects to ``object_id`` in embedding space; None if it is unknown."""
+        import numpy as np
+
+        classifier, registered, _, _ = self._current
+        ids, labels, emb = self._index(classifier, registered.version)
+        where = np.flatnonzero(ids == object_id)
+        if len(where):
+            query = emb[where[0]]
+        else:
+            ref = np.flatnonzero(classifier.ref_ids.astype(str) == object_id)
+            if not len(ref):
+                return None
+            query = classifier.ref_embeddings[ref[0]]
+        dist = np.sqrt(((emb - query[None, :]) ** 2).sum(axis=1))  # (N,)
+        order = [j for j in np.argsort(dist) if ids[j] != object_id][:k]
+        return {
+            "object_id": object_id,
+            "model_version": registered.version,
+            "neighbours": [{"object_id": str(ids[j]), "label": str(labels[j]), "distance": float(dist[j])} for j in order],
+        }
 
 
 # ---------------------------------------------------------------- ingress
@@ -151,6 +300,72 @@ api = FastAPI(
     version="0.1.0",
 )
 
+_LIMITS: dict[str, int] = {}  # this process's body limit, set by the ingress from its settings
+
+
+def _body_limit() -> int:
+    if "max_body_bytes" not in _LIMITS:
+        _LIMITS["max_body_bytes"] = Settings().max_body_bytes
+    return _LIMITS["max_body_bytes"]
+
+
+class ObserveAndLimit:
+    """ASGI middleware: 413 for bodies over the limit (declared or streamed), request metrics."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        from cosmic_ray import metrics
+
+        start = time.perf_counter()
+        limit = _body_limit()
+        status = [500]
+
+        async def send_observed(message):
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+            await send(message)
+
+        length = dict(scope["headers"]).get(b"content-length")
+        try:
+            if length is not None and length.isdigit() and int(length) > limit:
+                too_big = JSONResponse(status_code=413, content={"detail": f"request body of {int(length)} bytes exceeds the limit of {limit}"})
+                return await too_big(scope, receive, send_observed)
+            if length is None and scope["method"] in ("POST", "PUT", "PATCH"):
+                receive = _bounded_receive(receive, limit)
+            try:
+                await self.app(scope, receive, send_observed)
+            except _BodyTooLarge:
+                too_big = JSONResponse(status_code=413, content={"detail": f"request body exceeds the limit of {limit} bytes"})
+                await too_big(scope, receive, send_observed)
+        finally:
+            route = scope.get("route")
+            metrics.observe(getattr(route, "path", "unmatched"), scope["method"], status[0], time.perf_counter() - start)
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+def _bounded_receive(receive, limit: int):
+    seen = [0]
+
+    async def bounded():
+        message = await receive()
+        if message["type"] == "http.request":
+            seen[0] += len(message.get("body", b""))
+            if seen[0] > limit:
+                raise _BodyTooLarge()
+        return message
+
+    return bounded
+
+
+api.add_middleware(ObserveAndLimit)
+
 
 def request_to_item(body: PredictRequest) -> dict[str, Any]:
     """A validated request -> ``{"object_id", "rows"}`` for the model.
@@ -158,7 +373,6 @@ def request_to_item(body: PredictRequest) -> dict[str, Any]:
     Raises:
         HTTPException: 422 when the alert cannot be read or the light curve has no detection.
     """
-    from cosmic_ray.lightcurve import mjd_to_night
     from cosmic_ray.sources import ztf
 
     if body.alert is not None:
@@ -172,11 +386,7 @@ def request_to_item(body: PredictRequest) -> dict[str, Any]:
         object_id = str(body.alert.get("objectId"))
     else:
         lc = body.lightcurve
-        rows = [
-            {"object_id": lc.object_id, "source": "user", "mjd": p.mjd, "band": p.band, "mag": p.mag,
-             "magerr": p.magerr, "is_limit": p.is_limit, "night": mjd_to_night(p.mjd)}
-            for p in lc.points
-        ]
+        rows = points_to_rows(lc.object_id, [p.model_dump() for p in lc.points])
         object_id = lc.object_id
     if not any(not r["is_limit"] for r in rows):
         raise HTTPException(status_code=422, detail="the light curve has no detection (only upper limits)")
@@ -185,19 +395,9 @@ def request_to_item(body: PredictRequest) -> dict[str, Any]:
 
 @api.exception_handler(RequestValidationError)
 async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
-    """422 with where and why, without echoing the input (it may be huge or not JSON-encodable, e.g. inf)."""
+    """422 with where and why, without echoing the input (it may be huge, secret or not JSON-encodable)."""
     errors = [{"loc": list(e.get("loc", ())), "msg": str(e.get("msg", "")), "type": str(e.get("type", ""))} for e in exc.errors()]
     return JSONResponse(status_code=422, content={"detail": errors})
-
-
-@api.middleware("http")
-async def limit_body_size(request: Request, call_next):
-    """Refuse bodies over the limit with 413 before reading them."""
-    limit = Settings().max_body_bytes
-    length = request.headers.get("content-length")
-    if length is not None and length.isdigit() and int(length) > limit:
-        return JSONResponse(status_code=413, content={"detail": f"request body of {length} bytes exceeds the limit of {limit}"})
-    return await call_next(request)
 
 
 def _mount_pages() -> None:
@@ -210,42 +410,93 @@ def _mount_pages() -> None:
 
 _mount_pages()
 
+_AUTH_ERRORS = {401: {"model": ErrorResponse}, 403: {"model": ErrorResponse}}
+
 
 @serve.deployment(max_ongoing_requests=256)
 @serve.ingress(api)
 class Ingress:
     def __init__(self, model: DeploymentHandle, args: dict[str, Any]):
+        from cosmic_ray import metrics
+        from cosmic_ray.store import EventStore
+
         self.model = model
         self.args = AppArgs.model_validate(args)
         self.settings = self.args.settings()
+        _LIMITS["max_body_bytes"] = self.settings.max_body_bytes
+        self.store = EventStore(self.settings.event_store_url)
+        s = self.settings
+        self.logins_by_account = auth.RateLimiter(s.login_attempts_per_account, s.login_window_s)
+        self.logins_by_address = auth.RateLimiter(s.login_attempts_per_address, s.login_window_s)
+        self.metrics = metrics.api_metrics()
+        try:
+            self.metrics.registry.register(metrics.StoreCollector(self.store))
+        except ValueError:  # already registered in this process
+            pass
+
+    # ------------------------------------------------------------ helpers
+    def _principal(self, request: Request):
+        return auth.principal_from_request(request, self.store)
+
+    def _reader(self, request: Request) -> None:
+        if self.settings.read_requires_auth:
+            auth.require_reader(self._principal(request), True)
 
     async def _predict_items(self, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        return await asyncio.gather(*(self.model.predict.remote(item) for item in items))
+        if len(items) == 1:
+            return [await self.model.predict.remote(items[0])]
+        chunk = 64  # spread a big batch over the replicas, one call per chunk
+        parts = await asyncio.gather(*(self.model.predict_many.remote(items[i : i + chunk]) for i in range(0, len(items), chunk)))
+        return [r for part in parts for r in part]
 
+    def _count(self, results: list[dict[str, Any]]) -> None:
+        for r in results:
+            if "class" in r:
+                self.metrics.predictions.labels(r["class"], str(r["rare"]).lower()).inc()
+
+    # ------------------------------------------------------------ health, model
     @api.get("/healthz", response_model=Health)
     async def healthz(self) -> Health:
         info = await self.model.info.remote()
         return Health(status="ok", model_version=info["version"])
 
-    @api.get("/model", response_model=ModelInfo)
-    async def model_info(self) -> ModelInfo:
+    @api.get("/model", response_model=ModelInfo, responses=_AUTH_ERRORS)
+    async def model_info(self, request: Request) -> ModelInfo:
+        self._reader(request)
         return ModelInfo.model_validate(await self.model.info.remote())
 
-    @api.get("/classes", response_model=list[str])
-    async def classes(self) -> list[str]:
-        return (await self.model.info.remote())["classes"]
+    @api.post("/model/reload", response_model=ModelInfo, responses=_AUTH_ERRORS)
+    async def model_reload(self, request: Request) -> ModelInfo:
+        """Check the registry now (on one replica; the others follow within ``model_poll_seconds``)."""
+        auth.require_writer(self._principal(request))
+        await self.model.check_for_new_model.remote()
+        return ModelInfo.model_validate(await self.model.info.remote())
 
-    @api.post("/predict", response_model=PredictResponse, responses={413: {"model": ErrorResponse}, 422: {"model": ErrorResponse}})
-    async def predict(self, body: PredictRequest) -> PredictResponse:
+    @api.get("/metrics", include_in_schema=False)
+    async def prometheus(self) -> Response:
+        from cosmic_ray import metrics
+
+        try:
+            self.metrics.model_version.set(float((await self.model.info.remote())["version"]))
+        except (ValueError, KeyError):
+            pass
+        return Response(metrics.render(), media_type=metrics.CONTENT_TYPE)
+
+    # ------------------------------------------------------------ predictions
+    @api.post("/predict", response_model=PredictResponse, responses={413: {"model": ErrorResponse}, 422: {"model": ErrorResponse}, **_AUTH_ERRORS})
+    async def predict(self, body: PredictRequest, request: Request) -> PredictResponse:
         start = time.perf_counter()
+        self._reader(request)
         (result,) = await self._predict_items([request_to_item(body)])
         if "error" in result:
             raise HTTPException(status_code=422, detail=result["error"])
+        self._count([result])
         return PredictResponse(**result, latency_ms=(time.perf_counter() - start) * 1000)
 
-    @api.post("/predict/batch", response_model=BatchResponse, responses={413: {"model": ErrorResponse}, 422: {"model": ErrorResponse}})
-    async def predict_batch(self, body: BatchRequest) -> BatchResponse:
+    @api.post("/predict/batch", response_model=BatchResponse, responses={413: {"model": ErrorResponse}, 422: {"model": ErrorResponse}, **_AUTH_ERRORS})
+    async def predict_batch(self, body: BatchRequest, request: Request) -> BatchResponse:
         start = time.perf_counter()
+        self._reader(request)
         if len(body.items) > self.settings.max_batch:
             raise HTTPException(status_code=413, detail=f"batch of {len(body.items)} exceeds the limit of {self.settings.max_batch}")
         items = [request_to_item(item) for item in body.items]
@@ -253,9 +504,149 @@ class Ingress:
         bad = [i for i, r in enumerate(results) if "error" in r]
         if bad:
             raise HTTPException(status_code=422, detail=f"items {bad}: no usable detection")
+        self._count(results)
         latency = (time.perf_counter() - start) * 1000
         version = results[0]["model_version"] if results else ""
         return BatchResponse(results=[PredictResponse(**r, latency_ms=latency) for r in results], model_version=version, latency_ms=latency)
+
+    # ------------------------------------------------------------ classes
+    @api.get("/classes", response_model=list[ClassInfo], responses=_AUTH_ERRORS)
+    async def classes(self, request: Request) -> list[ClassInfo]:
+        """Trained classes of the served model, then the classes registered at runtime (from the store)."""
+        self._reader(request)
+        info = await self.model.info.remote()
+        registered = self.store.list_classes()
+        names = {r.name for r in registered}
+        trained = [ClassInfo(name=c, source="model") for c in info["classes"] if c not in names]
+        return trained + [ClassInfo(source="registered", **r.summary()) for r in registered]
+
+    @api.post("/classes", status_code=201, response_model=ClassInfo,
+              responses={409: {"model": ErrorResponse}, 413: {"model": ErrorResponse}, 422: {"model": ErrorResponse}, **_AUTH_ERRORS})
+    async def add_class(self, body: ClassIn, request: Request) -> ClassInfo:
+        """Register a class from K support light curves and/or lake object ids; live on every replica within seconds."""
+        from cosmic_ray.store import ConflictError, StoreError
+
+        principal = auth.require_writer(self._principal(request))
+        n = len(body.lightcurves) + len(body.object_ids)
+        if n > self.settings.max_support:
+            raise HTTPException(status_code=413, detail=f"{n} support objects exceed the limit of {self.settings.max_support}")
+        info = await self.model.info.remote()
+        if body.name in set(info["classes"]) - set(info["registered_classes"]):
+            raise HTTPException(status_code=409, detail=f"{body.name!r} is a trained class of model version {info['version']}")
+        support = []
+        for lc in body.lightcurves:
+            points = [p.model_dump() for p in lc.points]
+            if all(p["is_limit"] for p in points):
+                raise HTTPException(status_code=422, detail=f"support light curve {lc.object_id!r} has no detection (only upper limits)")
+            support.append({"object_id": lc.object_id, "points": points})
+        if body.object_ids:
+            found = await asyncio.to_thread(self._lake_support, body.object_ids)
+            missing = [o for o in body.object_ids if o not in found]
+            if missing:
+                raise HTTPException(status_code=422, detail=f"no usable light curve in the lake for {missing[:20]}")
+            support.extend({"object_id": o, "points": found[o]} for o in body.object_ids)
+        try:
+            record = await asyncio.to_thread(self.store.add_class, body.name, support, principal.username)
+        except ConflictError as exc:
+            raise HTTPException(status_code=409, detail=str(exc)) from exc
+        except StoreError as exc:
+            raise HTTPException(status_code=422, detail=str(exc)) from exc
+        await self.model.sync_classes.remote()
+        return ClassInfo(source="registered", **record.summary())
+
+    def _lake_support(self, object_ids: list[str]) -> dict[str, list[dict[str, Any]]]:
+        """Detections of the given objects in the lake, as points."""
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        from cosmic_ray.features import MODEL_SOURCES
+        from cosmic_ray.lake import Lake
+
+        table = Lake(self.settings.lake_dir).read()
+        mask = pc.and_(pc.is_in(table.column("object_id"), pa.array(object_ids)), pc.invert(table.column("is_limit")))
+        mask = pc.and_(mask, pc.is_in(table.column("source"), pa.array(MODEL_SOURCES)))
+        table = table.filter(pc.and_(mask, pc.is_valid(table.column("mag")))).select(["object_id", "mjd", "band", "mag", "magerr"])
+        out: dict[str, list[dict[str, Any]]] = {}
+        for row in table.to_pylist():
+            out.setdefault(row.pop("object_id"), []).append({**row, "magerr": row["magerr"] or 0.0, "is_limit": False})
+        return out
+
+    @api.delete("/classes/{name}", status_code=204, responses={404: {"model": ErrorResponse}, 409: {"model": ErrorResponse}, **_AUTH_ERRORS})
+    async def remove_class(self, name: str, request: Request) -> Response:
+        from cosmic_ray.store import NotFoundError
+
+        auth.require_writer(self._principal(request))
+        try:
+            await asyncio.to_thread(self.store.remove_class, name)
+        except NotFoundError as exc:
+            info = await self.model.info.remote()
+            if name in info["classes"]:
+                raise HTTPException(status_code=409, detail=f"{name!r} is a trained class: retrain without it") from exc
+            raise HTTPException(status_code=404, detail=str(exc)) from exc
+        await self.model.sync_classes.remote()
+        return Response(status_code=204)
+
+    # ------------------------------------------------------------ alerts, similarity
+    @api.get("/alerts", response_model=list[AlertRecord], responses=_AUTH_ERRORS)
+    async def alerts(
+        self,
+        request: Request,
+        class_: str | None = Query(None, alias="class", max_length=64, description="Only this class."),
+        rare: bool | None = Query(None, description="Only rare (true) or only not rare (false)."),
+        since: datetime | None = Query(None, description="Classified at or after this time (ISO 8601; UTC if no zone)."),
+        limit: int = Query(100, ge=1, le=1000),
+    ) -> list[AlertRecord]:
+        """Recent classified alerts of the live path, newest first."""
+        self._reader(request)
+        rows = await asyncio.to_thread(self.store.recent_alerts, class_, rare, since, limit)
+        return [AlertRecord.model_validate(r) for r in rows]
+
+    @api.get("/objects/{object_id}/similar", response_model=SimilarResponse, responses={404: {"model": ErrorResponse}, **_AUTH_ERRORS})
+    async def similar(self, object_id: str, request: Request, k: int = Query(10, ge=1, le=100)) -> SimilarResponse:
+        """Find more like this: the nearest objects of the lake in the served model's embedding space."""
+        self._reader(request)
+        found = await self.model.similar.remote(object_id, k)
+        if found is None:
+            raise HTTPException(status_code=404, detail=f"object {object_id!r} is neither in the lake nor a reference object")
+        return SimilarResponse.model_validate(found)
+
+    # ------------------------------------------------------------ accounts (the web login)
+    @api.post("/auth/login", response_model=Me, responses={401: {"model": ErrorResponse}, 429: {"model": ErrorResponse}})
+    async def login(self, body: LoginRequest, request: Request) -> JSONResponse:
+        """Check a username and password; on success set the ``cr_session`` cookie."""
+        address = request.client.host if request.client else "unknown"
+        account = body.username.lower()
+        wait = max(self.logins_by_address.retry_after(address), self.logins_by_account.retry_after(account))
+        if wait:
+            raise HTTPException(status_code=429, detail="too many login attempts: try again later", headers={"Retry-After": str(wait)})
+        self.logins_by_address.hit(address)
+        principal = await asyncio.to_thread(self.store.authenticate, body.username, body.password)
+        if principal is None:
+            self.logins_by_account.hit(account)
+            log.info("failed login for an account from %s", address)
+            raise HTTPException(status_code=401, detail="invalid username or password")
+        self.logins_by_account.reset(account)
+        session_id, expires = await asyncio.to_thread(self.store.create_session, principal.username, timedelta(hours=self.settings.session_hours))
+        response = JSONResponse(Me(username=principal.username, role=principal.role).model_dump())
+        response.headers.append("set-cookie", auth.session_cookie(session_id, expires, self.settings.cookie_secure))
+        return response
+
+    @api.post("/auth/logout", status_code=204)
+    async def logout(self, request: Request) -> Response:
+        """End the cookie's session (if any) and clear the cookie."""
+        session = request.cookies.get(auth.SESSION_COOKIE)
+        if session:
+            await asyncio.to_thread(self.store.delete_session, session)
+        response = Response(status_code=204)
+        response.headers.append("set-cookie", auth.clear_session_cookie(self.settings.cookie_secure))
+        return response
+
+    @api.get("/auth/me", response_model=Me, responses={401: {"model": ErrorResponse}})
+    async def me(self, request: Request) -> Me:
+        principal = self._principal(request)
+        if principal is None:
+            raise auth.unauthorized()
+        return Me(username=principal.username, role=principal.role)
 
 
 # ---------------------------------------------------------------- app builder

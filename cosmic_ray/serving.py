@@ -63,6 +63,8 @@ def deploy(settings: Settings, config_path: Path | str = DEFAULT_CONFIG, wait: f
         mlflow_tracking_uri=settings.tracking_uri,
         deployments=app_cfg.get("deployments") or [],
     )
+    if settings.store_url:
+        args["store_url"] = settings.store_url
     serve.start(http_options={"host": settings.host, "port": settings.app_port})
     serve.run(build_app(args), name=app_cfg.get("name", "cosmic_ray"), route_prefix=app_cfg.get("route_prefix", "/"), blocking=False)
     wait_healthy(settings, wait)

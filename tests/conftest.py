@@ -68,3 +68,60 @@ def settings(session_home, shared_data):
         mlflow_tracking_uri=f"sqlite:///{session_home / 'mlflow.db'}",
         app_port=free_port(),
     )
+
+
+# ------------------------------------------------------------------ the real pipeline, once per session
+# A small but real run: the lake from the shared data, a trained and registered model, the Serve app.
+from cosmic_ray.config import DataConfig, EpisodeConfig, ScalingConfig, TrainConfig  # noqa: E402
+
+SMALL = TrainConfig(
+    seed=0,
+    epochs=3,
+    lr=3e-3,
+    data=DataConfig(max_objects_per_class=80),
+    episodes=EpisodeConfig(n_way=4, k_shot=5, n_query=5, per_epoch=25),
+    scaling=ScalingConfig(num_workers=2),
+)
+
+
+@pytest.fixture(scope="session")
+def ingested(ray_session, settings):
+    from cosmic_ray import pipeline
+
+    inputs = pipeline.default_inputs(settings)
+    assert not inputs.simulated
+    return pipeline.ingest_defaults(settings, inputs)
+
+
+@pytest.fixture(scope="session")
+def trained(ingested, settings):
+    from cosmic_ray import pipeline
+
+    return pipeline.train_from_lake(settings, SMALL)
+
+
+@pytest.fixture(scope="session")
+def served(trained, settings):
+    from cosmic_ray import serving
+
+    url = serving.deploy(settings)
+    yield url
+    serving.shutdown()
+
+
+@pytest.fixture(scope="session")
+def event_store(settings):
+    """The event store the served app uses (SQLite under the session home)."""
+    from cosmic_ray.store import EventStore
+
+    store = EventStore(settings.event_store_url)
+    yield store
+    store.close()
+
+
+@pytest.fixture(scope="session")
+def accounts(event_store):
+    """An astronomer and a viewer, each with an API token: ``{"astronomer": token, "viewer": token}``."""
+    event_store.add_user("ada", "astronomer password 1", role="astronomer")
+    event_store.add_user("vic", "viewer password 1", role="viewer")
+    return {"astronomer": event_store.create_token("ada", "tests").token, "viewer": event_store.create_token("vic", "tests").token}

@@ -12,42 +12,7 @@ import fastavro
 import httpx
 import pytest
 
-from cosmic_ray.config import DataConfig, EpisodeConfig, ScalingConfig, TrainConfig
-
-SMALL = TrainConfig(
-    seed=0,
-    epochs=3,
-    lr=3e-3,
-    data=DataConfig(max_objects_per_class=80),
-    episodes=EpisodeConfig(n_way=4, k_shot=5, n_query=5, per_epoch=25),
-    scaling=ScalingConfig(num_workers=2),
-)
-
-
-@pytest.fixture(scope="session")
-def ingested(ray_session, settings):
-    from cosmic_ray import pipeline
-
-    inputs = pipeline.default_inputs(settings)
-    assert not inputs.simulated
-    return pipeline.ingest_defaults(settings, inputs)
-
-
-@pytest.fixture(scope="session")
-def trained(ingested, settings):
-    from cosmic_ray import pipeline
-
-    return pipeline.train_from_lake(settings, SMALL)
-
-
-@pytest.fixture(scope="session")
-def served(trained, settings):
-    from cosmic_ray import serving
-
-    url = serving.deploy(settings)
-    yield url
-    serving.shutdown()
-
+from conftest import SMALL
 
 def _alert(path: Path) -> dict:
     with open(path, "rb") as handle:

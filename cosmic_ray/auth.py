@@ -1,0 +1,123 @@
+"""Who is calling the API, what they may do, and the login rate limits.
+
+A caller proves who they are with ``Authorization: Bearer <api token>`` or the ``cr_session``
+cookie set by ``POST /auth/login``. Writes need an astronomer or admin (401 anonymous, 403
+under-privileged); reads are open unless ``COSMIC_RAY_READ_REQUIRES_AUTH`` is true.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections import deque
+from datetime import datetime, timezone
+
+from fastapi import HTTPException, Request
+
+from cosmic_ray.store import EventStore, Principal
+
+SESSION_COOKIE = "cr_session"
+_BEARER = "bearer "
+
+
+def principal_from_request(request: Request, store: EventStore) -> Principal | None:
+    """The authenticated caller, or None when anonymous.
+
+    Raises:
+        HTTPException: 401 when a token or session is presented but is not valid.
+    """
+    header = request.headers.get("authorization")
+    if header:
+        if not header.lower().startswith(_BEARER) or not header[len(_BEARER) :].strip():
+            raise unauthorized("malformed Authorization header: use 'Bearer <token>'")
+        principal = store.principal_for_token(header[len(_BEARER) :].strip())
+        if principal is None:
+            raise unauthorized("invalid or revoked token")
+        return principal
+    session = request.cookies.get(SESSION_COOKIE)
+    if session:
+        principal = store.principal_for_session(session)
+        if principal is None:
+            raise unauthorized("session expired or logged out: log in again")
+        return principal
+    return None
+
+
+def unauthorized(detail: str = "authentication required: send 'Authorization: Bearer <token>' or log in") -> HTTPException:
+    return HTTPException(status_code=401, detail=detail, headers={"WWW-Authenticate": "Bearer"})
+
+
+def require_writer(principal: Principal | None) -> Principal:
+    """Raises: HTTPException: 401 anonymous, 403 a viewer."""
+    if principal is None:
+        raise unauthorized()
+    if not principal.can_write:
+        raise HTTPException(status_code=403, detail=f"role {principal.role!r} may not change this: an astronomer or admin can")
+    return principal
+
+
+def require_reader(principal: Principal | None, read_requires_auth: bool) -> Principal | None:
+    if read_requires_auth and principal is None:
+        raise unauthorized()
+    return principal
+
+
+def session_cookie(session_id: str, expires: datetime, secure: bool) -> str:
+    """The ``Set-Cookie`` value of a login session."""
+    max_age = max(0, int((expires - datetime.now(timezone.utc).replace(tzinfo=None)).total_seconds()))
+    parts = [f"{SESSION_COOKIE}={session_id}", f"Max-Age={max_age}", "HttpOnly", "SameSite=Strict", "Path=/"]
+    if secure:
+        parts.append("Secure")
+    return "; ".join(parts)
+
+
+def clear_session_cookie(secure: bool) -> str:
+    parts = [f"{SESSION_COOKIE}=", "Max-Age=0", "HttpOnly", "SameSite=Strict", "Path=/"]
+    if secure:
+        parts.append("Secure")
+    return "; ".join(parts)
+
+
+class RateLimiter:
+    """At most ``limit`` events per key within a sliding ``window_s`` (in this process).
+
+    Example:
+        >>> rl = RateLimiter(limit=1, window_s=60)
+        >>> rl.hit("a"); rl.retry_after("a") > 0
+        True
+    """
+
+    def __init__(self, limit: int, window_s: float, max_keys: int = 100_000):
+        self.limit = limit
+        self.window_s = window_s
+        self.max_keys = max_keys
+        self._events: dict[str, deque[float]] = {}
+        self._lock = threading.Lock()
+
+    def _prune(self, key: str, now: float) -> deque[float]:
+        events = self._events.setdefault(key, deque())
+        while events and events[0] <= now - self.window_s:
+            events.popleft()
+        return events
+
+    def retry_after(self, key: str) -> int:
+        """Seconds until ``key`` may try again; 0 when it may now."""
+        now = time.monotonic()
+        with self._lock:
+            events = self._prune(key, now)
+            if len(events) < self.limit:
+                return 0
+            return max(1, math.ceil(events[0] + self.window_s - now))
+
+    def hit(self, key: str) -> None:
+        now = time.monotonic()
+        with self._lock:
+            if len(self._events) > self.max_keys:  # bounded memory under a flood of distinct keys
+                for k in [k for k, v in self._events.items() if not v or v[-1] <= now - self.window_s]:
+                    del self._events[k]
+            self._prune(key, now).append(now)
+
+    def reset(self, key: str) -> None:
+        with self._lock:
+            self._events.pop(key, None)

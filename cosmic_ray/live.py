@@ -1,0 +1,174 @@
+"""The live path: new alerts -> the model replicas (through a Serve ``DeploymentHandle``, in
+chunks, never one HTTP call per alert) -> the event store, exactly once per alert ``candid``,
+with rare events marked and (optionally) sent to a Slack-compatible webhook.
+
+The ingest watcher calls :func:`on_batch` with each batch it reads (a lake-schema table), or
+:func:`classify_and_store` with a handle and a store it keeps open.
+
+Example:
+    >>> import ray; ray.init(address="auto")                      # doctest: +SKIP
+    >>> result = classify_and_store(records, model_handle(), EventStore(url))   # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow as pa
+
+from cosmic_ray.config import Settings
+from cosmic_ray.errors import BadAlertError
+from cosmic_ray.store import EventStore
+
+log = logging.getLogger(__name__)
+
+APP_NAME = "cosmic_ray"
+MODEL_DEPLOYMENT = "ProtoNetModel"
+CHUNK = 256  # alerts per handle call: big enough to amortise, small enough to spread over replicas
+
+
+@dataclass
+class LiveResult:
+    alerts: int = 0  # alerts received
+    already_stored: int = 0  # skipped: classified before (same candid)
+    classified: int = 0
+    stored: int = 0  # newly stored now
+    rare: list[dict[str, Any]] = field(default_factory=list)  # the new rare events
+    unusable: int = 0  # no detection to classify
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "alerts": self.alerts,
+            "already_stored": self.already_stored,
+            "classified": self.classified,
+            "stored": self.stored,
+            "rare": len(self.rare),
+            "unusable": self.unusable,
+            "seconds": round(self.seconds, 3),
+        }
+
+
+def model_handle(app_name: str = APP_NAME):
+    """The model deployment's handle on the connected Ray cluster (``ray.init`` first)."""
+    from ray import serve
+
+    return serve.get_deployment_handle(MODEL_DEPLOYMENT, app_name=app_name)
+
+
+def items_from_records(records: Iterable[Mapping[str, Any]]) -> tuple[list[dict[str, Any]], int]:
+    """Decoded alert records (Avro dicts) -> model items ``{candid, object_id, rows}``; and the unusable count."""
+    from cosmic_ray.sources import ztf
+
+    items, bad = [], 0
+    for record in records:
+        try:
+            rows = [r for r in ztf.alert_to_rows(dict(record)) if r["source"] == "ztf_alert"]
+        except (BadAlertError, KeyError, TypeError, ValueError, AttributeError) as exc:
+            log.warning("alert not classified: %s", exc)
+            bad += 1
+            continue
+        items.append({"candid": int(record["candid"]), "object_id": str(record["objectId"]), "rows": rows})
+    return items, bad
+
+
+def items_from_table(table: pa.Table) -> list[dict[str, Any]]:
+    """A lake-schema table of alert points -> one model item per alert (``alert_candid``).
+
+    Each alert carries its own history (``prv_candidates``), so its points are its light curve.
+    """
+    if table.num_rows == 0 or "alert_candid" not in table.column_names:
+        return []
+    keep = ["object_id", "source", "mjd", "band", "mag", "magerr", "is_limit", "night", "alert_candid"]
+    by_alert: dict[int, dict[str, Any]] = {}
+    for row in table.select([c for c in keep if c in table.column_names]).to_pylist():
+        candid = row.pop("alert_candid")
+        if candid is None or row["source"] != "ztf_alert":
+            continue
+        item = by_alert.setdefault(int(candid), {"candid": int(candid), "object_id": row["object_id"], "rows": []})
+        item["rows"].append(row)
+    return list(by_alert.values())
+
+
+def classify_and_store(
+    batch: pa.Table | Iterable[Mapping[str, Any]],
+    handle,
+    store: EventStore,
+    webhook_url: str | None = None,
+    chunk: int = CHUNK,
+) -> LiveResult:
+    """Classify a batch of alerts on the model replicas and store each classification once.
+
+    Args:
+        batch: a lake-schema table (the watcher's batch) or decoded alert records.
+        handle: the model deployment's ``DeploymentHandle`` (:func:`model_handle`).
+        store: the event store.
+        webhook_url: a Slack-compatible incoming webhook told about new rare events.
+        chunk: alerts per handle call.
+    """
+    start = time.perf_counter()
+    result = LiveResult()
+    if isinstance(batch, pa.Table):
+        items = items_from_table(batch)
+    else:
+        items, result.unusable = items_from_records(batch)
+    result.alerts = len(items) + result.unusable
+    known = store.known_candids(i["candid"] for i in items)
+    todo = [i for i in items if i["candid"] not in known]
+    result.already_stored = len(items) - len(todo)
+    # all chunks in flight at once: the router spreads them over the replicas
+    responses = [handle.predict_many.remote(todo[i : i + chunk]) for i in range(0, len(todo), chunk)]
+    rows = []
+    for response in responses:
+        for answer in response.result():
+            if "error" in answer:
+                result.unusable += 1
+                continue
+            rows.append(answer)
+    result.classified = len(rows)
+    new = set(store.record_classifications(rows))
+    result.stored = len(new)
+    result.rare = [r for r in rows if r["rare"] and r["candid"] in new]
+    if result.rare and webhook_url:
+        notify_rare(webhook_url, result.rare)
+    result.seconds = time.perf_counter() - start
+    log.info("live batch: %s", result.to_dict())
+    return result
+
+
+def notify_rare(webhook_url: str, events: list[dict[str, Any]], timeout: float = 5.0) -> bool:
+    """Post one Slack-compatible message (``{"text": ...}``) listing rare events; never raises."""
+    import httpx
+
+    lines = [
+        f"• {e['object_id']} (candid {e['candid']}): {e['class']} p={e['probabilities'][e['class']]:.2f}, "
+        f"open-set {e['open_set_score']:.2f}, model v{e['model_version']}"
+        for e in events[:20]
+    ]
+    more = f"\n… and {len(events) - 20} more" if len(events) > 20 else ""
+    try:
+        answer = httpx.post(webhook_url, json={"text": f"cosmic_ray: {len(events)} rare event(s)\n" + "\n".join(lines) + more}, timeout=timeout)
+        answer.raise_for_status()
+        return True
+    except httpx.HTTPError as exc:
+        log.warning("rare-event webhook failed: %s", exc)
+        return False
+
+
+_DEFAULTS: dict[str, Any] = {}
+
+
+def on_batch(table: pa.Table, settings: Settings | None = None) -> LiveResult:
+    """The watcher's hook: classify and store a batch with the default handle, store and webhook.
+
+    Needs a connected Ray cluster running the Serve app (``cosmic-ray serve up``).
+    """
+    settings = settings or Settings()
+    key = settings.event_store_url
+    if _DEFAULTS.get("key") != key:
+        _DEFAULTS.update(key=key, store=EventStore(settings.event_store_url), handle=model_handle())
+    return classify_and_store(table, _DEFAULTS["handle"], _DEFAULTS["store"], settings.rare_webhook_url)

@@ -1,0 +1,58 @@
+"""Read routes on the served app: /alerts filters, similar objects, /metrics, /healthz, /model, 422s."""
+
+from __future__ import annotations
+
+import httpx
+
+BASE = 1_000  # candids of this file's rows (real ZTF candids are ~1e18)
+
+
+def test_alerts_route_filters_by_class_rarity_and_time(served, event_store):
+    rows = [
+        {"candid": BASE + i, "object_id": f"ZTFroute{i}", "class": label, "probabilities": {label: 0.8, "SN Ia": 0.2},
+         "open_set_score": 0.5, "novel": False, "rare": rare, "model_version": "1"}
+        for i, (label, rare) in enumerate([("TDE", True), ("SN II", False), ("SLSN-I", True)])
+    ]
+    assert len(event_store.record_classifications(rows)) == 3
+    every = httpx.get(f"{served}/alerts", params={"limit": 1000}, timeout=30).json()
+    mine = [a for a in every if BASE <= a["candid"] < BASE + 10]
+    assert [a["candid"] for a in mine] == [BASE + 2, BASE + 1, BASE]  # newest first
+    rare = httpx.get(f"{served}/alerts", params={"rare": "true", "limit": 1000}, timeout=30).json()
+    assert {a["candid"] for a in rare if BASE <= a["candid"] < BASE + 10} == {BASE, BASE + 2} and all(a["rare"] for a in rare)
+    tde = httpx.get(f"{served}/alerts", params={"class": "TDE"}, timeout=30).json()
+    assert {a["candid"] for a in tde if BASE <= a["candid"] < BASE + 10} == {BASE} and all(a["class"] == "TDE" for a in tde)
+    assert httpx.get(f"{served}/alerts", params={"since": "2999-01-01T00:00:00Z"}, timeout=30).json() == []
+    assert httpx.get(f"{served}/alerts", params={"limit": 0}, timeout=30).status_code == 422
+    assert httpx.get(f"{served}/alerts", params={"since": "yesterday-ish"}, timeout=30).status_code == 422
+
+
+def test_similar_objects_over_the_lake(served, trained, settings):
+    from cosmic_ray.lake import Lake
+
+    ids = Lake(settings.lake_dir).read(sources=["catalog"]).column("object_id").unique().to_pylist()
+    target = ids[0]
+    answer = httpx.get(f"{served}/objects/{target}/similar", params={"k": 7}, timeout=120)
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert body["object_id"] == target and body["model_version"] == trained.version
+    near = body["neighbours"]
+    assert len(near) == 7 and target not in {n["object_id"] for n in near}
+    assert [n["distance"] for n in near] == sorted(n["distance"] for n in near)
+    assert set(n["object_id"] for n in near) <= set(ids) | set(Lake(settings.lake_dir).read(sources=["ztf_alert"]).column("object_id").to_pylist())
+    assert httpx.get(f"{served}/objects/ZTF00nothere/similar", timeout=60).status_code == 404
+    assert httpx.get(f"{served}/objects/{target}/similar", params={"k": 0}, timeout=60).status_code == 422
+
+
+def test_metrics_health_and_model(served, trained):
+    lc = {"object_id": "m", "points": [{"mjd": 59000.0 + i, "band": "g", "mag": 19.0, "magerr": 0.05} for i in range(4)]}
+    assert httpx.post(f"{served}/predict", json={"lightcurve": lc}, timeout=60).status_code == 200
+    assert httpx.get(f"{served}/healthz", timeout=30).json() == {"status": "ok", "model_version": trained.version}
+    info = httpx.get(f"{served}/model", timeout=30).json()
+    assert info["version"] == trained.version and info["last_reload_error"] is None and info["replica"]
+    text = httpx.get(f"{served}/metrics", timeout=30).text
+    assert 'cosmic_ray_http_requests_total{method="POST",route="/predict",status="200"}' in text
+    assert 'cosmic_ray_http_request_seconds_bucket{le="0.1",route="/predict"}' in text
+    assert f"cosmic_ray_model_version {float(trained.version)}" in text
+    assert "cosmic_ray_rare_events " in text and "cosmic_ray_predictions_total" in text
+    spec = httpx.get(f"{served}/openapi.json", timeout=30).json()
+    assert {"/alerts", "/classes", "/classes/{name}", "/objects/{object_id}/similar", "/auth/login", "/auth/logout", "/auth/me", "/model/reload"} <= set(spec["paths"])

@@ -206,7 +206,7 @@ def ingest(
         batch_format="numpy",
         batch_size=None,
         # one task per CPU: Ray Data otherwise tends to run these fused read+parse tasks one by one
-        concurrency=max(1, min(blocks, int(ray.cluster_resources().get("CPU", 1)))),
+        compute=ray.data.TaskPoolStrategy(size=max(1, min(blocks, int(ray.cluster_resources().get("CPU", 1))))),
     )
     alerts = written = duplicates = 0
     objects: set[str] = set()

@@ -6,6 +6,7 @@ model's artifact. Importable with numpy + torch alone.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -64,6 +65,54 @@ class ProtoNetClassifier:
             torch.from_numpy(self.normalise_feats(feats)),
         )
         return out.numpy()
+
+    # --- classes from examples (no retraining) ---
+    def with_class(self, name: str, seq: np.ndarray, length: np.ndarray, feats: np.ndarray) -> "ProtoNetClassifier":
+        """A copy of this classifier that also knows class ``name``, learned from K examples.
+
+        The prototype is the mean embedding of the examples; the encoder, the other prototypes
+        and the open-set calibration are unchanged. A class that exists already has its prototype
+        replaced by the one of these examples. This object is not modified.
+
+        Args:
+            name: the class name (e.g. ``"SLSN-I"``).
+            seq: (K, L, C) sequences of the examples, as :func:`~cosmic_ray.features.featurize` makes them.
+            length: (K,) points per example.
+            feats: (K, F) raw (not normalised) features of the examples.
+
+        Returns:
+            The new classifier; ``meta["registered_classes"][name]`` records K.
+
+        Raises:
+            ValueError: no examples, or arrays that do not fit the model.
+        """
+        seq = np.asarray(seq, dtype=np.float32)
+        if len(seq) == 0:
+            raise ValueError(f"class {name!r} needs at least one example light curve")
+        if seq.ndim != 3 or seq.shape[2] != self.arch.seq_channels or np.shape(feats)[-1] != self.arch.n_feats:
+            raise ValueError(
+                f"examples of shape {seq.shape} / feats {np.shape(feats)} do not fit the model "
+                f"(L, {self.arch.seq_channels}) / ({self.arch.n_feats},): featurize them with max_len={self.max_len}"
+            )
+        proto = self.embed(seq, length, feats).mean(axis=0)  # (D,)
+        names = list(self.class_names)
+        protos = self.prototypes.copy()
+        if name in names:
+            protos[names.index(name)] = proto
+        else:
+            names.append(name)
+            protos = np.concatenate([protos, proto[None, :]]).astype(np.float32)  # (K + 1, D)
+        meta = {**self.meta, "registered_classes": {**self.meta.get("registered_classes", {}), name: int(len(seq))}}
+        return self._copy(class_names=names, prototypes=protos, meta=meta)
+
+    def without_class(self, name: str) -> "ProtoNetClassifier":
+        """A copy without class ``name``'s prototype (leave-one-class-out open-set evaluation)."""
+        keep = [i for i, c in enumerate(self.class_names) if c != name]
+        return self._copy(class_names=[self.class_names[i] for i in keep], prototypes=self.prototypes[keep])
+
+    def _copy(self, **changes: Any) -> "ProtoNetClassifier":
+        clone = dataclasses.replace(self, **changes)  # rebuilds the encoder from the same weights
+        return clone
 
     # --- scores ---
     def open_set_score(self, min_dist: np.ndarray) -> np.ndarray:

@@ -20,25 +20,63 @@ def eligible_classes(labels: np.ndarray, need: int) -> np.ndarray:
     return values[counts >= need]
 
 
-def sample_episode(labels: np.ndarray, n_way: int, k_shot: int, n_query: int, rng: np.random.Generator) -> Episode:
+def sample_episode(
+    labels: np.ndarray,
+    n_way: int,
+    k_shot: int,
+    n_query: int,
+    rng: np.random.Generator,
+    min_objects: int | None = None,
+) -> Episode:
     """One episode over integer ``labels`` (one per object).
 
-    Support and query objects are disjoint within each class. ``n_way`` is reduced to the
-    number of classes that have ``k_shot + n_query`` objects if fewer exist.
+    Support and query objects are disjoint within each class. By default a class takes part only
+    if it has ``k_shot + n_query`` objects. With ``min_objects`` (>= 2), classes with at least that
+    many objects take part too: a small class's objects are split between support and query
+    (disjoint) and each side is filled up by drawing its own objects again (the training loop gives
+    repeats different augmented views). ``n_way`` is reduced to the eligible classes if fewer exist.
 
     Raises:
-        ValueError: fewer than two classes have enough objects.
+        ValueError: fewer than two classes are eligible.
     """
-    classes = eligible_classes(labels, k_shot + n_query)
+    need = k_shot + n_query if min_objects is None else max(2, min(min_objects, k_shot + n_query))
+    classes = eligible_classes(labels, need)
     if len(classes) < 2:
-        raise ValueError(f"need 2 classes with >= {k_shot + n_query} objects; have {len(classes)}")
+        raise ValueError(f"need 2 classes with >= {need} objects; have {len(classes)}")
     chosen = rng.choice(classes, size=min(n_way, len(classes)), replace=False)
     support, query = [], []
     for c in chosen:
-        members = rng.permutation(np.flatnonzero(labels == c))[: k_shot + n_query]
-        support.append(members[:k_shot])
-        query.append(members[k_shot:])
+        members = rng.permutation(np.flatnonzero(labels == c))
+        if len(members) >= k_shot + n_query:
+            support.append(members[:k_shot])
+            query.append(members[k_shot : k_shot + n_query])
+            continue
+        n_q = min(len(members) - 1, max(1, round(len(members) * n_query / (k_shot + n_query))))
+        sup, qry = members[n_q:], members[:n_q]
+        support.append(np.concatenate([sup, rng.choice(sup, k_shot - len(sup))]) if len(sup) < k_shot else sup[:k_shot])
+        query.append(np.concatenate([qry, rng.choice(qry, n_query - len(qry))]))
     return Episode(classes=chosen, support=np.stack(support), query=np.stack(query))
+
+
+def object_hash(object_id: str, salt: str = "cosmic-ray-validation") -> int:
+    """A stable 32-bit hash of an object id (the same in every process and run)."""
+    import hashlib
+
+    return int.from_bytes(hashlib.sha256(f"{salt}:{object_id}".encode()).digest()[:4], "big")
+
+
+def fixed_validation(object_ids: np.ndarray, labels: np.ndarray, fraction: float, min_val: int = 1) -> np.ndarray:
+    """Boolean mask of the fixed validation objects: in each class, the ``fraction`` of objects with
+    the lowest :func:`object_hash` (at least ``min_val`` where the class has 3 or more). The choice
+    depends on the object ids alone, so runs validate, and the gate compares models, on the same
+    objects, and a model never trained on them."""
+    hashes = np.asarray([object_hash(str(o)) for o in object_ids], dtype=np.int64)
+    mask = np.zeros(len(object_ids), dtype=bool)
+    for c in np.unique(labels):
+        members = np.flatnonzero(labels == c)
+        n_val = max(min_val if len(members) >= 3 else 0, int(round(fraction * len(members))))
+        mask[members[np.argsort(hashes[members], kind="stable")[:n_val]]] = True
+    return mask
 
 
 def stratified_split(labels: np.ndarray, fraction: float, rng: np.random.Generator, min_val: int = 1) -> tuple[np.ndarray, np.ndarray]:

@@ -4,6 +4,13 @@ Two views of each light curve:
 - ``seq``: the sequence tensor the encoder reads, (L, C) per object, first ``max_len`` detections;
 - ``feats``: light-curve package extractors per band plus colour, (F,) per object.
 Upper limits and forced photometry stay in the lake but are not model input yet.
+
+Photometry of other surveys (the SLSN/TDE catalogues, user light curves) is read through
+:func:`band_family`: ``<survey>_g`` counts as g, ``<survey>_r``/``R``/ATLAS ``o`` as r and so on;
+bands of no optical family (UV, infrared) are not model input. :func:`augment_points` and
+:func:`augmented_views` make the physics-respecting training views (dropped epochs, early-phase
+truncation, a later start, noise from the reported errors, a magnitude shift); :func:`truncate`
+cuts light curves at a phase for early-classification figures.
 """
 
 from __future__ import annotations
@@ -15,7 +22,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-MODEL_SOURCES = ("ztf_alert", "catalog", "ztf_bts", "simulated", "user")
+MODEL_SOURCES = ("ztf_alert", "catalog", "ztf_bts", "simulated", "user", "slsne", "tde", "alerce")
 SEQ_CHANNELS = ("t_rel", "log_dt", "band_g", "band_r", "band_i", "band_other", "mag_rel", "mag_abs", "magerr")
 FEATURE_BANDS = ("g", "r")
 
@@ -37,9 +44,27 @@ def _extractor():
     )
 
 
+_SHAPE_NAMES = ("rise_days_log", "fade_30d", "peak_rel_first")
+
+
 def feature_names() -> list[str]:
-    names = [f"{n}_{b}" for b in FEATURE_BANDS for n in _extractor().names]
-    return names + ["color_g_r_mean", "n_detections_log", "duration_all_log"]
+    names = [f"{n}_{b}" for b in FEATURE_BANDS for n in (*_extractor().names, *_SHAPE_NAMES)]
+    return names + ["color_g_r_mean", "n_detections_log", "duration_all_log", "color_g_r_peak", "color_g_r_late"]
+
+
+# filter letter of ``<survey>_<filter>`` -> the ZTF-like band it is read as
+_FAMILY = {"g": "g", "c": "g", "r": "r", "R": "r", "o": "r", "i": "i", "I": "i"}
+
+
+def band_family(band: str) -> str | None:
+    """``g``/``r``/``i`` for ZTF bands and other surveys' look-alikes; ``None`` for other bands.
+
+    >>> band_family("ps1_g"), band_family("atlas_o"), band_family("swift_UVW2")
+    ('g', 'r', None)
+    """
+    if band in ("g", "r", "i"):
+        return band
+    return _FAMILY.get(band.rsplit("_", 1)[-1]) if "_" in band else None
 
 
 def clean_points(table: pa.Table) -> pa.Table:
@@ -47,6 +72,11 @@ def clean_points(table: pa.Table) -> pa.Table:
     mask = pc.and_(pc.invert(table.column("is_limit")), pc.is_valid(table.column("mag")))
     mask = pc.and_(mask, pc.is_in(table.column("source"), pa.array(MODEL_SOURCES)))
     table = table.filter(mask).select(["object_id", "label", "mjd", "band", "mag", "magerr"])
+    bands = table.column("band").to_pylist()
+    if any(b not in ("g", "r", "i") for b in bands):
+        family = [band_family(b or "") for b in bands]
+        table = table.set_column(table.schema.get_field_index("band"), "band", pa.array(family, pa.string()))
+        table = table.filter(pc.is_valid(table.column("band")))
     table = table.group_by(["object_id", "band", "mjd"], use_threads=False).aggregate(
         [("mag", "mean"), ("magerr", "max"), ("label", "first")]
     )
@@ -62,6 +92,23 @@ def _band_features(t: np.ndarray, m: np.ndarray, e: np.ndarray) -> np.ndarray:
     keep = np.concatenate([[True], np.diff(t) > 0])
     t, m, e = t[keep], m[keep], np.maximum(e[keep], 1e-3)
     return np.asarray(_extractor()(t, m, e, fill_value=np.nan), dtype=float)
+
+
+def _shape_features(t: np.ndarray, m: np.ndarray) -> np.ndarray:
+    """Rise time (log days, first detection to peak), fade over 30 days after peak (mag/day), peak below first."""
+    if len(t) < 2:
+        return np.full(len(_SHAPE_NAMES), np.nan)
+    k = int(np.argmin(m))
+    late = (t > t[k]) & (t <= t[k] + 30)
+    fade = np.polyfit(t[late] - t[k], m[late] - m[k], 1)[0] if late.sum() >= 2 and np.ptp(t[late]) > 0 else np.nan
+    return np.asarray([np.log1p(t[k] - t[0]), fade, m[0] - m[k]], dtype=float)
+
+
+def _colour_at(tg: np.ndarray, mg: np.ndarray, tr: np.ndarray, mr: np.ndarray, when: float) -> float:
+    """g - r at time ``when``, each band interpolated linearly (NaN outside either band's span)."""
+    if len(tg) < 2 or len(tr) < 2 or not (tg[0] <= when <= tg[-1] and tr[0] <= when <= tr[-1]):
+        return np.nan
+    return float(np.interp(when, tg, mg) - np.interp(when, tr, mr))
 
 
 def object_arrays(mjd: np.ndarray, band: np.ndarray, mag: np.ndarray, magerr: np.ndarray, max_len: int) -> tuple[np.ndarray, int, np.ndarray]:
@@ -85,8 +132,17 @@ def object_arrays(mjd: np.ndarray, band: np.ndarray, mag: np.ndarray, magerr: np
     for name in FEATURE_BANDS:
         sel = b == name
         feats.append(_band_features(t[sel], m[sel], e[sel]))
+        feats.append(_shape_features(t[sel], m[sel]))
         means[name] = m[sel].mean() if sel.any() else np.nan
-    extra = [means["g"] - means["r"], np.log1p(n), np.log1p(t[-1] - t[0]) if n else 0.0]
+    g, r = b == "g", b == "r"
+    peak = t[int(np.argmin(m))] if n else 0.0
+    extra = [
+        means["g"] - means["r"],
+        np.log1p(n),
+        np.log1p(t[-1] - t[0]) if n else 0.0,
+        _colour_at(t[g], m[g], t[r], m[r], peak),
+        _colour_at(t[g], m[g], t[r], m[r], peak + 20.0),
+    ]
     return seq, n, np.concatenate(feats + [np.asarray(extra, dtype=float)]).astype(np.float32)
 
 
@@ -158,4 +214,83 @@ def featurize_with_ray(table: pa.Table, max_len: int = 64, blocks: int = 4) -> d
         "seq": np.stack([r["seq"] for r in rows]).astype(np.float32),
         "length": np.asarray([r["length"] for r in rows], dtype=np.int64),
         "feats": np.stack([r["feats"] for r in rows]).astype(np.float32),
+    }
+
+
+# ----------------------------------------------------------------------------- phases and augmentation
+
+
+def truncate(table: pa.Table, days: float) -> pa.Table:
+    """Rows of ``table`` up to ``days`` after each object's first usable detection (same schema)."""
+    pts = clean_points(table)
+    if pts.num_rows == 0:
+        return table.slice(0, 0)
+    first = pts.group_by("object_id", use_threads=False).aggregate([("mjd", "min")])
+    start = dict(zip(first.column("object_id").to_pylist(), first.column("mjd_min").to_pylist()))
+    ids = table.column("object_id").to_pylist()
+    limit = np.asarray([start.get(o, -np.inf) + days for o in ids])
+    return table.filter(pa.array(table.column("mjd").to_numpy() <= limit))
+
+
+def augment_points(
+    mjd: np.ndarray, band: np.ndarray, mag: np.ndarray, magerr: np.ndarray, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """One physics-respecting random view of one sorted light curve.
+
+    In turn, each with some probability: a later start (the first detections missed), truncation
+    at an early phase (3 to 60 days after the first kept detection), dropped epochs, Gaussian noise
+    of the reported errors, and one magnitude shift for all bands (distance). Time differences,
+    colours and the band of every point are kept. At least two points stay.
+    """
+    n = len(mjd)
+    keep = np.ones(n, dtype=bool)
+    if n > 4 and rng.random() < 0.3:  # discovered later
+        keep[: rng.integers(1, max(2, n // 4))] = False
+    if rng.random() < 0.4:  # early phase only
+        start = mjd[keep][0]
+        keep &= mjd <= start + rng.choice([3.0, 5.0, 10.0, 20.0, 30.0, 60.0])
+    if rng.random() < 0.5:  # dropped epochs
+        keep &= rng.random(n) > rng.uniform(0.1, 0.4)
+    if keep.sum() < 2:
+        keep[np.flatnonzero(keep | (np.arange(n) < 2))[:2]] = True
+    m, e = mag[keep], magerr[keep]
+    m = m + rng.normal(0.0, 1.0, len(m)) * np.clip(e, 0.0, 0.5)
+    m = m + rng.uniform(-0.7, 0.7)
+    return mjd[keep], band[keep], m, e
+
+
+def augmented_views(table: pa.Table, n_views: int, seed: int, max_len: int = 64) -> dict[str, np.ndarray]:
+    """``n_views`` random views (:func:`augment_points`) of every object, featurized like :func:`featurize`.
+
+    Returns:
+        The arrays of :func:`featurize` for ``N * n_views`` views, object-major (views of object
+        ``i`` are rows ``i * n_views ... (i + 1) * n_views - 1``, objects in ``object_id`` order).
+    """
+    pts = clean_points(table)
+    if pts.num_rows == 0 or n_views == 0:
+        return _empty(max_len)
+    rng = np.random.default_rng(seed)
+    ids = pts.column("object_id").to_numpy(zero_copy_only=False)
+    mjd = pts.column("mjd").to_numpy()
+    band = pts.column("band").to_numpy(zero_copy_only=False)
+    mag = pts.column("mag").to_numpy()
+    err = np.nan_to_num(pts.column("magerr").to_numpy(zero_copy_only=False).astype(float), nan=0.1)
+    labels = pts.column("label").to_numpy(zero_copy_only=False)
+    starts = np.flatnonzero(np.concatenate([[True], ids[1:] != ids[:-1]]))
+    ends = np.concatenate([starts[1:], [len(ids)]])
+    out: dict[str, list[Any]] = {"object_id": [], "label": [], "seq": [], "length": [], "feats": []}
+    for s, e in zip(starts, ends):
+        for _ in range(n_views):
+            seq, n, feats = object_arrays(*augment_points(mjd[s:e], band[s:e], mag[s:e], err[s:e], rng), max_len)
+            out["object_id"].append(ids[s])
+            out["label"].append(labels[s] if labels[s] is not None else "")
+            out["seq"].append(seq)
+            out["length"].append(n)
+            out["feats"].append(feats)
+    return {
+        "object_id": np.asarray(out["object_id"], dtype=object),
+        "label": np.asarray(out["label"], dtype=object),
+        "seq": np.stack(out["seq"]).astype(np.float32),
+        "length": np.asarray(out["length"], dtype=np.int64),
+        "feats": np.stack(out["feats"]).astype(np.float32),
     }

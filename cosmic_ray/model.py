@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 
 import torch
@@ -18,29 +19,48 @@ class ProtoNetConfig:
     embed_dim: int = 32
     layers: int = 1
     dropout: float = 0.1
+    time_periods: tuple[float, ...] = (1.0, 3.0, 10.0, 30.0, 100.0, 300.0)  # days; sin/cos time encodings
+    t_scale_days: float = 100.0  # the sequence's ``t_rel`` channel is days / t_scale_days
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "time_periods", tuple(float(p) for p in self.time_periods))
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
 class LightCurveEncoder(nn.Module):
-    """GRU over the irregular multi-band sequence + MLP over the extracted features."""
+    """GRU over the irregular multi-band sequence (with sinusoidal time encodings) + MLP over the
+    extracted features; the GRU's last state and its masked mean over time are both used."""
 
     def __init__(self, cfg: ProtoNetConfig):
         super().__init__()
         self.cfg = cfg
-        self.gru = nn.GRU(cfg.seq_channels, cfg.hidden, num_layers=cfg.layers, batch_first=True)
-        self.feat_mlp = nn.Sequential(nn.Linear(cfg.n_feats, cfg.hidden), nn.GELU(), nn.Dropout(cfg.dropout))
+        h = cfg.hidden
+        self.register_buffer("omega", 2 * math.pi / torch.tensor(cfg.time_periods), persistent=False)
+        n_in = cfg.seq_channels + 2 * len(cfg.time_periods)
+        self.inp = nn.Sequential(nn.Linear(n_in, h), nn.GELU())
+        self.gru = nn.GRU(h, h, num_layers=cfg.layers, batch_first=True, dropout=cfg.dropout if cfg.layers > 1 else 0.0)
+        self.feat_mlp = nn.Sequential(
+            nn.Linear(cfg.n_feats, h), nn.GELU(), nn.Dropout(cfg.dropout), nn.Linear(h, h), nn.GELU()
+        )
         self.head = nn.Sequential(
-            nn.Linear(2 * cfg.hidden, cfg.hidden), nn.GELU(), nn.Dropout(cfg.dropout), nn.Linear(cfg.hidden, cfg.embed_dim)
+            nn.Linear(3 * h, h), nn.GELU(), nn.Dropout(cfg.dropout), nn.Linear(h, cfg.embed_dim)
         )
 
     def forward(self, seq: torch.Tensor, length: torch.Tensor, feats: torch.Tensor) -> torch.Tensor:
         # seq (B, L, C), length (B,), feats (B, F) -> (B, D)
-        lengths = length.clamp(min=1).cpu()
-        packed = nn.utils.rnn.pack_padded_sequence(seq, lengths, batch_first=True, enforce_sorted=False)
-        _, h = self.gru(packed)  # h (layers, B, H)
-        z = torch.cat([h[-1], self.feat_mlp(feats)], dim=-1)  # (B, 2H)
+        b, l, _ = seq.shape
+        days = seq[..., :1] * self.cfg.t_scale_days  # (B, L, 1) days since first detection
+        phase = days * self.omega  # (B, L, P)
+        x = self.inp(torch.cat([seq, torch.sin(phase), torch.cos(phase)], dim=-1))  # (B, L, H)
+        lengths = length.clamp(min=1, max=l).cpu()
+        packed = nn.utils.rnn.pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
+        out, h = self.gru(packed)  # h (layers, B, H)
+        out, _ = nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=l)  # (B, L, H)
+        mask = (torch.arange(l, device=seq.device)[None, :] < lengths.to(seq.device)[:, None]).unsqueeze(-1)
+        mean = (out * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1)  # (B, H)
+        z = torch.cat([h[-1], mean, self.feat_mlp(feats)], dim=-1)  # (B, 3H)
         return self.head(z)  # (B, D)
 
 

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-
+import numpy as np
 
 from cosmic_ray.config import GateConfig, Settings, TrainConfig
 from cosmic_ray.ingest import IngestSummary, ingest
@@ -21,6 +21,7 @@ from cosmic_ray.lake import Lake
 log = logging.getLogger(__name__)
 
 LABELLED_SOURCES = ["catalog", "ztf_bts", "simulated"]
+N_VIEWS = 4  # augmented views per training object (features.augmented_views)
 
 
 @dataclass(frozen=True)
@@ -97,11 +98,11 @@ def train_from_lake(settings: Settings, cfg: TrainConfig, gate: GateConfig | Non
     """
     from cosmic_ray import registry
     from cosmic_ray.classifier import build_classifier
-    from cosmic_ray.evaluate import classification_metrics
-    from cosmic_ray.features import featurize_with_ray
+    from cosmic_ray.evaluate import classification_metrics, confusion_png, embedding_png
+    from cosmic_ray.features import augmented_views, featurize_with_ray
     from cosmic_ray.model import ProtoNetConfig
     from cosmic_ray.train import fit
-    from cosmic_ray.trainset import build_training_set
+    from cosmic_ray.trainset import attach_views, build_training_set, support_only_objects
 
     start = time.perf_counter()
     gate = gate or GateConfig()
@@ -110,6 +111,12 @@ def train_from_lake(settings: Settings, cfg: TrainConfig, gate: GateConfig | Non
     log.info("featurizing %d labelled points with Ray Data", table.num_rows)
     arrays = featurize_with_ray(table, cfg.data.max_len)
     data, stats = build_training_set(arrays, cfg.data, cfg.validation_fraction, cfg.seed)
+    # physics-respecting augmented views of the training objects (driver side: needs light-curve)
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    views = augmented_views(table.filter(pc.is_in(table.column("object_id"), pa.array(list(data.object_id)))), N_VIEWS, cfg.seed, cfg.data.max_len)
+    attach_views(data, views, stats)
     arch = ProtoNetConfig(
         seq_channels=data.seq.shape[2],
         n_feats=data.feats.shape[1],
@@ -119,8 +126,9 @@ def train_from_lake(settings: Settings, cfg: TrainConfig, gate: GateConfig | Non
         dropout=cfg.model.dropout,
     )
     episodes = cfg.episodes.model_dump()
-    # an episode cannot ask for more classes than the data has
+    # an episode cannot ask for more classes than the data has; small classes take part with repeats
     episodes["n_way"] = min(episodes["n_way"], len(data.class_names))
+    episodes["min_objects"] = 2
     log.info("training on %d objects of %s with Ray Train", len(data.labels), data.class_names)
     out = fit(
         data,
@@ -140,12 +148,16 @@ def train_from_lake(settings: Settings, cfg: TrainConfig, gate: GateConfig | Non
         out.state_dict, arch, data, stats.mean, stats.std, cfg.data.max_len,
         meta={"trained_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "dataset_rows": dataset["rows"], "objects": dataset["objects"]},
     )
-    # validation: nearest prototype on held-out objects (features stored normalised -> use raw path via stats)
+    # rare (support-only) classes of the lake are registered from their examples, not trained
+    for name, rows in support_only_objects(arrays, min_points=cfg.data.min_points).items():
+        classifier = classifier.with_class(name, arrays["seq"][rows], arrays["length"][rows], arrays["feats"][rows])
+    # validation: the fixed validation objects (features stored normalised -> raw via stats)
     val = data.val_idx
     raw_feats = data.feats[val] * stats.std + stats.mean
     preds = classifier.predict_arrays(data.object_id[val], data.seq[val], data.length[val], raw_feats, neighbours=0)
     truth = [data.class_names[k] for k in data.labels[val]]
-    evaluation = classification_metrics(truth, [p.label for p in preds], data.class_names)
+    predicted = [p.label for p in preds]
+    evaluation = classification_metrics(truth, predicted, classifier.class_names)
     metrics = {
         "balanced_accuracy": evaluation["balanced_accuracy"],
         "macro_f1": evaluation["macro_f1"],
@@ -154,16 +166,27 @@ def train_from_lake(settings: Settings, cfg: TrainConfig, gate: GateConfig | Non
         "episodes_per_second": out.episodes_per_second,
         "chance_accuracy": 1.0 / len(data.class_names),
     }
-    params = {"train": cfg.model_dump(), "arch": arch.to_dict(), "classes": data.class_names, "gate": gate.model_dump()}
-    registered = registry.log_and_register(
-        settings, classifier, params, out.history, metrics, dataset=dataset, artifacts={"validation": evaluation}
+    params = {"train": cfg.model_dump(), "arch": arch.to_dict(), "classes": classifier.class_names, "gate": gate.model_dump(), "augmented_views": N_VIEWS}
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        figures = {"confusion_matrix": Path(tmp) / "confusion_matrix.png", "embedding_map": Path(tmp) / "embedding_map.png"}
+        confusion_png(np.asarray(truth, dtype=object), np.asarray(predicted, dtype=object), classifier.class_names, figures["confusion_matrix"])
+        emb = classifier.embed(data.seq[val], data.length[val], raw_feats)
+        embedding_png(emb, np.asarray(truth, dtype=object), classifier.prototypes, classifier.class_names, figures["embedding_map"])
+        registered = registry.log_and_register(
+            settings, classifier, params, out.history, metrics, dataset=dataset, artifacts={"validation": evaluation}, figures=figures
+        )
+    validation = registry.GateData(
+        object_id=data.object_id[val], truth=np.asarray(truth, dtype=object), seq=data.seq[val], length=data.length[val],
+        feats=raw_feats, classes=list(data.class_names), candidate_pred=np.asarray(predicted, dtype=object),
     )
-    decision = registry.promote_if_better(settings, registered, gate.metric, gate.min_gain)
+    decision = registry.promote_if_better(settings, registered, gate.metric, gate.min_gain, validation=validation)
     return TrainReport(
         model_name=registered.name,
         version=registered.version,
         run_id=registered.run_id,
-        classes=list(data.class_names),
+        classes=list(classifier.class_names),
         metrics=metrics,
         history=out.history,
         gate=asdict(decision),

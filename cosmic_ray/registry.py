@@ -74,6 +74,22 @@ class GateDecision:
     candidate: float
     production: float | None
     reason: str
+    ci_low: float | None = None
+    ci_high: float | None = None
+    n_objects: int | None = None
+
+
+@dataclass(frozen=True)
+class GateData:
+    """The fixed labelled validation objects (raw features) and the candidate's predictions on them."""
+
+    object_id: np.ndarray
+    truth: np.ndarray
+    seq: np.ndarray
+    length: np.ndarray
+    feats: np.ndarray
+    classes: list[str]
+    candidate_pred: np.ndarray
 
 
 def configure(settings: Settings) -> MlflowClient:
@@ -99,6 +115,7 @@ def log_and_register(
     metrics: dict[str, float],
     dataset: dict[str, Any] | None = None,
     artifacts: dict[str, Any] | None = None,
+    figures: dict[str, Path] | None = None,
 ) -> RegisteredModel:
     """Log one training run (config, per-epoch metrics, model) and register a model version."""
     configure(settings)
@@ -112,6 +129,8 @@ def log_and_register(
             mlflow.log_dict(dataset, "data/dataset.json")
         for name, value in (artifacts or {}).items():
             mlflow.log_dict(value, f"evaluation/{name}.json")
+        for path in (figures or {}).values():
+            mlflow.log_artifact(str(path), "figures")
         bundle = classifier.save(Path(tmp) / "bundle")
         info = mlflow.pyfunc.log_model(
             name="model",
@@ -134,16 +153,46 @@ def production_version(settings: Settings) -> RegisteredModel | None:
     return RegisteredModel(settings.model_name, str(mv.version), mv.run_id)
 
 
-def promote_if_better(settings: Settings, candidate: RegisteredModel, metric: str, min_gain: float = 0.0) -> GateDecision:
-    """Move ``production`` to ``candidate`` if it beats the current production on ``metric``.
+def promote_if_better(
+    settings: Settings,
+    candidate: RegisteredModel,
+    metric: str,
+    min_gain: float = 0.0,
+    validation: GateData | None = None,
+    n_boot: int = 2000,
+) -> GateDecision:
+    """Move ``production`` to ``candidate`` if it beats the current production model.
 
-    The decision and its figures are recorded on the candidate's run (metrics + tags).
+    With ``validation`` (the fixed labelled validation objects), both models predict the same
+    objects and a paired bootstrap decides (:func:`cosmic_ray.evaluate.paired_bootstrap`): the
+    candidate wins when the lower end of the 95% interval of its gain exceeds ``min_gain``.
+    Without it, the runs' logged ``metric`` values are compared. The decision and its figures are
+    recorded on the candidate's run (metrics, tags and ``gate/decision.json``).
     """
     client = configure(settings)
     current = production_version(settings)
     value = client.get_run(candidate.run_id).data.metrics[metric]
+    figures: dict[str, Any] = {}
     if current is None:
         decision = GateDecision(True, metric, value, None, "no model in production yet")
+    elif validation is not None:
+        from cosmic_ray.evaluate import gate_decision, paired_bootstrap
+
+        try:
+            production, _ = load_model(settings, current.version)
+            preds = production.predict_arrays(validation.object_id, validation.seq, validation.length, validation.feats, neighbours=0)
+            prod_pred = np.asarray([p.label for p in preds], dtype=object)
+        except Exception as exc:  # a production model this code cannot load or run is replaced
+            log.warning("production v%s cannot score the validation set (%s): promoting the candidate", current.version, exc)
+            decision = GateDecision(True, metric, value, None, f"production v{current.version} cannot be evaluated: {exc}")
+        else:
+            result = paired_bootstrap(validation.truth, validation.candidate_pred, prod_pred, validation.classes, metric, n_boot=n_boot)
+            better, reason = gate_decision(result, min_gain)
+            decision = GateDecision(
+                better, metric, result.candidate, result.production, f"{reason} (production v{current.version})",
+                result.ci_low, result.ci_high, result.n_objects,
+            )
+            figures = result.to_dict()
     else:
         prod = client.get_run(current.run_id).data.metrics.get(metric, float("-inf"))
         better = value - prod > min_gain
@@ -154,8 +203,50 @@ def promote_if_better(settings: Settings, candidate: RegisteredModel, metric: st
     client.set_tag(candidate.run_id, "gate.promoted", str(decision.promoted))
     client.set_tag(candidate.run_id, "gate.reason", decision.reason)
     client.log_metric(candidate.run_id, "gate_promoted", float(decision.promoted))
+    for name in ("candidate", "production", "ci_low", "ci_high"):
+        if getattr(decision, name) is not None:
+            client.log_metric(candidate.run_id, f"gate_{name}", float(getattr(decision, name)))
+    client.log_dict(candidate.run_id, {"decision": decision.__dict__, "paired_bootstrap": figures}, "gate/decision.json")
     log.info("gate: %s", decision.reason)
     return decision
+
+
+def log_evaluation(settings: Settings, run_id: str, report: dict[str, Any]) -> None:
+    """Record an evaluation report on a run: flat metrics and the report as ``evaluation/report.json``."""
+    from cosmic_ray.evaluate import flat_metrics
+
+    client = configure(settings)
+    for name, value in flat_metrics(report).items():
+        client.log_metric(run_id, name, value)
+    client.log_dict(run_id, report, "evaluation/report.json")
+
+
+def run_of_model(settings: Settings, uri: str) -> str | None:
+    """The run id behind a ``models:/name/version`` or ``models:/name@alias`` URI (None if unknown)."""
+    client = configure(settings)
+    try:
+        body = uri.split("models:/", 1)[1]
+        if "@" in body:
+            name, alias = body.split("@", 1)
+            return client.get_model_version_by_alias(name, alias).run_id
+        name, version = body.rsplit("/", 1)
+        return client.get_model_version(name, version).run_id
+    except (IndexError, ValueError, mlflow.exceptions.MlflowException):
+        return None
+
+
+def load_model_uri(settings: Settings, uri: str) -> ProtoNetClassifier:
+    """The classifier behind any MLflow model URI (``models:/cosmic-ray@production``, ``runs:/...``).
+
+    Raises:
+        ModelNotFoundError: nothing loadable at that URI.
+    """
+    configure(settings)
+    try:
+        model = mlflow.pyfunc.load_model(uri)
+    except (mlflow.exceptions.MlflowException, OSError) as exc:
+        raise ModelNotFoundError(f"no model at {uri} in {settings.tracking_uri}: run `cosmic-ray train` first or pass --model") from exc
+    return model.unwrap_python_model().classifier
 
 
 def load_model(settings: Settings, version: str | None = None) -> tuple[ProtoNetClassifier, RegisteredModel]:
@@ -188,3 +279,13 @@ def _flatten(params: dict[str, Any], prefix: str = "") -> dict[str, str]:
         else:
             out[name] = json.dumps(value, default=str) if isinstance(value, (list, tuple)) else str(value)
     return out
+
+
+def log_dataset_record(settings: Settings, run_id: str, record: dict[str, Any]) -> None:
+    """Attach the exact training window (file list + hashes + row counts) to a run as an MLflow dataset input."""
+    configure(settings)
+    files = pd.DataFrame(record["files"] or [{"path": "", "source": "", "night": "", "sha256": "", "rows": 0}])
+    dataset = mlflow.data.from_pandas(files, source=record["lake"], name=f"lake-window-{record['window']['as_of']}", digest=record["digest"])
+    with mlflow.start_run(run_id=run_id):
+        mlflow.log_input(dataset, context="training")
+        mlflow.log_dict(record, "data/window.json")

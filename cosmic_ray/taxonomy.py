@@ -17,6 +17,10 @@ COARSE_CLASSES: tuple[str, ...] = (
     OTHER,
 )
 
+# Rare classes never trained as base classes: they are registered from K support examples (the
+# SLSN and TDE catalogues) with ``ProtoNetClassifier.with_class``, which is what evaluation measures.
+SUPPORT_ONLY: tuple[str, ...] = ("SLSN-I", "TDE")
+
 _FINE_TO_COARSE: dict[str, str] = {
     **{k: "SN Ia" for k in ("SN Ia", "SN Ia-91T", "SN Ia-pec", "SN Ia-91bg", "SN Iax", "SN Ia-CSM")},
     **{k: "SN II" for k in ("SN II", "SN IIP", "SN IIb", "SN II-pec", "SN IIL")},

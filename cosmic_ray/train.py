@@ -25,7 +25,12 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class TrainingSet:
-    """Per-object model inputs with integer labels; features already normalised."""
+    """Per-object model inputs with integer labels; features already normalised.
+
+    ``aug_*`` hold ``n_views`` augmented views of every object, object-major (the views of
+    object ``i`` are rows ``i * n_views ... (i + 1) * n_views - 1``); training draws an object's
+    original or one of its views, validation uses originals only.
+    """
 
     object_id: np.ndarray  # (N,)
     labels: np.ndarray  # (N,) int
@@ -35,6 +40,10 @@ class TrainingSet:
     feats: np.ndarray  # (N, F) float32, normalised
     train_idx: np.ndarray
     val_idx: np.ndarray
+    aug_seq: np.ndarray | None = None  # (N * n_views, L, C)
+    aug_length: np.ndarray | None = None  # (N * n_views,)
+    aug_feats: np.ndarray | None = None  # (N * n_views, F), normalised
+    n_views: int = 0
 
 
 @dataclass
@@ -43,6 +52,41 @@ class TrainOutput:
     history: list[dict[str, float]]
     seconds: float
     episodes_per_second: float
+
+
+def loop_config(data: TrainingSet, arch: ProtoNetConfig, *, epochs: int, lr: float, episodes: dict[str, int], seed: int) -> dict[str, Any]:
+    """Everything one training loop needs, as plain numpy + Python (what Ray ships to each worker)."""
+    n = len(data.labels)
+    has_views = data.n_views > 0 and data.aug_seq is not None
+    return {
+        "arch": arch.to_dict(),
+        "episodes": dict(episodes),
+        "epochs": epochs,
+        "lr": lr,
+        "seed": seed,
+        "seq": np.concatenate([data.seq, data.aug_seq]) if has_views else data.seq,
+        "length": np.concatenate([data.length, data.aug_length]) if has_views else data.length,
+        "feats": np.concatenate([data.feats, data.aug_feats]) if has_views else data.feats,
+        "n_objects": n,
+        "n_views": data.n_views if has_views else 0,
+        "labels": data.labels.astype(np.int64),
+        "train_idx": data.train_idx,
+        "val_idx": data.val_idx,
+        "class_names": list(data.class_names),
+    }
+
+
+def _tensors(config: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "seq": torch.from_numpy(config["seq"]),
+        "length": torch.from_numpy(config["length"]),
+        "feats": torch.from_numpy(config["feats"]),
+        "labels": torch.from_numpy(config["labels"]),
+        "train_idx": torch.from_numpy(config["train_idx"]),
+        "val_idx": torch.from_numpy(config["val_idx"]),
+        "n_classes": len(config["class_names"]),
+        "n_objects": config["n_objects"],
+    }
 
 
 def _embed_all(model: torch.nn.Module, seq, length, feats, device, batch: int = 512) -> torch.Tensor:
@@ -55,16 +99,77 @@ def _embed_all(model: torch.nn.Module, seq, length, feats, device, batch: int = 
 def validation_metrics(model: torch.nn.Module, data: dict[str, Any], device: torch.device) -> dict[str, float]:
     """Accuracy and balanced accuracy of nearest-prototype classification on the validation objects."""
     model.eval()
+    n = data.get("n_objects", len(data["labels"]))
     with torch.no_grad():
         labels = data["labels"]
         tr, va = data["train_idx"], data["val_idx"]
-        emb = _embed_all(model, data["seq"], data["length"], data["feats"], device)
+        emb = _embed_all(model, data["seq"][:n], data["length"][:n], data["feats"][:n], device)
         protos = prototypes(emb[tr], labels[tr].to(device), data["n_classes"])  # (K, D)
         pred = proto_logits(emb[va], torch.nan_to_num(protos, nan=1e6)).argmax(dim=1).cpu()
     model.train()
     truth = labels[va]
+    if len(truth) == 0:
+        return {}
     recalls = [(pred[truth == c] == c).float().mean().item() for c in torch.unique(truth)]
     return {"val_accuracy": (pred == truth).float().mean().item(), "val_balanced_accuracy": float(np.mean(recalls))}
+
+
+def episode_rows(config: dict[str, Any], rng: np.random.Generator) -> tuple[np.ndarray, int, int]:
+    """Rows of the (original + views) pool for one episode: support first, class-major.
+
+    Returns:
+        (rows, n_support, n_way)
+    """
+    ep = config["episodes"]
+    train_labels = config["labels"][config["train_idx"]]
+    e = sample_episode(train_labels, ep["n_way"], ep["k_shot"], ep["n_query"], rng, min_objects=ep.get("min_objects"))
+    rows = config["train_idx"][np.concatenate([e.support.ravel(), e.query.ravel()])]
+    v = config["n_views"]
+    if v:
+        # each object shows up as itself (70% of the time) or as one of its augmented views
+        augmented = rng.random(len(rows)) < config.get("augment_probability", 0.3)
+        pick = rng.integers(0, v, len(rows))
+        rows = np.where(augmented, config["n_objects"] + rows * v + pick, rows)
+    return rows, e.support.size, len(e.classes)
+
+
+def train_step(model, optimizer, scaler, data: dict[str, Any], rows: np.ndarray, n_support: int, n_way: int, device, use_amp: bool) -> tuple[float, float]:
+    """One episode: embed support + query, prototypical loss, one optimiser step. Returns (loss, accuracy)."""
+    idx = torch.from_numpy(rows)
+    with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_amp):
+        emb = model(data["seq"][idx].to(device, non_blocking=True), data["length"][idx], data["feats"][idx].to(device, non_blocking=True))
+    loss, acc = episode_loss(emb[:n_support].float(), emb[n_support:].float(), n_way)  # (n_way*k, D), (n_way*q, D)
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    scaler.unscale_(optimizer)
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
+    scaler.step(optimizer)
+    scaler.update()
+    return loss.item(), acc.item()
+
+
+def make_optimizer(model: torch.nn.Module, config: dict[str, Any]):
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config["lr"], weight_decay=1e-4)
+    total = max(1, config["epochs"] * config["episodes"]["per_epoch"])
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total, eta_min=0.1 * config["lr"])
+    return optimizer, scheduler
+
+
+def run_epoch(model, optimizer, scheduler, scaler, data, config, rng, device, use_amp) -> dict[str, float]:
+    """``per_epoch`` episodes; the loop shared by Ray Train workers, :func:`fit_local` and the bench."""
+    per_epoch = config["episodes"]["per_epoch"]
+    t0 = time.perf_counter()
+    losses, accs = [], []
+    for _ in range(per_epoch):
+        rows, n_sup, n_way = episode_rows(config, rng)
+        loss, acc = train_step(model, optimizer, scaler, data, rows, n_sup, n_way, device, use_amp)
+        scheduler.step()
+        losses.append(loss)
+        accs.append(acc)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    seconds = time.perf_counter() - t0
+    return {"train_loss": float(np.mean(losses)), "train_episode_accuracy": float(np.mean(accs)), "episodes_per_second": per_epoch / seconds}
 
 
 def train_loop_per_worker(config: dict[str, Any]) -> None:
@@ -76,25 +181,14 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     ctx = ray.train.get_context()
     rank = ctx.get_world_rank()
     arch = ProtoNetConfig(**config["arch"])
-    ep = config["episodes"]
     rng = np.random.default_rng(config["seed"] + 1000 * rank)
     torch.manual_seed(config["seed"])
-
-    data = {
-        "seq": torch.from_numpy(config["seq"]),
-        "length": torch.from_numpy(config["length"]),
-        "feats": torch.from_numpy(config["feats"]),
-        "labels": torch.from_numpy(config["labels"]),
-        "train_idx": torch.from_numpy(config["train_idx"]),
-        "val_idx": torch.from_numpy(config["val_idx"]),
-        "n_classes": len(config["class_names"]),
-    }
-    train_labels = config["labels"][config["train_idx"]]
+    data = _tensors(config)
 
     # (2) Ray: model on this worker's device, wrapped for data-parallel gradients
     model = ray.train.torch.prepare_model(LightCurveEncoder(arch))
     device = ray.train.torch.get_device()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config["lr"], weight_decay=1e-4)
+    optimizer, scheduler = make_optimizer(model, config)
     use_amp = device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
 
@@ -106,32 +200,12 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
             state = torch.load(Path(folder) / "model.pt", map_location="cpu", weights_only=False)
         _unwrap(model).load_state_dict(state["state_dict"])
         optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
         start_epoch, history = state["epoch"] + 1, state["history"]
 
     for epoch in range(start_epoch, config["epochs"]):
-        t0 = time.perf_counter()
-        losses, accs = [], []
-        for _ in range(ep["per_epoch"]):
-            e = sample_episode(train_labels, ep["n_way"], ep["k_shot"], ep["n_query"], rng)
-            idx = data["train_idx"][torch.from_numpy(np.concatenate([e.support.ravel(), e.query.ravel()]))]
-            with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_amp):
-                emb = model(data["seq"][idx].to(device), data["length"][idx], data["feats"][idx].to(device))
-                n_sup = e.support.size
-                loss, acc = episode_loss(emb[:n_sup].float(), emb[n_sup:].float(), len(e.classes))
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-            losses.append(loss.item())
-            accs.append(acc.item())
-        seconds = time.perf_counter() - t0
-        metrics = {
-            "epoch": epoch,
-            "train_loss": float(np.mean(losses)),
-            "train_episode_accuracy": float(np.mean(accs)),
-            "episodes_per_second": ep["per_epoch"] / seconds,
-        }
-        if rank == 0:
+        metrics = {"epoch": epoch, **run_epoch(model, optimizer, scheduler, scaler, data, config, rng, device, use_amp)}
+        if rank == 0 and (config.get("validate_every_epoch", True) or epoch == config["epochs"] - 1):
             metrics.update(validation_metrics(_unwrap(model), data, device))
         history.append(metrics)
         # (4) Ray: report metrics with a checkpoint (rank 0 writes it) every epoch
@@ -141,12 +215,34 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
                 state = {
                     "state_dict": {k: v.detach().cpu() for k, v in _unwrap(model).state_dict().items()},
                     "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(),
                     "epoch": epoch,
                     "history": history,
                 }
                 torch.save(state, Path(tmp) / "model.pt")
                 ckpt = ray.train.Checkpoint.from_directory(tmp)
             ray.train.report(metrics, checkpoint=ckpt)
+
+
+def fit_local(data: TrainingSet, arch: ProtoNetConfig, *, epochs: int, lr: float, episodes: dict[str, int], seed: int, device: str = "cpu") -> TrainOutput:
+    """The same loop in one process without Ray (cross-validation folds, the benchmark's baseline)."""
+    config = loop_config(data, arch, epochs=epochs, lr=lr, episodes=episodes, seed=seed)
+    rng = np.random.default_rng(seed)
+    torch.manual_seed(seed)
+    dev = torch.device(device)
+    tensors = _tensors(config)
+    model = LightCurveEncoder(arch).to(dev)
+    optimizer, scheduler = make_optimizer(model, config)
+    use_amp = dev.type == "cuda"
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    start, history = time.perf_counter(), []
+    for epoch in range(epochs):
+        metrics = {"epoch": epoch, **run_epoch(model, optimizer, scheduler, scaler, tensors, config, rng, dev, use_amp)}
+        history.append(metrics)
+    history[-1].update(validation_metrics(model, tensors, dev))
+    eps = float(np.mean([h["episodes_per_second"] for h in history[1:] or history]))
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    return TrainOutput(state_dict=state, history=history, seconds=time.perf_counter() - start, episodes_per_second=eps)
 
 
 def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
@@ -171,20 +267,7 @@ def fit(
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
-    config = {
-        "arch": arch.to_dict(),
-        "episodes": dict(episodes),
-        "epochs": epochs,
-        "lr": lr,
-        "seed": seed,
-        "seq": data.seq,
-        "length": data.length,
-        "feats": data.feats,
-        "labels": data.labels.astype(np.int64),
-        "train_idx": data.train_idx,
-        "val_idx": data.val_idx,
-        "class_names": list(data.class_names),
-    }
+    config = loop_config(data, arch, epochs=epochs, lr=lr, episodes=episodes, seed=seed)
     start = time.perf_counter()
     # (5) Ray: the trainer; workers, GPU, checkpoints and retries come from config
     trainer = TorchTrainer(

@@ -8,9 +8,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from cosmic_ray.config import DataConfig
-from cosmic_ray.episodes import stratified_split
+from cosmic_ray.episodes import fixed_validation
 from cosmic_ray.errors import TrainingError
-from cosmic_ray.taxonomy import OTHER, to_coarse
+from cosmic_ray.taxonomy import OTHER, SUPPORT_ONLY, to_coarse
 from cosmic_ray.train import TrainingSet
 
 log = logging.getLogger(__name__)
@@ -35,15 +35,29 @@ def feature_stats(feats: np.ndarray) -> FeatureStats:
     return FeatureStats(mean.astype(np.float32), std.astype(np.float32))
 
 
-def build_training_set(arrays: dict[str, np.ndarray], cfg: DataConfig, val_fraction: float, seed: int) -> tuple[TrainingSet, FeatureStats]:
+def build_training_set(
+    arrays: dict[str, np.ndarray],
+    cfg: DataConfig,
+    val_fraction: float,
+    seed: int,
+    views: dict[str, np.ndarray] | None = None,
+    support_only: tuple[str, ...] = SUPPORT_ONLY,
+) -> tuple[TrainingSet, FeatureStats]:
     """Select labelled objects of the trainable coarse classes and split them object-disjointly.
+
+    The validation objects are fixed by a hash of their id (:func:`~cosmic_ray.episodes.fixed_validation`),
+    so every run validates (and the gate compares) on the same objects. Classes in
+    ``support_only`` are left out: they are registered from support examples.
+
+    Args:
+        views: :func:`~cosmic_ray.features.augmented_views` of (at least) these objects.
 
     Raises:
         TrainingError: fewer than two classes have enough objects.
     """
     rng = np.random.default_rng(seed)
     coarse = np.asarray([to_coarse(label) if label else OTHER for label in arrays["label"]], dtype=object)
-    usable = (arrays["length"] >= cfg.min_points) & (coarse != OTHER)
+    usable = (arrays["length"] >= cfg.min_points) & (coarse != OTHER) & ~np.isin(coarse, list(support_only))
     names, counts = np.unique(coarse[usable], return_counts=True)
     classes = sorted(str(n) for n, c in zip(names, counts) if c >= cfg.min_objects_per_class)
     if len(classes) < 2:
@@ -59,19 +73,52 @@ def build_training_set(arrays: dict[str, np.ndarray], cfg: DataConfig, val_fract
         rows.append(members)
     rows = np.concatenate(rows)
     labels = np.asarray([classes.index(c) for c in coarse[rows]], dtype=np.int64)
-    train_idx, val_idx = stratified_split(labels, val_fraction, rng)
+    is_val = fixed_validation(arrays["object_id"][rows], labels, val_fraction)
+    train_idx, val_idx = np.flatnonzero(~is_val), np.flatnonzero(is_val)
     stats = feature_stats(arrays["feats"][rows][train_idx])
     log.info("training set: %d objects, classes %s", len(rows), dict(zip(classes, np.bincount(labels).tolist())))
-    return (
-        TrainingSet(
-            object_id=arrays["object_id"][rows],
-            labels=labels,
-            class_names=classes,
-            seq=arrays["seq"][rows],
-            length=arrays["length"][rows],
-            feats=stats.apply(arrays["feats"][rows]),
-            train_idx=train_idx,
-            val_idx=val_idx,
-        ),
-        stats,
+    data = TrainingSet(
+        object_id=arrays["object_id"][rows],
+        labels=labels,
+        class_names=classes,
+        seq=arrays["seq"][rows],
+        length=arrays["length"][rows],
+        feats=stats.apply(arrays["feats"][rows]),
+        train_idx=train_idx,
+        val_idx=val_idx,
     )
+    if views is not None:
+        attach_views(data, views, stats)
+    return data, stats
+
+
+def attach_views(data: TrainingSet, views: dict[str, np.ndarray], stats: FeatureStats) -> TrainingSet:
+    """Give ``data`` the augmented views of its objects (:func:`~cosmic_ray.features.augmented_views`).
+
+    Raises:
+        TrainingError: an object of ``data`` has no views.
+    """
+    if not len(views["object_id"]):
+        return data
+    n_views = int((views["object_id"] == views["object_id"][0]).sum())
+    first = {o: i for i, o in enumerate(views["object_id"][::n_views])}
+    missing = [o for o in data.object_id if o not in first]
+    if missing:
+        raise TrainingError(f"augmented views lack {len(missing)} objects, e.g. {missing[:3]}")
+    vrows = (np.asarray([first[o] for o in data.object_id])[:, None] * n_views + np.arange(n_views)).ravel()
+    data.aug_seq = views["seq"][vrows]
+    data.aug_length = views["length"][vrows]
+    data.aug_feats = stats.apply(views["feats"][vrows])
+    data.n_views = n_views
+    return data
+
+
+def support_only_objects(arrays: dict[str, np.ndarray], classes: tuple[str, ...] = SUPPORT_ONLY, min_points: int = 3) -> dict[str, np.ndarray]:
+    """Row indices of each support-only class's labelled objects (to register with ``with_class``)."""
+    coarse = np.asarray([to_coarse(label) if label else OTHER for label in arrays["label"]], dtype=object)
+    out = {}
+    for c in classes:
+        rows = np.flatnonzero((coarse == c) & (arrays["length"] >= min_points))
+        if len(rows):
+            out[c] = rows
+    return out

@@ -53,3 +53,44 @@ def test_episode_loss_prefers_well_separated_embeddings():
     bad_loss, bad_acc = episode_loss(support, bad_query, 2)
     assert good_acc.item() == 1.0 and bad_acc.item() == 0.0
     assert good_loss.item() < 0.01 < bad_loss.item()
+
+
+def test_small_classes_join_with_repeats_but_stay_disjoint():
+    from cosmic_ray.episodes import sample_episode
+
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(4), [40, 3, 2, 12])
+    for _ in range(200):
+        e = sample_episode(labels, n_way=4, k_shot=5, n_query=5, rng=rng, min_objects=2)
+        assert e.support.shape == (4, 5) and e.query.shape == (4, 5)
+        for c, sup, qry in zip(e.classes, e.support, e.query):
+            assert (labels[sup] == c).all() and (labels[qry] == c).all()
+            assert not set(sup) & set(qry)  # repeats only within a side
+
+
+def test_fixed_validation_depends_on_the_object_alone():
+    from cosmic_ray.episodes import fixed_validation
+
+    ids = np.asarray([f"ZTF{i:05d}" for i in range(200)], dtype=object)
+    labels = np.repeat([0, 1], [180, 20])
+    mask = fixed_validation(ids, labels, 0.2)
+    assert mask[labels == 0].sum() == 36 and mask[labels == 1].sum() == 4
+    order = np.random.default_rng(3).permutation(200)
+    assert (fixed_validation(ids[order], labels[order], 0.2) == mask[order]).all()
+
+
+def test_augmented_views_keep_bands_and_order_and_shrink_or_keep_length():
+    from cosmic_ray.features import augment_points
+
+    rng = np.random.default_rng(0)
+    mjd = np.arange(30, dtype=float) * 2.0
+    band = np.asarray(["g", "r"] * 15, dtype=object)
+    mag = 18 + 0.05 * np.arange(30)
+    err = np.full(30, 0.05)
+    for _ in range(100):
+        t, b, m, e = augment_points(mjd, band, mag, err, rng)
+        assert 2 <= len(t) <= 30 and np.all(np.diff(t) > 0)
+        assert set(t) <= set(mjd) and all(b[i] == band[np.searchsorted(mjd, t[i])] for i in range(len(t)))
+        # one magnitude shift for the whole curve + noise of the errors: the colour-free trend survives
+        shift = m - mag[np.searchsorted(mjd, t)]
+        assert np.ptp(shift) < 0.5 and np.abs(shift).max() < 0.7 + 0.5

@@ -1,0 +1,121 @@
+"""Evaluation maths on tiny hand-computable cases and the report's structure on real objects."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from cosmic_ray import evaluate as ev
+
+
+def test_metrics_on_a_hand_computed_case():
+    truth = np.array(["a", "a", "a", "b", "b", "c"], dtype=object)
+    pred = np.array(["a", "a", "b", "b", "c", "c"], dtype=object)
+    # a: P 2/2, R 2/3, F1 0.8 ; b: P 1/2, R 1/2, F1 0.5 ; c: P 1/2, R 1, F1 2/3
+    m = ev.classification_metrics(truth, pred, ["a", "b", "c"])
+    assert m["classes"]["a"] == pytest.approx({"precision": 1.0, "recall": 2 / 3, "f1": 0.8, "support": 3})
+    assert m["macro_f1"] == pytest.approx((0.8 + 0.5 + 2 / 3) / 3)
+    assert m["balanced_accuracy"] == pytest.approx((2 / 3 + 0.5 + 1) / 3)
+    assert ev.macro_f1(truth, pred, ["a", "b", "c"]) == pytest.approx(m["macro_f1"])
+    assert ev.balanced_accuracy(truth, pred, ["a", "b", "c"]) == pytest.approx(m["balanced_accuracy"])
+
+
+def test_auroc_counts_pairs_and_ties():
+    assert ev.auroc([3, 4], [1, 2]) == 1.0
+    assert ev.auroc([1, 2], [3, 4]) == 0.0
+    # pairs: (2 vs 1) win, (2 vs 2) tie, (0 vs 1) loss, (0 vs 2) loss -> 1.5 / 4
+    assert ev.auroc([2, 0], [1, 2]) == pytest.approx(0.375)
+
+
+def test_summarize_kshot_recall_open_set_and_phases():
+    truth = np.array(["Ia", "Ia", "II", "II", "SLSN", "SLSN"], dtype=object)
+    preds = np.array([
+        ["Ia", "Ia", "II", "II", "SLSN", "Ia"],  # draw 0: SLSN recall 0.5
+        ["Ia", "II", "II", "II", "SLSN", "SLSN"],  # draw 1: SLSN recall 1.0
+    ], dtype=object)
+    scored = ev.Scored(
+        classes=["Ia", "II", "SLSN"], truth=truth, preds=preds,
+        phase_truth={"3": truth[:4]}, phase_preds={"3": preds[:, :4]},
+        open_pos={"SLSN": np.array([5.0, 1.5])}, open_neg={"SLSN": np.array([1.0, 2.0, 0.5, 0.2])},
+    )
+    report = ev.summarize(scored, ["SLSN"], "models:/x/1", k=5)
+    assert set(report) == set(ev.REPORT_KEYS) - {"baseline"}
+    assert report["kshot_recall"]["SLSN"] == pytest.approx({"mean": 0.75, "std": 0.25})
+    assert report["open_set_auroc"] == pytest.approx((4 + 3) / 8)
+    draw0 = ev.macro_f1(truth, preds[0], scored.classes)
+    draw1 = ev.macro_f1(truth, preds[1], scored.classes)
+    assert report["macro_f1"] == pytest.approx((draw0 + draw1) / 2)
+    assert report["by_phase"]["3"]["balanced_accuracy"] == pytest.approx((1.0 + 0.75) / 2)
+    assert set(report["by_phase"]) == {"3", "full"}
+    assert report["classes"]["SLSN"]["support"] == 2
+
+
+def test_with_class_matches_the_mean_embedding_and_leaves_the_original_alone():
+    import torch
+
+    from cosmic_ray.classifier import ProtoNetClassifier
+    from cosmic_ray.model import LightCurveEncoder, ProtoNetConfig
+
+    torch.manual_seed(0)
+    arch = ProtoNetConfig(seq_channels=9, n_feats=4, hidden=8, embed_dim=3)
+    clf = ProtoNetClassifier(
+        arch=arch, state_dict=LightCurveEncoder(arch).state_dict(), class_names=["a", "b"],
+        prototypes=np.zeros((2, 3), np.float32), feat_mean=np.zeros(4, np.float32), feat_std=np.ones(4, np.float32),
+        calibration=np.array([0.5, 1.0]), ref_embeddings=np.zeros((0, 3), np.float32), ref_ids=np.array([]),
+        ref_labels=np.array([]), max_len=6,
+    )
+    rng = np.random.default_rng(0)
+    seq, length, feats = rng.normal(size=(5, 6, 9)).astype(np.float32), np.array([6, 5, 4, 3, 6]), rng.normal(size=(5, 4))
+    new = clf.with_class("SLSN-I", seq, length, feats)
+    assert new.class_names == ["a", "b", "SLSN-I"] and clf.class_names == ["a", "b"]
+    np.testing.assert_allclose(new.prototypes[2], clf.embed(seq, length, feats).mean(axis=0), rtol=1e-5)
+    # an object at the new prototype is classified as the new class
+    emb = clf.embed(seq, length, feats)
+    new2 = new._copy(prototypes=np.concatenate([new.prototypes[:2] + 100.0, new.prototypes[2:]]))
+    assert new2.predict_arrays(np.array(["q"]), seq[:1], length[:1], feats[:1], neighbours=0)[0].label == "SLSN-I"
+    assert new.without_class("SLSN-I").class_names == ["a", "b"]
+    with pytest.raises(ValueError):
+        clf.with_class("x", seq[:, :, :5], length, feats)
+    assert emb.shape == (5, 3)
+
+
+def test_report_on_real_objects_has_the_issue_keys(shared_data):
+    """A real (untrained-encoder) classifier on real BTS objects: structure, not quality."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import torch
+
+    from cosmic_ray.classifier import ProtoNetClassifier
+    from cosmic_ray.features import featurize, feature_names
+    from cosmic_ray.model import LightCurveEncoder, ProtoNetConfig
+
+    table = ev.read_table(shared_data / "ztf-bts" / "bts_dev_lightcurves.csv.gz")
+    labels = dict(zip(table.column("object_id").to_pylist(), table.column("label").to_pylist()))
+    from cosmic_ray.taxonomy import to_coarse
+
+    pick = {"SN Ia": [], "SN II": [], "SLSN-I": []}
+    for oid, label in sorted(labels.items()):
+        c = to_coarse(label)
+        if c in pick and len(pick[c]) < 12:
+            pick[c].append(oid)
+    ids = [o for v in pick.values() for o in v]
+    sub = table.filter(pc.is_in(table.column("object_id"), pa.array(ids)))
+    data_ids = [o for c in pick for o in pick[c][:6]]
+    data = sub.filter(pc.is_in(sub.column("object_id"), pa.array(data_ids)))
+    train = sub.filter(pc.invert(pc.is_in(sub.column("object_id"), pa.array(data_ids))))
+    arrays = featurize(train)
+    torch.manual_seed(0)
+    arch = ProtoNetConfig(seq_channels=arrays["seq"].shape[2], n_feats=len(feature_names()), hidden=8, embed_dim=4)
+    clf = ProtoNetClassifier(
+        arch=arch, state_dict=LightCurveEncoder(arch).state_dict(), class_names=["SN II", "SN Ia"],
+        prototypes=np.zeros((2, 4), np.float32), feat_mean=np.zeros(arch.n_feats, np.float32), feat_std=np.ones(arch.n_feats, np.float32),
+        calibration=np.array([1.0]), ref_embeddings=np.zeros((0, 4), np.float32), ref_ids=np.array([]), ref_labels=np.array([]), max_len=64,
+    )
+    report = ev.evaluate_report(clf, data, train, support_table=train, k=3, draws=2, model_uri="test")
+    assert set(report) == set(ev.REPORT_KEYS)
+    assert set(report["baseline"]) == set(ev.REPORT_KEYS) - {"baseline"}
+    assert set(report["classes"]) == {"SN II", "SN Ia", "SLSN-I"}
+    assert report["classes"]["SLSN-I"]["support"] == 6 and report["draws"] == 2 and report["k"] == 3
+    assert set(report["kshot_recall"]) == {"SLSN-I"} and set(report["by_phase"]) == {"3", "10", "30", "full"}
+    assert 0 <= report["open_set_auroc"] <= 1 and 0 <= report["baseline"]["macro_f1"] <= 1
+    assert "macro-F1" in ev.format_table(report)

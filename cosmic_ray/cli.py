@@ -175,6 +175,52 @@ def _parse_interval(text: str) -> float:
         raise
 
 
+# ----------------------------------------------------------------------------- evaluate
+@app.command()
+def evaluate(
+    data: Path = typer.Option(..., help="Labelled light curves to score (long format; fine labels allowed)."),
+    support: Optional[Path] = typer.Option(None, help="Support objects for classes absent from the model (long format or a catalogue folder)."),
+    train: Optional[Path] = typer.Option(None, help="Training table of the baseline (default: the labelled lake the model was trained on)."),
+    k: int = typer.Option(5, min=1, help="Support objects per registered class."),
+    draws: int = typer.Option(10, min=1, help="Seeded support draws (figures are averaged)."),
+    model: Optional[str] = typer.Option(None, help="MLflow model URI (default: models:/<name>@production)."),
+    run: Optional[str] = typer.Option(None, help="MLflow run id to log the figures to."),
+    out: Path = typer.Option(..., help="Where to write the JSON report."),
+    seed: int = typer.Option(0, help="Seed of the support draws."),
+) -> None:
+    """Closed-set, K-shot and open-set figures of a model against a balanced-random-forest baseline."""
+    from cosmic_ray import evaluate as ev
+    from cosmic_ray import registry
+    from cosmic_ray.errors import CosmicRayError
+    from cosmic_ray.lake import Lake
+    from cosmic_ray.pipeline import LABELLED_SOURCES
+
+    s = _settings()
+    uri = model or f"models:/{s.model_name}@production"
+    try:
+        classifier = registry.load_model_uri(s, uri)
+        data_table = ev.read_table(data)
+        support_table = ev.read_table(support) if support else None
+        if train:
+            train_table = ev.read_table(train)
+        else:
+            train_table = Lake(s.lake_dir).read(sources=LABELLED_SOURCES)
+            if train_table.num_rows == 0:
+                _fail(f"no labelled data in the lake {s.lake_dir} to train the baseline on: pass --train TABLE")
+        same_event = ev.event_key_from_shared(s.shared_data_dir) if s.shared_data_dir else None
+        report = ev.evaluate_report(
+            classifier, data_table, train_table, support_table, k=k, draws=draws, model_uri=uri, seed=seed, same_event=same_event
+        )
+    except (CosmicRayError, ValueError) as exc:
+        _fail(str(exc))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2))
+    if run:
+        registry.log_evaluation(s, run, report)
+    typer.echo(ev.format_table(report), err=True)
+    _emit({"report": str(out), "macro_f1": report["macro_f1"], "baseline_macro_f1": report["baseline"]["macro_f1"]})
+
+
 # ----------------------------------------------------------------------------- serve
 @serve_app.command("up")
 def serve_up(config: Path = typer.Option(Path("configs/serve.yaml"), help="Ray Serve config.")) -> None:

@@ -46,7 +46,7 @@ def synthetic_set(n: int = 1200, max_len: int = 64, channels: int = 9, n_feats: 
 def main() -> None:
     parser = argparse.ArgumentParser(description="Ray Train vs plain PyTorch episodes/s")
     parser.add_argument("--gpu", action="store_true", help="one GPU worker vs plain PyTorch on cuda")
-    parser.add_argument("--epochs", type=int, default=4)
+    parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--per-epoch", type=int, default=60)
     parser.add_argument("--hidden", type=int, default=64)
     args = parser.parse_args()
@@ -64,15 +64,17 @@ def main() -> None:
     episodes = {"n_way": 7, "k_shot": 5, "n_query": 5, "per_epoch": args.per_epoch, "min_objects": 2}
     common = dict(epochs=args.epochs, lr=1e-3, episodes=episodes, seed=0)
 
-    plain = fit_local(data, arch, device="cuda" if args.gpu else "cpu", **common)
-    ray.init(num_cpus=2, num_gpus=1 if args.gpu else 0, include_dashboard=False, log_to_driver=False)
+    device = "cuda" if args.gpu else "cpu"
+    plain = fit_local(data, arch, device=device, **common)  # before Ray ...
+    ray.init(address="local", num_cpus=2, num_gpus=1 if args.gpu else 0, include_dashboard=False, log_to_driver=False)
     try:
         with tempfile.TemporaryDirectory() as tmp:
             rayrun = fit(data, arch, num_workers=1, use_gpu=args.gpu, storage_path=tmp, name="bench", **common)
     finally:
         ray.shutdown()
+    plain_after = fit_local(data, arch, device=device, **common)  # ... and after it: drifts in machine load cancel
     steady = lambda out: float(np.mean([h["episodes_per_second"] for h in out.history[1:]]))  # noqa: E731
-    ray_eps, plain_eps = steady(rayrun), steady(plain)
+    ray_eps, plain_eps = steady(rayrun), (steady(plain) + steady(plain_after)) / 2
     result = {
         "device": "cuda" if args.gpu else "cpu",
         "torch": torch.__version__,
@@ -80,6 +82,7 @@ def main() -> None:
         "episodes_per_epoch": args.per_epoch,
         "epochs": args.epochs,
         "plain_pytorch_episodes_per_s": round(plain_eps, 2),
+        "plain_before_after": [round(steady(plain), 2), round(steady(plain_after), 2)],
         "ray_train_episodes_per_s": round(ray_eps, 2),
         "ratio_ray_over_plain": round(ray_eps / plain_eps, 3),
         "within_10_percent": bool(abs(ray_eps / plain_eps - 1) <= 0.10),

@@ -146,7 +146,8 @@ def retrain(
     every: Optional[str] = typer.Option(None, help="Repeat every interval, e.g. 24h, 30m."),
 ) -> None:
     """The retrain pipeline (same as jobs/retrain.py): train on the lake, register, promote through the gate."""
-    from cosmic_ray import cluster, pipeline
+    from cosmic_ray import cluster
+    from cosmic_ray import retrain as pipeline_retrain
     from cosmic_ray.config import load_retrain_config, load_train_config
     from cosmic_ray.errors import CosmicRayError
 
@@ -157,7 +158,7 @@ def retrain(
             rcfg = load_retrain_config(config)
             cfg = load_train_config(rcfg.train_config)
             cluster.connect(s)
-            report = pipeline.train_from_lake(s, cfg, gate=rcfg.gate)
+            report = pipeline_retrain.run(s, rcfg, cfg)
         except CosmicRayError as exc:
             _fail(str(exc))
         _emit(report.to_dict())

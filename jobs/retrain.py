@@ -17,12 +17,17 @@ import sys
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", default="configs/retrain.yaml", help="retrain config (YAML)")
+    parser.add_argument("--as-of", default=None, help="last night of the window, YYYYMMDD (default: latest in the lake)")
     args = parser.parse_args(argv)
+    # Inside a Ray job driver, loading torch after scikit-learn aborts in MKL ("Cannot load
+    # libtorch_cpu.so"; seen with torch 2.13 CPU on Ray 2.60): load torch first.
+    import torch  # noqa: F401
+
     logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     import ray
 
-    from cosmic_ray import pipeline
+    from cosmic_ray import retrain
     from cosmic_ray.config import Settings, load_retrain_config, load_train_config
     from cosmic_ray.errors import CosmicRayError
 
@@ -30,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
         rcfg = load_retrain_config(args.config)
         cfg = load_train_config(rcfg.train_config)
         ray.init()  # inside `ray job submit`, this joins the job's cluster
-        report = pipeline.train_from_lake(Settings(), cfg, gate=rcfg.gate)
+        report = retrain.run(Settings(), rcfg, cfg, as_of=args.as_of)
     except CosmicRayError as exc:
         logging.getLogger("retrain").error("retrain failed: %s", exc)
         return 1

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 
+from cosmic_ray.errors import SourceError
 from cosmic_ray.lightcurve import SCHEMA, conform
 
 log = logging.getLogger(__name__)
@@ -53,6 +55,20 @@ def point_keys(table: pa.Table) -> list[str]:
         source, table.column("object_id"), table.column("band"), pc.cast(micro_days, pa.string()), limit, "|"
     )
     return pc.if_else(pc.is_valid(candid), by_candid, by_point).to_pylist()
+
+
+_PARTITION_VALUE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")
+
+
+def _check_partition(source: str, night: str) -> None:
+    """Partition values name folders: one that could leave the lake (``..``, a separator) is refused.
+
+    Raises:
+        SourceError: the source or night is not a plain name.
+    """
+    for value in (source, night):
+        if not _PARTITION_VALUE.match(value) or ".." in value:
+            raise SourceError(f"lake partition value {value!r} is not a plain name (letters, digits, _ . -): refused")
 
 
 class Lake:
@@ -136,6 +152,7 @@ class Lake:
         starts = np.concatenate([[0], ends[:-1]])
         for value, start, end in zip(runs.values.to_pylist(), starts, ends):
             source, night = value.split("\x1f")
+            _check_partition(source, night)
             chunk = table.slice(int(start), int(end - start)).drop_columns(list(PARTITION_COLUMNS))
             self._write_file(self.root / f"source={source}" / f"night={night}", chunk)
 

@@ -11,6 +11,7 @@ The ZTF Bright Transient Survey table in ``../shared/data/ztf-bts`` is in this f
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +29,42 @@ log = logging.getLogger(__name__)
 
 NAME = "catalog"
 REQUIRED_COLUMNS = ("object_id", "label", "mjd", "band", "mag", "magerr")
+MJD_RANGE = (0.0, 200000.0)  # 1858 .. 2406: outside that a time is garbage (and so would its night be)
+_SOURCE_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")
+_TRUE, _FALSE = {"true", "t", "1", "yes"}, {"false", "f", "0", "no", ""}
+
+
+def _floats(column: pa.ChunkedArray) -> np.ndarray:
+    """A column as floats; text that is not a number becomes NaN (and its row is quarantined)."""
+    try:
+        return column.cast(pa.float64()).to_numpy(zero_copy_only=False)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        out = np.full(len(column), np.nan)
+        for i, value in enumerate(column.cast(pa.string()).to_pylist()):
+            try:
+                out[i] = float(value)
+            except (TypeError, ValueError):
+                pass
+        return out
+
+
+def _bools(column: pa.ChunkedArray) -> np.ndarray:
+    """true/false/1/0 (any case; empty = false) -> bool; anything else -> None (the row is quarantined)."""
+    values = column.cast(pa.string()).to_pylist()
+    out = np.empty(len(values), dtype=object)
+    for i, value in enumerate(values):
+        text = "" if value is None else value.strip().lower()
+        out[i] = True if text in _TRUE else False if text in _FALSE else None
+    return out
+
+
+def _non_empty(column: pa.ChunkedArray) -> np.ndarray:
+    return np.array([bool(v and v.strip()) for v in column.cast(pa.string()).to_pylist()], dtype=bool)
+
+
+def _safe_source(value: str | None) -> str | None:
+    """A source name is a lake partition folder: no separators, no ``..``, nothing hidden."""
+    return value if value is not None and _SOURCE_NAME.match(value) and ".." not in value else None
 
 
 @dataclass(frozen=True)
@@ -65,27 +102,36 @@ def parse(raw: RawInput, source: str = "catalog") -> ParseResult:
                 column_types={"object_id": pa.string(), "label": pa.string(), "band": pa.string()}
             ),
         )
-    except (pa.ArrowInvalid, OSError) as exc:
+        columns = table.column_names  # decodes the header: not UTF-8 raises here
+    except (pa.ArrowInvalid, OSError, UnicodeDecodeError) as exc:
         return ParseResult(table=SCHEMA.empty_table(), quarantined=[(raw.name, f"unreadable CSV: {exc}")])
-    missing = [c for c in REQUIRED_COLUMNS if c not in table.column_names]
+    missing = [c for c in REQUIRED_COLUMNS if c not in columns]
     if missing:
         return ParseResult(table=SCHEMA.empty_table(), quarantined=[(raw.name, f"missing columns {missing}")])
 
-    mjd = table.column("mjd").cast(pa.float64()).to_numpy(zero_copy_only=False)
-    mag = table.column("mag").cast(pa.float64()).to_numpy(zero_copy_only=False)
-    err = table.column("magerr").cast(pa.float64()).to_numpy(zero_copy_only=False)
-    good = np.isfinite(mjd) & np.isfinite(mag) & np.isfinite(err) & (err >= 0)
-    quarantined = [(f"{raw.name}#row{i + 2}", "non-finite or negative mjd/mag/magerr") for i in np.flatnonzero(~good)]
-    table = table.filter(pa.array(good))
-    mjd, mag, err = mjd[good], mag[good], err[good]
-
-    is_limit = (
-        table.column("is_limit").cast(pa.bool_())
-        if "is_limit" in table.column_names
-        else pa.array(np.zeros(len(mjd), dtype=bool))
+    mjd, mag, err = (_floats(table.column(c)) for c in ("mjd", "mag", "magerr"))
+    with np.errstate(over="ignore", invalid="ignore"):
+        flux, flux_err = mag_to_flux_ujy(mag, err)
+    good = (
+        np.isfinite(mjd) & (mjd >= MJD_RANGE[0]) & (mjd <= MJD_RANGE[1])
+        & np.isfinite(mag) & np.isfinite(err) & (err >= 0) & np.isfinite(flux) & np.isfinite(flux_err)
     )
-    flux, flux_err = mag_to_flux_ujy(mag, err)
-    src = table.column("source") if "source" in table.column_names else pa.array([source] * len(mjd), pa.string())
+    reasons = np.where(good, "", "non-finite, out-of-range or negative mjd/mag/magerr").astype(object)
+    names_ok = _non_empty(table.column("object_id")) & _non_empty(table.column("band"))
+    reasons[~names_ok & (reasons == "")] = "empty object_id or band"
+    is_limit = _bools(table.column("is_limit")) if "is_limit" in table.column_names else np.zeros(len(mjd), dtype=object)
+    reasons[np.equal(is_limit, None) & (reasons == "")] = "is_limit is not true/false"
+    if "source" in table.column_names:
+        sources = np.array([_safe_source(v) for v in table.column("source").cast(pa.string()).to_pylist()], dtype=object)
+        reasons[np.equal(sources, None) & (reasons == "")] = "source is not a plain name (letters, digits, _ . -)"
+    good = reasons == ""
+    quarantined = [(f"{raw.name}#row{i + 2}", str(reasons[i])) for i in np.flatnonzero(~good)]
+    if not good.any():
+        return ParseResult(table=SCHEMA.empty_table(), quarantined=quarantined)
+    table = table.filter(pa.array(good))
+    mjd, mag, err, flux, flux_err = mjd[good], mag[good], err[good], flux[good], flux_err[good]
+    is_limit = pa.array(is_limit[good].astype(bool))
+    src = pa.array(sources[good], pa.string()) if "source" in table.column_names else pa.array([source] * len(mjd), pa.string())
     out = pa.table(
         {
             "object_id": table.column("object_id"),
@@ -96,7 +142,7 @@ def parse(raw: RawInput, source: str = "catalog") -> ParseResult:
             "magerr": pa.array(err),
             "flux": pa.array(flux),
             "flux_err": pa.array(flux_err),
-            "is_limit": pc.fill_null(is_limit, False),
+            "is_limit": is_limit,
             "label": table.column("label"),
             "night": pa.array(mjd_to_nights(mjd), pa.string()),
         }

@@ -327,6 +327,11 @@ def _csv(data: bytes, name: str, **kwargs: Any) -> pd.DataFrame:
     return pd.read_csv(io.BytesIO(data), compression=compression, **kwargs)
 
 
+def _jd_as_mjd(times: np.ndarray) -> np.ndarray:
+    """Some catalogue rows give a Julian date in the MJD column (the TDE catalogue does): convert those."""
+    return np.where(times >= 2400000.5, times - 2400000.5, times)
+
+
 def _photometry_frame(
     name: pd.Series,
     mjd: pd.Series,
@@ -341,7 +346,7 @@ def _photometry_frame(
     return pd.DataFrame(
         {
             "object_id": name.map(_text).to_numpy(),
-            "mjd": pd.to_numeric(mjd, errors="coerce").to_numpy(float),
+            "mjd": _jd_as_mjd(pd.to_numeric(mjd, errors="coerce").to_numpy(float)),
             "mag_in": pd.to_numeric(mag, errors="coerce").to_numpy(float),
             "magerr": pd.to_numeric(magerr, errors="coerce").to_numpy(float),
             "is_limit": is_limit.astype(str).str.lower().isin(["true", "1", "t"]).to_numpy(),

@@ -192,17 +192,40 @@ def _finite(value: Any) -> float | None:
     return out if math.isfinite(out) else None
 
 
+# Julian dates a point may carry: MJD 0 .. 200000 (1858 .. 2406). Outside that the time is garbage
+# (and its night partition would be too), so the point is unusable.
+_JD_MIN, _JD_MAX = 2400000.5, 2600000.5
+
+
+def _jd(value: Any) -> float | None:
+    jd = _finite(value)
+    return jd if jd is not None and _JD_MIN <= jd <= _JD_MAX else None
+
+
+def _candid(value: Any) -> int | None:
+    """A candid as an int; anything else (text, float, list...) is a malformed alert."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not -(2**63) <= value < 2**63:
+        raise BadAlertError(f"candid {value!r} is not a 64-bit integer")
+    return value
+
+
 def _isdiffpos(value: Any) -> bool | None:
     if value is None:
         return None
     return str(value).lower() in ("t", "1", "true")
 
 
+def _band(fid: Any) -> str | None:
+    return ZTF_FID_TO_BAND.get(fid) if isinstance(fid, int) and not isinstance(fid, bool) else None
+
+
 def _detection_row(obj: str, cand: dict[str, Any], meta: dict[str, Any]) -> dict[str, Any] | None:
     mag = _finite(cand.get("magpsf"))
     err = _finite(cand.get("sigmapsf"))
-    jd = _finite(cand.get("jd"))
-    band = ZTF_FID_TO_BAND.get(cand.get("fid"))
+    jd = _jd(cand.get("jd"))
+    band = _band(cand.get("fid"))
     if mag is None or jd is None or band is None:
         return None
     if err is None or err < 0:
@@ -220,7 +243,7 @@ def _detection_row(obj: str, cand: dict[str, Any], meta: dict[str, Any]) -> dict
         "flux": flux,
         "flux_err": abs(flux) * err * math.log(10) / 2.5,
         "is_limit": False,
-        "candid": cand.get("candid"),
+        "candid": _candid(cand.get("candid")),
         "ra": _finite(cand.get("ra")),
         "dec": _finite(cand.get("dec")),
         "rb": _finite(cand.get("rb")),
@@ -233,8 +256,8 @@ def _detection_row(obj: str, cand: dict[str, Any], meta: dict[str, Any]) -> dict
 
 def _limit_row(obj: str, cand: dict[str, Any], meta: dict[str, Any]) -> dict[str, Any] | None:
     lim = _finite(cand.get("diffmaglim"))
-    jd = _finite(cand.get("jd"))
-    band = ZTF_FID_TO_BAND.get(cand.get("fid"))
+    jd = _jd(cand.get("jd"))
+    band = _band(cand.get("fid"))
     if lim is None or jd is None or band is None:
         return None
     mjd = jd_to_mjd(jd)
@@ -251,8 +274,8 @@ def _limit_row(obj: str, cand: dict[str, Any], meta: dict[str, Any]) -> dict[str
 
 
 def _forced_row(obj: str, fp: dict[str, Any], meta: dict[str, Any]) -> dict[str, Any] | None:
-    jd = _finite(fp.get("jd"))
-    band = ZTF_FID_TO_BAND.get(fp.get("fid"))
+    jd = _jd(fp.get("jd"))
+    band = _band(fp.get("fid"))
     flux_dn = _finite(fp.get("forcediffimflux"))
     flux_dn_err = _finite(fp.get("forcediffimfluxunc"))
     zp = _finite(fp.get("magzpsci"))
@@ -279,20 +302,31 @@ def alert_to_rows(record: dict[str, Any]) -> list[dict[str, Any]]:
     Raises:
         BadAlertError: the record is not a ZTF alert (foreign schema) or its candidate is unusable.
     """
+    if not isinstance(record, dict):
+        raise BadAlertError(f"not a ZTF alert: a {type(record).__name__}, not a record")
     missing = [key for key in _REQUIRED if key not in record]
     if missing or not isinstance(record.get("candidate"), dict):
         raise BadAlertError(f"not a ZTF alert: missing {missing or ['candidate']}")
-    obj = str(record["objectId"])
-    meta = {"schemavsn": str(record.get("schemavsn", "")), "alert_candid": record.get("candid")}
+    if not isinstance(record["objectId"], str) or not record["objectId"]:
+        raise BadAlertError(f"not a ZTF alert: objectId {record['objectId']!r} is not a name")
+    obj = record["objectId"]
+    alert_candid = _candid(record.get("candid"))
+    if alert_candid is None:
+        raise BadAlertError(f"alert of {obj} has no candid")
+    prvs, fps = record.get("prv_candidates") or [], record.get("fp_hists") or []
+    for key, items in (("prv_candidates", prvs), ("fp_hists", fps)):
+        if not isinstance(items, list) or not all(isinstance(item, dict) for item in items):
+            raise BadAlertError(f"alert {alert_candid} of {obj}: {key} is not a list of records")
+    meta = {"schemavsn": str(record.get("schemavsn", "")), "alert_candid": alert_candid}
     first = _detection_row(obj, record["candidate"], meta)
     if first is None:
-        raise BadAlertError(f"alert {record.get('candid')} of {obj}: candidate has no usable photometry")
+        raise BadAlertError(f"alert {alert_candid} of {obj}: candidate has no usable photometry")
     rows = [first]
-    for prv in record.get("prv_candidates") or []:
+    for prv in prvs:
         row = _detection_row(obj, prv, meta) if prv.get("candid") is not None else _limit_row(obj, prv, meta)
         if row is not None:
             rows.append(row)
-    for fp in record.get("fp_hists") or []:
+    for fp in fps:
         row = _forced_row(obj, fp, meta)
         if row is not None:
             rows.append(row)
@@ -394,7 +428,8 @@ def _bands(fid: pa.Array) -> tuple[pa.Array, np.ndarray]:
 
 
 def _nights(mjd: np.ndarray) -> pa.Array:
-    mjd = np.where(np.isfinite(mjd), mjd, 40587.0)  # rows without a time are filtered out later
+    usable = np.isfinite(mjd) & (mjd >= _JD_MIN - 2400000.5) & (mjd <= _JD_MAX - 2400000.5)
+    mjd = np.where(usable, mjd, 40587.0)  # rows without a usable time are filtered out later
     days = (np.floor(mjd) - 40587).astype(np.int32)  # MJD 40587 = 1970-01-01
     return pc.strftime(pc.cast(pa.array(days), pa.date32()), format="%Y%m%d")
 
@@ -438,8 +473,9 @@ def records_to_tables(
     jd, mag, err, lim = _np(cols["jd"]), _np(cols["magpsf"]), _np(cols["sigmapsf"]), _np(cols["diffmaglim"])
     band, band_ok = _bands(cols["fid"])
     is_det = first | cols["candid"].is_valid().to_numpy(zero_copy_only=False)
-    det_ok = np.isfinite(mag) & np.isfinite(jd) & band_ok & np.isfinite(err) & (err >= 0)
-    lim_ok = np.isfinite(lim) & np.isfinite(jd) & band_ok
+    jd_ok = np.isfinite(jd) & (jd >= _JD_MIN) & (jd <= _JD_MAX)
+    det_ok = np.isfinite(mag) & jd_ok & band_ok & np.isfinite(err) & (err >= 0)
+    lim_ok = np.isfinite(lim) & jd_ok & band_ok
     usable = np.where(is_det, det_ok, lim_ok)
     bad_alert = np.zeros(len(records), dtype=bool)
     bad_alert[parent[first & ~usable]] = True
@@ -521,7 +557,7 @@ def _forced_table(
     cols = dict(zip(_FORCED.names, pa.array(forced, type=_FORCED).flatten()))
     jd, flux_dn, unc, zp = (_np(cols[k]) for k in ("jd", "forcediffimflux", "forcediffimfluxunc", "magzpsci"))
     band, band_ok = _bands(cols["fid"])
-    keep = np.isfinite(jd) & band_ok & np.isfinite(flux_dn) & np.isfinite(zp) & (flux_dn > -99999) & ~bad_alert[parent]
+    keep = np.isfinite(jd) & (jd >= _JD_MIN) & (jd <= _JD_MAX) & band_ok & np.isfinite(flux_dn) & np.isfinite(zp) & (flux_dn > -99999) & ~bad_alert[parent]
     scale = 10 ** (-0.4 * (zp - AB_ZP_UJY))  # DN -> microjansky
     mjd = jd - 2400000.5
     n = len(forced)

@@ -151,7 +151,7 @@ class Lake:
         ends = runs.run_ends.to_numpy()
         starts = np.concatenate([[0], ends[:-1]])
         for value, start, end in zip(runs.values.to_pylist(), starts, ends):
-            source, night = value.split("\x1f")
+            source, night = value.rsplit("\x1f", 1)  # a source may hold the separator: refused below
             _check_partition(source, night)
             chunk = table.slice(int(start), int(end - start)).drop_columns(list(PARTITION_COLUMNS))
             self._write_file(self.root / f"source={source}" / f"night={night}", chunk)

@@ -34,7 +34,7 @@ from cosmic_ray.sources.ztf import RawInput
 
 HYPO = settings(
     max_examples=40,
-    deadline=5000,  # ms per example: a parser that hangs fails here, not at the CI timeout
+    deadline=30000,  # ms per example (generous: 2 shared cores); a parser that hangs fails here, not at the CI timeout
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.function_scoped_fixture],
     database=None,
     phases=[Phase.explicit, Phase.reuse, Phase.generate, Phase.shrink],  # no 'explain': its tracer is slow on 3.11

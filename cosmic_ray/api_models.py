@@ -159,3 +159,47 @@ class LoginRequest(BaseModel):
 class Me(BaseModel):
     username: str
     role: str
+
+
+# ------------------------------------------------------------------ objects, the web pages
+class PointOut(BaseModel):
+    mjd: float
+    band: str
+    mag: float | None
+    magerr: float | None
+    is_limit: bool = Field(description="True: an upper limit (mag is the limiting magnitude).")
+
+
+class ObjectLightCurve(BaseModel):
+    object_id: str
+    label: str | None = Field(default=None, description="Spectroscopic class where known.")
+    sources: list[str]
+    points: list[PointOut] = Field(description="Sorted by time.")
+
+
+class WebConfig(BaseModel):
+    ray_dashboard_url: str
+    mlflow_ui_url: str
+    mlflow_ui_command: str
+    apod_configured: bool
+
+
+class ApodInfo(BaseModel):
+    """NASA's Astronomy Picture of the Day; ``available`` false (with ``reason``) when it cannot be fetched."""
+
+    available: bool
+    reason: str | None = None
+    title: str | None = None
+    date: str | None = None
+    explanation: str | None = None
+    image_url: str | None = None
+    page_url: str | None = None
+    copyright: str | None = None
+
+
+class ModelEvaluation(BaseModel):
+    """Validation metrics of the training run behind a model version, and its figure names (MLflow)."""
+
+    run_id: str
+    metrics: dict[str, float]
+    figures: list[str] = Field(description="PNG names under the run's figures/ artifacts.")

@@ -49,6 +49,9 @@ class Settings(BaseSettings):
     max_support: PositiveInt = Field(default=100, description="Most support light curves of a class registered at runtime.")
     # --- live path (cosmic_ray/live.py) ---
     rare_webhook_url: str | None = Field(default=None, description="Slack-compatible webhook notified of rare events.")
+    # --- web pages (cosmic_ray/web.py) ---
+    apod_api_key: str | None = Field(default="DEMO_KEY", description="api.nasa.gov key of the dashboard's APOD widget; empty: off.")
+    mlflow_ui_url: str = Field(default="http://127.0.0.1:5000", description="Where the dashboard links the MLflow UI.")
 
     # --- derived paths (never created here) ---
     @property

@@ -37,6 +37,7 @@ from cosmic_ray.api_models import (
     LoginRequest,
     Me,
     ModelInfo,
+    ObjectLightCurve,
     PredictRequest,
     PredictResponse,
     SimilarResponse,
@@ -417,7 +418,7 @@ _AUTH_ERRORS = {401: {"model": ErrorResponse}, 403: {"model": ErrorResponse}}
 @serve.ingress(api)
 class Ingress:
     def __init__(self, model: DeploymentHandle, args: dict[str, Any]):
-        from cosmic_ray import metrics
+        from cosmic_ray import metrics, web
         from cosmic_ray.store import EventStore
 
         self.model = model
@@ -425,6 +426,7 @@ class Ingress:
         self.settings = self.args.settings()
         _LIMITS["max_body_bytes"] = self.settings.max_body_bytes
         self.store = EventStore(self.settings.event_store_url)
+        web.configure(self.store, self.settings)  # the pages check sessions against this store
         s = self.settings
         self.logins_by_account = auth.RateLimiter(s.login_attempts_per_account, s.login_window_s)
         self.logins_by_address = auth.RateLimiter(s.login_attempts_per_address, s.login_window_s)
@@ -609,6 +611,29 @@ class Ingress:
         if found is None:
             raise HTTPException(status_code=404, detail=f"object {object_id!r} is neither in the lake nor a reference object")
         return SimilarResponse.model_validate(found)
+
+    @api.get("/objects/{object_id}/lightcurve", response_model=ObjectLightCurve, responses={404: {"model": ErrorResponse}, **_AUTH_ERRORS})
+    async def lightcurve(self, object_id: str, request: Request) -> ObjectLightCurve:
+        """The object's points in the lake (detections and upper limits, every source), by time."""
+        self._reader(request)
+        found = await asyncio.to_thread(self._lake_lightcurve, object_id)
+        if found is None:
+            raise HTTPException(status_code=404, detail=f"object {object_id!r} is not in the lake")
+        return found
+
+    def _lake_lightcurve(self, object_id: str) -> ObjectLightCurve | None:
+        import pyarrow.compute as pc
+
+        from cosmic_ray.lake import Lake
+
+        table = Lake(self.settings.lake_dir).read()
+        table = table.filter(pc.equal(table.column("object_id"), object_id))
+        if table.num_rows == 0:
+            return None
+        rows = sorted(table.select(["mjd", "band", "mag", "magerr", "is_limit", "label", "source"]).to_pylist(), key=lambda r: r["mjd"])
+        labels = [r["label"] for r in rows if r["label"]]
+        return ObjectLightCurve(object_id=object_id, label=labels[0] if labels else None,
+                                sources=sorted({r["source"] for r in rows}), points=rows)
 
     # ------------------------------------------------------------ accounts (the web login)
     @api.post("/auth/login", response_model=Me, responses={401: {"model": ErrorResponse}, 429: {"model": ErrorResponse}})

@@ -6,9 +6,18 @@ packages the pages import through an import map.
 
 Routes:
 
-- ``/solar`` (and ``/``, ``/login`` once ``index.html`` / ``login.html`` exist): the pages.
-- ``/static/js/...``, ``/static/css/...``: the pages' own modules and styles.
-- ``/vendor/<package>/...``: files of the allowed npm packages (``VENDOR_PACKAGES``).
+- ``/login`` (public), ``/`` and ``/solar`` (a valid ``cr_session`` cookie required, else a
+  303 redirect to ``login?next=...``): the pages, routed once their HTML file exists.
+- ``/static/js/...``, ``/static/css/...``: the pages' own modules and styles (public).
+- ``/vendor/<package>/...``: files of the allowed npm packages (``VENDOR_PACKAGES``, public).
+- ``GET /web/config`` and ``GET /web/apod`` (session required, else 401): links to the Ray
+  dashboard and the MLflow UI, and NASA's Astronomy Picture of the Day fetched by the server
+  with ``COSMIC_RAY_APOD_API_KEY`` (``{"available": false, ...}`` when it cannot be reached).
+- ``GET /web/runs/{run_id}/evaluation`` and ``.../figures/{name}.png`` (session required): the
+  validation metrics and figures MLflow holds for the run behind the served model.
+
+Sessions are checked against the event store given to ``configure`` (the Serve ingress passes
+its own) or to ``web_router(store=...)``; without either, the store of ``Settings()``.
 
 Static files go through Starlette's ``StaticFiles``, which refuses any path that
 resolves outside its directory, so ``/static/../pyproject.toml`` and friends are 404.
@@ -20,14 +29,28 @@ Example:
     >>> mount_web(app)  # or: app.include_router(web_router())
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations`: the route functions are pickled by Ray Serve and
+# FastAPI must see real types on them (string annotations would not resolve there).
 
+import asyncio
 import logging
+import re
+import tempfile
+import time
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
-from fastapi import APIRouter, FastAPI
-from fastapi.responses import FileResponse
+import httpx
+from fastapi import APIRouter, FastAPI, HTTPException, Request
+from fastapi.responses import FileResponse, RedirectResponse, Response
 from starlette.staticfiles import StaticFiles
+
+from cosmic_ray.api_models import ApodInfo, ModelEvaluation, WebConfig
+
+if TYPE_CHECKING:
+    from cosmic_ray.config import Settings
+    from cosmic_ray.store import EventStore, Principal
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +60,11 @@ PAGES: dict[str, str] = {
     "/login": "login.html",
     "/solar": "solar.html",
 }
+
+#: Pages anyone may open; every other page needs a valid session.
+PUBLIC_PAGES: frozenset[str] = frozenset({"/login"})
+
+APOD_URL = "https://api.nasa.gov/planetary/apod"
 
 #: Sub-folders of the web folder served under ``/static/<name>/``.
 ASSET_DIRS: tuple[str, ...] = ("js", "css", "img")
@@ -53,15 +81,173 @@ def default_web_dir() -> Path:
     return Path(__file__).resolve().parent.parent / "web"
 
 
-def _page_endpoint(html: Path):
-    async def page() -> FileResponse:
+# What the pages check sessions against, set once per process by ``configure`` (the ingress).
+_CONFIGURED: dict[str, Any] = {}
+
+
+def configure(store: "EventStore | None" = None, settings: "Settings | None" = None) -> None:
+    """Check page sessions against ``store`` and read links and the APOD key from ``settings``."""
+    if store is not None:
+        _CONFIGURED["store"] = store
+    if settings is not None:
+        _CONFIGURED["settings"] = settings
+
+
+def _settings() -> "Settings":
+    if "settings" not in _CONFIGURED:
+        from cosmic_ray.config import Settings
+
+        _CONFIGURED["settings"] = Settings()
+    return _CONFIGURED["settings"]
+
+
+def _store() -> "EventStore":
+    if "store" not in _CONFIGURED:
+        from cosmic_ray.store import EventStore
+
+        _CONFIGURED["store"] = EventStore(_settings().event_store_url)
+    return _CONFIGURED["store"]
+
+
+def session_principal(request: Request, store: "EventStore | None" = None) -> "Principal | None":
+    """The user of the request's ``cr_session`` cookie, or None (no cookie, expired, logged out)."""
+    from cosmic_ray.auth import SESSION_COOKIE
+
+    session_id = request.cookies.get(SESSION_COOKIE)
+    if not session_id:
+        return None
+    return (store or _store()).principal_for_session(session_id)
+
+
+def _login_redirect(request: Request) -> RedirectResponse:
+    """303 to the login page, relative (works under a prefix), remembering where to come back."""
+    here = request.url.path.rsplit("/", 1)[-1] or "."
+    target = here + (f"?{request.url.query}" if request.url.query else "")
+    return RedirectResponse(f"login?next={quote(target, safe='')}", status_code=303, headers=_HTML_HEADERS)
+
+
+def _page_endpoint(html: Path, public: bool, store: "EventStore | None"):
+    async def page(request: Request):
+        if not public and session_principal(request, store) is None:
+            return _login_redirect(request)
         return FileResponse(html, media_type="text/html", headers=_HTML_HEADERS)
 
     page.__name__ = f"page_{html.stem}"
     return page
 
 
-def web_router(web_dir: Path | None = None) -> APIRouter:
+def _require_session(request: Request, store: "EventStore | None") -> "Principal":
+    principal = session_principal(request, store)
+    if principal is None:
+        raise HTTPException(status_code=401, detail="log in first")
+    return principal
+
+
+def web_config(settings: "Settings") -> WebConfig:
+    """Links the dashboard shows (the Ray dashboard, the MLflow UI and how to start it)."""
+    return WebConfig(
+        ray_dashboard_url=settings.dashboard_url,
+        mlflow_ui_url=settings.mlflow_ui_url,
+        mlflow_ui_command=f"mlflow ui --backend-store-uri {settings.tracking_uri}",
+        apod_configured=bool(settings.apod_api_key),
+    )
+
+
+_APOD_CACHE: dict[str, tuple[float, ApodInfo]] = {}
+_APOD_OK_TTL_S = 3600.0
+_APOD_FAIL_TTL_S = 60.0
+
+
+async def fetch_apod(api_key: str | None, timeout_s: float = 4.0) -> ApodInfo:
+    """Today's Astronomy Picture of the Day from NASA, or ``available=False`` with the reason.
+
+    Never raises for network trouble: offline, a bad key or an odd answer all give the
+    unavailable state (the page then shows no picture at all). Answers are cached in-process.
+    """
+    if not api_key:
+        return ApodInfo(available=False, reason="no APOD API key configured (COSMIC_RAY_APOD_API_KEY)")
+    cached = _APOD_CACHE.get(api_key)
+    if cached and cached[0] > time.monotonic():
+        return cached[1]
+    try:
+        async with httpx.AsyncClient(timeout=timeout_s) as client:
+            answer = await client.get(APOD_URL, params={"api_key": api_key, "thumbs": "true"})
+        answer.raise_for_status()
+        data = answer.json()
+        media = data.get("media_type", "")
+        image = data.get("url") if media == "image" else data.get("thumbnail_url")
+        if not image:
+            raise ValueError(f"no picture in the answer (media_type {media!r})")
+        info = ApodInfo(
+            available=True, title=data.get("title"), date=data.get("date"), explanation=data.get("explanation"),
+            image_url=image, page_url=data.get("hdurl") or data.get("url"), copyright=data.get("copyright"),
+        )
+        ttl = _APOD_OK_TTL_S
+    except (httpx.HTTPError, ValueError) as exc:
+        log.info("APOD unavailable: %s", exc)
+        info = ApodInfo(available=False, reason=f"NASA APOD could not be reached ({type(exc).__name__})")
+        ttl = _APOD_FAIL_TTL_S
+    _APOD_CACHE[api_key] = (time.monotonic() + ttl, info)
+    return info
+
+
+_FIGURE_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,100}\.png$")
+_RUN_ID = re.compile(r"^[A-Za-z0-9]{1,64}$")
+
+
+def model_evaluation(settings: "Settings", run_id: str) -> ModelEvaluation:
+    """Metrics and figure names of an MLflow run (through ``registry``, the module that talks to MLflow)."""
+    from cosmic_ray import registry
+
+    client = registry.configure(settings)
+    run = client.get_run(run_id)
+    figures = sorted(a.path.rsplit("/", 1)[-1] for a in client.list_artifacts(run_id, "figures") if a.path.endswith(".png"))
+    return ModelEvaluation(run_id=run_id, metrics=dict(run.data.metrics), figures=figures)
+
+
+def model_figure(settings: "Settings", run_id: str, name: str) -> bytes:
+    from cosmic_ray import registry
+
+    client = registry.configure(settings)
+    with tempfile.TemporaryDirectory() as tmp:
+        return Path(client.download_artifacts(run_id, f"figures/{name}", tmp)).read_bytes()
+
+
+def _web_api_routes(router: APIRouter, store: "EventStore | None") -> None:
+    async def config(request: Request) -> WebConfig:
+        _require_session(request, store)
+        return web_config(_settings())
+
+    async def apod(request: Request) -> ApodInfo:
+        _require_session(request, store)
+        return await fetch_apod(_settings().apod_api_key)
+
+    async def evaluation(run_id: str, request: Request) -> ModelEvaluation:
+        _require_session(request, store)
+        if not _RUN_ID.match(run_id):
+            raise HTTPException(status_code=422, detail="run_id: letters and digits only")
+        try:
+            return await asyncio.to_thread(model_evaluation, _settings(), run_id)
+        except Exception as exc:  # unknown run, tracking server down: say so, the page shows it
+            raise HTTPException(status_code=404, detail=f"no evaluation for run {run_id}: {type(exc).__name__}") from exc
+
+    async def figure(run_id: str, name: str, request: Request) -> Response:
+        _require_session(request, store)
+        if not (_RUN_ID.match(run_id) and _FIGURE_NAME.match(name)):
+            raise HTTPException(status_code=404, detail="no such figure")
+        try:
+            png = await asyncio.to_thread(model_figure, _settings(), run_id, name)
+        except Exception as exc:
+            raise HTTPException(status_code=404, detail=f"no figure {name} in run {run_id}") from exc
+        return Response(png, media_type="image/png", headers={"Cache-Control": "private, max-age=3600"})
+
+    router.add_api_route("/web/runs/{run_id}/evaluation", evaluation, methods=["GET"], response_model=ModelEvaluation, tags=["web"])
+    router.add_api_route("/web/runs/{run_id}/figures/{name}", figure, methods=["GET"], response_class=Response, tags=["web"])
+    router.add_api_route("/web/config", config, methods=["GET"], response_model=WebConfig, tags=["web"])
+    router.add_api_route("/web/apod", apod, methods=["GET"], response_model=ApodInfo, tags=["web"])
+
+
+def web_router(web_dir: Path | None = None, store: "EventStore | None" = None) -> APIRouter:
     """Build a router that serves the pages, their assets and the vendored npm packages.
 
     Include it with ``app.include_router(web_router())``. Its static folders are
@@ -71,6 +257,8 @@ def web_router(web_dir: Path | None = None) -> APIRouter:
     Args:
         web_dir: Folder with the HTML pages, ``js/``, ``css/`` and ``node_modules/``;
             defaults to ``default_web_dir()``.
+        store: Event store that holds the login sessions; defaults to the one given to
+            ``configure``, else that of ``Settings()``.
 
     Returns:
         A router with no prefix; the pages are not part of the OpenAPI schema.
@@ -89,11 +277,12 @@ def web_router(web_dir: Path | None = None) -> APIRouter:
         if html.is_file():
             router.add_api_route(
                 url,
-                _page_endpoint(html),
+                _page_endpoint(html, url in PUBLIC_PAGES, store),
                 methods=["GET"],
                 include_in_schema=False,
                 response_class=FileResponse,
             )
+    _web_api_routes(router, store)
     for sub in ASSET_DIRS:
         folder = web_dir / sub
         if folder.is_dir():
@@ -115,14 +304,14 @@ def web_router(web_dir: Path | None = None) -> APIRouter:
     return router
 
 
-def mount_web(app: FastAPI, web_dir: Path | None = None) -> None:
+def mount_web(app: FastAPI, web_dir: Path | None = None, store: "EventStore | None" = None) -> None:
     """Serve the web pages from ``app`` (works with any FastAPI version).
 
     Args:
         app: The FastAPI app (for Ray Serve, the one given to ``serve.ingress``).
-        web_dir: As in ``web_router``.
+        web_dir, store: As in ``web_router``.
     """
-    router = web_router(web_dir)
+    router = web_router(web_dir, store)
     pages = APIRouter()
     for route in router.routes:
         if hasattr(route, "app") and isinstance(route.app, StaticFiles):

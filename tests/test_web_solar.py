@@ -83,15 +83,33 @@ def web_dir() -> Path:
 
 
 @pytest.fixture(scope="module")
-def base_url(web_dir: Path):
+def web_store(tmp_path_factory):
+    """An event store with one user: the pages need a login session."""
+    from cosmic_ray.store import EventStore
+
+    store = EventStore(f"sqlite:///{tmp_path_factory.mktemp('web_store') / 'events.db'}")
+    store.add_user("solar-viewer", "solar viewer password", role="viewer")
+    yield store
+    store.close()
+
+
+@pytest.fixture(scope="module")
+def session_id(web_store) -> str:
+    from datetime import timedelta
+
+    return web_store.create_session("solar-viewer", timedelta(hours=1))[0]
+
+
+@pytest.fixture(scope="module")
+def base_url(web_dir: Path, web_store):
     app = FastAPI()
-    app.include_router(web_router(web_dir))
+    app.include_router(web_router(web_dir, store=web_store))
     with serve_app(app) as url:
         yield url
 
 
 @pytest.fixture(scope="module")
-def browser():
+def chromium():
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
@@ -106,6 +124,15 @@ def browser():
         b = p.chromium.launch(executable_path=exe, args=CHROMIUM_ARGS)
         yield b
         b.close()
+
+
+@pytest.fixture(scope="module")
+def browser(chromium, base_url, session_id):
+    """A browser context logged in (the pages redirect to /login without a session)."""
+    context = chromium.new_context(viewport=VIEWPORT)
+    context.add_cookies([{"name": "cr_session", "value": session_id, "url": base_url, "httpOnly": True, "sameSite": "Strict"}])
+    yield context
+    context.close()
 
 
 @pytest.fixture
@@ -127,7 +154,7 @@ class PageProblems:
 
 
 def open_solar(browser, base_url: str, query: str):
-    page = browser.new_page(viewport=VIEWPORT)
+    page = browser.new_page()
     problems = PageProblems(page)
     page.goto(f"{base_url}/solar{query}", wait_until="load")
     page.wait_for_function(
@@ -364,7 +391,7 @@ def test_no_path_traversal(base_url, raw_path):
 
 def test_assets_are_served_with_module_types(base_url):
     for path, kind in [
-        ("/solar", "text/html"),
+        ("/login", "text/html"),  # /solar needs a session (tested above)
         ("/static/js/solar.js", "javascript"),
         ("/static/js/astro.js", "javascript"),
         ("/static/css/solar.css", "text/css"),
@@ -383,18 +410,21 @@ def test_assets_are_served_with_module_types(base_url):
         assert kind in resp.getheader("content-type", ""), (path, resp.getheader("content-type"))
 
 
-def test_mount_web_in_a_plain_app(web_dir):
+def test_mount_web_in_a_plain_app(web_dir, web_store, session_id):
     app = FastAPI()
 
     @app.get("/api/health")
     def health() -> dict[str, str]:
         return {"status": "ok"}
 
-    mount_web(app, web_dir)
+    mount_web(app, web_dir, store=web_store)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        client = TestClient(app)
+        client = TestClient(app, follow_redirects=False)
     assert client.get("/api/health").json() == {"status": "ok"}
+    assert client.get("/solar").status_code == 303  # no session: to the login page
+    assert client.get("/solar").headers["location"].startswith("login?next=")
+    client.cookies.set("cr_session", session_id)
     assert client.get("/solar").status_code == 200
     assert client.get("/static/js/astro.js").status_code == 200
     assert client.get("/vendor/three/build/three.module.js").status_code == 200

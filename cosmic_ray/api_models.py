@@ -13,9 +13,9 @@ MAX_POINTS = 5000
 class PointIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    mjd: float = Field(description="Modified Julian Date of the observation.")
+    mjd: float = Field(ge=0, le=200_000, description="Modified Julian Date of the observation (0 to 200000, as for alerts).")
     band: str = Field(min_length=1, max_length=16, description="g, r, i for ZTF; <survey>_<filter> otherwise.")
-    mag: float = Field(description="AB magnitude (limiting magnitude when is_limit).")
+    mag: float = Field(ge=-40, le=60, description="AB magnitude (limiting magnitude when is_limit).")
     magerr: float = Field(default=0.0, ge=0, le=10)
     is_limit: bool = False
 

@@ -336,12 +336,14 @@ class ObserveAndLimit:
                 too_big = JSONResponse(status_code=413, content={"detail": f"request body of {int(length)} bytes exceeds the limit of {limit}"})
                 return await too_big(scope, receive, send_observed)
             if length is None and scope["method"] in ("POST", "PUT", "PATCH"):
-                receive = _bounded_receive(receive, limit)
-            try:
-                await self.app(scope, receive, send_observed)
-            except _BodyTooLarge:
-                too_big = JSONResponse(status_code=413, content={"detail": f"request body exceeds the limit of {limit} bytes"})
-                await too_big(scope, receive, send_observed)
+                # A streamed (chunked) body: read it here up to the limit, answer 413 past it, else
+                # replay it to the app (raising inside the app's body parsing would become a 400).
+                try:
+                    receive = await _buffered_receive(receive, limit)
+                except _BodyTooLarge:
+                    too_big = JSONResponse(status_code=413, content={"detail": f"request body exceeds the limit of {limit} bytes"})
+                    return await too_big(scope, receive, send_observed)
+            await self.app(scope, receive, send_observed)
         finally:
             route = scope.get("route")
             metrics.observe(getattr(route, "path", "unmatched"), scope["method"], status[0], time.perf_counter() - start)
@@ -351,18 +353,29 @@ class _BodyTooLarge(Exception):
     pass
 
 
-def _bounded_receive(receive, limit: int):
-    seen = [0]
+async def _buffered_receive(receive, limit: int):
+    """Read a streamed request body (at most ``limit`` bytes) and return a receive that replays it.
 
-    async def bounded():
+    Raises:
+        _BodyTooLarge: the body is longer than ``limit``.
+    """
+    messages, seen = [], 0
+    while True:
         message = await receive()
-        if message["type"] == "http.request":
-            seen[0] += len(message.get("body", b""))
-            if seen[0] > limit:
-                raise _BodyTooLarge()
-        return message
+        messages.append(message)
+        if message["type"] != "http.request":
+            break
+        seen += len(message.get("body", b""))
+        if seen > limit:
+            raise _BodyTooLarge()
+        if not message.get("more_body", False):
+            break
+    replay = iter(messages)
 
-    return bounded
+    async def replayed():
+        return next(replay, None) or await receive()
+
+    return replayed
 
 
 api.add_middleware(ObserveAndLimit)

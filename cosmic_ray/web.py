@@ -46,7 +46,7 @@ from fastapi import APIRouter, FastAPI, HTTPException, Request
 from fastapi.responses import FileResponse, RedirectResponse, Response
 from starlette.staticfiles import StaticFiles
 
-from cosmic_ray.api_models import ApodInfo, ModelEvaluation, WebConfig
+from cosmic_ray.api_models import ApodInfo, ErrorResponse, ModelEvaluation, WebConfig
 
 if TYPE_CHECKING:
     from cosmic_ray.config import Settings
@@ -241,10 +241,12 @@ def _web_api_routes(router: APIRouter, store: "EventStore | None") -> None:
             raise HTTPException(status_code=404, detail=f"no figure {name} in run {run_id}") from exc
         return Response(png, media_type="image/png", headers={"Cache-Control": "private, max-age=3600"})
 
-    router.add_api_route("/web/runs/{run_id}/evaluation", evaluation, methods=["GET"], response_model=ModelEvaluation, tags=["web"])
-    router.add_api_route("/web/runs/{run_id}/figures/{name}", figure, methods=["GET"], response_class=Response, tags=["web"])
-    router.add_api_route("/web/config", config, methods=["GET"], response_model=WebConfig, tags=["web"])
-    router.add_api_route("/web/apod", apod, methods=["GET"], response_model=ApodInfo, tags=["web"])
+    errors = {401: {"model": ErrorResponse, "description": "no valid session"}}
+    not_found = {**errors, 404: {"model": ErrorResponse, "description": "unknown run or figure"}}
+    router.add_api_route("/web/runs/{run_id}/evaluation", evaluation, methods=["GET"], response_model=ModelEvaluation, tags=["web"], responses=not_found)
+    router.add_api_route("/web/runs/{run_id}/figures/{name}", figure, methods=["GET"], response_class=Response, tags=["web"], responses=not_found)
+    router.add_api_route("/web/config", config, methods=["GET"], response_model=WebConfig, tags=["web"], responses=errors)
+    router.add_api_route("/web/apod", apod, methods=["GET"], response_model=ApodInfo, tags=["web"], responses=errors)
 
 
 def web_router(web_dir: Path | None = None, store: "EventStore | None" = None) -> APIRouter:

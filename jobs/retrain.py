@@ -39,6 +39,9 @@ def main(argv: list[str] | None = None) -> int:
     except CosmicRayError as exc:
         logging.getLogger("retrain").error("retrain failed: %s", exc)
         return 1
+    except Exception as exc:  # a service down (MLflow, the database, Ray): one line with the reason, then the trace
+        logging.getLogger("retrain").error("retrain failed: %s: %s", type(exc).__name__, exc, exc_info=True)
+        return 1
     print(json.dumps(report.to_dict(), default=str))
     return 0
 

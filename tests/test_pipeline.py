@@ -123,7 +123,9 @@ def test_cli_ingest_prints_one_json_line(tmp_path, shared_data):
 
 
 def test_web_pages_are_served_by_the_api(served):
-    page = httpx.get(f"{served}/solar", timeout=30)
+    page = httpx.get(f"{served}/login", timeout=30)
     assert page.status_code == 200 and "text/html" in page.headers["content-type"]
+    gated = httpx.get(f"{served}/solar", timeout=30)  # pages other than /login need a session
+    assert gated.status_code == 303 and gated.headers["location"].startswith("login")
     three = httpx.get(f"{served}/vendor/three/build/three.module.js", timeout=30)
     assert three.status_code == 200

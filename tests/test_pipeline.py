@@ -74,7 +74,7 @@ def test_malformed_alert_gets_422_and_the_service_keeps_answering(served, shared
         assert answer.json()["detail"]
     infinite = b'{"lightcurve": {"object_id": "a", "points": [{"mjd": 1, "band": "g", "mag": 1e400, "magerr": 0.1}]}}'
     answer = httpx.post(f"{served}/predict", content=infinite, headers={"content-type": "application/json"}, timeout=30)
-    assert answer.status_code == 422 and "finite" in answer.text
+    assert answer.status_code == 422 and '"mag"' in answer.text  # inf is refused, with where
     not_json = httpx.post(f"{served}/predict", content=b"{not json", headers={"content-type": "application/json"}, timeout=30)
     assert not_json.status_code == 422
     assert httpx.get(f"{served}/healthz", timeout=30).status_code == 200

@@ -146,17 +146,9 @@ def object_arrays(mjd: np.ndarray, band: np.ndarray, mag: np.ndarray, magerr: np
     return seq, n, np.concatenate(feats + [np.asarray(extra, dtype=float)]).astype(np.float32)
 
 
-def featurize(table: pa.Table, max_len: int = 64) -> dict[str, np.ndarray]:
-    """Light-curve points of many objects -> per-object arrays.
-
-    Returns:
-        ``object_id`` (N,), ``label`` (N,), ``seq`` (N, L, C), ``length`` (N,), ``feats`` (N, F).
-    """
-    pts = clean_points(table)
+def _objects(pts: pa.Table):
+    """Cleaned, sorted points -> (object_id, label, mjd, band, mag, magerr) per object, in order."""
     ids = pts.column("object_id").to_numpy(zero_copy_only=False)
-    out: dict[str, list[Any]] = {"object_id": [], "label": [], "seq": [], "length": [], "feats": []}
-    if len(ids) == 0:
-        return _empty(max_len)
     mjd = pts.column("mjd").to_numpy()
     band = pts.column("band").to_numpy(zero_copy_only=False)
     mag = pts.column("mag").to_numpy()
@@ -165,19 +157,32 @@ def featurize(table: pa.Table, max_len: int = 64) -> dict[str, np.ndarray]:
     starts = np.flatnonzero(np.concatenate([[True], ids[1:] != ids[:-1]]))
     ends = np.concatenate([starts[1:], [len(ids)]])
     for s, e in zip(starts, ends):
-        seq, n, feats = object_arrays(mjd[s:e], band[s:e], mag[s:e], err[s:e], max_len)
-        out["object_id"].append(ids[s])
-        out["label"].append(labels[s] if labels[s] is not None else "")
-        out["seq"].append(seq)
-        out["length"].append(n)
-        out["feats"].append(feats)
+        label = labels[s] if labels[s] is not None else ""
+        yield ids[s], label, mjd[s:e], band[s:e], mag[s:e], err[s:e]
+
+
+def _stack(rows: list[tuple[Any, Any, np.ndarray, int, np.ndarray]]) -> dict[str, np.ndarray]:
+    """(object_id, label, seq, length, feats) rows -> the arrays :func:`featurize` returns."""
     return {
-        "object_id": np.asarray(out["object_id"], dtype=object),
-        "label": np.asarray(out["label"], dtype=object),
-        "seq": np.stack(out["seq"]).astype(np.float32),
-        "length": np.asarray(out["length"], dtype=np.int64),
-        "feats": np.stack(out["feats"]).astype(np.float32),
+        "object_id": np.asarray([r[0] for r in rows], dtype=object),
+        "label": np.asarray([r[1] for r in rows], dtype=object),
+        "seq": np.stack([r[2] for r in rows]).astype(np.float32),
+        "length": np.asarray([r[3] for r in rows], dtype=np.int64),
+        "feats": np.stack([r[4] for r in rows]).astype(np.float32),
     }
+
+
+def featurize(table: pa.Table, max_len: int = 64) -> dict[str, np.ndarray]:
+    """Light-curve points of many objects -> per-object arrays.
+
+    Returns:
+        ``object_id`` (N,), ``label`` (N,), ``seq`` (N, L, C), ``length`` (N,), ``feats`` (N, F).
+    """
+    pts = clean_points(table)
+    if pts.num_rows == 0:
+        return _empty(max_len)
+    rows = [(oid, label, *object_arrays(t, b, m, e, max_len)) for oid, label, t, b, m, e in _objects(pts)]
+    return _stack(rows)
 
 
 def _empty(max_len: int) -> dict[str, np.ndarray]:
@@ -208,13 +213,7 @@ def featurize_with_ray(table: pa.Table, max_len: int = 64, blocks: int = 4) -> d
     rows = ds.take_all()
     if not rows:
         return _empty(max_len)
-    return {
-        "object_id": np.asarray([r["object_id"] for r in rows], dtype=object),
-        "label": np.asarray([r["label"] for r in rows], dtype=object),
-        "seq": np.stack([r["seq"] for r in rows]).astype(np.float32),
-        "length": np.asarray([r["length"] for r in rows], dtype=np.int64),
-        "feats": np.stack([r["feats"] for r in rows]).astype(np.float32),
-    }
+    return _stack([(r["object_id"], r["label"], r["seq"], r["length"], r["feats"]) for r in rows])
 
 
 # ----------------------------------------------------------------------------- phases and augmentation
@@ -270,27 +269,9 @@ def augmented_views(table: pa.Table, n_views: int, seed: int, max_len: int = 64)
     if pts.num_rows == 0 or n_views == 0:
         return _empty(max_len)
     rng = np.random.default_rng(seed)
-    ids = pts.column("object_id").to_numpy(zero_copy_only=False)
-    mjd = pts.column("mjd").to_numpy()
-    band = pts.column("band").to_numpy(zero_copy_only=False)
-    mag = pts.column("mag").to_numpy()
-    err = np.nan_to_num(pts.column("magerr").to_numpy(zero_copy_only=False).astype(float), nan=0.1)
-    labels = pts.column("label").to_numpy(zero_copy_only=False)
-    starts = np.flatnonzero(np.concatenate([[True], ids[1:] != ids[:-1]]))
-    ends = np.concatenate([starts[1:], [len(ids)]])
-    out: dict[str, list[Any]] = {"object_id": [], "label": [], "seq": [], "length": [], "feats": []}
-    for s, e in zip(starts, ends):
-        for _ in range(n_views):
-            seq, n, feats = object_arrays(*augment_points(mjd[s:e], band[s:e], mag[s:e], err[s:e], rng), max_len)
-            out["object_id"].append(ids[s])
-            out["label"].append(labels[s] if labels[s] is not None else "")
-            out["seq"].append(seq)
-            out["length"].append(n)
-            out["feats"].append(feats)
-    return {
-        "object_id": np.asarray(out["object_id"], dtype=object),
-        "label": np.asarray(out["label"], dtype=object),
-        "seq": np.stack(out["seq"]).astype(np.float32),
-        "length": np.asarray(out["length"], dtype=np.int64),
-        "feats": np.stack(out["feats"]).astype(np.float32),
-    }
+    rows = [
+        (oid, label, *object_arrays(*augment_points(t, b, m, e, rng), max_len))
+        for oid, label, t, b, m, e in _objects(pts)
+        for _ in range(n_views)
+    ]
+    return _stack(rows)

@@ -1,0 +1,192 @@
+"""Faults that need clusters of their own (``ray.cluster_utils.Cluster``, own ports, own processes):
+a worker node removed during Ray Train, and the whole local cluster shut down and started again.
+
+Neither touches the session's Ray: each test starts its cluster, drives it from a subprocess
+(the session's driver stays connected to its own cluster) and stops it with ``Cluster.shutdown()``.
+Figures (restart epoch, seconds) are printed; ``pytest -s`` shows them.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+RAY_CURRENT = Path("/tmp/ray/ray_current_cluster")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _start_cluster(head_cpus: float, workers: list[float]):
+    """A local cluster on its own ports; the address file other Ray users read is put back as it was."""
+    from ray.cluster_utils import Cluster
+
+    previous = RAY_CURRENT.read_text() if RAY_CURRENT.exists() else None
+    try:
+        cluster = Cluster(
+            initialize_head=True,
+            connect=False,
+            head_node_args={"num_cpus": head_cpus, "include_dashboard": False, "dashboard_agent_listen_port": _free_port()},
+        )
+        for cpus in workers:
+            cluster.add_node(num_cpus=cpus, dashboard_agent_listen_port=_free_port())
+    finally:
+        if previous is not None:
+            RAY_CURRENT.write_text(previous)  # Cluster() points `ray.init("auto")` of everyone at itself
+    return cluster
+
+
+def _env(**extra: str) -> dict[str, str]:
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+    for name in ("RAY_ADDRESS", "COSMIC_RAY_RAY_ADDRESS", "MLFLOW_TRACKING_URI"):
+        env.pop(name, None)
+    env.update(extra)
+    return env
+
+
+def _real_lightcurve_table(shared_data: Path):
+    """One real ZTF alert (with its 30-day history) as a light-curve table."""
+    from cosmic_ray.sources import ztf
+
+    path = sorted((shared_data / "ztf-alerts" / "pittgoogle" / "ZTF21abiuvdk_SN2021rhu_stream").glob("*.avro"))[-1]
+    return ztf.parse(ztf.RawInput(str(path), path.read_bytes())).table
+
+
+# ----------------------------------------------------------------------------- worker node removed during training
+TRAIN_DRIVER = """
+import json, os, sys
+import ray
+from cosmic_ray import pipeline
+from cosmic_ray.config import Settings, TrainConfig
+ray.init(address=os.environ["FAULT_RAY_ADDRESS"], log_to_driver=True)
+settings = Settings(home=os.environ["COSMIC_RAY_HOME"], mlflow_tracking_uri=os.environ["FAULT_TRACKING_URI"])
+cfg = TrainConfig.model_validate_json(os.environ["FAULT_TRAIN_CONFIG"])
+report = pipeline.train_from_lake(settings, cfg, storage_path=os.environ["FAULT_STORAGE"])
+print("REPORT " + json.dumps(report.to_dict(), default=str), flush=True)
+"""
+
+
+class CheckpointWatch:
+    """Every checkpoint Ray Train writes, in the order it appears: (seen at, folder, epoch)."""
+
+    def __init__(self, root: Path):
+        self.root, self.seen, self.order = root, set(), []
+
+    def poll(self) -> None:
+        import torch
+
+        for folder in sorted(self.root.glob("*/checkpoint_*"), key=lambda p: p.stat().st_mtime if p.exists() else 0):
+            if folder in self.seen or not (folder / "model.pt").exists():
+                continue
+            try:
+                epoch = int(torch.load(folder / "model.pt", map_location="cpu", weights_only=False)["epoch"])
+            except Exception:  # still being written: next poll
+                continue
+            self.seen.add(folder)
+            self.order.append((time.monotonic(), folder.name, epoch))
+
+
+@pytest.mark.timeout(900)
+def test_worker_node_removed_during_training_resumes_from_checkpoint_and_registers(tmp_path, shared_data):
+    from cosmic_ray.config import DataConfig, EpisodeConfig, ScalingConfig, TrainConfig
+    from cosmic_ray.lake import Lake
+    from cosmic_ray.sources import catalog, ztf
+
+    home = tmp_path / "home"
+    bts = shared_data / "ztf-bts" / "bts_dev_lightcurves.csv.gz"
+    Lake(home / "lake").append(catalog.parse(ztf.RawInput(str(bts), bts.read_bytes())).table)
+    epochs = 6
+    cfg = TrainConfig(
+        seed=0, epochs=epochs, lr=3e-3,
+        data=DataConfig(max_objects_per_class=40),
+        episodes=EpisodeConfig(n_way=4, k_shot=5, n_query=5, per_epoch=40),
+        scaling=ScalingConfig(num_workers=2),
+    )
+    storage = tmp_path / "checkpoints"
+    tracking = f"sqlite:///{home / 'mlflow.db'}"
+    # the head only hosts the driver and the Train controller; one training worker per worker node
+    cluster = _start_cluster(0, [1, 1])
+    log_path = tmp_path / "driver.log"
+    try:
+        env = _env(
+            FAULT_RAY_ADDRESS=cluster.address, COSMIC_RAY_HOME=str(home), FAULT_TRACKING_URI=tracking,
+            FAULT_TRAIN_CONFIG=cfg.model_dump_json(), FAULT_STORAGE=str(storage),
+        )
+        watch = CheckpointWatch(storage)
+        with log_path.open("w") as log:
+            driver = subprocess.Popen([sys.executable, "-c", TRAIN_DRIVER], cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=log, text=True)
+            deadline = time.monotonic() + 600
+            while not watch.order and driver.poll() is None and time.monotonic() < deadline:
+                watch.poll()
+                time.sleep(0.1)
+            assert watch.order, f"no checkpoint appeared; driver rc={driver.poll()}: {log_path.read_text()[-3000:]}"
+            # (fault) one worker node disappears at once (processes killed, no draining)
+            victim = next(iter(cluster.worker_nodes))
+            cluster.remove_node(victim, allow_graceful=False)
+            removed_at = time.monotonic()
+            before = list(watch.order)
+            time.sleep(3)
+            watch.poll()
+            cluster.add_node(num_cpus=1, dashboard_agent_listen_port=_free_port())  # the node comes back
+            added_at = time.monotonic()
+            while driver.poll() is None and time.monotonic() < deadline:
+                watch.poll()
+                time.sleep(0.2)
+            out, _ = driver.communicate(timeout=max(1, deadline - time.monotonic()))
+        watch.poll()
+    finally:
+        cluster.shutdown()
+    log_text = log_path.read_text()
+    assert driver.returncode == 0, log_text[-4000:]
+    report = json.loads(next(line[7:] for line in out.splitlines() if line.startswith("REPORT ")))
+
+    # the fault hit mid-run: at the removal, the last checkpoint was not the final epoch
+    assert before[-1][2] < epochs - 1, before
+    # a worker group failed and was retried (the controller's failure policy, streamed to the driver)
+    assert "RETRY" in log_text, log_text[-3000:]
+    # resumed, not restarted: checkpoint epochs only ever go up; the first one written after the
+    # removal continues from the last one before it (an epoch 0 here would mean a fresh start)
+    epochs_seen = [e for _, _, e in watch.order]
+    assert epochs_seen == sorted(set(epochs_seen)), watch.order
+    after = [(t, e) for t, _, e in watch.order if t > removed_at]
+    assert after, watch.order
+    restart_epoch = after[0][1]
+    assert 0 < restart_epoch <= before[-1][2] + 2, (before, after)
+    assert epochs_seen[-1] == epochs - 1
+    print(
+        f"\nnode removed after checkpoint epoch {before[-1][2]}; node added back {added_at - removed_at:.1f} s later; "
+        f"first checkpoint after the fault: epoch {restart_epoch} ({after[0][0] - removed_at:.1f} s after removal); "
+        f"checkpoint epochs in order {epochs_seen}; training {report['seconds']:.0f} s"
+    )
+    # the history carried through the checkpoint has every epoch once
+    assert [h["epoch"] for h in report["history"]] == list(range(epochs))
+
+    # the final model is complete: registered, loads, and classifies a real alert's light curve
+    from cosmic_ray import registry
+    from cosmic_ray.config import Settings
+    from cosmic_ray.features import featurize
+
+    settings = Settings(home=home, mlflow_tracking_uri=tracking)
+    classifier, registered = registry.load_model(settings, report["version"])
+    assert registered.version == report["version"] == "1"
+    assert registry.production_version(settings).version == "1"
+    assert classifier.class_names == report["classes"] and len(classifier.class_names) >= 3
+    table = _real_lightcurve_table(shared_data)
+    preds = classifier.predict_features(featurize(table, classifier.max_len), neighbours=0)
+    assert len(preds) == 1 and preds[0].label in classifier.class_names
+    assert abs(sum(preds[0].probabilities.values()) - 1) < 1e-4

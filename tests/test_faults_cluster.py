@@ -46,8 +46,11 @@ def _start_cluster(head_cpus: float, workers: list[float]):
         for cpus in workers:
             cluster.add_node(num_cpus=cpus, dashboard_agent_listen_port=_free_port())
     finally:
+        # Cluster() points everyone's `ray.init("auto")` / `ray status` at itself: put the file back
         if previous is not None:
-            RAY_CURRENT.write_text(previous)  # Cluster() points `ray.init("auto")` of everyone at itself
+            RAY_CURRENT.write_text(previous)
+        else:
+            RAY_CURRENT.unlink(missing_ok=True)
     return cluster
 
 
@@ -190,3 +193,127 @@ def test_worker_node_removed_during_training_resumes_from_checkpoint_and_registe
     preds = classifier.predict_features(featurize(table, classifier.max_len), neighbours=0)
     assert len(preds) == 1 and preds[0].label in classifier.class_names
     assert abs(sum(preds[0].probabilities.values()) - 1) < 1e-4
+
+
+# ----------------------------------------------------------------------------- the whole cluster restarted
+NEW_CLASS = "Fault-Restart-Class"
+
+
+def _serve_up(cluster, home: Path, tracking: str, port: int, log: Path) -> float:
+    """`cosmic-ray serve up` against ``cluster``: the operator's one command. Returns its seconds."""
+    env = _env(RAY_ADDRESS=cluster.address, COSMIC_RAY_HOME=str(home), COSMIC_RAY_MLFLOW_TRACKING_URI=tracking, COSMIC_RAY_APP_PORT=str(port))
+    start = time.monotonic()
+    proc = subprocess.run([str(BIN / "cosmic-ray"), "serve", "up"], cwd=REPO, env=env, capture_output=True, text=True, timeout=400)
+    with log.open("a") as f:
+        f.write(proc.stdout + proc.stderr)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    assert json.loads(proc.stdout.strip().splitlines()[-1])["already_running"] is False
+    return time.monotonic() - start
+
+
+def _support_lightcurves(shared_data: Path, avoid: list[str], k: int = 5) -> tuple[str, list[dict]]:
+    """K real BTS light curves of one class the model was not trained on (else of any class)."""
+    import csv
+
+    rows: dict[str, list[dict]] = {}
+    labels: dict[str, str] = {}
+    with gzip.open(shared_data / "ztf-bts" / "bts_dev_lightcurves.csv.gz", "rt") as f:
+        for row in csv.DictReader(f):
+            rows.setdefault(row["object_id"], []).append(row)
+            labels[row["object_id"]] = row["label"]
+    good = [o for o, pts in rows.items() if len(pts) >= 8]
+    unseen = [o for o in good if labels[o] not in avoid]
+    by_label: dict[str, list[str]] = {}
+    for o in unseen or good:
+        by_label.setdefault(labels[o], []).append(o)
+    label, objects = max(by_label.items(), key=lambda kv: len(kv[1]))
+    curves = [
+        {"object_id": o, "points": [{"mjd": float(p["mjd"]), "band": p["band"], "mag": float(p["mag"]), "magerr": float(p["magerr"])} for p in rows[o][:64]]}
+        for o in objects[:k]
+    ]
+    return label, curves
+
+
+def _alert_lightcurve(shared_data: Path) -> dict:
+    table = _real_lightcurve_table(shared_data).to_pylist()
+    points = [{"mjd": r["mjd"], "band": r["band"], "mag": r["mag"], "magerr": r["magerr"] or 0.0, "is_limit": r["is_limit"]} for r in table if r["mag"] is not None]
+    return {"object_id": table[0]["object_id"], "points": points}
+
+
+def _predict_with_class(url: str, lightcurve: dict, timeout: float = 60) -> dict:
+    """/predict once every replica answers with the registered class (replicas poll the store)."""
+    deadline, streak = time.monotonic() + timeout, 0
+    while True:
+        answer = httpx.post(f"{url}/predict", json={"lightcurve": lightcurve}, timeout=120).json()
+        streak = streak + 1 if NEW_CLASS in answer["probabilities"] else 0
+        if streak >= 8:
+            return answer
+        assert time.monotonic() < deadline, answer
+        time.sleep(0.1)
+
+
+@pytest.mark.timeout(900)
+def test_whole_cluster_restart_keeps_classes_users_classifications_and_serves_the_production_model(trained, settings, shared_data, tmp_path):
+    from cosmic_ray.store import EventStore
+
+    # state of this deployment: its own home and event store; the real registered model of the session
+    home = tmp_path / "home"
+    home.mkdir()
+    shutil.copy(settings.home_dir / "mlflow.db", home / "mlflow.db")
+    tracking = f"sqlite:///{home / 'mlflow.db'}"
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    log = tmp_path / "serve_up.log"
+    store = EventStore(f"sqlite:///{home / 'events.db'}")
+    store.add_user("rita", "restart password 1", role="astronomer")
+    token = store.create_token("rita", "restart test").token
+    auth = {"Authorization": f"Bearer {token}"}
+
+    first = _start_cluster(4, [])
+    try:
+        up_first = _serve_up(first, home, tracking, port, log)
+        version = httpx.get(f"{url}/model", timeout=30).json()["version"]
+        assert version == trained.version
+        label, curves = _support_lightcurves(shared_data, trained.classes)
+        created = httpx.post(f"{url}/classes", json={"name": NEW_CLASS, "lightcurves": curves}, headers=auth, timeout=120)
+        assert created.status_code == 201, created.text
+        probe = _alert_lightcurve(shared_data)
+        answer = _predict_with_class(url, probe)
+        assert answer["model_version"] == version
+        # classifications stored by the live path's store call, from this model's real answer
+        candids = [9_100_000_000_000_000_000 + i for i in range(3)]
+        store.record_classifications([{
+            "candid": c, "object_id": probe["object_id"], "class": answer["class"], "probabilities": answer["probabilities"],
+            "open_set_score": answer["open_set_score"], "novel": answer["novel"], "rare": False, "model_version": version,
+        } for c in candids])
+        stored_before = store.count_classifications()
+    finally:
+        t0 = time.monotonic()
+        first.shutdown()  # the whole cluster: GCS, raylet, Serve controller, proxy, replicas
+        down_s = time.monotonic() - t0
+    store.close()
+    with pytest.raises(httpx.HTTPError):
+        httpx.get(f"{url}/healthz", timeout=3)
+
+    second = _start_cluster(4, [])  # a fresh cluster: nothing of the first one's GCS is left
+    try:
+        up_second = _serve_up(second, home, tracking, port, log)
+        print(f"\nserve up {up_first:.1f} s; whole cluster down {down_s:.1f} s; fresh cluster + serve up {up_second:.1f} s")
+        info = httpx.get(f"{url}/model", timeout=30).json()
+        assert info["version"] == version and NEW_CLASS in info["classes"]
+        again = _predict_with_class(url, probe)
+        assert again["model_version"] == version and again["class"] == answer["class"]
+        assert again["probabilities"].keys() == answer["probabilities"].keys()
+        classes = httpx.get(f"{url}/classes", timeout=30).json()
+        mine = next(c for c in classes if c["name"] == NEW_CLASS)
+        assert mine["source"] == "registered" and mine["created_by"] == "rita"
+        assert httpx.get(f"{url}/auth/me", headers=auth, timeout=30).json() == {"username": "rita", "role": "astronomer"}
+        login = httpx.post(f"{url}/auth/login", json={"username": "rita", "password": "restart password 1"}, timeout=60)
+        assert login.status_code == 200
+        alerts = httpx.get(f"{url}/alerts", params={"limit": 1000}, timeout=30).json()
+        assert {c for c in candids} <= {a["candid"] for a in alerts}
+        reopened = EventStore(f"sqlite:///{home / 'events.db'}")
+        assert reopened.count_classifications() == stored_before
+        reopened.close()
+    finally:
+        second.shutdown()

@@ -48,6 +48,19 @@ def test_model_replica_killed_under_load_recovers(served):
     assert httpx.get(f"{served}/healthz", timeout=30).status_code == 200
 
 
+def test_proxy_killed_under_load_comes_back(served):
+    """The HTTP proxy actor is killed (no restart asked): Serve's controller starts a new one."""
+    bench = _bench()
+    result = bench.proxy_kill(served, seconds=10, threads=4, settle=2.0, recover_timeout=60)
+    print(f"\nproxy kill: {json.dumps(result)}")
+    assert result["sent"] >= 20, result
+    assert result["answering_again_s"] < 60, result
+    # requests after the outage are answered again, and the app is healthy on the same port
+    assert httpx.get(f"{served}/healthz", timeout=30).status_code == 200
+    lc = {"object_id": "after-proxy-kill", "points": [{"mjd": 59000.0 + k, "band": "g", "mag": 19.0, "magerr": 0.05} for k in range(5)]}
+    assert httpx.post(f"{served}/predict", json={"lightcurve": lc}, timeout=60).status_code == 200
+
+
 def _closed_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

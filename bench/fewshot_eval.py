@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from cosmic_ray import evaluate as ev  # noqa: E402
 from cosmic_ray.classifier import build_classifier  # noqa: E402
-from cosmic_ray.config import DataConfig  # noqa: E402
+from cosmic_ray.config import DataConfig, load_train_config  # noqa: E402
 from cosmic_ray.features import augmented_views, featurize  # noqa: E402
 from cosmic_ray.model import ProtoNetConfig  # noqa: E402
 from cosmic_ray.sources import catalogs  # noqa: E402
@@ -53,6 +53,8 @@ def main() -> None:
     parser.add_argument("--boot", type=int, default=500)
     parser.add_argument("--max-per-class", type=int, default=300)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--config", type=Path, default=Path("configs/train.yaml"), help="model, lr and episode shape (TrainConfig)")
+    parser.add_argument("--val-fraction", type=float, default=None, help="inner validation share of the training folds (default: the config's)")
     parser.add_argument("--out", type=Path, default=Path("fewshot_cv.json"))
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
@@ -60,6 +62,8 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(1)
+    cfg = load_train_config(args.config)
+    val_fraction = cfg.validation_fraction if args.val_fraction is None else args.val_fraction
     t_start = time.perf_counter()
 
     bts = ev.read_table(args.data / "ztf-bts" / "bts_dev_lightcurves.csv.gz")
@@ -88,16 +92,20 @@ def main() -> None:
     for f in range(args.folds):
         train_rows, test_rows = np.flatnonzero(fold != f), np.flatnonzero(fold == f)
         take = lambda rows: {key: value[rows] for key, value in arrays.items()}  # noqa: E731
-        data, stats = build_training_set(take(train_rows), DataConfig(max_objects_per_class=args.max_per_class), 0.2, args.seed + f)
+        data, stats = build_training_set(take(train_rows), DataConfig(max_objects_per_class=args.max_per_class), val_fraction, args.seed + f)
         attach_views(data, views, stats)
-        arch = ProtoNetConfig(seq_channels=data.seq.shape[2], n_feats=data.feats.shape[1], hidden=64, embed_dim=32)
-        episodes = {"n_way": len(data.class_names), "k_shot": 5, "n_query": 5, "per_epoch": args.per_epoch, "min_objects": 2}
-        out = fit_local(data, arch, epochs=args.epochs, lr=3e-3, episodes=episodes, seed=args.seed + f)
+        arch = ProtoNetConfig(seq_channels=data.seq.shape[2], n_feats=data.feats.shape[1], **cfg.model.model_dump())
+        episodes = {"n_way": len(data.class_names), "k_shot": cfg.episodes.k_shot, "n_query": cfg.episodes.n_query, "per_epoch": args.per_epoch, "min_objects": 2}
+        out = fit_local(data, arch, epochs=args.epochs, lr=cfg.lr, episodes=episodes, seed=args.seed + f)
         clf = build_classifier(out.state_dict, arch, data, stats.mean, stats.std, 64)
         ids = lambda rows: pa.array(list(arrays["object_id"][rows]))  # noqa: E731
         test_table = bts.filter(pc.is_in(bts.column("object_id"), ids(test_rows)))
         train_table = bts.filter(pc.is_in(bts.column("object_id"), ids(train_rows)))
-        inputs = ev.prepare_inputs(clf, test_table, train_table, support_table, same_event)
+        # support: the training folds' own objects of the support-only classes first, catalogue objects
+        # (other surveys, events of the test fold removed by prepare_inputs) when the survey has fewer than K
+        own_rare = train_rows[np.isin(coarse[train_rows], SUPPORT_ONLY)]
+        fold_support = pa.concat_tables([support_table, bts.filter(pc.is_in(bts.column("object_id"), ids(own_rare)))], promote_options="default")
+        inputs = ev.prepare_inputs(clf, test_table, train_table, fold_support, same_event)
         rare_all = sorted(set(rare_all) | set(inputs.rare))
         for k in args.shots:
             scored[k].append(ev.score_all(clf, inputs, k, args.draws, args.seed))
@@ -106,7 +114,8 @@ def main() -> None:
                  time.perf_counter() - t_start)
 
     result: dict = {"command": " ".join(sys.argv), "folds": args.folds, "draws": args.draws, "epochs": args.epochs,
-                    "per_epoch": args.per_epoch, "views": args.views, "rare": rare_all, "by_k": {}}
+                    "per_epoch": args.per_epoch, "views": args.views, "rare": rare_all,
+                    "model": cfg.model.model_dump(), "val_fraction": val_fraction, "by_k": {}}
     for k in args.shots:
         model = ev.concat_scored([m for m, _ in scored[k]])
         base = ev.concat_scored([b for _, b in scored[k]])

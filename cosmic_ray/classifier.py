@@ -43,6 +43,7 @@ class ProtoNetClassifier:
     max_len: int
     meta: dict[str, Any] = field(default_factory=dict)
     novelty_threshold: float = 0.95
+    prior_counts: np.ndarray | None = None  # (K,) class prior counts of the decision rule; None: equal priors
 
     def __post_init__(self) -> None:
         self._encoder = LightCurveEncoder(self.arch)
@@ -58,7 +59,7 @@ class ProtoNetClassifier:
     def embed(self, seq: np.ndarray, length: np.ndarray, feats: np.ndarray) -> np.ndarray:
         """(N, L, C), (N,), raw (N, F) -> (N, D) embeddings."""
         if len(seq) == 0:
-            return np.zeros((0, self.arch.embed_dim), dtype=np.float32)
+            return np.zeros((0, self.arch.out_dim), dtype=np.float32)
         out = self._encoder(
             torch.from_numpy(np.ascontiguousarray(seq, dtype=np.float32)),
             torch.from_numpy(np.asarray(length, dtype=np.int64)),
@@ -97,35 +98,59 @@ class ProtoNetClassifier:
         proto = self.embed(seq, length, feats).mean(axis=0)  # (D,)
         names = list(self.class_names)
         protos = self.prototypes.copy()
+        counts = self.counts().copy()
         if name in names:
             protos[names.index(name)] = proto
         else:
             names.append(name)
             protos = np.concatenate([protos, proto[None, :]]).astype(np.float32)  # (K + 1, D)
+            counts = np.append(counts, self.arch.registered_prior_count)
         meta = {**self.meta, "registered_classes": {**self.meta.get("registered_classes", {}), name: int(len(seq))}}
-        return self._copy(class_names=names, prototypes=protos, meta=meta)
+        return self._copy(class_names=names, prototypes=protos, meta=meta, prior_counts=counts)
 
     def without_class(self, name: str) -> "ProtoNetClassifier":
         """A copy without class ``name``'s prototype (leave-one-class-out open-set evaluation)."""
         keep = [i for i, c in enumerate(self.class_names) if c != name]
-        return self._copy(class_names=[self.class_names[i] for i in keep], prototypes=self.prototypes[keep])
+        return self._copy(class_names=[self.class_names[i] for i in keep], prototypes=self.prototypes[keep], prior_counts=self.counts()[keep])
 
     def _copy(self, **changes: Any) -> "ProtoNetClassifier":
         clone = dataclasses.replace(self, **changes)  # rebuilds the encoder from the same weights
         return clone
 
     # --- scores ---
-    def open_set_score(self, min_dist: np.ndarray) -> np.ndarray:
-        """Fraction of held-out known-class objects closer to their prototype: ~U(0,1) for known, -> 1 for unknown."""
-        return np.searchsorted(self.calibration, min_dist, side="right") / max(len(self.calibration), 1)
+    def counts(self) -> np.ndarray:
+        """(K,) prior counts of the decision rule (ones where the model has none: equal priors)."""
+        if self.prior_counts is None or len(self.prior_counts) != len(self.class_names):
+            return np.ones(len(self.class_names))
+        return np.asarray(self.prior_counts, dtype=float)
+
+    def class_logits(self, emb: np.ndarray, protos: np.ndarray | None = None, counts: np.ndarray | None = None) -> np.ndarray:
+        """Log-posteriors up to a constant: ``-d^2 / 2 + prior_weight * log(count)``, (N, D) -> (N, K).
+
+        ``protos``/``counts`` default to the model's; evaluation passes other prototype sets
+        (registered support draws, leave-one-class-out)."""
+        protos = self.prototypes if protos is None else protos
+        counts = self.counts() if counts is None else np.asarray(counts, dtype=float)
+        d2 = squared_distances(torch.from_numpy(np.ascontiguousarray(emb, dtype=np.float32)), torch.from_numpy(np.ascontiguousarray(protos, dtype=np.float32))).numpy()
+        return -0.5 * d2 + self.arch.prior_weight * np.log(np.maximum(counts, 1e-9))  # (N, K)
+
+    def novelty(self, emb: np.ndarray, protos: np.ndarray | None = None, counts: np.ndarray | None = None) -> np.ndarray:
+        """Raw open-set score: minus the log-density of ``emb`` under the prior-weighted mixture of the
+        known classes (high far from every prototype, and near the prototypes of rare classes only)."""
+        logits = self.class_logits(emb, protos, counts).astype(np.float64)
+        top = logits.max(axis=1)
+        return -(top + np.log(np.exp(logits - top[:, None]).sum(axis=1)))  # (N,)
+
+    def open_set_score(self, novelty: np.ndarray) -> np.ndarray:
+        """Fraction of held-out known-class objects with a lower :meth:`novelty`: ~U(0,1) for known, -> 1 for unknown."""
+        return np.searchsorted(self.calibration, novelty, side="right") / max(len(self.calibration), 1)
 
     def predict_arrays(self, object_ids: np.ndarray, seq: np.ndarray, length: np.ndarray, feats: np.ndarray, neighbours: int = 5) -> list[Prediction]:
         emb = self.embed(seq, length, feats)  # (N, D)
-        d2 = squared_distances(torch.from_numpy(emb), torch.from_numpy(self.prototypes)).numpy()  # (N, K)
-        logits = -d2
+        logits = self.class_logits(emb)  # (N, K)
         probs = np.exp(logits - logits.max(axis=1, keepdims=True))
         probs /= probs.sum(axis=1, keepdims=True)
-        scores = self.open_set_score(np.sqrt(d2.min(axis=1)))
+        scores = self.open_set_score(self.novelty(emb))
         preds = []
         ref_d = None
         if neighbours and len(self.ref_embeddings):
@@ -167,6 +192,7 @@ class ProtoNetClassifier:
             ref_embeddings=self.ref_embeddings,
             ref_ids=self.ref_ids.astype(str),
             ref_labels=self.ref_labels.astype(str),
+            prior_counts=self.counts(),
         )
         bundle = {
             "arch": self.arch.to_dict(),
@@ -183,6 +209,7 @@ class ProtoNetClassifier:
         folder = Path(folder)
         bundle = json.loads((folder / "bundle.json").read_text())
         arrays = np.load(folder / "arrays.npz", allow_pickle=False)
+        bundle["arch"].setdefault("feature_block", False)  # models saved before the hybrid embedding
         return cls(
             arch=ProtoNetConfig(**bundle["arch"]),
             state_dict=torch.load(folder / "weights.pt", map_location="cpu", weights_only=True),
@@ -197,6 +224,7 @@ class ProtoNetClassifier:
             max_len=int(bundle["max_len"]),
             meta=bundle.get("meta", {}),
             novelty_threshold=float(bundle.get("novelty_threshold", 0.95)),
+            prior_counts=arrays["prior_counts"] if "prior_counts" in arrays.files else None,
         )
 
 
@@ -210,17 +238,18 @@ def build_classifier(
     meta: dict[str, Any] | None = None,
     max_refs: int = 5000,
 ) -> ProtoNetClassifier:
-    """Turn trained weights into a classifier: prototypes from the training objects, open-set
-    calibration from the held-out ones, training objects as neighbours for explanations."""
+    """Turn trained weights into a classifier: prototypes from the training objects, class prior
+    counts from the labelled data (before any per-class cap), open-set calibration from the
+    held-out ones, training objects as neighbours for explanations."""
     clf = ProtoNetClassifier(
         arch=arch,
         state_dict=state_dict,
         class_names=list(data.class_names),
-        prototypes=np.zeros((len(data.class_names), arch.embed_dim), dtype=np.float32),
+        prototypes=np.zeros((len(data.class_names), arch.out_dim), dtype=np.float32),
         feat_mean=feat_mean,
         feat_std=feat_std,
         calibration=np.zeros(1),
-        ref_embeddings=np.zeros((0, arch.embed_dim), dtype=np.float32),
+        ref_embeddings=np.zeros((0, arch.out_dim), dtype=np.float32),
         ref_ids=np.asarray([], dtype=str),
         ref_labels=np.asarray([], dtype=str),
         max_len=max_len,
@@ -234,9 +263,10 @@ def build_classifier(
     tr, va = data.train_idx, data.val_idx
     protos = np.stack([emb[tr][data.labels[tr] == k].mean(axis=0) for k in range(len(data.class_names))])  # (K, D)
     clf.prototypes = protos.astype(np.float32)
+    counts = data.class_counts if data.class_counts is not None else np.bincount(data.labels, minlength=len(data.class_names))
+    clf.prior_counts = np.maximum(np.asarray(counts, dtype=float), 1.0)
     held_out = va if len(va) else tr
-    d = np.sqrt(squared_distances(torch.from_numpy(emb[held_out]), torch.from_numpy(clf.prototypes)).numpy())
-    clf.calibration = np.sort(d.min(axis=1))
+    clf.calibration = np.sort(clf.novelty(emb[held_out]))
     refs = tr[:max_refs]
     clf.ref_embeddings = emb[refs].astype(np.float32)
     clf.ref_ids = np.asarray(data.object_id[refs], dtype=str)

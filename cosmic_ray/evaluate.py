@@ -13,11 +13,13 @@ The report (:func:`evaluate_report`) has exactly the keys of the issue::
 * Classes absent from the model (the rare, support-only ones, and those registered after
   training, ``meta["registered_classes"]``, when the support has them) get a prototype from ``k``
   objects drawn from the support table, ``draws`` times (seeded); closed-set figures are the
-  mean over draws. Support objects of the same event as a data object are never drawn.
+  mean over draws. Support objects of the same event as a data object are never drawn; objects
+  of the data's own survey (ZTF names) are drawn first, catalogue objects make up the rest of K.
 * ``open_set_auroc``: leave-one-class-out over the rare classes: with no prototype for class c,
   the open-set score of c's objects against the objects of the base classes (AUROC), averaged
-  over the rare classes. The score is ranked by the nearest-prototype distance (the calibrated
-  ``open_set_score`` is a monotone function of it that saturates at 1; ranking the distance
+  over the rare classes. The score ranked is the classifier's raw ``novelty`` (minus the
+  log-density under the prior-weighted mixture of the base-class prototypes; the calibrated
+  ``open_set_score`` is a monotone function of it that saturates at 1; ranking the raw score
   keeps ties out).
 * ``by_phase``: every light curve truncated 3, 10 and 30 days after its first detection, and in full.
 * ``baseline``: light-curve features + balanced random forest (the ALeRCE approach) trained on
@@ -28,6 +30,7 @@ The report (:func:`evaluate_report`) has exactly the keys of the issue::
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -317,16 +320,31 @@ def featurize_labelled(table, max_len: int, min_points: int = 1) -> LabelledArra
     return labelled_arrays(featurize(table, max_len), min_points)
 
 
+_ZTF_NAME = re.compile(r"^ZTF\d{2}[a-z]{7}$")
+
+
+def is_survey_object(object_id: str) -> bool:
+    """Whether an object id is a ZTF object name (the survey the model is trained and evaluated on)."""
+    return bool(_ZTF_NAME.match(str(object_id)))
+
+
 def support_draws(support: LabelledArrays, rare: list[str], k: int, draws: int, seed: int) -> list[dict[str, np.ndarray]]:
-    """For each draw, class -> K row indices of ``support`` (seeded; fewer if the class has fewer)."""
+    """For each draw, class -> K row indices of ``support`` (seeded; fewer if the class has fewer).
+
+    Support objects of the survey itself (:func:`is_survey_object`) are drawn first; objects of
+    other surveys (the SLSN and TDE catalogues) fill up K when the survey has fewer than K."""
+    own = np.asarray([is_survey_object(o) for o in support.object_id], dtype=bool)
     out = []
     for d in range(draws):
         rng = np.random.default_rng([seed, d])
         chosen = {}
         for c in rare:
-            members = np.flatnonzero(support.coarse == c)
-            if len(members):
-                chosen[c] = rng.choice(members, min(k, len(members)), replace=False)
+            first, rest = np.flatnonzero((support.coarse == c) & own), np.flatnonzero((support.coarse == c) & ~own)
+            pick = rng.choice(first, min(k, len(first)), replace=False)
+            if len(pick) < k and len(rest):
+                pick = np.concatenate([pick, rng.choice(rest, min(k - len(pick), len(rest)), replace=False)])
+            if len(pick):
+                chosen[c] = pick.astype(np.int64)
         out.append(chosen)
     return out
 
@@ -344,27 +362,29 @@ def score_protonet(
     classes: list[str],
 ) -> Scored:
     """ProtoNet predictions per draw: base prototypes + one registered prototype per rare class
-    (the mean embedding of that draw's K support objects, as ``with_class`` computes it)."""
-    import torch
-
-    from cosmic_ray.model import squared_distances
+    (the mean embedding of that draw's K support objects, as ``with_class`` computes it), decided
+    by the classifier's own rule (:meth:`~cosmic_ray.classifier.ProtoNetClassifier.class_logits`,
+    registered classes at the prior count ``with_class`` gives them)."""
 
     def embed(a: LabelledArrays) -> np.ndarray:
         return classifier.embed(a.seq, a.length, a.feats)
 
     base = [c for c in classifier.class_names if c not in rare]
-    base_protos = np.stack([classifier.prototypes[classifier.class_names.index(c)] for c in base])  # (B, D)
+    base_rows = [classifier.class_names.index(c) for c in base]
+    base_protos = classifier.prototypes[base_rows]  # (B, D)
+    base_counts = classifier.counts()[base_rows]  # (B,)
+    registered_count = getattr(classifier.arch, "registered_prior_count", 1.0)
     emb_support = embed(support) if support is not None and len(support) else None
 
     def predict(emb: np.ndarray, draw: dict[str, np.ndarray]) -> np.ndarray:
-        names = list(base)
-        protos = [base_protos]
+        names, protos, counts = list(base), [base_protos], list(base_counts)
         for c in rare:
             if c in draw and emb_support is not None:
                 names.append(c)
                 protos.append(emb_support[draw[c]].mean(axis=0, keepdims=True))
-        d2 = squared_distances(torch.from_numpy(emb), torch.from_numpy(np.concatenate(protos).astype(np.float32))).numpy()
-        return np.asarray(names, dtype=object)[d2.argmin(axis=1)]
+                counts.append(registered_count)
+        logits = classifier.class_logits(emb, np.concatenate(protos), np.asarray(counts))  # (N, K)
+        return np.asarray(names, dtype=object)[logits.argmax(axis=1)]
 
     emb_data = embed(data)
     scored = Scored(classes=classes, truth=data.coarse, preds=np.stack([predict(emb_data, dr) for dr in draws]))
@@ -373,11 +393,11 @@ def score_protonet(
         scored.phase_truth[days] = arrays.coarse
         scored.phase_preds[days] = np.stack([predict(emb, dr) for dr in draws])
     # open set: leave-one-class-out, base prototypes only (the rare class has none)
-    d_base = np.sqrt(squared_distances(torch.from_numpy(emb_data), torch.from_numpy(base_protos.astype(np.float32))).numpy().min(axis=1))
+    novelty = classifier.novelty(emb_data, base_protos, base_counts)  # (N,)
     is_base = np.isin(data.coarse, base)
     for c in rare:
-        scored.open_pos[c] = d_base[data.coarse == c]
-        scored.open_neg[c] = d_base[is_base]
+        scored.open_pos[c] = novelty[data.coarse == c]
+        scored.open_neg[c] = novelty[is_base]
     return scored
 
 

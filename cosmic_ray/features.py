@@ -45,11 +45,18 @@ def _extractor():
 
 
 _SHAPE_NAMES = ("rise_days_log", "fade_30d", "peak_rel_first")
+# light-curve shape around the peak of each band, read off the detections by linear interpolation
+# (NaN outside the observed span): magnitudes below peak before and after it, the rise rate, the
+# time spent within 0.75 mag of peak and the apparent peak magnitude
+GRID_DAYS: tuple[float, ...] = (-20.0, -10.0, 10.0, 20.0, 40.0, 80.0)
+_GRID_NAMES = (*(f"dm_{'m' if d < 0 else 'p'}{abs(int(d))}" for d in GRID_DAYS), "rise_rate", "width_075_log", "peak_mag")
+COLOUR_DAYS: tuple[float, ...] = (-10.0, 10.0, 40.0)
 
 
 def feature_names() -> list[str]:
-    names = [f"{n}_{b}" for b in FEATURE_BANDS for n in (*_extractor().names, *_SHAPE_NAMES)]
-    return names + ["color_g_r_mean", "n_detections_log", "duration_all_log", "color_g_r_peak", "color_g_r_late"]
+    names = [f"{n}_{b}" for b in FEATURE_BANDS for n in (*_extractor().names, *_SHAPE_NAMES, *_GRID_NAMES)]
+    colours = [f"color_g_r_{'m' if d < 0 else 'p'}{abs(int(d))}" for d in COLOUR_DAYS]
+    return names + ["color_g_r_mean", "n_detections_log", "duration_all_log", "color_g_r_peak", "color_g_r_late", *colours, "color_g_r_slope"]
 
 
 # filter letter of ``<survey>_<filter>`` -> the ZTF-like band it is read as
@@ -104,11 +111,41 @@ def _shape_features(t: np.ndarray, m: np.ndarray) -> np.ndarray:
     return np.asarray([np.log1p(t[k] - t[0]), fade, m[0] - m[k]], dtype=float)
 
 
+def _grid_features(t: np.ndarray, m: np.ndarray) -> np.ndarray:
+    """Shape around the band's peak (see ``_GRID_NAMES``); NaN where the light curve does not reach."""
+    out = np.full(len(_GRID_NAMES), np.nan)
+    if len(t) < 2:
+        return out
+    k = int(np.argmin(m))
+    tk, mk = t[k], m[k]
+    for i, d in enumerate(GRID_DAYS):
+        when = tk + d
+        if t[0] <= when <= t[-1]:
+            out[i] = np.interp(when, t, m) - mk
+    n = len(GRID_DAYS)
+    out[n] = (m[0] - mk) / (tk - t[0]) if tk - t[0] >= 1.0 else np.nan
+    near = t[m <= mk + 0.75]
+    out[n + 1] = np.log1p(near[-1] - near[0])
+    out[n + 2] = mk
+    return out
+
+
 def _colour_at(tg: np.ndarray, mg: np.ndarray, tr: np.ndarray, mr: np.ndarray, when: float) -> float:
     """g - r at time ``when``, each band interpolated linearly (NaN outside either band's span)."""
     if len(tg) < 2 or len(tr) < 2 or not (tg[0] <= when <= tg[-1] and tr[0] <= when <= tr[-1]):
         return np.nan
     return float(np.interp(when, tg, mg) - np.interp(when, tr, mr))
+
+
+def _colour_slope(tg: np.ndarray, mg: np.ndarray, tr: np.ndarray, mr: np.ndarray, peak: float) -> float:
+    """Change of g - r per 10 days over the 60 days after peak (least squares on the g epochs)."""
+    if len(tg) < 2 or len(tr) < 2:
+        return np.nan
+    sel = (tg >= max(peak, tr[0])) & (tg <= min(peak + 60.0, tr[-1]))
+    if sel.sum() < 2 or np.ptp(tg[sel]) < 5.0:
+        return np.nan
+    colour = mg[sel] - np.interp(tg[sel], tr, mr)
+    return float(np.polyfit(tg[sel] - peak, colour, 1)[0] * 10.0)
 
 
 def object_arrays(mjd: np.ndarray, band: np.ndarray, mag: np.ndarray, magerr: np.ndarray, max_len: int) -> tuple[np.ndarray, int, np.ndarray]:
@@ -133,6 +170,7 @@ def object_arrays(mjd: np.ndarray, band: np.ndarray, mag: np.ndarray, magerr: np
         sel = b == name
         feats.append(_band_features(t[sel], m[sel], e[sel]))
         feats.append(_shape_features(t[sel], m[sel]))
+        feats.append(_grid_features(t[sel], m[sel]))
         means[name] = m[sel].mean() if sel.any() else np.nan
     g, r = b == "g", b == "r"
     peak = t[int(np.argmin(m))] if n else 0.0
@@ -142,6 +180,8 @@ def object_arrays(mjd: np.ndarray, band: np.ndarray, mag: np.ndarray, magerr: np
         np.log1p(t[-1] - t[0]) if n else 0.0,
         _colour_at(t[g], m[g], t[r], m[r], peak),
         _colour_at(t[g], m[g], t[r], m[r], peak + 20.0),
+        *(_colour_at(t[g], m[g], t[r], m[r], peak + d) for d in COLOUR_DAYS),
+        _colour_slope(t[g], m[g], t[r], m[r], peak),
     ]
     return seq, n, np.concatenate(feats + [np.asarray(extra, dtype=float)]).astype(np.float32)
 

@@ -21,9 +21,26 @@ class ProtoNetConfig:
     dropout: float = 0.1
     time_periods: tuple[float, ...] = (1.0, 3.0, 10.0, 30.0, 100.0, 300.0)  # days; sin/cos time encodings
     t_scale_days: float = 100.0  # the sequence's ``t_rel`` channel is days / t_scale_days
+    # hybrid embedding: the features, whitened by their within-class covariance on the training
+    # objects (a fixed linear map, :func:`within_class_whitening`), are appended to the learned
+    # embedding, so squared distances in that block are Gaussian (LDA) log-likelihoods
+    feature_block: bool = True
+    # with a feature block, the learned part is L2-normalised and scaled by this: a bounded correction
+    # (its squared distances are at most (2 * learned_scale)^2) to the feature block's distances
+    learned_scale: float = 2.0
+    whiten_shrinkage: float = 0.2  # covariance shrinkage towards its mean variance
+    # decision rule: logits = -d^2 / 2 + prior_weight * log(class prior count); classes registered
+    # from examples (no count of their own) take registered_prior_count
+    prior_weight: float = 1.0
+    registered_prior_count: float = 20.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "time_periods", tuple(float(p) for p in self.time_periods))
+
+    @property
+    def out_dim(self) -> int:
+        """Width of the embedding the prototypes live in (learned part + whitened features)."""
+        return self.embed_dim + (self.n_feats if self.feature_block else 0)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -47,6 +64,14 @@ class LightCurveEncoder(nn.Module):
         self.head = nn.Sequential(
             nn.Linear(3 * h, h), nn.GELU(), nn.Dropout(cfg.dropout), nn.Linear(h, cfg.embed_dim)
         )
+        if cfg.feature_block:
+            # fixed (not trained) map of the normalised features; set from the training objects
+            self.register_buffer("feat_whiten", torch.eye(cfg.n_feats))
+
+    def set_feature_whitening(self, matrix) -> None:
+        """Install the (F, F) whitening of :func:`within_class_whitening` (no-op without a feature block)."""
+        if self.cfg.feature_block and matrix is not None:
+            self.feat_whiten.copy_(torch.as_tensor(matrix, dtype=self.feat_whiten.dtype))
 
     def forward(self, seq: torch.Tensor, length: torch.Tensor, feats: torch.Tensor) -> torch.Tensor:
         # seq (B, L, C), length (B,), feats (B, F) -> (B, D)
@@ -61,7 +86,35 @@ class LightCurveEncoder(nn.Module):
         mask = (torch.arange(l, device=seq.device)[None, :] < lengths.to(seq.device)[:, None]).unsqueeze(-1)
         mean = (out * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1)  # (B, H)
         z = torch.cat([h[-1], mean, self.feat_mlp(feats)], dim=-1)  # (B, 3H)
-        return self.head(z)  # (B, D)
+        out = self.head(z)  # (B, D)
+        if self.cfg.feature_block:
+            out = self.cfg.learned_scale * nn.functional.normalize(out, dim=-1)
+            out = torch.cat([out, feats @ self.feat_whiten.to(feats.dtype)], dim=-1)  # (B, D + F)
+        return out
+
+
+def within_class_whitening(feats, labels, shrinkage: float = 0.2):
+    """(F, F) matrix W such that ``feats @ W`` has unit within-class covariance (shrunk).
+
+    The pooled covariance of ``feats`` about their class means is shrunk towards its mean variance
+    (``(1 - s) C + s tr(C)/F I``) so that classes of a handful of objects cannot make it singular.
+    Nearest-prototype classification in the whitened space is linear discriminant analysis.
+
+    Args:
+        feats: (N, F) normalised features.
+        labels: (N,) integer classes.
+        shrinkage: s in [0, 1].
+    """
+    import numpy as np
+
+    feats = np.asarray(feats, dtype=np.float64)
+    labels = np.asarray(labels)
+    resid = np.concatenate([feats[labels == c] - feats[labels == c].mean(axis=0) for c in np.unique(labels)])  # (N, F)
+    cov = resid.T @ resid / max(len(resid) - len(np.unique(labels)), 1)  # (F, F)
+    f = cov.shape[0]
+    cov = (1.0 - shrinkage) * cov + shrinkage * np.trace(cov) / f * np.eye(f)
+    values, vectors = np.linalg.eigh(cov)
+    return (vectors / np.sqrt(np.maximum(values, 1e-6))).astype(np.float32)  # (F, F)
 
 
 def prototypes(embeddings: torch.Tensor, labels: torch.Tensor, n_classes: int) -> torch.Tensor:

@@ -117,14 +117,7 @@ def train_from_lake(settings: Settings, cfg: TrainConfig, gate: GateConfig | Non
 
     views = augmented_views(table.filter(pc.is_in(table.column("object_id"), pa.array(list(data.object_id)))), N_VIEWS, cfg.seed, cfg.data.max_len)
     attach_views(data, views, stats)
-    arch = ProtoNetConfig(
-        seq_channels=data.seq.shape[2],
-        n_feats=data.feats.shape[1],
-        hidden=cfg.model.hidden,
-        embed_dim=cfg.model.embed_dim,
-        layers=cfg.model.layers,
-        dropout=cfg.model.dropout,
-    )
+    arch = ProtoNetConfig(seq_channels=data.seq.shape[2], n_feats=data.feats.shape[1], **cfg.model.model_dump())
     episodes = cfg.episodes.model_dump()
     # an episode cannot ask for more classes than the data has; small classes take part with repeats
     episodes["n_way"] = min(episodes["n_way"], len(data.class_names))

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from cosmic_ray.episodes import sample_episode
-from cosmic_ray.model import LightCurveEncoder, ProtoNetConfig, episode_loss, prototypes, proto_logits
+from cosmic_ray.model import LightCurveEncoder, ProtoNetConfig, episode_loss, prototypes, proto_logits, within_class_whitening
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +44,7 @@ class TrainingSet:
     aug_length: np.ndarray | None = None  # (N * n_views,)
     aug_feats: np.ndarray | None = None  # (N * n_views, F), normalised
     n_views: int = 0
+    class_counts: np.ndarray | None = None  # (K,) labelled objects per class before any per-class cap (class priors)
 
 
 @dataclass
@@ -73,7 +74,18 @@ def loop_config(data: TrainingSet, arch: ProtoNetConfig, *, epochs: int, lr: flo
         "train_idx": data.train_idx,
         "val_idx": data.val_idx,
         "class_names": list(data.class_names),
+        # the fixed whitening of the hybrid embedding's feature block, from the training objects only
+        "feat_whiten": within_class_whitening(data.feats[data.train_idx], data.labels[data.train_idx], arch.whiten_shrinkage)
+        if arch.feature_block
+        else None,
     }
+
+
+def new_encoder(arch: ProtoNetConfig, config: dict[str, Any]) -> LightCurveEncoder:
+    """A fresh encoder with the loop's fixed feature whitening installed."""
+    model = LightCurveEncoder(arch)
+    model.set_feature_whitening(config.get("feat_whiten"))
+    return model
 
 
 def _tensors(config: dict[str, Any]) -> dict[str, Any]:
@@ -186,7 +198,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     data = _tensors(config)
 
     # (2) Ray: model on this worker's device, wrapped for data-parallel gradients
-    model = ray.train.torch.prepare_model(LightCurveEncoder(arch))
+    model = ray.train.torch.prepare_model(new_encoder(arch, config))
     device = ray.train.torch.get_device()
     optimizer, scheduler = make_optimizer(model, config)
     use_amp = device.type == "cuda"
@@ -231,7 +243,7 @@ def fit_local(data: TrainingSet, arch: ProtoNetConfig, *, epochs: int, lr: float
     torch.manual_seed(seed)
     dev = torch.device(device)
     tensors = _tensors(config)
-    model = LightCurveEncoder(arch).to(dev)
+    model = new_encoder(arch, config).to(dev)
     optimizer, scheduler = make_optimizer(model, config)
     use_amp = dev.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)

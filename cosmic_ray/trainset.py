@@ -86,6 +86,7 @@ def build_training_set(
         feats=stats.apply(arrays["feats"][rows]),
         train_idx=train_idx,
         val_idx=val_idx,
+        class_counts=np.asarray([int(np.sum(usable & (coarse == c))) for c in classes], dtype=np.int64),
     )
     if views is not None:
         attach_views(data, views, stats)

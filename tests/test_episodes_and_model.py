@@ -94,3 +94,37 @@ def test_augmented_views_keep_bands_and_order_and_shrink_or_keep_length():
         # one magnitude shift for the whole curve + noise of the errors: the colour-free trend survives
         shift = m - mag[np.searchsorted(mjd, t)]
         assert np.ptp(shift) < 0.5 and np.abs(shift).max() < 0.7 + 0.5
+
+
+def test_within_class_whitening_gives_unit_within_class_covariance():
+    from cosmic_ray.model import within_class_whitening
+
+    rng = np.random.default_rng(0)
+    cov = np.array([[4.0, 1.5, 0.0], [1.5, 2.0, 0.3], [0.0, 0.3, 0.5]])
+    means = np.array([[0.0, 0.0, 0.0], [5.0, -3.0, 1.0]])
+    labels = np.repeat([0, 1], [4000, 300])
+    feats = means[labels] + rng.multivariate_normal(np.zeros(3), cov, size=len(labels))
+    w = within_class_whitening(feats, labels, shrinkage=0.0)
+    z = feats @ w
+    resid = np.concatenate([z[labels == c] - z[labels == c].mean(axis=0) for c in (0, 1)])
+    np.testing.assert_allclose(np.cov(resid.T), np.eye(3), atol=0.05)
+    # shrinkage keeps it defined when a class has a single object and features are constant
+    w1 = within_class_whitening(np.array([[1.0, 0.0], [2.0, 0.0], [5.0, 0.0]]), np.array([0, 0, 1]), shrinkage=0.2)
+    assert np.isfinite(w1).all()
+
+
+def test_hybrid_encoder_appends_whitened_features_and_bounds_the_learned_part():
+    from cosmic_ray.model import LightCurveEncoder, ProtoNetConfig
+
+    torch.manual_seed(0)
+    arch = ProtoNetConfig(seq_channels=9, n_feats=4, hidden=8, embed_dim=3, learned_scale=2.0)
+    enc = LightCurveEncoder(arch).eval()
+    w = np.diag([1.0, 2.0, 3.0, 4.0]).astype(np.float32)
+    enc.set_feature_whitening(w)
+    seq, length, feats = torch.randn(5, 6, 9), torch.tensor([6, 5, 4, 3, 2]), torch.randn(5, 4)
+    with torch.no_grad():
+        out = enc(seq, length, feats)
+    assert out.shape == (5, arch.out_dim) == (5, 7)
+    torch.testing.assert_close(out[:, 3:], feats @ torch.from_numpy(w))
+    torch.testing.assert_close(out[:, :3].norm(dim=1), torch.full((5,), 2.0))
+    assert "feat_whiten" in enc.state_dict()  # the whitening travels with the weights

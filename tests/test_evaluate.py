@@ -60,8 +60,8 @@ def test_with_class_matches_the_mean_embedding_and_leaves_the_original_alone():
     arch = ProtoNetConfig(seq_channels=9, n_feats=4, hidden=8, embed_dim=3)
     clf = ProtoNetClassifier(
         arch=arch, state_dict=LightCurveEncoder(arch).state_dict(), class_names=["a", "b"],
-        prototypes=np.zeros((2, 3), np.float32), feat_mean=np.zeros(4, np.float32), feat_std=np.ones(4, np.float32),
-        calibration=np.array([0.5, 1.0]), ref_embeddings=np.zeros((0, 3), np.float32), ref_ids=np.array([]),
+        prototypes=np.zeros((2, arch.out_dim), np.float32), feat_mean=np.zeros(4, np.float32), feat_std=np.ones(4, np.float32),
+        calibration=np.array([0.5, 1.0]), ref_embeddings=np.zeros((0, arch.out_dim), np.float32), ref_ids=np.array([]),
         ref_labels=np.array([]), max_len=6,
     )
     rng = np.random.default_rng(0)
@@ -76,7 +76,7 @@ def test_with_class_matches_the_mean_embedding_and_leaves_the_original_alone():
     assert new.without_class("SLSN-I").class_names == ["a", "b"]
     with pytest.raises(ValueError):
         clf.with_class("x", seq[:, :, :5], length, feats)
-    assert emb.shape == (5, 3)
+    assert emb.shape == (5, arch.out_dim) == (5, 3 + 4)  # learned part + whitened features
 
 
 def test_report_on_real_objects_has_the_issue_keys(shared_data):
@@ -108,8 +108,8 @@ def test_report_on_real_objects_has_the_issue_keys(shared_data):
     arch = ProtoNetConfig(seq_channels=arrays["seq"].shape[2], n_feats=len(feature_names()), hidden=8, embed_dim=4)
     clf = ProtoNetClassifier(
         arch=arch, state_dict=LightCurveEncoder(arch).state_dict(), class_names=["SN II", "SN Ia"],
-        prototypes=np.zeros((2, 4), np.float32), feat_mean=np.zeros(arch.n_feats, np.float32), feat_std=np.ones(arch.n_feats, np.float32),
-        calibration=np.array([1.0]), ref_embeddings=np.zeros((0, 4), np.float32), ref_ids=np.array([]), ref_labels=np.array([]), max_len=64,
+        prototypes=np.zeros((2, arch.out_dim), np.float32), feat_mean=np.zeros(arch.n_feats, np.float32), feat_std=np.ones(arch.n_feats, np.float32),
+        calibration=np.array([1.0]), ref_embeddings=np.zeros((0, arch.out_dim), np.float32), ref_ids=np.array([]), ref_labels=np.array([]), max_len=64,
     )
     report = ev.evaluate_report(clf, data, train, support_table=train, k=3, draws=2, model_uri="test")
     assert set(report) == set(ev.REPORT_KEYS)
@@ -119,3 +119,44 @@ def test_report_on_real_objects_has_the_issue_keys(shared_data):
     assert set(report["kshot_recall"]) == {"SLSN-I"} and set(report["by_phase"]) == {"3", "10", "30", "full"}
     assert 0 <= report["open_set_auroc"] <= 1 and 0 <= report["baseline"]["macro_f1"] <= 1
     assert "macro-F1" in ev.format_table(report)
+
+
+def test_decision_rule_uses_class_priors_and_novelty_grows_away_from_prototypes():
+    import torch
+
+    from cosmic_ray.classifier import ProtoNetClassifier
+    from cosmic_ray.model import LightCurveEncoder, ProtoNetConfig
+
+    torch.manual_seed(0)
+    arch = ProtoNetConfig(seq_channels=9, n_feats=4, hidden=8, embed_dim=3, feature_block=False, prior_weight=1.0, registered_prior_count=5.0)
+    protos = np.array([[0.0, 0.0, 0.0], [2.0, 0.0, 0.0]], np.float32)
+    clf = ProtoNetClassifier(
+        arch=arch, state_dict=LightCurveEncoder(arch).state_dict(), class_names=["common", "rare"],
+        prototypes=protos, feat_mean=np.zeros(4, np.float32), feat_std=np.ones(4, np.float32),
+        calibration=np.array([0.5, 1.0]), ref_embeddings=np.zeros((0, 3), np.float32), ref_ids=np.array([]),
+        ref_labels=np.array([]), max_len=6, prior_counts=np.array([100.0, 1.0]),
+    )
+    midway = np.array([[1.0, 0.0, 0.0]], np.float32)
+    logits = clf.class_logits(midway)
+    np.testing.assert_allclose(logits[0, 0] - logits[0, 1], np.log(100.0), rtol=1e-5)  # equal distances: the prior decides
+    equal = clf._copy(prior_counts=np.array([1.0, 1.0]))
+    assert equal.class_logits(np.array([[1.2, 0.0, 0.0]], np.float32)).argmax() == 1
+    assert clf.class_logits(np.array([[1.2, 0.0, 0.0]], np.float32)).argmax() == 0
+    near, far = clf.novelty(np.array([[0.0, 0.0, 0.0], [0.0, 9.0, 0.0]], np.float32))
+    assert far > near
+    # a registered class takes the configured prior count; removing it drops its count
+    rng = np.random.default_rng(0)
+    new = clf.with_class("new", rng.normal(size=(2, 6, 9)).astype(np.float32), np.array([6, 4]), rng.normal(size=(2, 4)))
+    np.testing.assert_allclose(new.counts(), [100.0, 1.0, 5.0])
+    np.testing.assert_allclose(new.without_class("rare").counts(), [100.0, 5.0])
+
+
+def test_support_draws_take_survey_objects_first():
+    ids = np.array(["ZTF19aaaaaaa", "ZTF20bbbbbbb", "SN2019abc", "PS1-10ky", "2018hti", "ZTF21ccccccc"], dtype=object)
+    coarse = np.array(["SLSN-I", "SLSN-I", "SLSN-I", "SLSN-I", "SLSN-I", "TDE"], dtype=object)
+    support = ev.LabelledArrays(ids, coarse, np.zeros((6, 4, 9), np.float32), np.full(6, 4), np.zeros((6, 3), np.float32))
+    for draw in ev.support_draws(support, ["SLSN-I", "TDE"], k=3, draws=5, seed=0):
+        assert {0, 1} <= set(draw["SLSN-I"].tolist()) and len(draw["SLSN-I"]) == 3
+        assert draw["TDE"].tolist() == [5]
+    one = ev.support_draws(support, ["SLSN-I"], k=1, draws=20, seed=0)
+    assert all(d["SLSN-I"][0] in (0, 1) for d in one)

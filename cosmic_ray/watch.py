@@ -53,6 +53,7 @@ class WatchStats:
     duplicates: int = 0
     quarantined: int = 0
     passed: int = 0
+    hook_failures: int = 0  # batches whose live hook failed (left in the mailbox, retried)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -111,6 +112,18 @@ class MailboxWatcher:
         if parsed.alerts is not None:
             self.lake.append_alerts(parsed.alerts, defer=True)
         self.lake.flush()  # points first, then the per-alert rows; both deduplicated on a rerun
+        ok = prefilter.passed(parsed.alerts) if parsed.alerts is not None else None
+        if ok is not None and self.on_batch is not None:
+            # the live hook runs before the files leave the mailbox: if it fails (the model app is
+            # down), the files are read again next round (the lake drops the repeats and the store
+            # keeps one row per candid), so no alert is left in the lake but never classified
+            keep = parsed.alerts.filter(pa.array(ok)).column("alert_candid")
+            try:
+                self.on_batch(parsed.points.filter(pc.is_in(parsed.points.column("alert_candid"), keep)))
+            except Exception as exc:  # noqa: BLE001 - any failure of the hook: retry the batch later
+                log.warning("watch: the live hook failed (%s); %d files stay in the mailbox for the next round", exc, len(items))
+                self.stats.hook_failures += 1
+                return 0
         self.done.mkdir(exist_ok=True)
         for name, _ in items:
             os.replace(name, self.done / Path(name).name)  # only now: the points are in the lake
@@ -120,12 +133,8 @@ class MailboxWatcher:
         self.stats.points += result.written
         self.stats.duplicates += result.duplicates
         self.stats.quarantined += parsed.quarantined
-        if parsed.alerts is not None:
-            ok = prefilter.passed(parsed.alerts)
+        if ok is not None:
             self.stats.passed += int(ok.sum())
-            if self.on_batch is not None:
-                keep = parsed.alerts.filter(pa.array(ok)).column("alert_candid")
-                self.on_batch(parsed.points.filter(pc.is_in(parsed.points.column("alert_candid"), keep)))
         log.info("watch: %d files, %d alerts, %d new points", len(items), parsed.n_alerts, result.written)
         return len(items)
 

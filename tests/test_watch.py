@@ -105,3 +105,31 @@ def test_on_batch_gets_the_points_of_alerts_that_passed(tmp_path, shared_data):
     assert len(seen) == 1 and 0 < len(passed) < 12
     assert set(seen[0].column("alert_candid").to_pylist()) == passed
     assert watcher.stats.passed == len(passed) and watcher.stats.alerts == 12
+
+
+def test_a_failing_live_hook_leaves_the_batch_in_the_mailbox_and_it_is_retried(tmp_path, shared_data):
+    """The model app is down when a batch is in the lake: the files stay, the next round re-sends
+    the same alerts to the hook (the lake keeps each once), so none is in the lake but unclassified."""
+    mailbox = tmp_path / "mailbox"
+    mailbox.mkdir()
+    alerts = sorted((shared_data / "ztf-alerts" / "pittgoogle" / "alerts-for-testing").glob("*.avro"))[:12]
+    for path in alerts:
+        _drop(mailbox, path)
+    calls: list[set[int]] = []
+
+    def hook(table) -> None:
+        calls.append(set(table.column("alert_candid").to_pylist()))
+        if len(calls) == 1:
+            raise RuntimeError("Serve app cosmic_ray is not running")  # what a DeploymentHandle raises then
+
+    watcher = MailboxWatcher(mailbox, tmp_path / "lake", tmp_path / "q", settle=0.0, on_batch=hook)
+    assert watcher.step() == 0 and watcher.stats.hook_failures == 1
+    assert len(list(mailbox.glob("*.avro"))) == 12 and _done(mailbox) == 0
+    assert watcher.step() == 12 and watcher.step() == 0
+    assert len(calls) == 2 and calls[0] == calls[1] and calls[1]
+    stored = Lake(tmp_path / "lake").read_alerts()
+    assert sorted(stored.column("alert_candid").to_pylist()) == sorted(set(stored.column("alert_candid").to_pylist()))
+    assert stored.num_rows == 12 and watcher.stats.alerts == 12
+    points = Lake(tmp_path / "lake").read(sources=["ztf_alert"])
+    counts = Counter(c for c in points.column("candid").to_pylist() if c is not None)
+    assert max(counts.values()) == 1

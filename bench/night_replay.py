@@ -178,6 +178,13 @@ class MemorySampler(threading.Thread):
         self._halt.set()
         self.join()
 
+    def latest(self) -> dict[str, float]:
+        """The last RSS (MiB) of each process sampled."""
+        out: dict[str, float] = {}
+        for _, name, rss in list(self.samples):
+            out[name] = round(rss, 1)
+        return out
+
     def summary(self, warm_after: float) -> dict[str, dict[str, float]]:
         """Per process: RSS at warm-up end, peak, last, and growth from warm-up to the end."""
         out = {}
@@ -380,7 +387,7 @@ def replay(
                 truncated = True
             rec.phases.append({
                 "phase": "steady" if steady else "burst", "first": sent, "alerts": size, "passed": expected - before_wave,
-                "released_s": round(t1 - t0, 2), "t0": t0, "t1": t1, "done_at": done_at,
+                "released_s": round(t1 - t0, 2), "t0": t0, "t1": t1, "done_at": done_at, "rss_mb": sampler.latest(),
             })
             log.info("%s wave of %d: released in %.1f s, drained %.1f s after its first file", rec.phases[-1]["phase"], size, t1 - t0, (done_at or time.time()) - t0)
             sent += size
@@ -441,6 +448,7 @@ def _figures(rec: Replay, stats: dict, sampler: MemorySampler, lake_dir: Path, s
             "phase": ph["phase"], "alerts": ph["alerts"], "classified": len(lat), "released_s": ph["released_s"],
             "alerts_per_s": round(ph["alerts"] / max(1e-9, end - ph["t0"]), 1),
             "p50_latency_s": round(_pct(lat, 0.5), 3), "p99_latency_s": round(_pct(lat, 0.99), 3), "max_latency_s": round(max(lat, default=float("nan")), 3),
+            "rss_mb": ph["rss_mb"],
         })
     def merged(kind: str) -> dict:
         rows = [p for p, ph in zip(phases, rec.phases) if ph["phase"] == kind]
@@ -522,6 +530,9 @@ def print_table(result: dict) -> None:
     w(f"  {'process':20s} {'warm MiB':>9s} {'peak':>8s} {'last':>8s} {'growth':>8s}\n")
     for name, m in result["memory_mb"].items():
         w(f"  {name:20s} {m['warm_mb']:9.1f} {m['peak_mb']:8.1f} {m['last_mb']:8.1f} {m['growth_mb']:8.1f}\n")
+    w("  RSS (MiB) at the end of each wave:\n")
+    for name in result["memory_mb"]:
+        w(f"  {name:20s} " + " ".join(f"{wave['rss_mb'].get(name, float('nan')):6.0f}" for wave in result["waves"]) + "\n")
 
 
 def main() -> None:

@@ -132,3 +132,31 @@ def test_users_tokens_and_classifications_survive_a_redeploy(served, accounts, e
     assert any(a["candid"] == candid for a in alerts)
     login = httpx.post(f"{served}/auth/login", json={"username": "vic", "password": "viewer password 1"}, timeout=60)
     assert login.status_code == 200
+
+
+def test_small_night_replay_loses_nothing_end_to_end(served, settings, tmp_path):
+    """bench/night_replay.py at 2,000 alerts on the session's app: steady then a burst, every alert
+    in the lake once, every alert that passed the pre-filters classified and stored once."""
+    import importlib.util
+
+    import ray
+
+    spec = importlib.util.spec_from_file_location("night_replay", REPO / "bench" / "night_replay.py")
+    replay_bench = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = replay_bench
+    spec.loader.exec_module(replay_bench)
+    node = ray._private.worker._global_node
+    raylet = node.all_processes["raylet"][0].process.pid
+    result = replay_bench.replay(
+        ray_address=ray.get_runtime_context().gcs_address, store_url=settings.event_store_url, workdir=tmp_path,
+        alerts=2000, burst=1000, rate=400, max_seconds=120, drain_timeout=120, raylet_pid=raylet, sample_s=1.0,
+        first_copy=3000,  # copies no other test makes
+    )
+    print(f"\nnight replay (2,000): {json.dumps({k: result[k] for k in ('steady', 'burst', 'stored', 'passed_prefilter', 'seconds')})}")
+    assert not result["truncated"], result
+    assert result["alerts"] == result["in_lake"] == 2000 and result["lost_in_lake"] == result["doubled_in_lake"] == 0
+    assert 0 < result["passed_prefilter"] < 2000  # the pre-filters really decided
+    assert result["stored"] == result["passed_prefilter"] and result["passed_not_stored"] == result["stored_not_passed"] == 0
+    assert result["steady"]["classified"] + result["burst"]["classified"] == result["stored"]
+    assert result["burst"]["p99_latency_s"] < 60 and result["burst"]["alerts_per_s_mean"] > 10
+    assert {"watcher", "model replica 1", "raylet"} <= set(result["memory_mb"])

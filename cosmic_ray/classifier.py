@@ -98,20 +98,21 @@ class ProtoNetClassifier:
         proto = self.embed(seq, length, feats).mean(axis=0)  # (D,)
         names = list(self.class_names)
         protos = self.prototypes.copy()
-        counts = self.counts().copy()
+        counts = None if self.prior_counts is None else self.counts().copy()  # a model without priors stays without
         if name in names:
             protos[names.index(name)] = proto
         else:
             names.append(name)
             protos = np.concatenate([protos, proto[None, :]]).astype(np.float32)  # (K + 1, D)
-            counts = np.append(counts, self.arch.registered_prior_count)
+            counts = None if counts is None else np.append(counts, self.arch.registered_prior_count)
         meta = {**self.meta, "registered_classes": {**self.meta.get("registered_classes", {}), name: int(len(seq))}}
         return self._copy(class_names=names, prototypes=protos, meta=meta, prior_counts=counts)
 
     def without_class(self, name: str) -> "ProtoNetClassifier":
         """A copy without class ``name``'s prototype (leave-one-class-out open-set evaluation)."""
         keep = [i for i, c in enumerate(self.class_names) if c != name]
-        return self._copy(class_names=[self.class_names[i] for i in keep], prototypes=self.prototypes[keep], prior_counts=self.counts()[keep])
+        return self._copy(class_names=[self.class_names[i] for i in keep], prototypes=self.prototypes[keep],
+                          prior_counts=None if self.prior_counts is None else self.counts()[keep])
 
     def _copy(self, **changes: Any) -> "ProtoNetClassifier":
         clone = dataclasses.replace(self, **changes)  # rebuilds the encoder from the same weights
@@ -192,7 +193,7 @@ class ProtoNetClassifier:
             ref_embeddings=self.ref_embeddings,
             ref_ids=self.ref_ids.astype(str),
             ref_labels=self.ref_labels.astype(str),
-            prior_counts=self.counts(),
+            **({} if self.prior_counts is None else {"prior_counts": self.counts()}),
         )
         bundle = {
             "arch": self.arch.to_dict(),

@@ -149,6 +149,9 @@ def test_decision_rule_uses_class_priors_and_novelty_grows_away_from_prototypes(
     new = clf.with_class("new", rng.normal(size=(2, 6, 9)).astype(np.float32), np.array([6, 4]), rng.normal(size=(2, 4)))
     np.testing.assert_allclose(new.counts(), [100.0, 1.0, 5.0])
     np.testing.assert_allclose(new.without_class("rare").counts(), [100.0, 5.0])
+    # a model saved without priors keeps equal priors when a class is registered
+    flat = clf._copy(prior_counts=None).with_class("new", rng.normal(size=(2, 6, 9)).astype(np.float32), np.array([6, 4]), rng.normal(size=(2, 4)))
+    assert flat.prior_counts is None and (flat.counts() == 1).all()
 
 
 def test_support_draws_take_survey_objects_first():
@@ -160,3 +163,38 @@ def test_support_draws_take_survey_objects_first():
         assert draw["TDE"].tolist() == [5]
     one = ev.support_draws(support, ["SLSN-I"], k=1, draws=20, seed=0)
     assert all(d["SLSN-I"][0] in (0, 1) for d in one)
+
+
+def test_hybrid_classifier_round_trips_with_its_whitening_and_priors(tmp_path):
+    import json
+
+    import torch
+
+    from cosmic_ray.classifier import ProtoNetClassifier
+    from cosmic_ray.model import LightCurveEncoder, ProtoNetConfig
+
+    torch.manual_seed(0)
+    arch = ProtoNetConfig(seq_channels=9, n_feats=4, hidden=8, embed_dim=3)
+    enc = LightCurveEncoder(arch)
+    enc.set_feature_whitening(np.diag([1.0, 2.0, 3.0, 4.0]))
+    rng = np.random.default_rng(1)
+    clf = ProtoNetClassifier(
+        arch=arch, state_dict=enc.state_dict(), class_names=["a", "b"],
+        prototypes=rng.normal(size=(2, arch.out_dim)).astype(np.float32), feat_mean=np.zeros(4, np.float32), feat_std=np.ones(4, np.float32),
+        calibration=np.array([0.5, 1.0]), ref_embeddings=np.zeros((0, arch.out_dim), np.float32), ref_ids=np.array([]),
+        ref_labels=np.array([]), max_len=6, prior_counts=np.array([30.0, 3.0]),
+    )
+    seq, length, feats = rng.normal(size=(4, 6, 9)).astype(np.float32), np.array([6, 5, 4, 3]), rng.normal(size=(4, 4))
+    back = ProtoNetClassifier.load(clf.save(tmp_path / "m"))
+    np.testing.assert_allclose(back.counts(), [30.0, 3.0])
+    np.testing.assert_allclose(back.embed(seq, length, feats), clf.embed(seq, length, feats), rtol=1e-6)
+    assert [p.label for p in back.predict_arrays(np.arange(4), seq, length, feats, 0)] == [p.label for p in clf.predict_arrays(np.arange(4), seq, length, feats, 0)]
+    # a bundle written before the hybrid embedding (no feature block in its arch) still loads
+    old = ProtoNetConfig(seq_channels=9, n_feats=4, hidden=8, embed_dim=3, feature_block=False)
+    legacy = clf._copy(arch=old, state_dict=LightCurveEncoder(old).state_dict(), prototypes=np.zeros((2, 3), np.float32), prior_counts=None)
+    folder = legacy.save(tmp_path / "old")
+    bundle = json.loads((folder / "bundle.json").read_text())
+    del bundle["arch"]["feature_block"]
+    (folder / "bundle.json").write_text(json.dumps(bundle))
+    loaded = ProtoNetClassifier.load(folder)
+    assert loaded.embed(seq, length, feats).shape == (4, 3) and loaded.prior_counts is None

@@ -104,6 +104,7 @@ class CheckpointWatch:
             self.order.append((time.monotonic(), folder.name, epoch))
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(900)
 def test_worker_node_removed_during_training_resumes_from_checkpoint_and_registers(tmp_path, shared_data):
     from cosmic_ray.config import DataConfig, EpisodeConfig, ScalingConfig, TrainConfig
@@ -252,6 +253,7 @@ def _predict_with_class(url: str, lightcurve: dict, timeout: float = 60) -> dict
         time.sleep(0.1)
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(900)
 def test_whole_cluster_restart_keeps_classes_users_classifications_and_serves_the_production_model(trained, settings, shared_data, tmp_path):
     from cosmic_ray.store import EventStore

@@ -2,8 +2,10 @@
 
 For each fold the ProtoNet is trained (the same episodic loop as Ray Train's workers, run in one
 process: cosmic_ray.train.fit_local) on the other folds; the rare classes (SLSN-I, TDE) are never
-trained on and are registered from K support objects of the SLSN and TDE catalogues, minus every
-catalogue object that is the same event as a BTS object (cosmic_ray.crossmatch). The baseline
+trained on and are registered from K support objects: the training folds' own BTS objects of the
+class first, then objects of the SLSN and TDE catalogues, minus every catalogue object that is the
+same event as a test-fold object (cosmic_ray.crossmatch). Model, lr and episode shape come from
+configs/train.yaml (--config). The baseline
 (light-curve features + balanced random forest) is trained on the same training folds plus the
 same support draws. Out-of-fold predictions are pooled; intervals are class-stratified bootstrap
 95% percentile intervals over objects.

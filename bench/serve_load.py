@@ -13,8 +13,10 @@ Closed-loop load on 127.0.0.1, bounded in time (``--seconds`` per phase) and cou
   (m) with ``--memory-minutes N``: ``/predict`` load for N minutes while each replica's resident
       memory is sampled from /proc (first vs last minute; flat means growth under 5%).
 
-(a) and (d) run twice, before Ray starts and after it is shut down, and the ratios use their
-mean, so a load that other work puts on the machine during the run weighs on both sides alike.
+(a)-(d) run interleaved, in ``--rounds`` short slices each (a, d, c, b, then b, c, d, a, ...),
+with the plain server and Serve both up, so a load that other work puts on the shared machine
+weighs on every phase alike; each figure pools its slices. Idle Serve uses a little CPU while
+(d) runs: the bench reports how much (in Serve's favour, so it is printed).
 During (c) the CPU seconds of every process of the run (client, HAProxy or proxy, ingress,
 model replicas, Ray's own) are read from /proc and reported per request.
 
@@ -131,6 +133,10 @@ async def _closed_loop(url: str, bodies: list[dict[str, Any]], concurrency: int,
         start = time.perf_counter()
         await asyncio.gather(*(worker(session, k) for k in range(concurrency)))
         elapsed = time.perf_counter() - start
+    return summarize(latencies, failures, elapsed, per_request)
+
+
+def summarize(latencies: list[float], failures: int, elapsed: float, per_request: int = 1) -> dict[str, Any]:
     lat = sorted(latencies)
     q = lambda p: lat[min(len(lat) - 1, int(p * len(lat)))] * 1000 if lat else float("nan")
     return {
@@ -141,7 +147,16 @@ async def _closed_loop(url: str, bodies: list[dict[str, Any]], concurrency: int,
         "lc_per_s": round(len(lat) * per_request / elapsed, 1),
         "p50_ms": round(q(0.50), 1),
         "p99_ms": round(q(0.99), 1),
+        "_latencies": latencies,
     }
+
+
+def pooled(parts: list[dict[str, Any]], per_request: int = 1) -> dict[str, Any]:
+    """One figure from the slices of the rounds: requests over summed time, percentiles over every latency."""
+    out = summarize([x for p in parts for x in p["_latencies"]], sum(p["failures"] for p in parts), sum(p["seconds"] for p in parts), per_request)
+    out.pop("_latencies")
+    out["per_round"] = [p["req_per_s"] for p in parts]
+    return out
 
 
 def closed_loop(url, bodies, concurrency, seconds, max_requests, per_request=1) -> dict[str, Any]:
@@ -176,8 +191,13 @@ def descendants(pid: int) -> list[int]:
     return out
 
 
+ROLES: dict[int, str] = {}  # pids named by the run itself (the plain server's processes)
+
+
 def role(pid: int) -> str:
     """What a process of the run is, from its command line (Ray names actors ``ray::<Class>``)."""
+    if pid in ROLES:
+        return ROLES[pid]
     if pid == os.getpid():
         return "client (this bench)"
     try:
@@ -185,9 +205,9 @@ def role(pid: int) -> str:
     except OSError:
         return "gone"
     if cmd.startswith("ray::ServeReplica:"):
-        return cmd.split(":")[-1].split()[0]
+        return cmd.split(":")[-1].split()[0].split(".")[0]  # the title gains ".<method>" during a call
     if cmd.startswith("ray::"):
-        name = cmd[5:].split()[0]
+        name = cmd[5:].split()[0].split(".")[0]
         return name if name in ("ProxyActor", "HAProxyManager", "ServeController") else "ray workers (other)"
     if "haproxy" in cmd.split()[0]:
         return "haproxy"
@@ -242,6 +262,11 @@ def in_process(classifier, items, batch: int, seconds: float) -> dict[str, Any]:
         done += batch
     elapsed = time.perf_counter() - start
     return {"lc_per_s": round(done / elapsed, 1), "seconds": round(elapsed, 2), "light_curves": done}
+
+
+def pooled_in_process(parts: list[dict[str, Any]]) -> dict[str, Any]:
+    seconds, done = sum(p["seconds"] for p in parts), sum(p["light_curves"] for p in parts)
+    return {"lc_per_s": round(done / seconds, 1), "seconds": round(seconds, 2), "light_curves": done, "per_round": [p["lc_per_s"] for p in parts]}
 
 
 # ------------------------------------------------------------------------ (d) plain uvicorn server
@@ -304,18 +329,24 @@ def prepare(settings) -> None:
         ray.shutdown()
 
 
-def plain_phase(args, bodies) -> dict[str, Any]:
-    """(d): the plain uvicorn server in its own process, warmed up, then the closed loop."""
-    port = free_port()
-    command = [sys.executable, __file__, "--plain-server", str(port), "--plain-workers", str(args.plain_workers)]
-    proc = subprocess.Popen(command, env={**os.environ, "OMP_NUM_THREADS": "1"})
-    try:
-        wait_http(f"http://127.0.0.1:{port}/healthz")
-        closed_loop(f"http://127.0.0.1:{port}/predict", bodies, args.concurrency, 1.5, 10**9)  # warm-up
-        return closed_loop(f"http://127.0.0.1:{port}/predict", bodies, args.concurrency, args.seconds, args.max_requests)
-    finally:
-        proc.terminate()
-        proc.wait(30)
+class PlainServer:
+    """(d): the plain uvicorn server in its own processes, up for the whole run."""
+
+    def __init__(self, args):
+        self.port = free_port()
+        command = [sys.executable, __file__, "--plain-server", str(self.port), "--plain-workers", str(args.plain_workers)]
+        self.proc = subprocess.Popen(command, env={**os.environ, "OMP_NUM_THREADS": "1"})
+        self.url = f"http://127.0.0.1:{self.port}/predict"
+
+    def ready(self, bodies, concurrency: int) -> None:
+        wait_http(f"http://127.0.0.1:{self.port}/healthz")
+        closed_loop(self.url, bodies, concurrency, 1.5, 10**9)  # warm-up (every worker)
+        for pid in descendants(self.proc.pid):
+            ROLES[pid] = "plain server (d)"
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(30)
 
 
 def replica_pids() -> dict[int, str]:
@@ -376,12 +407,8 @@ def run(args) -> dict[str, Any]:
                                "plain_workers": args.plain_workers,
                                "load_average_start": os.getloadavg()}
 
-    log.info("(a) in-process, before")
-    results["a_in_process_before"] = in_process(classifier, items, args.batch, args.seconds)
-    log.info("(d) plain uvicorn + FastAPI, before")
-    results["d_plain_single_before"] = plain_phase(args, bodies)
-
-    log.info("starting Ray and the Serve app")
+    plain = PlainServer(args)
+    log.info("starting Ray and the Serve app (the plain server starts beside it)")
     import ray
 
     if not args.no_haproxy:
@@ -392,16 +419,46 @@ def run(args) -> dict[str, Any]:
         url = serving.deploy(settings, REPO / "configs" / "serve.yaml")
         app_cfg = serving.load_app_config(REPO / "configs" / "serve.yaml")
         results["config"] = {d["name"]: {k: v for k, v in d.items() if k != "name"} for d in app_cfg["deployments"]}
+        plain.ready(bodies, args.concurrency)
         closed_loop(f"{url}/predict", bodies, args.concurrency, 2.0, 10**9)  # warm-up (and autoscaling)
-
-        log.info("(b) /predict/batch through Serve")
         batch_bodies = [{"items": bodies[i : i + args.batch]} for i in range(0, len(bodies) - args.batch + 1, args.batch)]
-        results["b_serve_batch"] = closed_loop(f"{url}/predict/batch", batch_bodies, args.batch_concurrency, args.seconds, args.max_requests, per_request=args.batch)
 
-        log.info("(c) /predict through Serve")
-        before = cpu_snapshot()
-        results["c_serve_single"] = closed_loop(f"{url}/predict", bodies, args.concurrency, args.seconds, args.max_requests)
-        results["c_cpu_ms_per_request"] = cpu_by_role(before, cpu_snapshot(), results["c_serve_single"]["requests"])
+        # Rounds of short slices (a, d, c, b; reversed every other round): a load that other work puts
+        # on the machine falls on every phase alike instead of on whichever phase it coincides with.
+        part = args.seconds / args.rounds
+        slices: dict[str, list[dict[str, Any]]] = {"a": [], "b": [], "c": [], "d": []}
+        cpu_c = {"before": {}, "after": {}}
+        others_during_d = 0.0
+
+        def phase(name: str) -> None:
+            nonlocal others_during_d
+            if name == "a":
+                slices["a"].append(in_process(classifier, items, args.batch, part))
+            elif name == "b":
+                slices["b"].append(closed_loop(f"{url}/predict/batch", batch_bodies, args.batch_concurrency, part, args.max_requests, per_request=args.batch))
+            elif name == "c":
+                before = cpu_snapshot()
+                slices["c"].append(closed_loop(f"{url}/predict", bodies, args.concurrency, part, args.max_requests))
+                after = cpu_snapshot()
+                for pid, v in after.items():
+                    cpu_c["after"][pid] = cpu_c["after"].get(pid, 0.0) + v - before.get(pid, 0.0)
+            else:
+                before = cpu_snapshot()
+                slices["d"].append(closed_loop(plain.url, bodies, args.concurrency, part, args.max_requests))
+                after = cpu_snapshot()
+                others_during_d += sum(v - before.get(pid, 0.0) for pid, v in after.items() if role(pid) not in ("plain server (d)", "client (this bench)"))
+
+        for r in range(args.rounds):
+            order = "adcb" if r % 2 == 0 else "bcda"
+            log.info("round %d/%d (%s)", r + 1, args.rounds, order)
+            for name in order:
+                phase(name)
+        results["a_in_process"] = pooled_in_process(slices["a"])
+        results["b_serve_batch"] = pooled(slices["b"], per_request=args.batch)
+        results["c_serve_single"] = pooled(slices["c"])
+        results["d_plain_single"] = pooled(slices["d"])
+        results["c_cpu_ms_per_request"] = cpu_by_role({}, cpu_c["after"], results["c_serve_single"]["requests"])
+        results["serve_idle_cpu_during_d_pct_of_a_core"] = round(100 * others_during_d / max(results["d_plain_single"]["seconds"], 1e-9), 1)
 
         log.info("(e) %d-alert burst through the live path", args.burst)
         from cosmic_ray import live
@@ -420,17 +477,10 @@ def run(args) -> dict[str, Any]:
             results["m_memory"] = memory_phase(url, bodies, args)
         serving.shutdown()
     finally:
+        plain.stop()
         ray.shutdown()
-
-    log.info("(d) plain uvicorn + FastAPI, after")
-    results["d_plain_single_after"] = plain_phase(args, bodies)
-    log.info("(a) in-process, after")
-    results["a_in_process_after"] = in_process(classifier, items, args.batch, args.seconds)
     results["load_average_end"] = os.getloadavg()
 
-    mean = lambda key, field: round((results[f"{key}_before"][field] + results[f"{key}_after"][field]) / 2, 1)
-    results["a_in_process"] = {"lc_per_s": mean("a_in_process", "lc_per_s")}
-    results["d_plain_single"] = {f: mean("d_plain_single", f) for f in ("req_per_s", "p50_ms", "p99_ms", "failures")}
     log.info("results: %s", json.dumps(results, default=str))
     a, b, c, d = results["a_in_process"], results["b_serve_batch"], results["c_serve_single"], results["d_plain_single"]
     results["ratios"] = {
@@ -442,15 +492,14 @@ def run(args) -> dict[str, Any]:
 
 def render(r: dict[str, Any]) -> str:
     a, b, c, d, e = r["a_in_process"], r["b_serve_batch"], r["c_serve_single"], r["d_plain_single"], r["e_live_burst"]
-    a0, a1, d0, d1 = r["a_in_process_before"], r["a_in_process_after"], r["d_plain_single_before"], r["d_plain_single_after"]
     rows = [
-        ("(a) model in-process", f"{a['lc_per_s']:.0f} lc/s", f"before {a0['lc_per_s']:.0f}, after {a1['lc_per_s']:.0f}", "baseline (mean)"),
+        ("(a) model in-process", f"{a['lc_per_s']:.0f} lc/s", f"rounds {a['per_round']}", "baseline"),
         ("(b) Serve /predict/batch", f"{b['lc_per_s']:.0f} lc/s", f"p50 {b['p50_ms']} ms, p99 {b['p99_ms']} ms, failures {b['failures']}",
          f"{r['ratios']['batch_vs_in_process']:.0%} of (a) (target >= 70%)"),
         ("(c) Serve /predict", f"{c['req_per_s']:.0f} req/s", f"p50 {c['p50_ms']} ms, p99 {c['p99_ms']} ms, failures {c['failures']}",
          f"{(r['ratios']['single_vs_plain'] or 0):.0%} of (d) (target >= 80%; 350 req/s, p99 < 100 ms)"),
-        ("(d) plain uvicorn /predict", f"{d['req_per_s']:.0f} req/s",
-         f"before {d0['req_per_s']:.0f} (p99 {d0['p99_ms']} ms), after {d1['req_per_s']:.0f} (p99 {d1['p99_ms']} ms)", "baseline (mean)"),
+        ("(d) plain uvicorn /predict", f"{d['req_per_s']:.0f} req/s", f"p50 {d['p50_ms']} ms, p99 {d['p99_ms']} ms, failures {d['failures']}",
+         f"baseline ({r['plain_workers']} workers)"),
         ("(e) live burst", f"{e['alerts']} alerts in {e['seconds']} s", f"stored {e['stored']}", "target < 60 s"),
     ]
     if "m_memory" in r:
@@ -460,14 +509,17 @@ def render(r: dict[str, Any]) -> str:
     width = max(len(x[0]) for x in rows)
     lines = [f"{n:<{width}}  {v:>22}  {m:<60}  {t}" for n, v, m, t in rows]
     lines.append("(c) CPU ms per request: " + ", ".join(f"{k} {v}" for k, v in r["c_cpu_ms_per_request"].items()))
+    lines.append(f"req/s per round: (c) {c['per_round']}, (d) {d['per_round']}; idle Serve during (d): "
+                 f"{r['serve_idle_cpu_during_d_pct_of_a_core']}% of a core")
     lines.append(f"load average: start {r['load_average_start'][0]:.2f}, end {r['load_average_end'][0]:.2f}")
     return "\n".join(lines)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seconds", type=float, default=10.0, help="Length of each load phase.")
+    parser.add_argument("--seconds", type=float, default=10.0, help="Length of each of (a)-(d), summed over the rounds.")
     parser.add_argument("--max-requests", type=int, default=50_000, help="Most requests per phase.")
+    parser.add_argument("--rounds", type=int, default=4, help="Each of (a)-(d) runs in this many slices, interleaved.")
     parser.add_argument("--concurrency", type=int, default=32, help="Clients in flight for (c) and (d).")
     parser.add_argument("--batch", type=int, default=64, help="Light curves per /predict/batch request and per in-process call.")
     parser.add_argument("--batch-concurrency", type=int, default=4, help="Batch requests in flight for (b).")

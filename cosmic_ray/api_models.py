@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 MAX_POINTS = 5000
 
@@ -13,18 +12,12 @@ MAX_POINTS = 5000
 class PointIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    mjd: float = Field(ge=0, le=200_000, description="Modified Julian Date of the observation (0 to 200000, as for alerts).")
+    # allow_inf_nan=False: NaN and infinities are refused by pydantic-core itself (no Python call per point)
+    mjd: float = Field(ge=0, le=200_000, allow_inf_nan=False, description="Modified Julian Date of the observation (0 to 200000, as for alerts).")
     band: str = Field(min_length=1, max_length=16, description="g, r, i for ZTF; <survey>_<filter> otherwise.")
-    mag: float = Field(ge=-40, le=60, description="AB magnitude (limiting magnitude when is_limit).")
-    magerr: float = Field(default=0.0, ge=0, le=10)
+    mag: float = Field(ge=-40, le=60, allow_inf_nan=False, description="AB magnitude (limiting magnitude when is_limit).")
+    magerr: float = Field(default=0.0, ge=0, le=10, allow_inf_nan=False)
     is_limit: bool = False
-
-    @field_validator("mjd", "mag", "magerr")
-    @classmethod
-    def _finite(cls, value: float) -> float:
-        if not math.isfinite(value):
-            raise ValueError("must be a finite number")
-        return value
 
 
 class LightCurveIn(BaseModel):

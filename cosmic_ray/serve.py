@@ -12,10 +12,12 @@ agrees within ``class_poll_seconds`` / ``model_poll_seconds`` without a change t
 # No `from __future__ import annotations` here: FastAPI must see real types on the ingress methods.
 
 import asyncio
+import functools
 import logging
+import math
 import threading
 import time
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from fastapi import FastAPI, HTTPException, Query, Request, Response
@@ -34,6 +36,7 @@ from cosmic_ray.api_models import (
     ClassInfo,
     ErrorResponse,
     Health,
+    LightCurveIn,
     LoginRequest,
     Me,
     ModelInfo,
@@ -78,14 +81,31 @@ class AppArgs(BaseModel):
         return Settings(**{k: v for k, v in overrides.items() if v is not None})
 
 
+_EPOCH = date(1970, 1, 1)  # MJD 40587
+
+
+@functools.lru_cache(maxsize=65536)
+def _night(day: int) -> str:
+    """YYYYMMDD of integer MJD ``day`` (as :func:`cosmic_ray.lightcurve.mjd_to_night`; nights repeat, so cached)."""
+    return (_EPOCH + timedelta(days=day - 40587)).strftime("%Y%m%d")
+
+
 def points_to_rows(object_id: str, points: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Points ``{mjd, band, mag, magerr[, is_limit]}`` -> lake-schema rows the featurizer reads."""
-    from cosmic_ray.lightcurve import mjd_to_night
-
     return [
         {"object_id": object_id, "source": "user", "mjd": float(p["mjd"]), "band": p["band"], "mag": p["mag"],
-         "magerr": p.get("magerr", 0.0), "is_limit": bool(p.get("is_limit", False)), "night": mjd_to_night(float(p["mjd"]))}
+         "magerr": p.get("magerr", 0.0), "is_limit": bool(p.get("is_limit", False)), "night": _night(math.floor(p["mjd"]))}
         for p in points
+    ]
+
+
+def lightcurve_rows(lc: LightCurveIn) -> list[dict[str, Any]]:
+    """A validated light curve -> rows, read from the points' attributes (no dict per point in between)."""
+    object_id = lc.object_id
+    return [
+        {"object_id": object_id, "source": "user", "mjd": p.mjd, "band": p.band, "mag": p.mag, "magerr": p.magerr,
+         "is_limit": p.is_limit, "night": _night(math.floor(p.mjd))}
+        for p in lc.points
     ]
 
 
@@ -411,9 +431,8 @@ def request_to_item(body: PredictRequest) -> dict[str, Any]:
         rows = [r for r in rows if r["source"] == "ztf_alert"]
         object_id = str(body.alert.get("objectId"))
     else:
-        lc = body.lightcurve
-        rows = points_to_rows(lc.object_id, [p.model_dump() for p in lc.points])
-        object_id = lc.object_id
+        rows = lightcurve_rows(body.lightcurve)
+        object_id = body.lightcurve.object_id
     if not any(not r["is_limit"] for r in rows):
         raise HTTPException(status_code=422, detail="the light curve has no detection (only upper limits)")
     return {"object_id": object_id, "rows": rows}

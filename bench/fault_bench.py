@@ -1,6 +1,7 @@
 """Faults under load on the running Serve app: kill a model replica, kill the HTTP proxy.
 
     python bench/fault_bench.py --url http://127.0.0.1:8000 [--seconds 20] [--threads 4]
+    python bench/fault_bench.py --home HOME --proxy-health-periods 10 2   # own clusters, proxy only
 
 Needs a deployed app (``cosmic-ray serve up``) on the Ray cluster of ``RAY_ADDRESS`` (export
 ``RAY_AUTH_MODE=token`` too). Load is closed-loop ``/predict`` from a few threads on 127.0.0.1,
@@ -172,14 +173,68 @@ def proxy_kill(url: str, seconds: float = 20, threads: int = 4, settle: float = 
     }
 
 
+def proxy_outage_by_health_period(home: str, periods: list[float], seconds: float, threads: int) -> list[dict]:
+    """The proxy kill on a fresh cluster per value of ``RAY_SERVE_PROXY_HEALTH_CHECK_PERIOD_S``.
+
+    Each cluster is a ``ray.cluster_utils.Cluster`` on its own ports (the env var is read by the
+    Serve controller, so it is set before the cluster starts); the app is deployed by
+    ``cosmic-ray serve up`` from ``home`` (it needs a production model there).
+    """
+    import os
+    import socket
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import ray
+    from ray.cluster_utils import Cluster
+
+    def free_port() -> int:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            return sock.getsockname()[1]
+
+    marker = Path("/tmp/ray/ray_current_cluster")
+    results = []
+    for period in periods:
+        os.environ["RAY_SERVE_PROXY_HEALTH_CHECK_PERIOD_S"] = str(period)
+        previous = marker.read_text() if marker.exists() else None
+        cluster = Cluster(initialize_head=True, connect=False, head_node_args={"num_cpus": 4, "include_dashboard": False, "dashboard_agent_listen_port": free_port()})
+        if previous is not None:  # Cluster() points everyone's `ray.init("auto")` at itself
+            marker.write_text(previous)
+        else:
+            marker.unlink(missing_ok=True)
+        try:
+            port = free_port()
+            env = {**os.environ, "RAY_ADDRESS": cluster.address, "COSMIC_RAY_HOME": home, "COSMIC_RAY_APP_PORT": str(port)}
+            up = subprocess.run([str(Path(sys.executable).parent / "cosmic-ray"), "serve", "up"], env=env, capture_output=True, text=True, timeout=400)
+            assert up.returncode == 0, up.stderr[-2000:]
+            ray.init(address=cluster.address, namespace="serve", log_to_driver=False)
+            result = proxy_kill(f"http://127.0.0.1:{port}", seconds, threads)
+            result["proxy_health_check_period_s"] = period
+            results.append(result)
+            print(json.dumps(result), flush=True)
+        finally:
+            ray.shutdown()
+            cluster.shutdown()
+    return results
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--url", default="http://127.0.0.1:8000")
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--threads", type=int, default=4)
     parser.add_argument("--skip-proxy", action="store_true")
+    parser.add_argument("--proxy-health-periods", type=float, nargs="+", default=None,
+                        help="Instead: the proxy kill on a fresh own cluster per proxy health-check period (10 = Serve's default).")
+    parser.add_argument("--home", default=None, help="With --proxy-health-periods: a COSMIC_RAY_HOME holding a production model.")
     args = parser.parse_args()
     assert args.url.startswith(("http://127.0.0.1", "http://localhost")), "load goes to loopback only"
+    if args.proxy_health_periods:
+        assert args.home, "--proxy-health-periods needs --home"
+        proxy_outage_by_health_period(args.home, args.proxy_health_periods, args.seconds, args.threads)
+        return
     import ray
 
     ray.init(address="auto", namespace="serve", log_to_driver=False)

@@ -23,6 +23,7 @@ import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 
 from cosmic_ray.errors import SourceError
+from cosmic_ray.keyindex import CandidIndex, PointKeyIndex
 from cosmic_ray.lightcurve import SCHEMA, conform
 
 log = logging.getLogger(__name__)
@@ -38,23 +39,6 @@ class AppendResult:
     written: int
     duplicates: int
     objects: int
-
-
-def point_keys(table: pa.Table) -> list[str]:
-    """A stable identity per point: detections by ``candid`` where they have one, else by
-    (source, object, band, time to 1e-6 d, limit flag). Built column-wise with Arrow."""
-    source = table.column("source")
-    if "candid" in table.column_names:
-        candid = pc.cast(table.column("candid"), pa.string())
-    else:
-        candid = pa.nulls(table.num_rows, pa.string())
-    micro_days = pc.cast(pc.round(pc.multiply(table.column("mjd"), 1e6)), pa.int64())
-    limit = pc.if_else(table.column("is_limit"), "1", "0")
-    by_candid = pc.binary_join_element_wise(source, pc.binary_join_element_wise("c", candid, ""), "|")
-    by_point = pc.binary_join_element_wise(
-        source, table.column("object_id"), table.column("band"), pc.cast(micro_days, pa.string()), limit, "|"
-    )
-    return pc.if_else(pc.is_valid(candid), by_candid, by_point).to_pylist()
 
 
 _PARTITION_VALUE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")
@@ -82,8 +66,8 @@ class Lake:
 
     def __init__(self, root: Path | str):
         self.root = Path(root)
-        self._keys: set[str] | None = None
-        self._alert_keys: set[int] | None = None
+        self._keys: PointKeyIndex | None = None
+        self._alert_keys: CandidIndex | None = None
         self._staged: list[pa.Table] = []
         self._staged_alerts: list[pa.Table] = []
 
@@ -99,10 +83,14 @@ class Lake:
             ignore_prefixes=[".", "_"],
         )
 
-    def existing_keys(self) -> set[str]:
+    def key_index(self) -> PointKeyIndex:
+        """The identities of the points already in the lake (read from the files once, then kept)."""
         if self._keys is None:
+            self._keys = PointKeyIndex()
             dataset = self._dataset()
-            self._keys = set() if dataset is None else set(point_keys(dataset.to_table(columns=_KEY_COLUMNS)))
+            if dataset is not None:
+                for batch in dataset.to_batches(columns=_KEY_COLUMNS):
+                    self._keys.add_new(pa.Table.from_batches([batch]))
         return self._keys
 
     def append(self, table: pa.Table, defer: bool = False) -> AppendResult:
@@ -110,13 +98,7 @@ class Lake:
         if table.num_rows == 0:
             return AppendResult(0, 0, 0)
         table = conform(table)
-        existing = self.existing_keys()
-        keep = np.zeros(table.num_rows, dtype=bool)
-        add = existing.add
-        for i, key in enumerate(point_keys(table)):
-            if key not in existing:
-                add(key)
-                keep[i] = True
+        keep = self.key_index().add_new(table)
         new = table.filter(pa.array(keep)) if not keep.all() else table
         if defer:
             self._staged.append(new)
@@ -186,13 +168,11 @@ class Lake:
         if table.num_rows == 0:
             return 0
         if self._alert_keys is None:
+            self._alert_keys = CandidIndex()
             dataset = self._alert_dataset()
-            self._alert_keys = set() if dataset is None else set(dataset.to_table(columns=["alert_candid"]).column(0).to_pylist())
-        keep = np.zeros(table.num_rows, dtype=bool)
-        for i, candid in enumerate(table.column("alert_candid").to_pylist()):
-            if candid not in self._alert_keys:
-                self._alert_keys.add(candid)
-                keep[i] = True
+            if dataset is not None:
+                self._alert_keys.add_new_candids(dataset.to_table(columns=["alert_candid"]).column(0).to_numpy())
+        keep = self._alert_keys.add_new_candids(table.column("alert_candid").to_numpy())
         new = table.filter(pa.array(keep))
         if defer:
             self._staged_alerts.append(new)

@@ -44,3 +44,35 @@ def test_partitioned_by_source_and_night(tmp_path, shared_data):
     nights = {parts[1][6:] for parts in folders}
     table = lake.read()
     assert set(table.column("night").to_pylist()) == nights
+
+
+def test_key_index_matches_exact_string_keys_on_real_alerts(shared_data):
+    """The compact index keeps exactly the rows a set of full key strings keeps: detections by
+    candid, upper limits (no candid) by object/band/time/flag, repeats inside one table too."""
+    import numpy as np
+    import pyarrow as pa
+
+    from cosmic_ray.keyindex import PointKeyIndex
+
+    folder = shared_data / "ztf-alerts" / "pittgoogle"
+    tables = [ztf.parse(ztf.RawInput(str(p), p.read_bytes())).table for p in sorted(folder.rglob("*.avro"))]
+    tables = [t for t in tables if t.num_rows]
+    table = pa.concat_tables(tables)
+    rows = table.select(["source", "candid", "object_id", "band", "mjd", "is_limit"]).to_pylist()
+    seen: set[tuple] = set()
+    expected = []
+    for r in rows:
+        key = (r["source"], r["candid"]) if r["candid"] is not None else (
+            r["source"], r["object_id"], r["band"], round(r["mjd"] * 1e6), r["is_limit"])
+        expected.append(key not in seen)
+        seen.add(key)
+    limits = sum(1 for r in rows if r["candid"] is None)
+    assert limits > 0 and sum(expected) < len(rows)  # the real stream repeats points and has limits
+
+    index = PointKeyIndex()
+    half = len(tables) // 2
+    got = np.concatenate([index.add_new(pa.concat_tables(tables[:half])), index.add_new(pa.concat_tables(tables[half:]))])
+    assert got.tolist() == expected
+    assert len(index) == sum(expected)
+    assert not index.add_new(table).any()  # everything is known now
+    assert index.nbytes == 8 * len(index)

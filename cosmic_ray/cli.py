@@ -113,12 +113,29 @@ def watch(
     lake: Optional[Path] = typer.Option(None, help="Lake folder (default: $COSMIC_RAY_HOME/lake)."),
     interval: float = typer.Option(1.0, help="Seconds between looks at the mailbox."),
     batch_files: int = typer.Option(500, help="Most files per micro-batch."),
+    classify: bool = typer.Option(
+        False, "--classify/--no-classify",
+        help="Also classify each batch through the running Serve app and store the results (needs `cosmic-ray serve up`).",
+    ),
 ) -> None:
-    """Watch MAILBOX and micro-batch new alerts into the lake (processed files go to MAILBOX/.done/)."""
+    """Watch MAILBOX and micro-batch new alerts into the lake (processed files go to MAILBOX/.done/).
+
+    With --classify, each batch goes to the Serve model deployment (one handle call per batch) and the
+    classifications into the event store before its files leave the mailbox.
+    """
     from cosmic_ray.watch import watch as run_watch
 
     s = _settings()
-    stats = run_watch(mailbox, lake or s.lake_dir, s.quarantine_dir, interval, batch_files)
+    hook = None
+    if classify:
+        from cosmic_ray import cluster, live
+
+        cluster.connect(s, start_local=False)
+
+        def hook(table):  # noqa: ANN001 - pyarrow.Table, imported lazily
+            live.on_batch(table, s)
+
+    stats = run_watch(mailbox, lake or s.lake_dir, s.quarantine_dir, interval, batch_files, on_batch=hook)
     _emit(stats.to_dict())
 
 

@@ -79,3 +79,57 @@ def test_rare_events_reach_a_slack_compatible_webhook():
         assert not notify_rare("http://127.0.0.1:1/nothing", [event])  # a dead webhook never breaks the live path
     finally:
         server.shutdown()
+
+
+def test_cosmic_ray_watch_classify_stores_what_passes_the_prefilters(served, shared_data, event_store, tmp_path):
+    """`cosmic-ray watch MAILBOX --classify` (its own process, attached to the running cluster):
+    every alert that passes the pre-filters ends up classified in the event store, once."""
+    import os
+    import shutil
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    import ray
+
+    from cosmic_ray.lake import Lake
+
+    mailbox = tmp_path / "mailbox"
+    mailbox.mkdir()
+    files = sorted((shared_data / "ztf-alerts" / "pittgoogle" / "alerts-for-testing").glob("*.avro"))[5:25]
+    for path in files:
+        shutil.copy(path, mailbox / path.name)
+    env = {
+        **os.environ,
+        "RAY_ADDRESS": ray.get_runtime_context().gcs_address,
+        "COSMIC_RAY_HOME": str(tmp_path / "home"),
+        "COSMIC_RAY_STORE_URL": event_store.url,
+        "RAY_USAGE_STATS_ENABLED": "0",
+    }
+    cli = Path(sys.executable).parent / "cosmic-ray"
+    proc = subprocess.Popen(
+        [str(cli), "watch", str(mailbox), "--classify", "--interval", "0.2"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and any(mailbox.glob("*.avro")) and proc.poll() is None:
+            time.sleep(0.5)
+        assert not any(mailbox.glob("*.avro")), "the watcher did not take every file"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err[-2000:]
+    stats = json.loads(out.strip().splitlines()[-1])
+    alerts = Lake(tmp_path / "home" / "lake").read_alerts()
+    assert stats["files"] == len(files) and alerts.num_rows == stats["alerts"] >= len(files)
+    from cosmic_ray import prefilter
+
+    mask = prefilter.passed(alerts)
+    passed = {c for c, ok in zip(alerts.column("alert_candid").to_pylist(), mask) if ok}
+    failed = set(alerts.column("alert_candid").to_pylist()) - passed
+    assert stats["passed"] == len(passed) >= 1
+    assert event_store.known_candids(passed) == passed  # every alert that passed is classified and stored
+    assert not event_store.known_candids(failed)  # the pre-filtered ones were routed away

@@ -23,6 +23,9 @@ def _env(settings: Settings | None = None) -> dict[str, str]:
     env = dict(os.environ)
     env.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     env.setdefault("RAY_AUTH_MODE", (settings or Settings()).ray_auth_mode)
+    # Serve replaces a dead HTTP proxy after 3 failed health checks: 10 s apart by default (~30 s
+    # outage, bench/fault_bench.py), 2 s apart here (~9 s)
+    env.setdefault("RAY_SERVE_PROXY_HEALTH_CHECK_PERIOD_S", "2")
     return env
 
 

@@ -125,7 +125,7 @@ class ModelConfig(_Strict):
     layers: PositiveInt = 1
     dropout: float = Field(default=0.1, ge=0, lt=1)
     feature_block: bool = Field(default=True, description="Append the within-class whitened features to the learned embedding (LDA block).")
-    learned_scale: float = Field(default=2.0, ge=0, description="Norm of the learned part of the embedding when a feature block is on.")
+    learned_scale: float = Field(default=0.5, ge=0, description="Norm of the learned part of the embedding when a feature block is on.")
     whiten_shrinkage: float = Field(default=0.2, ge=0, le=1, description="Shrinkage of the within-class covariance of the whitening.")
     prior_weight: float = Field(default=1.0, ge=0, description="Weight of log class prior counts in the decision (0: equal priors).")
     registered_prior_count: float = Field(default=20.0, gt=0, description="Prior count of a class registered from examples.")

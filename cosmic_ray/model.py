@@ -25,9 +25,10 @@ class ProtoNetConfig:
     # objects (a fixed linear map, :func:`within_class_whitening`), are appended to the learned
     # embedding, so squared distances in that block are Gaussian (LDA) log-likelihoods
     feature_block: bool = True
-    # with a feature block, the learned part is L2-normalised and scaled by this: a bounded correction
-    # (its squared distances are at most (2 * learned_scale)^2) to the feature block's distances
-    learned_scale: float = 2.0
+    # with a feature block, the learned part (trained by episodes on its own) is L2-normalised and
+    # scaled by this: a bounded correction (squared distances at most (2 * learned_scale)^2) to the
+    # feature block's distances
+    learned_scale: float = 0.5
     whiten_shrinkage: float = 0.2  # covariance shrinkage towards its mean variance
     # decision rule: logits = -d^2 / 2 + prior_weight * log(class prior count); classes registered
     # from examples (no count of their own) take registered_prior_count
@@ -73,8 +74,9 @@ class LightCurveEncoder(nn.Module):
         if self.cfg.feature_block and matrix is not None:
             self.feat_whiten.copy_(torch.as_tensor(matrix, dtype=self.feat_whiten.dtype))
 
-    def forward(self, seq: torch.Tensor, length: torch.Tensor, feats: torch.Tensor) -> torch.Tensor:
-        # seq (B, L, C), length (B,), feats (B, F) -> (B, D)
+    def forward(self, seq: torch.Tensor, length: torch.Tensor, feats: torch.Tensor, learned_only: bool = False) -> torch.Tensor:
+        # seq (B, L, C), length (B,), feats (B, F) -> (B, D + F) with a feature block, else (B, D)
+        # learned_only: the learned part alone, before its normalisation (what episodes train)
         b, l, _ = seq.shape
         days = seq[..., :1] * self.cfg.t_scale_days  # (B, L, 1) days since first detection
         phase = days * self.omega  # (B, L, P)
@@ -87,7 +89,7 @@ class LightCurveEncoder(nn.Module):
         mean = (out * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1)  # (B, H)
         z = torch.cat([h[-1], mean, self.feat_mlp(feats)], dim=-1)  # (B, 3H)
         out = self.head(z)  # (B, D)
-        if self.cfg.feature_block:
+        if self.cfg.feature_block and not learned_only:
             out = self.cfg.learned_scale * nn.functional.normalize(out, dim=-1)
             out = torch.cat([out, feats @ self.feat_whiten.to(feats.dtype)], dim=-1)  # (B, D + F)
         return out

@@ -149,7 +149,8 @@ def train_step(model, optimizer, scaler, data: dict[str, Any], rows: np.ndarray,
     """One episode: embed support + query, prototypical loss, one optimiser step. Returns (loss, accuracy)."""
     idx = torch.from_numpy(rows)
     with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_amp):
-        emb = model(data["seq"][idx].to(device, non_blocking=True), data["length"][idx], data["feats"][idx].to(device, non_blocking=True))
+        # episodes train the learned part of the embedding (the whitened feature block is fixed)
+        emb = model(data["seq"][idx].to(device, non_blocking=True), data["length"][idx], data["feats"][idx].to(device, non_blocking=True), learned_only=True)
     loss, acc = episode_loss(emb[:n_support].float(), emb[n_support:].float(), n_way)  # (n_way*k, D), (n_way*q, D)
     optimizer.zero_grad(set_to_none=True)
     scaler.scale(loss).backward()

@@ -128,3 +128,15 @@ def test_hybrid_encoder_appends_whitened_features_and_bounds_the_learned_part():
     torch.testing.assert_close(out[:, 3:], feats @ torch.from_numpy(w))
     torch.testing.assert_close(out[:, :3].norm(dim=1), torch.full((5,), 2.0))
     assert "feat_whiten" in enc.state_dict()  # the whitening travels with the weights
+
+
+def test_episodes_train_the_learned_part_alone():
+    from cosmic_ray.model import LightCurveEncoder, ProtoNetConfig
+
+    torch.manual_seed(0)
+    enc = LightCurveEncoder(ProtoNetConfig(seq_channels=9, n_feats=4, hidden=8, embed_dim=3)).eval()
+    seq, length, feats = torch.randn(3, 6, 9), torch.tensor([6, 4, 2]), torch.randn(3, 4)
+    with torch.no_grad():
+        learned, full = enc(seq, length, feats, learned_only=True), enc(seq, length, feats)
+    assert learned.shape == (3, 3)
+    torch.testing.assert_close(full[:, :3], enc.cfg.learned_scale * torch.nn.functional.normalize(learned, dim=-1))

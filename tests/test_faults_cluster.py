@@ -12,7 +12,6 @@ import gzip
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -23,35 +22,10 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-RAY_CURRENT = Path("/tmp/ray/ray_current_cluster")
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _start_cluster(head_cpus: float, workers: list[float]):
-    """A local cluster on its own ports; the address file other Ray users read is put back as it was."""
-    from ray.cluster_utils import Cluster
-
-    previous = RAY_CURRENT.read_text() if RAY_CURRENT.exists() else None
-    try:
-        cluster = Cluster(
-            initialize_head=True,
-            connect=False,
-            head_node_args={"num_cpus": head_cpus, "include_dashboard": False, "dashboard_agent_listen_port": _free_port()},
-        )
-        for cpus in workers:
-            cluster.add_node(num_cpus=cpus, dashboard_agent_listen_port=_free_port())
-    finally:
-        # Cluster() points everyone's `ray.init("auto")` / `ray status` at itself: put the file back
-        if previous is not None:
-            RAY_CURRENT.write_text(previous)
-        else:
-            RAY_CURRENT.unlink(missing_ok=True)
-    return cluster
+try:
+    from ray_clusters import add_node, free_port, start_cluster
+except ImportError:  # tests/ made a package
+    from tests.ray_clusters import add_node, free_port, start_cluster
 
 
 def _env(**extra: str) -> dict[str, str]:
@@ -124,7 +98,7 @@ def test_worker_node_removed_during_training_resumes_from_checkpoint_and_registe
     storage = tmp_path / "checkpoints"
     tracking = f"sqlite:///{home / 'mlflow.db'}"
     # the head only hosts the driver and the Train controller; one training worker per worker node
-    cluster = _start_cluster(0, [1, 1])
+    cluster = start_cluster(0, [1, 1])
     log_path = tmp_path / "driver.log"
     try:
         env = _env(
@@ -146,7 +120,7 @@ def test_worker_node_removed_during_training_resumes_from_checkpoint_and_registe
             before = list(watch.order)
             time.sleep(3)
             watch.poll()
-            cluster.add_node(num_cpus=1, dashboard_agent_listen_port=_free_port())  # the node comes back
+            add_node(cluster, 1)  # the node comes back
             added_at = time.monotonic()
             while driver.poll() is None and time.monotonic() < deadline:
                 watch.poll()
@@ -263,7 +237,7 @@ def test_whole_cluster_restart_keeps_classes_users_classifications_and_serves_th
     home.mkdir()
     shutil.copy(settings.home_dir / "mlflow.db", home / "mlflow.db")
     tracking = f"sqlite:///{home / 'mlflow.db'}"
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     log = tmp_path / "serve_up.log"
     store = EventStore(f"sqlite:///{home / 'events.db'}")
@@ -271,7 +245,7 @@ def test_whole_cluster_restart_keeps_classes_users_classifications_and_serves_th
     token = store.create_token("rita", "restart test").token
     auth = {"Authorization": f"Bearer {token}"}
 
-    first = _start_cluster(4, [])
+    first = start_cluster(4, [])
     try:
         up_first = _serve_up(first, home, tracking, port, log)
         from cosmic_ray import registry
@@ -301,7 +275,7 @@ def test_whole_cluster_restart_keeps_classes_users_classifications_and_serves_th
     with pytest.raises(httpx.HTTPError):
         httpx.get(f"{url}/healthz", timeout=3)
 
-    second = _start_cluster(4, [])  # a fresh cluster: nothing of the first one's GCS is left
+    second = start_cluster(4, [])  # a fresh cluster: nothing of the first one's GCS is left
     try:
         up_second = _serve_up(second, home, tracking, port, log)
         print(f"\nserve up {up_first:.1f} s; whole cluster down {down_s:.1f} s; fresh cluster + serve up {up_second:.1f} s")

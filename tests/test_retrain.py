@@ -68,33 +68,15 @@ def test_retention_deletes_only_windowed_partitions_older_than_the_window(tmp_pa
 @pytest.fixture()
 def three_node_cluster(monkeypatch):
     """A head (no CPUs: it only hosts the job driver) and two 1-CPU worker nodes, with the dashboard."""
-    import socket
-
-    from ray.cluster_utils import Cluster
-
-    def free_port() -> int:
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            return sock.getsockname()[1]
+    try:
+        from ray_clusters import free_port, start_cluster
+    except ImportError:  # tests/ made a package
+        from tests.ray_clusters import free_port, start_cluster
 
     port = free_port()
     monkeypatch.setenv("PATH", f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
     monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", "0")
-    cluster = Cluster(
-        initialize_head=True,
-        connect=False,
-        head_node_args={
-            "num_cpus": 0,
-            "include_dashboard": True,
-            "dashboard_host": "127.0.0.1",
-            "dashboard_port": port,
-            # not the default 52365: the session's own Ray (and any other) already holds it, and a head
-            # whose agent cannot bind answers "No available agent to submit job"
-            "dashboard_agent_listen_port": free_port(),
-        },
-    )
-    for _ in range(2):
-        cluster.add_node(num_cpus=1, dashboard_agent_listen_port=free_port())
+    cluster = start_cluster(0, [1, 1], include_dashboard=True, dashboard_host="127.0.0.1", dashboard_port=port)
     yield cluster, f"http://127.0.0.1:{port}"
     cluster.shutdown()
 

@@ -20,9 +20,12 @@ def _ray_cli() -> str:
 
 
 def _env(settings: Settings | None = None) -> dict[str, str]:
+    settings = settings or Settings()
     env = dict(os.environ)
     env.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    env.setdefault("RAY_AUTH_MODE", (settings or Settings()).ray_auth_mode)
+    env.setdefault("RAY_AUTH_MODE", settings.ray_auth_mode)
+    if settings.serve_high_throughput:
+        env.update(high_throughput_env())
     # Serve replaces a dead HTTP proxy after 3 failed health checks: 10 s apart by default (~30 s
     # outage, bench/fault_bench.py), 2 s apart here (~9 s)
     env.setdefault("RAY_SERVE_PROXY_HEALTH_CHECK_PERIOD_S", "2")
@@ -33,6 +36,11 @@ def is_running() -> bool:
     """Whether a local Ray cluster answers (``ray status``)."""
     proc = subprocess.run([_ray_cli(), "status"], capture_output=True, text=True, env=_env(), timeout=60)
     return proc.returncode == 0
+
+
+def high_throughput_env() -> dict[str, str]:
+    """Ray Serve's high-throughput mode; read by Serve when Ray's processes start (set before `ray start`)."""
+    return {"RAY_SERVE_ENABLE_HA_PROXY": "1", "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1"}
 
 
 def up(settings: Settings, num_cpus: int | None = None) -> bool:
@@ -50,7 +58,7 @@ def up(settings: Settings, num_cpus: int | None = None) -> bool:
         f"--dashboard-host={settings.dashboard_host}", f"--dashboard-port={settings.dashboard_port}",
         "--include-dashboard=true", f"--num-cpus={cpus}", "--disable-usage-stats",
     ]
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=_env(), timeout=180)
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=_env(settings), timeout=180)
     if proc.returncode != 0:
         raise RuntimeError(f"`ray start` failed:\n{proc.stderr[-2000:]}")
     log.info("started a local Ray cluster; dashboard at %s", settings.dashboard_url)

@@ -186,6 +186,26 @@ def _serve_up(cluster, home: Path, tracking: str, port: int, log: Path) -> float
     return time.monotonic() - start
 
 
+def _listeners(port: int) -> set[str]:
+    """Names of the processes listening on 127.0.0.1/any-address TCP ``port`` (from /proc)."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table) as f:
+            for line in f.readlines()[1:]:
+                fields = line.split()
+                if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:  # 0A: LISTEN
+                    inodes.add(fields[9])
+    names = set()
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            links = {os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")}
+            if any(f"socket:[{inode}]" in links for inode in inodes):
+                names.add(Path(f"/proc/{pid}/comm").read_text().strip())
+        except OSError:  # gone meanwhile, or not ours
+            continue
+    return names
+
+
 def _support_lightcurves(shared_data: Path, avoid: list[str], k: int = 5) -> tuple[str, list[dict]]:
     """K real BTS light curves of one class the model was not trained on (else of any class)."""
     import csv
@@ -229,8 +249,15 @@ def _predict_with_class(url: str, lightcurve: dict, timeout: float = 60) -> dict
 
 @pytest.mark.slow
 @pytest.mark.timeout(900)
-def test_whole_cluster_restart_keeps_classes_users_classifications_and_serves_the_production_model(trained, settings, shared_data, tmp_path):
+def test_whole_cluster_restart_keeps_classes_users_classifications_and_serves_the_production_model(
+    trained, settings, shared_data, tmp_path, monkeypatch
+):
+    from cosmic_ray.cluster import high_throughput_env
     from cosmic_ray.store import EventStore
+
+    # the clusters start as `cosmic-ray cluster up` starts them: Serve's high-throughput mode (HAProxy)
+    for name, value in high_throughput_env().items():
+        monkeypatch.setenv(name, value)
 
     # state of this deployment: its own home and event store; the real registered model of the session
     home = tmp_path / "home"
@@ -252,6 +279,7 @@ def test_whole_cluster_restart_keeps_classes_users_classifications_and_serves_th
         from cosmic_ray.config import Settings
 
         production = registry.production_version(Settings(home=home, mlflow_tracking_uri=tracking))
+        assert any("haproxy" in name for name in _listeners(port)), _listeners(port)  # HAProxy answers the port
         version = httpx.get(f"{url}/model", timeout=30).json()["version"]
         assert production is not None and version == production.version  # served without naming a version
         label, curves = _support_lightcurves(shared_data, trained.classes)

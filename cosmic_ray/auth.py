@@ -44,6 +44,19 @@ def principal_from_request(request: Request, store: EventStore) -> Principal | N
     return None
 
 
+def client_address(request: Request, trusted_proxies: list[str] | tuple[str, ...] = ()) -> str:
+    """The client's address: the peer's, or the nearest untrusted hop of ``X-Forwarded-For`` when the
+    peer is a trusted proxy (a client cannot pick its own address by sending the header itself)."""
+    peer = request.client.host if request.client else "unknown"
+    if peer not in trusted_proxies:
+        return peer
+    hops = [h.strip() for h in request.headers.get("x-forwarded-for", "").split(",") if h.strip()]
+    for hop in reversed(hops):  # the right-most hops were added by our own proxies
+        if hop not in trusted_proxies:
+            return hop
+    return peer
+
+
 def unauthorized(detail: str = "authentication required: send 'Authorization: Bearer <token>' or log in") -> HTTPException:
     return HTTPException(status_code=401, detail=detail, headers={"WWW-Authenticate": "Bearer"})
 

@@ -50,7 +50,12 @@ class Settings(BaseSettings):
     cookie_secure: bool = Field(default=False, description="Mark the session cookie Secure (set it behind HTTPS).")
     session_hours: float = Field(default=12.0, gt=0, description="Lifetime of a web login session.")
     login_attempts_per_account: PositiveInt = Field(default=5, description="Failed logins per account per window.")
-    login_attempts_per_address: PositiveInt = Field(default=20, description="Login attempts per client address per window.")
+    login_attempts_per_address: PositiveInt = Field(default=20, description="Failed login attempts per client address per window.")
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description="Peer addresses (a load balancer, an ingress controller) whose X-Forwarded-For names the client. "
+        "Serve's HAProxy mode adds no such header: behind it, every client shares HAProxy's address.",
+    )
     login_window_s: float = Field(default=300.0, gt=0, description="The login rate-limit window.")
     max_support: PositiveInt = Field(default=100, description="Most support light curves of a class registered at runtime.")
     # --- live path (cosmic_ray/live.py) ---

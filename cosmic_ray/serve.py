@@ -704,14 +704,14 @@ class Ingress:
     @api.post("/auth/login", response_model=Me, responses={401: {"model": ErrorResponse}, 429: {"model": ErrorResponse}})
     async def login(self, body: LoginRequest, request: Request) -> JSONResponse:
         """Check a username and password; on success set the ``cr_session`` cookie."""
-        address = request.client.host if request.client else "unknown"
+        address = auth.client_address(request, self.settings.trusted_proxies)
         account = body.username.lower()
         wait = max(self.logins_by_address.retry_after(address), self.logins_by_account.retry_after(account))
         if wait:
             raise HTTPException(status_code=429, detail="too many login attempts: try again later", headers={"Retry-After": str(wait)})
-        self.logins_by_address.hit(address)
         principal = await asyncio.to_thread(self.store.authenticate, body.username, body.password)
-        if principal is None:
+        if principal is None:  # failures count, so users behind one shared address are not locked out by logging in
+            self.logins_by_address.hit(address)
             self.logins_by_account.hit(account)
             log.info("failed login for an account from %s", address)
             raise HTTPException(status_code=401, detail="invalid username or password")

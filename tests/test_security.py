@@ -258,3 +258,21 @@ def test_cors_is_closed_by_default(served):
     assert "access-control-allow-credentials" not in preflight.headers
     simple = httpx.get(f"{served}/healthz", headers={"Origin": origin}, timeout=30)
     assert simple.status_code == 200 and "access-control-allow-origin" not in simple.headers
+
+
+def test_client_address_believes_forwarded_for_only_from_trusted_proxies():
+    from starlette.requests import Request
+
+    from cosmic_ray.auth import client_address
+
+    def request(peer: str, forwarded: str | None = None) -> Request:
+        headers = [(b"x-forwarded-for", forwarded.encode())] if forwarded else []
+        return Request({"type": "http", "client": (peer, 5555), "headers": headers, "method": "POST", "path": "/auth/login"})
+
+    assert client_address(request("203.0.113.9", "10.0.0.1")) == "203.0.113.9"  # nobody trusted: the header is ignored
+    trusted = ["10.1.0.5"]
+    assert client_address(request("203.0.113.9", "198.51.100.7"), trusted) == "203.0.113.9"  # an untrusted peer can't pick its address
+    assert client_address(request("10.1.0.5", "198.51.100.7"), trusted) == "198.51.100.7"
+    # a client-sent header is prepended to, never trusted: the right-most untrusted hop wins
+    assert client_address(request("10.1.0.5", "1.2.3.4, 198.51.100.7"), trusted) == "198.51.100.7"
+    assert client_address(request("10.1.0.5"), trusted) == "10.1.0.5"

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from cosmic_ray.errors import IncompatibleModelError
 from cosmic_ray.model import LightCurveEncoder, ProtoNetConfig, squared_distances
 
 
@@ -201,14 +202,22 @@ class ProtoNetClassifier:
             "max_len": self.max_len,
             "meta": self.meta,
             "novelty_threshold": self.novelty_threshold,
+            "feature_names": _current_feature_names(),
         }
         (folder / "bundle.json").write_text(json.dumps(bundle, indent=2, default=str))
         return folder
 
     @classmethod
     def load(cls, folder: Path | str) -> "ProtoNetClassifier":
+        """Rebuild a saved classifier.
+
+        Raises:
+            IncompatibleModelError: it was trained on features this code no longer computes (a model
+                of an older release): it could only answer with errors, so it is refused here.
+        """
         folder = Path(folder)
         bundle = json.loads((folder / "bundle.json").read_text())
+        _check_features(bundle)
         arrays = np.load(folder / "arrays.npz", allow_pickle=False)
         bundle["arch"].setdefault("feature_block", False)  # models saved before the hybrid embedding
         return cls(
@@ -226,6 +235,25 @@ class ProtoNetClassifier:
             meta=bundle.get("meta", {}),
             novelty_threshold=float(bundle.get("novelty_threshold", 0.95)),
             prior_counts=arrays["prior_counts"] if "prior_counts" in arrays.files else None,
+        )
+
+
+def _current_feature_names() -> list[str]:
+    from cosmic_ray.features import feature_names  # lazy: the training path needs torch + numpy only
+
+    return feature_names()
+
+
+def _check_features(bundle: dict[str, Any]) -> None:
+    current = _current_feature_names()
+    saved = bundle.get("feature_names")
+    n_saved = len(saved) if saved is not None else int(bundle["arch"]["n_feats"])
+    if (saved is not None and saved != current) or n_saved != len(current):
+        changed = sorted(set(saved or []) ^ set(current))[:6] if saved is not None else []
+        raise IncompatibleModelError(
+            f"this model was trained on {n_saved} light-curve features, this code computes {len(current)}"
+            + (f" (differing: {', '.join(changed)}...)" if changed else "")
+            + ": retrain it (`cosmic-ray train`) with this release"
         )
 
 

@@ -31,5 +31,9 @@ class ModelNotFoundError(CosmicRayError):
     """No model is registered (or no version carries the requested alias)."""
 
 
+class IncompatibleModelError(ModelNotFoundError):
+    """A saved model was trained on inputs this code no longer computes (another feature set)."""
+
+
 class TrainingError(CosmicRayError):
     """Training could not produce a model (too few classes or objects, failed run)."""

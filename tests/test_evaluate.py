@@ -171,30 +171,67 @@ def test_hybrid_classifier_round_trips_with_its_whitening_and_priors(tmp_path):
     import torch
 
     from cosmic_ray.classifier import ProtoNetClassifier
+    from cosmic_ray.features import feature_names
     from cosmic_ray.model import LightCurveEncoder, ProtoNetConfig
 
     torch.manual_seed(0)
-    arch = ProtoNetConfig(seq_channels=9, n_feats=4, hidden=8, embed_dim=3)
+    nf = len(feature_names())  # a saved model must match the features this code computes
+    arch = ProtoNetConfig(seq_channels=9, n_feats=nf, hidden=8, embed_dim=3)
     enc = LightCurveEncoder(arch)
-    enc.set_feature_whitening(np.diag([1.0, 2.0, 3.0, 4.0]))
+    enc.set_feature_whitening(np.diag(np.arange(1.0, nf + 1)))
     rng = np.random.default_rng(1)
     clf = ProtoNetClassifier(
         arch=arch, state_dict=enc.state_dict(), class_names=["a", "b"],
-        prototypes=rng.normal(size=(2, arch.out_dim)).astype(np.float32), feat_mean=np.zeros(4, np.float32), feat_std=np.ones(4, np.float32),
+        prototypes=rng.normal(size=(2, arch.out_dim)).astype(np.float32), feat_mean=np.zeros(nf, np.float32), feat_std=np.ones(nf, np.float32),
         calibration=np.array([0.5, 1.0]), ref_embeddings=np.zeros((0, arch.out_dim), np.float32), ref_ids=np.array([]),
         ref_labels=np.array([]), max_len=6, prior_counts=np.array([30.0, 3.0]),
     )
-    seq, length, feats = rng.normal(size=(4, 6, 9)).astype(np.float32), np.array([6, 5, 4, 3]), rng.normal(size=(4, 4))
+    seq, length, feats = rng.normal(size=(4, 6, 9)).astype(np.float32), np.array([6, 5, 4, 3]), rng.normal(size=(4, nf))
     back = ProtoNetClassifier.load(clf.save(tmp_path / "m"))
     np.testing.assert_allclose(back.counts(), [30.0, 3.0])
     np.testing.assert_allclose(back.embed(seq, length, feats), clf.embed(seq, length, feats), rtol=1e-6)
     assert [p.label for p in back.predict_arrays(np.arange(4), seq, length, feats, 0)] == [p.label for p in clf.predict_arrays(np.arange(4), seq, length, feats, 0)]
     # a bundle written before the hybrid embedding (no feature block in its arch) still loads
-    old = ProtoNetConfig(seq_channels=9, n_feats=4, hidden=8, embed_dim=3, feature_block=False)
+    old = ProtoNetConfig(seq_channels=9, n_feats=nf, hidden=8, embed_dim=3, feature_block=False)
     legacy = clf._copy(arch=old, state_dict=LightCurveEncoder(old).state_dict(), prototypes=np.zeros((2, 3), np.float32), prior_counts=None)
     folder = legacy.save(tmp_path / "old")
     bundle = json.loads((folder / "bundle.json").read_text())
-    del bundle["arch"]["feature_block"]
+    del bundle["arch"]["feature_block"], bundle["feature_names"]
     (folder / "bundle.json").write_text(json.dumps(bundle))
     loaded = ProtoNetClassifier.load(folder)
     assert loaded.embed(seq, length, feats).shape == (4, 3) and loaded.prior_counts is None
+
+
+def test_a_model_trained_on_another_feature_set_is_refused_with_a_reason(tmp_path):
+    """A model of an older release (other features) could only answer /predict with errors: loading
+    it fails with a message that says to retrain, so a rollout keeps the serving model."""
+    import json
+
+    import pytest
+
+    from cosmic_ray.classifier import ProtoNetClassifier
+    from cosmic_ray.errors import IncompatibleModelError
+    from cosmic_ray.features import feature_names
+    from cosmic_ray.model import LightCurveEncoder, ProtoNetConfig
+
+    nf = len(feature_names())
+    arch = ProtoNetConfig(seq_channels=9, n_feats=nf, hidden=8, embed_dim=3)
+    clf = ProtoNetClassifier(
+        arch=arch, state_dict=LightCurveEncoder(arch).state_dict(), class_names=["a", "b"],
+        prototypes=np.zeros((2, arch.out_dim), np.float32), feat_mean=np.zeros(nf, np.float32), feat_std=np.ones(nf, np.float32),
+        calibration=np.array([0.5, 1.0]), ref_embeddings=np.zeros((0, arch.out_dim), np.float32), ref_ids=np.array([]),
+        ref_labels=np.array([]), max_len=6,
+    )
+    folder = clf.save(tmp_path / "m")
+    assert ProtoNetClassifier.load(folder).arch.n_feats == nf
+    bundle = json.loads((folder / "bundle.json").read_text())
+    renamed = {**bundle, "feature_names": [*bundle["feature_names"][:-1], "an_old_feature"]}
+    (folder / "bundle.json").write_text(json.dumps(renamed))
+    with pytest.raises(IncompatibleModelError, match="retrain"):
+        ProtoNetClassifier.load(folder)
+    # a bundle from before feature names were saved: its feature count decides
+    legacy = {k: v for k, v in bundle.items() if k != "feature_names"}
+    legacy["arch"] = {**bundle["arch"], "n_feats": 33}
+    (folder / "bundle.json").write_text(json.dumps(legacy))
+    with pytest.raises(IncompatibleModelError, match="33 light-curve features"):
+        ProtoNetClassifier.load(folder)

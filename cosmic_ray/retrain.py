@@ -140,6 +140,7 @@ def run(settings: Settings, cfg: RetrainConfig, train_cfg: TrainConfig, as_of: s
         report.model_name, report.version, "promoted" if report.gate["promoted"] else "kept production", report.gate["reason"],
     )
     summary = {k: v for k, v in report.to_dict().items() if k != "history"}
+    summary["worker_nodes"] = report.history[-1].get("worker_nodes") if report.history else None  # of the last attempt
     return RetrainReport(
         window=asdict(window),
         dataset={k: v for k, v in record.items() if k != "files"} | {"files": len(record["files"])},

@@ -7,7 +7,6 @@ numbered in comments.
 from __future__ import annotations
 
 import logging
-import os
 import tempfile
 import time
 from dataclasses import dataclass
@@ -216,8 +215,9 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         scheduler.load_state_dict(state["scheduler"])
         start_epoch, history = state["epoch"] + 1, state["history"]
 
+    nodes = _distinct_worker_nodes()  # where this attempt's workers run (after a restart, too)
     for epoch in range(start_epoch, config["epochs"]):
-        metrics = {"epoch": epoch, **run_epoch(model, optimizer, scheduler, scaler, data, config, rng, device, use_amp)}
+        metrics = {"epoch": epoch, "worker_nodes": nodes, **run_epoch(model, optimizer, scheduler, scaler, data, config, rng, device, use_amp)}
         if rank == 0 and (config.get("validate_every_epoch", True) or epoch == config["epochs"] - 1):
             metrics.update(validation_metrics(_unwrap(model), data, device))
         history.append(metrics)
@@ -235,6 +235,19 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
                 torch.save(state, Path(tmp) / "model.pt")
                 ckpt = ray.train.Checkpoint.from_directory(tmp)
             ray.train.report(metrics, checkpoint=ckpt)
+
+
+def _distinct_worker_nodes() -> int:
+    """How many Ray nodes this run's workers are on (every rank takes part in the gather)."""
+    import ray
+    import torch.distributed as dist
+
+    node = ray.get_runtime_context().get_node_id()
+    if not (dist.is_available() and dist.is_initialized()):
+        return 1
+    nodes: list[str | None] = [None] * dist.get_world_size()
+    dist.all_gather_object(nodes, node)
+    return len(set(nodes))
 
 
 def fit_local(data: TrainingSet, arch: ProtoNetConfig, *, epochs: int, lr: float, episodes: dict[str, int], seed: int, device: str = "cpu") -> TrainOutput:

@@ -84,8 +84,8 @@ def test_rare_events_reach_a_slack_compatible_webhook():
 def test_cosmic_ray_watch_classify_stores_what_passes_the_prefilters(served, shared_data, event_store, tmp_path):
     """`cosmic-ray watch MAILBOX --classify` (its own process, attached to the running cluster):
     every alert that passes the pre-filters ends up classified in the event store, once."""
+    import importlib.util
     import os
-    import shutil
     import signal
     import subprocess
     import sys
@@ -98,9 +98,15 @@ def test_cosmic_ray_watch_classify_stores_what_passes_the_prefilters(served, sha
 
     mailbox = tmp_path / "mailbox"
     mailbox.mkdir()
-    files = sorted((shared_data / "ztf-alerts" / "pittgoogle" / "alerts-for-testing").glob("*.avro"))[5:25]
-    for path in files:
-        shutil.copy(path, mailbox / path.name)
+    # 20 real alerts as ingest_bench replicates them (fresh objectId and candids, every other field
+    # real), under a replica number no other test uses: the session's store holds none of them yet
+    spec = importlib.util.spec_from_file_location("ingest_bench", Path(__file__).resolve().parents[1] / "bench" / "ingest_bench.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    templates = [p.read_bytes() for p in sorted((shared_data / "ztf-alerts" / "pittgoogle" / "alerts-for-testing").glob("*.avro"))]
+    first = 777 * len(templates)
+    assert bench._replicate_chunk((templates, list(range(first, first + 20)), str(mailbox))) == 20
+    files = sorted(mailbox.glob("*.avro"))
     env = {
         **os.environ,
         "RAY_ADDRESS": ray.get_runtime_context().gcs_address,
@@ -108,6 +114,8 @@ def test_cosmic_ray_watch_classify_stores_what_passes_the_prefilters(served, sha
         "COSMIC_RAY_STORE_URL": event_store.url,
         "RAY_USAGE_STATS_ENABLED": "0",
     }
+    in_mailbox = {r["candid"] for p in mailbox.glob("*.avro") for r in fastavro.reader(p.open("rb"))}
+    assert not event_store.known_candids(in_mailbox)  # alerts this session's store has never seen
     cli = Path(sys.executable).parent / "cosmic-ray"
     proc = subprocess.Popen(
         [str(cli), "watch", str(mailbox), "--classify", "--interval", "0.2"],
@@ -131,5 +139,6 @@ def test_cosmic_ray_watch_classify_stores_what_passes_the_prefilters(served, sha
     passed = {c for c, ok in zip(alerts.column("alert_candid").to_pylist(), mask) if ok}
     failed = set(alerts.column("alert_candid").to_pylist()) - passed
     assert stats["passed"] == len(passed) >= 1
+    assert passed | failed == in_mailbox
     assert event_store.known_candids(passed) == passed  # every alert that passed is classified and stored
     assert not event_store.known_candids(failed)  # the pre-filtered ones were routed away

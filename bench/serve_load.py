@@ -9,6 +9,9 @@ Closed-loop load on 127.0.0.1, bounded in time (``--seconds`` per phase) and cou
   (d) the same one-per-request load on a plain uvicorn + FastAPI server with the same model on
       the same cores, one uvicorn worker process per core (``--plain-workers``) (ratio c/d, target
       >= 0.80; absolute target 350 req/s with p99 < 100 ms);
+  (f) open loop: ``/predict`` sent on a fixed schedule of ``--rate`` req/s (default 350, the
+      issue's figure) for ``--rate-seconds``, to Serve and then to the plain server; latency from
+      each request's scheduled time (a server that falls behind pays for it): p50/p99 at that rate;
   (e) a 10,000-alert burst through the live path (DeploymentHandle -> event store), target < 60 s;
   (m) with ``--memory-minutes N``: ``/predict`` load for N minutes while each replica's resident
       memory is sampled from /proc (first vs last minute; flat means growth under 5%).
@@ -134,6 +137,58 @@ async def _closed_loop(url: str, bodies: list[dict[str, Any]], concurrency: int,
         await asyncio.gather(*(worker(session, k) for k in range(concurrency)))
         elapsed = time.perf_counter() - start
     return summarize(latencies, failures, elapsed, per_request)
+
+
+async def _open_loop(url: str, bodies: list[dict[str, Any]], rate: float, seconds: float, max_in_flight: int) -> dict[str, Any]:
+    """Requests sent on a fixed schedule (``rate`` per second) whatever the answers do; each latency is
+    counted from its scheduled send time, so a server that falls behind shows it (no coordinated
+    omission). More than ``max_in_flight`` waiting requests count as failures (bounded)."""
+    import aiohttp
+
+    latencies: list[float] = []
+    failures = 0
+    in_flight = 0
+    payloads = [json.dumps(b).encode() for b in bodies]
+
+    async def one(session, i: int, scheduled: float) -> None:
+        nonlocal failures, in_flight
+        in_flight += 1
+        try:
+            async with session.post(url, data=payloads[i % len(payloads)], headers={"content-type": "application/json"}) as resp:
+                await resp.read()
+                if resp.status != 200:
+                    failures += 1
+                    return
+            latencies.append(time.perf_counter() - scheduled)
+        except aiohttp.ClientError:
+            failures += 1
+        finally:
+            in_flight -= 1
+
+    n = int(rate * seconds)
+    connector = aiohttp.TCPConnector(limit=max_in_flight)
+    async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=60)) as session:
+        start = time.perf_counter()
+        tasks = []
+        for i in range(n):
+            scheduled = start + i / rate
+            delay = scheduled - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            if in_flight >= max_in_flight:
+                failures += 1
+                continue
+            tasks.append(asyncio.create_task(one(session, i, scheduled)))
+        await asyncio.gather(*tasks)
+        elapsed = time.perf_counter() - start
+    out = summarize(latencies, failures, elapsed)
+    out.pop("_latencies")
+    out["offered_per_s"] = rate
+    return out
+
+
+def open_loop(url, bodies, rate, seconds, max_in_flight=256) -> dict[str, Any]:
+    return asyncio.run(_open_loop(url, bodies, rate, seconds, max_in_flight))
 
 
 def summarize(latencies: list[float], failures: int, elapsed: float, per_request: int = 1) -> dict[str, Any]:
@@ -460,6 +515,11 @@ def run(args) -> dict[str, Any]:
         results["c_cpu_ms_per_request"] = cpu_by_role({}, cpu_c["after"], results["c_serve_single"]["requests"])
         results["serve_idle_cpu_during_d_pct_of_a_core"] = round(100 * others_during_d / max(results["d_plain_single"]["seconds"], 1e-9), 1)
 
+        if args.rate:
+            log.info("(f) /predict at a fixed %.0f req/s, Serve then plain", args.rate)
+            results["f_serve_fixed_rate"] = open_loop(f"{url}/predict", bodies, args.rate, args.rate_seconds)
+            results["f_plain_fixed_rate"] = open_loop(plain.url, bodies, args.rate, args.rate_seconds)
+
         log.info("(e) %d-alert burst through the live path", args.burst)
         from cosmic_ray import live
 
@@ -502,6 +562,11 @@ def render(r: dict[str, Any]) -> str:
          f"baseline ({r['plain_workers']} workers)"),
         ("(e) live burst", f"{e['alerts']} alerts in {e['seconds']} s", f"stored {e['stored']}", "target < 60 s"),
     ]
+    for key, label in (("f_serve_fixed_rate", "(f) Serve /predict, fixed rate"), ("f_plain_fixed_rate", "(f) plain, fixed rate")):
+        if key in r:
+            f = r[key]
+            rows.append((label, f"{f['req_per_s']:.0f} of {f['offered_per_s']:.0f} req/s", f"p50 {f['p50_ms']} ms, p99 {f['p99_ms']} ms, failures {f['failures']}",
+                         "target p99 < 100 ms at 350 req/s" if key.startswith("f_serve") else "same schedule"))
     if "m_memory" in r:
         m = r["m_memory"]
         growth = ", ".join(f"{k.split(':')[0]} {v['rss_first_mib']:.0f}->{v['rss_last_mib']:.0f} MiB" for k, v in m["processes"].items())
@@ -526,6 +591,8 @@ def main() -> None:
     parser.add_argument("--burst", type=int, default=10_000, help="Alerts in the live-path burst.")
     parser.add_argument("--no-haproxy", action="store_true",
                         help="Serve's default Python proxy actor instead of RAY_SERVE_ENABLE_HA_PROXY=1 + RAY_SERVE_THROUGHPUT_OPTIMIZED=1.")
+    parser.add_argument("--rate", type=float, default=350.0, help="(f): /predict on a fixed schedule of this many req/s (0: skip).")
+    parser.add_argument("--rate-seconds", type=float, default=10.0, help="Length of (f), each server.")
     parser.add_argument("--memory-minutes", type=float, default=0.0, help="Also run (m): /predict load this long, replicas' RSS sampled.")
     parser.add_argument("--plain-workers", type=int, default=os.cpu_count() or 1,
                         help="uvicorn worker processes of the plain server (d); default: one per core, the most it can use here.")

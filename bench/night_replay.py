@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import io
 import json
 import logging
 import multiprocessing as mp
@@ -57,13 +56,18 @@ def shared_data() -> Path:
     return Path(os.environ.get("COSMIC_RAY_SHARED_DATA", REPO.parent / "shared" / "data")).resolve()
 
 
-def _ingest_bench():
-    if "ingest_bench" not in sys.modules:  # registered: the forked writers unpickle its function by name
-        spec = importlib.util.spec_from_file_location("ingest_bench", REPO / "bench" / "ingest_bench.py")
+def _sibling(name: str):
+    """Another script of bench/ as a module (this file is also loaded by path from the tests)."""
+    if name not in sys.modules:  # registered: the forked writers unpickle its functions by name
+        spec = importlib.util.spec_from_file_location(name, REPO / "bench" / f"{name}.py")
         module = importlib.util.module_from_spec(spec)
         sys.modules[spec.name] = module
         spec.loader.exec_module(module)
-    return sys.modules["ingest_bench"]
+    return sys.modules[name]
+
+
+def _ingest_bench():
+    return _sibling("ingest_bench")
 
 
 def _free_port() -> int:
@@ -103,29 +107,6 @@ def bare_decode_rate(paths: list[Path]) -> float:
 
 
 # ----------------------------------------------------------------------------- memory
-def _rss_mb(pid: int) -> float | None:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        return None
-    return None
-
-
-def _children(pid: int) -> list[int]:
-    out = []
-    for entry in os.scandir("/proc"):
-        if entry.name.isdigit():
-            try:
-                stat = Path(f"/proc/{entry.name}/stat").read_text()
-            except OSError:
-                continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                out.append(int(entry.name))
-    return out
-
-
 def _cmdline(pid: int) -> str:
     try:
         return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
@@ -163,13 +144,13 @@ class MemorySampler(threading.Thread):
             procs = dict(self.fixed)
             if self.raylet_pid:
                 counts: dict[str, int] = {}
-                for pid in _children(self.raylet_pid):
+                for pid in _sibling("procfs").children(self.raylet_pid):
                     role = _role(_cmdline(pid))
                     if role:
                         counts[role] = counts.get(role, 0) + 1
                         procs[f"{role} {counts[role]}" if role == "model replica" else role] = pid
             for name, pid in procs.items():
-                rss = _rss_mb(pid)
+                rss = _sibling("procfs").rss_mib(pid)
                 if rss is not None:
                     self.samples.append((now, name, rss))
             self._halt.wait(self.every)

@@ -53,6 +53,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import procfs  # bench/procfs.py (this script runs as `python bench/serve_load.py`)
+
 log = logging.getLogger("bench.serve_load")
 REPO = Path(__file__).resolve().parents[1]
 
@@ -277,16 +279,6 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def rss_mib(pid: int) -> float | None:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        return None
-    return None
-
-
 def cpu_by_role(before: dict[int, float], after: dict[int, float], requests: int) -> dict[str, float]:
     """CPU milliseconds per request of each role between two ``{pid: cpu_seconds}`` snapshots."""
     out: dict[str, float] = {}
@@ -420,7 +412,7 @@ def memory_phase(url: str, bodies, args) -> dict[str, Any]:
         requests, failures = requests + load["requests"], failures + load["failures"]
         minute = (time.perf_counter() - start) / 60
         for pid, name in replica_pids().items():
-            rss = rss_mib(pid)
+            rss = procfs.rss_mib(pid)
             if rss is not None:
                 names[pid] = name
                 samples.setdefault(pid, []).append((minute, rss))

@@ -108,8 +108,16 @@ def test_promotion_under_load_and_a_bad_version(served, trained, settings):
         client.set_registered_model_alias(settings.model_name, "production", bad.version)
         infos = _wait_all(lambda i: bool(i["last_reload_error"]), timeout=45)
         assert all(i["version"] == good.version and f"version {bad.version}" in i["last_reload_error"] for i in infos.values())
-        info = httpx.get(f"{served}/model", timeout=30).json()
-        assert info["version"] == good.version and info["last_reload_error"]
+        # through HTTP too: a replica the sampled handle calls did not reach (one the autoscaler added
+        # under the load) reports the failure on its next poll; the bad version is never served
+        deadline = time.monotonic() + 45
+        while True:
+            info = httpx.get(f"{served}/model", timeout=30).json()
+            assert info["version"] == good.version, info
+            if info["last_reload_error"]:
+                break
+            assert time.monotonic() < deadline, info
+            time.sleep(0.5)
         lc = {"object_id": "after", "points": [{"mjd": 59000.0 + k, "band": "g", "mag": 19.0, "magerr": 0.05} for k in range(5)]}
         answer = httpx.post(f"{served}/predict", json={"lightcurve": lc}, timeout=60)
         assert answer.status_code == 200 and answer.json()["model_version"] == good.version

@@ -16,7 +16,10 @@ import numpy as np
 import torch
 
 from cosmic_ray.errors import IncompatibleModelError
-from cosmic_ray.model import LightCurveEncoder, ProtoNetConfig, squared_distances
+from cosmic_ray.model import LightCurveEncoder, ProtoNetConfig, normalise_features, squared_distances
+
+
+OUTLIER_SD = 8.0  # novelty: squared distance off the prototypes' span counts beyond mean + this many sd
 
 
 @dataclass
@@ -53,8 +56,7 @@ class ProtoNetClassifier:
 
     # --- inputs ---
     def normalise_feats(self, feats: np.ndarray) -> np.ndarray:
-        z = (feats - self.feat_mean) / self.feat_std
-        return np.clip(np.nan_to_num(z, nan=0.0, posinf=5.0, neginf=-5.0), -5, 5).astype(np.float32)
+        return normalise_features(feats, self.feat_mean, self.feat_std)  # NaN kept: the encoder scores missing features
 
     @torch.no_grad()
     def embed(self, seq: np.ndarray, length: np.ndarray, feats: np.ndarray) -> np.ndarray:
@@ -138,10 +140,27 @@ class ProtoNetClassifier:
 
     def novelty(self, emb: np.ndarray, protos: np.ndarray | None = None, counts: np.ndarray | None = None) -> np.ndarray:
         """Raw open-set score: minus the log-density of ``emb`` under the prior-weighted mixture of the
-        known classes (high far from every prototype, and near the prototypes of rare classes only)."""
+        known classes (high far from every prototype, and near the prototypes of rare classes only).
+
+        With ``arch.novelty_subspace`` the density is read in the span of the prototypes (the
+        directions that separate the known classes; :func:`prototype_span`): the many other
+        directions hold mostly the spread of each object, which buries what sets an unknown class
+        apart. An object far off that span still scores high: the part of its squared distance
+        there beyond ``OUTLIER_SD`` standard deviations of a chi-square of that many directions
+        (the unit within-class spread of the whitened block) is added, halved like a log-density."""
+        protos = self.prototypes if protos is None else np.asarray(protos)
+        outlier = 0.0
+        if getattr(self.arch, "novelty_subspace", False) and len(protos) > 1:
+            emb = np.asarray(emb, dtype=np.float32)
+            basis = prototype_span(protos)  # (D, r)
+            centred = emb - np.mean(protos, axis=0)  # (N, D)
+            off = np.square(centred - (centred @ basis) @ basis.T).sum(axis=1)  # (N,) squared distance off the span
+            dof = emb.shape[1] - basis.shape[1]
+            outlier = 0.5 * np.maximum(off - (dof + OUTLIER_SD * np.sqrt(2.0 * dof)), 0.0)
+            emb, protos = emb @ basis, protos.astype(np.float32) @ basis
         logits = self.class_logits(emb, protos, counts).astype(np.float64)
         top = logits.max(axis=1)
-        return -(top + np.log(np.exp(logits - top[:, None]).sum(axis=1)))  # (N,)
+        return -(top + np.log(np.exp(logits - top[:, None]).sum(axis=1))) + outlier  # (N,)
 
     def open_set_score(self, novelty: np.ndarray) -> np.ndarray:
         """Fraction of held-out known-class objects with a lower :meth:`novelty`: ~U(0,1) for known, -> 1 for unknown."""
@@ -220,6 +239,8 @@ class ProtoNetClassifier:
         _check_features(bundle)
         arrays = np.load(folder / "arrays.npz", allow_pickle=False)
         bundle["arch"].setdefault("feature_block", False)  # models saved before the hybrid embedding
+        bundle["arch"].setdefault("quantile_features", False)  # ... before features entered as normal scores
+        bundle["arch"].setdefault("novelty_subspace", False)  # ... before the open-set score in the prototypes' span
         return cls(
             arch=ProtoNetConfig(**bundle["arch"]),
             state_dict=torch.load(folder / "weights.pt", map_location="cpu", weights_only=True),
@@ -236,6 +257,14 @@ class ProtoNetClassifier:
             novelty_threshold=float(bundle.get("novelty_threshold", 0.95)),
             prior_counts=arrays["prior_counts"] if "prior_counts" in arrays.files else None,
         )
+
+
+def prototype_span(protos: np.ndarray, tol: float = 1e-6) -> np.ndarray:
+    """(D, r) orthonormal basis of the span of the prototypes about their (unweighted) mean, (K, D) -> r <= K - 1."""
+    centred = np.asarray(protos, dtype=np.float64) - np.mean(protos, axis=0)
+    _, sv, vt = np.linalg.svd(centred, full_matrices=False)
+    keep = sv > tol * max(float(sv.max(initial=0.0)), 1e-12)
+    return vt[keep].T.astype(np.float32)  # (D, r)
 
 
 def _current_feature_names() -> list[str]:

@@ -44,7 +44,8 @@ def _extractor():
     )
 
 
-_SHAPE_NAMES = ("rise_days_log", "fade_30d", "peak_rel_first")
+_SHAPE_NAMES = ("rise_days_log", "fade_30d", "peak_rel_first", "fade_05_days_log", "fade_10_days_log")
+FADE_MAGS: tuple[float, ...] = (0.5, 1.0)  # fade times: days from peak until the band is this far below peak
 # light-curve shape around the peak of each band, read off the detections by linear interpolation
 # (NaN outside the observed span): magnitudes below peak before and after it, the rise rate, the
 # time spent within 0.75 mag of peak and the apparent peak magnitude
@@ -102,13 +103,25 @@ def _band_features(t: np.ndarray, m: np.ndarray, e: np.ndarray) -> np.ndarray:
 
 
 def _shape_features(t: np.ndarray, m: np.ndarray) -> np.ndarray:
-    """Rise time (log days, first detection to peak), fade over 30 days after peak (mag/day), peak below first."""
+    """Rise time (log days, first detection to peak), fade over 30 days after peak (mag/day), peak
+    below first, and the fade times of :data:`FADE_MAGS` (log days; NaN if the band never fades so far)."""
     if len(t) < 2:
         return np.full(len(_SHAPE_NAMES), np.nan)
     k = int(np.argmin(m))
     late = (t > t[k]) & (t <= t[k] + 30)
     fade = np.polyfit(t[late] - t[k], m[late] - m[k], 1)[0] if late.sum() >= 2 and np.ptp(t[late]) > 0 else np.nan
-    return np.asarray([np.log1p(t[k] - t[0]), fade, m[0] - m[k]], dtype=float)
+    return np.asarray([np.log1p(t[k] - t[0]), fade, m[0] - m[k], *(_fade_time(t, m, k, dm) for dm in FADE_MAGS)], dtype=float)
+
+
+def _fade_time(t: np.ndarray, m: np.ndarray, k: int, dm: float) -> float:
+    """log1p of the days from the peak (point ``k``) until ``dm`` mag below it, interpolated; NaN if never."""
+    below = np.flatnonzero(m[k + 1 :] >= m[k] + dm)
+    if not len(below):
+        return np.nan
+    j = k + 1 + int(below[0])
+    t0, t1, m0, m1 = t[j - 1], t[j], m[j - 1], m[j]
+    when = t0 + (m[k] + dm - m0) / (m1 - m0) * (t1 - t0) if m1 != m0 else t1
+    return float(np.log1p(max(when - t[k], 0.0)))
 
 
 def _grid_features(t: np.ndarray, m: np.ndarray) -> np.ndarray:

@@ -30,6 +30,13 @@ class ProtoNetConfig:
     # feature block's distances
     learned_scale: float = 0.5
     whiten_shrinkage: float = 0.2  # covariance shrinkage towards its mean variance
+    # the features enter as normal scores of their ranks among the training objects (a fixed
+    # per-feature monotone map, :func:`feature_quantiles` / :func:`normal_scores`; a missing
+    # feature scores 0, the median), so heavy tails (fade rates, chi2) do not swamp the covariance
+    quantile_features: bool = True
+    # open-set score in the span of the prototypes (:meth:`ProtoNetClassifier.novelty`): the
+    # directions that separate the known classes, not the noise of the others
+    novelty_subspace: bool = True
     # decision rule: logits = -d^2 / 2 + prior_weight * log(class prior count); classes registered
     # from examples (no count of their own) take registered_prior_count
     prior_weight: float = 1.0
@@ -68,11 +75,25 @@ class LightCurveEncoder(nn.Module):
         if cfg.feature_block:
             # fixed (not trained) map of the normalised features; set from the training objects
             self.register_buffer("feat_whiten", torch.eye(cfg.n_feats))
+        if cfg.quantile_features:
+            # (Q, F) quantiles of the normalised features on the training objects (fixed)
+            self.register_buffer("feat_quantiles", torch.zeros(QUANTILE_LEVELS, cfg.n_feats))
 
     def set_feature_whitening(self, matrix) -> None:
         """Install the (F, F) whitening of :func:`within_class_whitening` (no-op without a feature block)."""
         if self.cfg.feature_block and matrix is not None:
             self.feat_whiten.copy_(torch.as_tensor(matrix, dtype=self.feat_whiten.dtype))
+
+    def set_feature_quantiles(self, quantiles) -> None:
+        """Install the (Q, F) quantiles of :func:`feature_quantiles` (no-op without ``quantile_features``)."""
+        if self.cfg.quantile_features and quantiles is not None:
+            self.feat_quantiles.copy_(torch.as_tensor(quantiles, dtype=self.feat_quantiles.dtype))
+
+    def feature_input(self, feats: torch.Tensor) -> torch.Tensor:
+        """Normalised features (NaN where missing) -> what the feature MLP and block read, (B, F)."""
+        if self.cfg.quantile_features:
+            return normal_scores(feats, self.feat_quantiles)
+        return torch.nan_to_num(feats, nan=0.0)
 
     def forward(self, seq: torch.Tensor, length: torch.Tensor, feats: torch.Tensor, learned_only: bool = False) -> torch.Tensor:
         # seq (B, L, C), length (B,), feats (B, F) -> (B, D + F) with a feature block, else (B, D)
@@ -87,12 +108,67 @@ class LightCurveEncoder(nn.Module):
         out, _ = nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=l)  # (B, L, H)
         mask = (torch.arange(l, device=seq.device)[None, :] < lengths.to(seq.device)[:, None]).unsqueeze(-1)
         mean = (out * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1)  # (B, H)
+        feats = self.feature_input(feats)  # (B, F)
         z = torch.cat([h[-1], mean, self.feat_mlp(feats)], dim=-1)  # (B, 3H)
         out = self.head(z)  # (B, D)
         if self.cfg.feature_block and not learned_only:
             out = self.cfg.learned_scale * nn.functional.normalize(out, dim=-1)
             out = torch.cat([out, feats @ self.feat_whiten.to(feats.dtype)], dim=-1)  # (B, D + F)
         return out
+
+
+def normalise_features(feats, mean, std):
+    """``(feats - mean) / std`` clipped to +-5, NaN kept (a missing feature): the one normalisation
+    of training (:class:`~cosmic_ray.trainset.FeatureStats`) and serving (the classifier)."""
+    import numpy as np
+
+    with np.errstate(invalid="ignore"):
+        z = (np.asarray(feats, dtype=np.float64) - mean) / std
+    return np.clip(np.nan_to_num(z, nan=np.nan, posinf=5.0, neginf=-5.0), -5, 5).astype(np.float32)
+
+
+QUANTILE_LEVELS = 101
+_TAIL = 0.00135  # the outermost quantiles score -+3
+
+
+def feature_quantiles(feats, levels: int = QUANTILE_LEVELS):
+    """(Q, F) quantiles of each feature over the objects where it is not missing (NaN).
+
+    A feature missing everywhere gets all-zero quantiles (it then scores 0 for every object).
+    """
+    import warnings
+
+    import numpy as np
+
+    feats = np.asarray(feats, dtype=np.float64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns
+        q = np.nanquantile(feats, np.linspace(0.0, 1.0, levels), axis=0)  # (Q, F)
+    return np.nan_to_num(q, nan=0.0).astype(np.float32)
+
+
+def normal_scores(feats: torch.Tensor, quantiles: torch.Tensor) -> torch.Tensor:
+    """Each feature through its empirical distribution to a standard-normal score, (B, F) -> (B, F).
+
+    Piecewise linear between the ``quantiles`` (Q, F) of :func:`feature_quantiles`; a value tied
+    with several quantiles takes the middle of their scores; values beyond the training range
+    score -+3; missing values (NaN) score 0.
+    """
+    q = quantiles.to(feats.dtype).t().contiguous()  # (F, Q)
+    n_levels = q.shape[1]
+    levels = torch.linspace(_TAIL, 1.0 - _TAIL, n_levels, dtype=feats.dtype, device=feats.device)
+    z = torch.special.ndtri(levels)  # (Q,)
+    missing = torch.isnan(feats)
+    x = torch.nan_to_num(feats, nan=0.0).t().contiguous()  # (F, B)
+    lo = torch.searchsorted(q, x, right=False)  # (F, B) first quantile >= x
+    hi = torch.searchsorted(q, x, right=True)  # (F, B) first quantile > x
+    tied = 0.5 * (z[lo.clamp(max=n_levels - 1)] + z[(hi - 1).clamp(min=0)])  # x equals quantiles lo .. hi-1
+    j = lo.clamp(1, n_levels - 1)  # otherwise x lies between quantiles j-1 and j (or beyond the ends)
+    x0, x1 = q.gather(1, j - 1), q.gather(1, j)
+    frac = ((x - x0) / (x1 - x0).clamp(min=1e-12)).clamp(0.0, 1.0)
+    between = z[j - 1] + frac * (z[j] - z[j - 1])
+    out = torch.where(lo < hi, tied, between)  # (F, B)
+    return torch.where(missing, torch.zeros_like(feats), out.t())
 
 
 def within_class_whitening(feats, labels, shrinkage: float = 0.2):

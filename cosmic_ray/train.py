@@ -17,7 +17,16 @@ import numpy as np
 import torch
 
 from cosmic_ray.episodes import sample_episode
-from cosmic_ray.model import LightCurveEncoder, ProtoNetConfig, episode_loss, prototypes, proto_logits, within_class_whitening
+from cosmic_ray.model import (
+    LightCurveEncoder,
+    ProtoNetConfig,
+    episode_loss,
+    feature_quantiles,
+    normal_scores,
+    proto_logits,
+    prototypes,
+    within_class_whitening,
+)
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +45,7 @@ class TrainingSet:
     class_names: list[str]
     seq: np.ndarray  # (N, L, C) float32
     length: np.ndarray  # (N,) int64
-    feats: np.ndarray  # (N, F) float32, normalised
+    feats: np.ndarray  # (N, F) float32, normalised (NaN where a feature is missing)
     train_idx: np.ndarray
     val_idx: np.ndarray
     aug_seq: np.ndarray | None = None  # (N * n_views, L, C)
@@ -58,6 +67,12 @@ def loop_config(data: TrainingSet, arch: ProtoNetConfig, *, epochs: int, lr: flo
     """Everything one training loop needs, as plain numpy + Python (what Ray ships to each worker)."""
     n = len(data.labels)
     has_views = data.n_views > 0 and data.aug_seq is not None
+    # fixed maps of the normalised features, from the training objects only: their quantiles
+    # (-> normal scores) and the within-class whitening of the hybrid embedding's feature block
+    train_feats = data.feats[data.train_idx]
+    quantiles = feature_quantiles(train_feats) if arch.quantile_features else None
+    if quantiles is not None:
+        train_feats = normal_scores(torch.from_numpy(np.ascontiguousarray(train_feats, dtype=np.float32)), torch.from_numpy(quantiles)).numpy()
     return {
         "arch": arch.to_dict(),
         "episodes": dict(episodes),
@@ -73,16 +88,17 @@ def loop_config(data: TrainingSet, arch: ProtoNetConfig, *, epochs: int, lr: flo
         "train_idx": data.train_idx,
         "val_idx": data.val_idx,
         "class_names": list(data.class_names),
-        # the fixed whitening of the hybrid embedding's feature block, from the training objects only
-        "feat_whiten": within_class_whitening(data.feats[data.train_idx], data.labels[data.train_idx], arch.whiten_shrinkage)
+        "feat_quantiles": quantiles,
+        "feat_whiten": within_class_whitening(np.nan_to_num(train_feats), data.labels[data.train_idx], arch.whiten_shrinkage)
         if arch.feature_block
         else None,
     }
 
 
 def new_encoder(arch: ProtoNetConfig, config: dict[str, Any]) -> LightCurveEncoder:
-    """A fresh encoder with the loop's fixed feature whitening installed."""
+    """A fresh encoder with the loop's fixed feature quantiles and whitening installed."""
     model = LightCurveEncoder(arch)
+    model.set_feature_quantiles(config.get("feat_quantiles"))
     model.set_feature_whitening(config.get("feat_whiten"))
     return model
 

@@ -10,6 +10,7 @@ import numpy as np
 from cosmic_ray.config import DataConfig
 from cosmic_ray.episodes import fixed_validation
 from cosmic_ray.errors import TrainingError
+from cosmic_ray.model import normalise_features
 from cosmic_ray.taxonomy import OTHER, SUPPORT_ONLY, to_coarse
 from cosmic_ray.train import TrainingSet
 
@@ -22,8 +23,9 @@ class FeatureStats:
     std: np.ndarray
 
     def apply(self, feats: np.ndarray) -> np.ndarray:
-        z = (feats - self.mean) / self.std
-        return np.clip(np.nan_to_num(z, nan=0.0, posinf=5.0, neginf=-5.0), -5, 5).astype(np.float32)
+        """Standardised features clipped to +-5; a missing feature stays NaN (the encoder knows it is missing)."""
+        return normalise_features(feats, self.mean, self.std)
+
 
 
 def feature_stats(feats: np.ndarray) -> FeatureStats:

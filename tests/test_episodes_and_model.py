@@ -117,7 +117,7 @@ def test_hybrid_encoder_appends_whitened_features_and_bounds_the_learned_part():
     from cosmic_ray.model import LightCurveEncoder, ProtoNetConfig
 
     torch.manual_seed(0)
-    arch = ProtoNetConfig(seq_channels=9, n_feats=4, hidden=8, embed_dim=3, learned_scale=2.0)
+    arch = ProtoNetConfig(seq_channels=9, n_feats=4, hidden=8, embed_dim=3, learned_scale=2.0, quantile_features=False)
     enc = LightCurveEncoder(arch).eval()
     w = np.diag([1.0, 2.0, 3.0, 4.0]).astype(np.float32)
     enc.set_feature_whitening(w)
@@ -128,6 +128,65 @@ def test_hybrid_encoder_appends_whitened_features_and_bounds_the_learned_part():
     torch.testing.assert_close(out[:, 3:], feats @ torch.from_numpy(w))
     torch.testing.assert_close(out[:, :3].norm(dim=1), torch.full((5,), 2.0))
     assert "feat_whiten" in enc.state_dict()  # the whitening travels with the weights
+
+
+def test_normal_scores_follow_the_training_distribution():
+    from cosmic_ray.model import feature_quantiles, normal_scores
+
+    rng = np.random.default_rng(0)
+    train = np.stack([rng.lognormal(0.0, 2.0, 5000), rng.normal(3.0, 0.5, 5000)], axis=1)  # heavy tail, Gaussian
+    train[:100, 0] = np.nan  # missing on some objects: left out of the quantiles
+    q = feature_quantiles(train)
+    assert q.shape == (101, 2) and np.isfinite(q).all()
+    z = normal_scores(torch.from_numpy(train.astype(np.float32)), torch.from_numpy(q)).numpy()
+    ok = np.isfinite(train[:, 0])
+    # each feature comes out close to a standard normal, the heavy tail included
+    for col in (z[ok, 0], z[:, 1]):
+        assert abs(col.mean()) < 0.05 and abs(col.std() - 1.0) < 0.05
+    exact = (train[:, 1] - 3.0) / 0.5
+    central = np.abs(exact) < 2.0
+    np.testing.assert_allclose(z[central, 1], exact[central], atol=0.1)  # a Gaussian feature keeps its z-score
+    assert (z[~ok, 0] == 0).all()  # missing -> the median's score
+    # monotone, bounded beyond the training range, ties scored at the middle of their quantiles
+    probe = torch.tensor([[-1e9, 0.0], [1e9, 1e9]], dtype=torch.float32)
+    np.testing.assert_allclose(normal_scores(probe, torch.from_numpy(q)).numpy(), [[-3.0, -3.0], [3.0, 3.0]], atol=1e-3)
+    x = torch.linspace(0.01, 50, 200)[:, None].repeat(1, 2)
+    assert (np.diff(normal_scores(x, torch.from_numpy(q)).numpy()[:, 0]) >= 0).all()
+    constant = torch.from_numpy(feature_quantiles(np.ones((50, 1))))
+    assert normal_scores(torch.ones(3, 1), constant).abs().max() < 1e-4
+
+
+def test_encoder_feature_block_reads_normal_scores():
+    from cosmic_ray.model import LightCurveEncoder, ProtoNetConfig, feature_quantiles, normal_scores
+
+    torch.manual_seed(0)
+    arch = ProtoNetConfig(seq_channels=9, n_feats=4, hidden=8, embed_dim=3)
+    enc = LightCurveEncoder(arch).eval()
+    q = feature_quantiles(np.random.default_rng(1).standard_cauchy((500, 4)))
+    w = np.diag([1.0, 2.0, 3.0, 4.0]).astype(np.float32)
+    enc.set_feature_quantiles(q)
+    enc.set_feature_whitening(w)
+    seq, length, feats = torch.randn(5, 6, 9), torch.tensor([6, 5, 4, 3, 2]), torch.randn(5, 4)
+    feats[0, 1] = float("nan")  # a missing feature
+    with torch.no_grad():
+        out = enc(seq, length, feats)
+    assert torch.isfinite(out).all()
+    torch.testing.assert_close(out[:, 3:], normal_scores(feats, torch.from_numpy(q)) @ torch.from_numpy(w))
+    assert out[0, 4] == 0.0
+    assert "feat_quantiles" in enc.state_dict()  # the quantiles travel with the weights
+
+
+def test_fade_times_read_off_the_decline():
+    from cosmic_ray.features import FEATURE_BANDS, feature_names, object_arrays
+
+    t = np.arange(0.0, 60.0, 2.0)
+    m = np.where(t <= 10, 19.0 - 0.1 * t, 18.0 + 0.05 * (t - 10))  # peak at day 10, 0.05 mag/day after
+    band = np.asarray(["g"] * len(t), dtype=object)
+    feats = dict(zip(feature_names(), object_arrays(t, band, m, np.full(len(t), 0.05), 64)[2]))
+    assert FEATURE_BANDS == ("g", "r")
+    np.testing.assert_allclose(feats["fade_05_days_log_g"], np.log1p(10.0), rtol=1e-4)
+    np.testing.assert_allclose(feats["fade_10_days_log_g"], np.log1p(20.0), rtol=1e-4)
+    assert np.isnan(feats["fade_05_days_log_r"])  # no r points
 
 
 def test_episodes_train_the_learned_part_alone():

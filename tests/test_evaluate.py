@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -144,6 +146,12 @@ def test_decision_rule_uses_class_priors_and_novelty_grows_away_from_prototypes(
     assert clf.class_logits(np.array([[1.2, 0.0, 0.0]], np.float32)).argmax() == 0
     near, far = clf.novelty(np.array([[0.0, 0.0, 0.0], [0.0, 9.0, 0.0]], np.float32))
     assert far > near
+    # the novelty is read in the prototypes' span: a little off it changes nothing, far along it or
+    # very far off it is novel
+    near, off, along = clf.novelty(np.array([[0.0, 0.0, 0.0], [0.0, 1.5, 1.5], [-9.0, 0.0, 0.0]], np.float32))
+    assert off == near and along > near
+    plain = clf._copy(arch=dataclasses.replace(arch, novelty_subspace=False))
+    assert plain.novelty(np.array([[0.0, 1.5, 1.5]], np.float32))[0] > near
     # a registered class takes the configured prior count; removing it drops its count
     rng = np.random.default_rng(0)
     new = clf.with_class("new", rng.normal(size=(2, 6, 9)).astype(np.float32), np.array([6, 4]), rng.normal(size=(2, 4)))

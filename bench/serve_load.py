@@ -12,6 +12,8 @@ Closed-loop load on 127.0.0.1, bounded in time (``--seconds`` per phase) and cou
   (f) open loop: ``/predict`` sent on a fixed schedule of ``--rate`` req/s (default 350, the
       issue's figure) for ``--rate-seconds``, to Serve and then to the plain server; latency from
       each request's scheduled time (a server that falls behind pays for it): p50/p99 at that rate;
+  (g) ``/predict`` closed loop at each of ``--sweep`` numbers of requests in flight (default 8 to
+      64): the rate/latency curve, marking where 350 req/s with p99 < 100 ms is met;
   (e) a 10,000-alert burst through the live path (DeploymentHandle -> event store), target < 60 s;
   (m) with ``--memory-minutes N``: ``/predict`` load for N minutes while each replica's resident
       memory is sampled from /proc (first vs last minute; flat means growth under 5%).
@@ -20,6 +22,9 @@ Closed-loop load on 127.0.0.1, bounded in time (``--seconds`` per phase) and cou
 with the plain server and Serve both up, so a load that other work puts on the shared machine
 weighs on every phase alike; each figure pools its slices. Idle Serve uses a little CPU while
 (d) runs: the bench reports how much (in Serve's favour, so it is printed).
+The closed-loop client is wrk (`apt-get install wrk`; ``--client``) when it is installed, else an
+asyncio/aiohttp client in this process: the client shares the two cores with the servers, and wrk
+needs about a tenth of the CPU per request. Serve and the plain server always get the same client.
 During (c) the CPU seconds of every process of the run (client, HAProxy or proxy, ingress,
 model replicas, Ray's own) are read from /proc and reported per request.
 
@@ -33,7 +38,8 @@ train``) and its lake (the light curves sent are real lake objects). Starts its 
 deploys configs/serve.yaml on a free port with a throw-away event store, and prints a table and
 one JSON line.
 
-    python bench/serve_load.py [--seconds 10] [--concurrency 32] [--no-haproxy] [--memory-minutes 10]
+    python bench/serve_load.py [--seconds 10] [--concurrency 32] [--client auto|wrk|aiohttp] [--sweep 8 16 32]
+                               [--no-haproxy] [--memory-minutes 10]
 """
 
 # no `from __future__ import annotations`: the plain server's FastAPI routes need real types
@@ -54,6 +60,7 @@ from pathlib import Path
 from typing import Any
 
 import procfs  # bench/procfs.py (this script runs as `python bench/serve_load.py`)
+import wrk_client  # bench/wrk_client.py
 
 log = logging.getLogger("bench.serve_load")
 REPO = Path(__file__).resolve().parents[1]
@@ -216,7 +223,15 @@ def pooled(parts: list[dict[str, Any]], per_request: int = 1) -> dict[str, Any]:
     return out
 
 
+CLIENT = {"wrk": False}  # set by run() from --client
+_WRK_BODIES: dict[int, Any] = {}  # id(bodies) -> wrk_client.Bodies (the file wrk's script reads)
+
+
 def closed_loop(url, bodies, concurrency, seconds, max_requests, per_request=1) -> dict[str, Any]:
+    """Closed-loop load: wrk when the run uses it (bounded by time alone), else the asyncio client."""
+    if CLIENT["wrk"]:
+        files = _WRK_BODIES.get(id(bodies)) or _WRK_BODIES.setdefault(id(bodies), wrk_client.Bodies(bodies))
+        return wrk_client.closed_loop(url, files, concurrency, seconds, per_request)
     return asyncio.run(_closed_loop(url, bodies, concurrency, seconds, max_requests, per_request))
 
 
@@ -268,6 +283,8 @@ def role(pid: int) -> str:
         return name if name in ("ProxyActor", "HAProxyManager", "ServeController") else "ray workers (other)"
     if "haproxy" in cmd.split()[0]:
         return "haproxy"
+    if cmd.split()[0].endswith("wrk"):
+        return "client (this bench)"
     return "ray core (gcs, raylet, agents)"
 
 
@@ -441,6 +458,7 @@ def run(args) -> dict[str, Any]:
     from cosmic_ray.store import EventStore
 
     torch.set_num_threads(1)
+    CLIENT["wrk"] = args.client == "wrk" or (args.client == "auto" and wrk_client.available())
     tmp = Path(tempfile.mkdtemp(prefix="serve_load_"))
     base = Settings()
     settings = Settings(home=base.home, mlflow_tracking_uri=base.mlflow_tracking_uri, store_url=f"sqlite:///{tmp / 'events.db'}", app_port=free_port())
@@ -451,6 +469,7 @@ def run(args) -> dict[str, Any]:
     bodies = [{"lightcurve": c} for c in curves]
     items = [{"object_id": c["object_id"], "rows": points_to_rows(c["object_id"], c["points"])} for c in curves]
     results: dict[str, Any] = {"model_version": registered.version, "cores": os.cpu_count(), "haproxy": not args.no_haproxy,
+                               "client": "wrk" if CLIENT["wrk"] else "aiohttp",
                                "plain_workers": args.plain_workers,
                                "load_average_start": os.getloadavg()}
 
@@ -507,6 +526,16 @@ def run(args) -> dict[str, Any]:
         results["c_cpu_ms_per_request"] = cpu_by_role({}, cpu_c["after"], results["c_serve_single"]["requests"])
         results["serve_idle_cpu_during_d_pct_of_a_core"] = round(100 * others_during_d / max(results["d_plain_single"]["seconds"], 1e-9), 1)
 
+        if args.sweep:
+            log.info("(g) /predict at %s clients in flight", args.sweep)
+            results["g_concurrency_sweep"] = []
+            for concurrency in args.sweep:
+                found = closed_loop(f"{url}/predict", bodies, concurrency, args.sweep_seconds, 10**9)
+                found.pop("_latencies")
+                found["concurrency"] = concurrency
+                found["meets_350_p99_100"] = found["req_per_s"] >= 350 and found["p99_ms"] < 100 and found["failures"] == 0
+                results["g_concurrency_sweep"].append(found)
+
         if args.rate:
             log.info("(f) /predict at a fixed %.0f req/s, Serve then plain", args.rate)
             results["f_serve_fixed_rate"] = open_loop(f"{url}/predict", bodies, args.rate, args.rate_seconds)
@@ -531,6 +560,8 @@ def run(args) -> dict[str, Any]:
     finally:
         plain.stop()
         ray.shutdown()
+        for files in _WRK_BODIES.values():
+            files.close()
     results["load_average_end"] = os.getloadavg()
 
     log.info("results: %s", json.dumps(results, default=str))
@@ -559,6 +590,10 @@ def render(r: dict[str, Any]) -> str:
             f = r[key]
             rows.append((label, f"{f['req_per_s']:.0f} of {f['offered_per_s']:.0f} req/s", f"p50 {f['p50_ms']} ms, p99 {f['p99_ms']} ms, failures {f['failures']}",
                          "target p99 < 100 ms at 350 req/s" if key.startswith("f_serve") else "same schedule"))
+    for g in r.get("g_concurrency_sweep", []):
+        rows.append((f"(g) Serve /predict, {g['concurrency']} in flight", f"{g['req_per_s']:.0f} req/s",
+                     f"p50 {g['p50_ms']} ms, p99 {g['p99_ms']} ms, failures {g['failures']}",
+                     "350 req/s with p99 < 100 ms: " + ("met" if g["meets_350_p99_100"] else "not met")))
     if "m_memory" in r:
         m = r["m_memory"]
         growth = ", ".join(f"{k.split(':')[0]} {v['rss_first_mib']:.0f}->{v['rss_last_mib']:.0f} MiB" for k, v in m["processes"].items())
@@ -568,6 +603,7 @@ def render(r: dict[str, Any]) -> str:
     lines.append("(c) CPU ms per request: " + ", ".join(f"{k} {v}" for k, v in r["c_cpu_ms_per_request"].items()))
     lines.append(f"req/s per round: (c) {c['per_round']}, (d) {d['per_round']}; idle Serve during (d): "
                  f"{r['serve_idle_cpu_during_d_pct_of_a_core']}% of a core")
+    lines.append(f"closed-loop client: {r.get('client', 'aiohttp')}")
     lines.append(f"load average: start {r['load_average_start'][0]:.2f}, end {r['load_average_end'][0]:.2f}")
     return "\n".join(lines)
 
@@ -585,6 +621,11 @@ def main() -> None:
                         help="Serve's default Python proxy actor instead of RAY_SERVE_ENABLE_HA_PROXY=1 + RAY_SERVE_THROUGHPUT_OPTIMIZED=1.")
     parser.add_argument("--rate", type=float, default=350.0, help="(f): /predict on a fixed schedule of this many req/s (0: skip).")
     parser.add_argument("--rate-seconds", type=float, default=10.0, help="Length of (f), each server.")
+    parser.add_argument("--client", choices=("auto", "wrk", "aiohttp"), default="auto",
+                        help="closed-loop load generator: wrk (C, ~0.02 ms CPU per request) when installed, else asyncio/aiohttp (~0.3 ms).")
+    parser.add_argument("--sweep", type=int, nargs="*", default=[8, 16, 24, 32, 64],
+                        help="(g): /predict closed loop at each of these numbers of requests in flight (none: skip).")
+    parser.add_argument("--sweep-seconds", type=float, default=6.0, help="Length of each (g) point.")
     parser.add_argument("--memory-minutes", type=float, default=0.0, help="Also run (m): /predict load this long, replicas' RSS sampled.")
     parser.add_argument("--plain-workers", type=int, default=os.cpu_count() or 1,
                         help="uvicorn worker processes of the plain server (d); default: one per core, the most it can use here.")

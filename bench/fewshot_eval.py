@@ -10,7 +10,7 @@ configs/train.yaml (--config). The baseline
 same support draws. Out-of-fold predictions are pooled; intervals are class-stratified bootstrap
 95% percentile intervals over objects.
 
-    .venv/bin/python bench/fewshot_eval.py --out fewshot_cv.json   # ~10 min on 2 busy cores
+    .venv/bin/python bench/fewshot_eval.py --out fewshot_cv.json   # ~5 min on 2 quiet cores, ~10 busy
 
 Prints one JSON document (also written to --out).
 """
@@ -118,7 +118,8 @@ def main() -> None:
 
     result: dict = {"command": " ".join(sys.argv), "folds": args.folds, "draws": args.draws, "epochs": args.epochs,
                     "per_epoch": args.per_epoch, "views": args.views, "rare": rare_all,
-                    "model": cfg.model.model_dump(), "val_fraction": val_fraction, "by_k": {}}
+                    "model": cfg.model.model_dump(), "arch": {k: v for k, v in arch.to_dict().items() if k not in ("seq_channels", "n_feats")},
+                    "n_feats": arch.n_feats, "val_fraction": val_fraction, "by_k": {}}
     for k in args.shots:
         model = ev.concat_scored([m for m, _ in scored[k]])
         base = ev.concat_scored([b for _, b in scored[k]])

@@ -138,6 +138,8 @@ class ModelConfig(_Strict):
     feature_block: bool = Field(default=True, description="Append the within-class whitened features to the learned embedding (LDA block).")
     learned_scale: float = Field(default=0.5, ge=0, description="Norm of the learned part of the embedding when a feature block is on.")
     whiten_shrinkage: float = Field(default=0.2, ge=0, le=1, description="Shrinkage of the within-class covariance of the whitening.")
+    quantile_features: bool = Field(default=True, description="Features enter as normal scores of their ranks among the training objects.")
+    novelty_subspace: bool = Field(default=True, description="Open-set score read in the span of the prototypes.")
     prior_weight: float = Field(default=1.0, ge=0, description="Weight of log class prior counts in the decision (0: equal priors).")
     registered_prior_count: float = Field(default=20.0, gt=0, description="Prior count of a class registered from examples.")
 

@@ -7,6 +7,7 @@ back as it was, so the session's Ray (and anyone else's) stays the one they find
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
 
 try:
@@ -43,3 +44,23 @@ def start_cluster(head_cpus: float, worker_cpus: list[float], **head_args):
 def add_node(cluster, cpus: float):
     """One more worker node on ``cluster`` (its agent on a free port)."""
     return cluster.add_node(num_cpus=cpus, dashboard_agent_listen_port=free_port())
+
+
+@contextmanager
+def current_cluster(address: str):
+    """``/tmp/ray/ray_current_cluster`` names ``address`` inside the block, then is put back.
+
+    A job submitted to a test cluster needs it: Ray's job supervisor gives the job's driver the
+    address that file names (``canonicalize_bootstrap_address_or_die("auto")``), so with the file
+    put back to the session's Ray the job's driver would join the session's cluster instead.
+    """
+    previous = RAY_CURRENT.read_text() if RAY_CURRENT.exists() else None
+    RAY_CURRENT.parent.mkdir(parents=True, exist_ok=True)
+    RAY_CURRENT.write_text(address)
+    try:
+        yield
+    finally:
+        if previous is not None:
+            RAY_CURRENT.write_text(previous)
+        else:
+            RAY_CURRENT.unlink(missing_ok=True)

@@ -69,16 +69,19 @@ def test_retention_deletes_only_windowed_partitions_older_than_the_window(tmp_pa
 def three_node_cluster(monkeypatch):
     """A head (no CPUs: it only hosts the job driver) and two 1-CPU worker nodes, with the dashboard."""
     try:
-        from ray_clusters import free_port, start_cluster
+        from ray_clusters import current_cluster, free_port, start_cluster
     except ImportError:  # tests/ made a package
-        from tests.ray_clusters import free_port, start_cluster
+        from tests.ray_clusters import current_cluster, free_port, start_cluster
 
     port = free_port()
     monkeypatch.setenv("PATH", f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
     monkeypatch.setenv("RAY_USAGE_STATS_ENABLED", "0")
     cluster = start_cluster(0, [1, 1], include_dashboard=True, dashboard_host="127.0.0.1", dashboard_port=port)
-    yield cluster, f"http://127.0.0.1:{port}"
-    cluster.shutdown()
+    try:
+        with current_cluster(cluster.address):  # jobs' drivers join the cluster this file names
+            yield cluster, f"http://127.0.0.1:{port}"
+    finally:
+        cluster.shutdown()
 
 
 def _wait_dashboard(url: str, timeout: float = 90) -> None:

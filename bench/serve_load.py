@@ -113,6 +113,18 @@ def burst_alerts(shared_data: Path, n: int) -> list[dict[str, Any]]:
 
 
 # ------------------------------------------------------------------------ load generator
+async def _post_ok(session, url: str, payload: bytes) -> bool:
+    """POST one JSON body and read the answer: True when it is a 200 (another status or a client error: False)."""
+    import aiohttp
+
+    try:
+        async with session.post(url, data=payload, headers={"content-type": "application/json"}) as resp:
+            await resp.read()
+            return resp.status == 200
+    except aiohttp.ClientError:
+        return False
+
+
 async def _closed_loop(url: str, bodies: list[dict[str, Any]], concurrency: int, seconds: float, max_requests: int, per_request: int) -> dict[str, Any]:
     import aiohttp
 
@@ -128,16 +140,10 @@ async def _closed_loop(url: str, bodies: list[dict[str, Any]], concurrency: int,
         while time.perf_counter() < deadline and sent < max_requests:
             sent += 1
             start = time.perf_counter()
-            try:
-                async with session.post(url, data=payloads[i % len(payloads)], headers={"content-type": "application/json"}) as resp:
-                    await resp.read()
-                    if resp.status != 200:
-                        failures += 1
-                        continue
-            except aiohttp.ClientError:
+            if await _post_ok(session, url, payloads[i % len(payloads)]):
+                latencies.append(time.perf_counter() - start)
+            else:
                 failures += 1
-                continue
-            latencies.append(time.perf_counter() - start)
             i += concurrency
 
     connector = aiohttp.TCPConnector(limit=concurrency)
@@ -163,14 +169,10 @@ async def _open_loop(url: str, bodies: list[dict[str, Any]], rate: float, second
         nonlocal failures, in_flight
         in_flight += 1
         try:
-            async with session.post(url, data=payloads[i % len(payloads)], headers={"content-type": "application/json"}) as resp:
-                await resp.read()
-                if resp.status != 200:
-                    failures += 1
-                    return
-            latencies.append(time.perf_counter() - scheduled)
-        except aiohttp.ClientError:
-            failures += 1
+            if await _post_ok(session, url, payloads[i % len(payloads)]):
+                latencies.append(time.perf_counter() - scheduled)
+            else:
+                failures += 1
         finally:
             in_flight -= 1
 

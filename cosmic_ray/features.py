@@ -91,7 +91,8 @@ def clean_points(table: pa.Table) -> pa.Table:
         [("mag", "mean"), ("magerr", "max"), ("label", "first")]
     )
     table = table.rename_columns(["object_id", "band", "mjd", "mag", "magerr", "label"])
-    return table.sort_by([("object_id", "ascending"), ("mjd", "ascending")])
+    # points of one time in several bands (catalogue photometry) in band order: a defined order
+    return table.sort_by([("object_id", "ascending"), ("mjd", "ascending"), ("band", "ascending")])
 
 
 def _band_features(t: np.ndarray, m: np.ndarray, e: np.ndarray) -> np.ndarray:
@@ -244,6 +245,61 @@ def featurize(table: pa.Table, max_len: int = 64) -> dict[str, np.ndarray]:
         return _empty(max_len)
     rows = [(oid, label, *object_arrays(t, b, m, e, max_len)) for oid, label, t, b, m, e in _objects(pts)]
     return _stack(rows)
+
+
+def featurize_objects(objects: list[list[dict[str, Any]]], max_len: int = 64) -> dict[str, np.ndarray]:
+    """Per-object arrays of light curves given as lists of lake-schema row dicts, one list per object.
+
+    The same arrays as :func:`featurize` of those rows with ``object_id`` the object's index in
+    ``objects`` (the same cleaning: detections of model sources, band families, exact repeats
+    merged, sorted by time), without building an Arrow table: for the small batches of serving,
+    where the table, its group-by and sort cost more than the features. Objects without a usable
+    detection are left out (the ``object_id`` column names the ones that are there).
+    """
+    rows = []
+    for index, points in enumerate(objects):
+        cleaned = _clean_object(points)
+        if cleaned is not None:
+            rows.append((str(index), cleaned[0], *object_arrays(*cleaned[1:], max_len)))
+    return _stack(rows) if rows else _empty(max_len)
+
+
+def _clean_object(points: list[dict[str, Any]]):
+    """One object's rows -> (label, mjd, band, mag, magerr) as :func:`clean_points` + :func:`_objects` give them, or None."""
+    kept = []
+    for p in points:
+        if p.get("is_limit") or p.get("mag") is None or p.get("source") not in MODEL_SOURCES:
+            continue
+        band = p["band"] if p["band"] in ("g", "r", "i") else band_family(p["band"] or "")
+        if band is not None:
+            kept.append((band, float(p["mjd"]), float(p["mag"]), np.nan if p.get("magerr") is None else float(p["magerr"]), p.get("label")))
+    if not kept:
+        return None
+    # exact repeats of (band, mjd): mean magnitude, largest error; then by time, and band at equal times
+    first: dict[tuple[str, float], int] = {}
+    group = np.empty(len(kept), dtype=np.int64)
+    for i, (band, mjd, *_rest) in enumerate(kept):
+        group[i] = first.setdefault((band, mjd), len(first))
+    n = len(first)
+    mag = np.asarray([k[2] for k in kept])
+    err = np.asarray([k[3] for k in kept])
+    label = next((k[4] for k in kept if k[4] is not None), None)
+    if n == len(kept):
+        band = np.asarray([k[0] for k in kept], dtype=object)
+        mjd = np.asarray([k[1] for k in kept])
+    else:
+        keys = list(first)
+        band = np.asarray([b for b, _ in keys], dtype=object)
+        mjd = np.asarray([m for _, m in keys])
+        total, count = np.zeros(n), np.zeros(n)
+        np.add.at(total, group, mag)
+        np.add.at(count, group, 1.0)
+        mag = total / count
+        worst = np.full(n, -np.inf)
+        np.fmax.at(worst, group, err)  # NaN (no error given) only where the whole group has none
+        err = np.where(np.isinf(worst), np.nan, worst)
+    order = np.lexsort((band.astype(str), mjd))
+    return (label if label is not None else "", mjd[order], band[order], mag[order], np.nan_to_num(err[order], nan=0.1))
 
 
 def _empty(max_len: int) -> dict[str, np.ndarray]:

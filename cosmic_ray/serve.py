@@ -23,7 +23,7 @@ from typing import Any
 from fastapi import FastAPI, HTTPException, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 
@@ -45,6 +45,7 @@ from cosmic_ray.api_models import (
     PredictResponse,
     SimilarResponse,
 )
+from cosmic_ray.coalesce import Coalescer
 from cosmic_ray.config import Settings
 from cosmic_ray.errors import BadAlertError
 
@@ -150,7 +151,7 @@ class ProtoNetModel:
     def reconfigure(self, user_config: dict[str, Any]) -> None:
         """``user_config`` of configs/serve.yaml: batch size (light curves), wait timeout, torch threads."""
         self.predict.set_max_batch_size(int(user_config.get("max_batch_size", 64)))
-        self.predict.set_batch_wait_timeout_s(float(user_config.get("batch_wait_timeout_s", 0.005)))
+        self.predict.set_batch_wait_timeout_s(float(user_config.get("batch_wait_timeout_s", 0.0)))
         if "torch_threads" in user_config:
             import torch
 
@@ -167,8 +168,7 @@ class ProtoNetModel:
 
     def _with_registered_classes(self, base, registered) -> tuple[Any, Any, int, list[str]]:
         """A copy of ``base`` with a prototype per registered class (embedded by ``base``'s encoder)."""
-        from cosmic_ray.features import featurize
-        from cosmic_ray.lightcurve import rows_to_table
+        from cosmic_ray.features import featurize_objects
 
         version, records = self.store.classes_snapshot()
         clf = base
@@ -177,8 +177,7 @@ class ProtoNetModel:
             if record.name in base.class_names:
                 log.warning("registered class %r has the name of a trained class: ignored", record.name)
                 continue
-            rows = [r for i, s in enumerate(record.support) for r in points_to_rows(f"s{i}", s["points"])]
-            arrays = featurize(rows_to_table(rows), clf.max_len)
+            arrays = featurize_objects([points_to_rows(f"s{i}", s["points"]) for i, s in enumerate(record.support)], clf.max_len)
             if len(arrays["seq"]) == 0:
                 log.warning("registered class %r has no usable support light curve: ignored", record.name)
                 continue
@@ -238,14 +237,10 @@ class ProtoNetModel:
     # ------------------------------------------------------------ classification
     def _classify(self, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Each item ``{"object_id", "rows"[, "candid"]}`` -> prediction dict; one featurize + forward."""
-        from cosmic_ray.features import featurize
-        from cosmic_ray.lightcurve import rows_to_table
+        from cosmic_ray.features import featurize_objects
 
         classifier, registered, _, _ = self._current
-        rows = []
-        for i, item in enumerate(items):  # internal ids: two items may share an object_id
-            rows.extend({**r, "object_id": str(i)} for r in item["rows"])
-        arrays = featurize(rows_to_table(rows), classifier.max_len)
+        arrays = featurize_objects([item["rows"] for item in items], classifier.max_len)  # object_id: the item's index
         preds = {p.object_id: p for p in classifier.predict_features(arrays, neighbours=self.args.neighbours)}
         out = []
         for i, item in enumerate(items):
@@ -268,7 +263,7 @@ class ProtoNetModel:
             )
         return out
 
-    @serve.batch(max_batch_size=64, batch_wait_timeout_s=0.005, batch_size_fn=_count_items)
+    @serve.batch(max_batch_size=64, batch_wait_timeout_s=0.0, batch_size_fn=_count_items)
     async def predict(self, calls: list[list[dict[str, Any]]]) -> list[list[dict[str, Any]]]:
         """A list of items per call (one request, or an ingress's coalesced requests); Serve
         gathers concurrent calls up to ``max_batch_size`` light curves into one featurize + forward."""
@@ -438,6 +433,24 @@ def request_to_item(body: PredictRequest) -> dict[str, Any]:
     return {"object_id": object_id, "rows": rows}
 
 
+def _json_body(model: type[BaseModel]) -> dict[str, Any]:
+    """``openapi_extra`` declaring a JSON request body of ``model`` for a route that reads the body itself."""
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{model.__name__}"}}}}}
+
+
+def parse_json_body(model: type[BaseModel], raw: bytes) -> Any:
+    """``model`` validated from the raw JSON bytes.
+
+    Raises:
+        RequestValidationError: as FastAPI raises it for a body it parses (422, locations under ``body``).
+    """
+    try:
+        return model.model_validate_json(raw)
+    except ValidationError as exc:
+        errors = [{"loc": ("body", *e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")} for e in exc.errors(include_url=False, include_input=False)]
+        raise RequestValidationError(errors) from None
+
+
 @api.exception_handler(RequestValidationError)
 async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
     """422 with where and why, without echoing the input (it may be huge, secret or not JSON-encodable)."""
@@ -475,6 +488,10 @@ class Ingress:
         self.logins_by_account = auth.RateLimiter(s.login_attempts_per_account, s.login_window_s)
         self.logins_by_address = auth.RateLimiter(s.login_attempts_per_address, s.login_window_s)
         self.metrics = metrics.api_metrics()
+        # Concurrent single predictions of this replica go to the model together: at once while
+        # fewer than `coalesce_max_in_flight` model calls are out, else queued into the next call
+        # (one Ray round trip for many requests; the batch grows with the load, no wait when idle).
+        self._coalescer = Coalescer(functools.partial(self._call_model, "predict"))
         try:
             self.metrics.registry.register(metrics.StoreCollector(self.store))
         except ValueError:  # already registered in this process
@@ -490,14 +507,11 @@ class Ingress:
 
     def reconfigure(self, user_config: dict[str, Any]) -> None:
         """``user_config`` of configs/serve.yaml: how concurrent ``/predict`` calls are coalesced."""
-        self._coalesced.set_max_batch_size(int(user_config.get("coalesce_max_batch_size", 16)))
-        self._coalesced.set_batch_wait_timeout_s(float(user_config.get("coalesce_wait_timeout_s", 0.002)))
-
-    @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.002, max_concurrent_batches=8)
-    async def _coalesced(self, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """Concurrent single predictions of this ingress replica go to the model as one call (one
-        Ray round trip for many requests); the model batches these calls again across ingresses."""
-        return await self._call_model("predict", items)
+        self._coalescer.configure(
+            int(user_config.get("coalesce_max_batch_size", 64)),
+            int(user_config.get("coalesce_max_in_flight", 4)),
+            int(user_config.get("coalesce_parallel_at", 1)),
+        )
 
     async def _call_model(self, method: str, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """A model call, sent once more if its replica died under it (a prediction is safe to repeat)."""
@@ -511,8 +525,10 @@ class Ingress:
 
     async def _predict_items(self, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if len(items) == 1:
-            return [await self._coalesced(items[0])]
-        chunk = 64  # spread a big batch over the replicas, one call per chunk
+            return [await self._coalescer.submit(items[0])]
+        # spread a batch over the replicas, one call per chunk: at least two chunks (both replicas
+        # of the default config work on one request), at most 64 light curves, at least 8 (a call has a fixed cost)
+        chunk = max(8, min(64, math.ceil(len(items) / 2)))
         parts = await asyncio.gather(*(self._call_model("predict_many", items[i : i + chunk]) for i in range(0, len(items), chunk)))
         return [r for part in parts for r in part]
 
@@ -550,15 +566,21 @@ class Ingress:
         return Response(metrics.render(), media_type=metrics.CONTENT_TYPE)
 
     # ------------------------------------------------------------ predictions
-    @api.post("/predict", response_model=PredictResponse, responses={413: {"model": ErrorResponse}, 422: {"model": ErrorResponse}, **_AUTH_ERRORS})
-    async def predict(self, body: PredictRequest, request: Request) -> PredictResponse:
+    @api.post("/predict", response_model=PredictResponse, openapi_extra=_json_body(PredictRequest),
+              responses={413: {"model": ErrorResponse}, 422: {"model": ErrorResponse}, **_AUTH_ERRORS})
+    async def predict(self, request: Request) -> Response:
+        """One alert or light curve. The body is validated straight from its bytes (pydantic's JSON
+        parser: no ``json.loads`` + validation of the Python objects, the hot path's largest cost
+        in this process) and the answer serialised once."""
         start = time.perf_counter()
         self._reader(request)
+        body = parse_json_body(PredictRequest, await request.body())
         (result,) = await self._predict_items([request_to_item(body)])
         if "error" in result:
             raise HTTPException(status_code=422, detail=result["error"])
         self._count([result])
-        return PredictResponse(**result, latency_ms=(time.perf_counter() - start) * 1000)
+        answer = PredictResponse(**result, latency_ms=(time.perf_counter() - start) * 1000)
+        return Response(answer.model_dump_json(by_alias=True), media_type="application/json")
 
     @api.post("/predict/batch", response_model=BatchResponse, responses={413: {"model": ErrorResponse}, 422: {"model": ErrorResponse}, **_AUTH_ERRORS})
     async def predict_batch(self, body: BatchRequest, request: Request) -> BatchResponse:

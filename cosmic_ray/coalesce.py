@@ -1,12 +1,12 @@
 """Load-adaptive coalescing of concurrent calls into batched calls, for an asyncio server.
 
-Each :meth:`Coalescer.submit` adds one item. When no call is out, the queued items leave at once
-as one call of ``send(items)``: an idle server waits for nothing (a lone request is sent at once).
-While a call is out, new items queue and leave together with the next call (up to ``max_items``):
-batches grow with the load by themselves, where a fixed wait window costs its full length at low
-load and is too short at high load. A further call goes out beside those in flight (up to
-``max_in_flight``) only once ``parallel_at`` items are queued: under heavy load several model
-replicas work at once, under moderate load calls stay few and full (each call has a fixed cost).
+Each :meth:`Coalescer.submit` adds one item. While fewer than ``eager_in_flight`` calls are out,
+the queued items leave at once as one call of ``send(items)``: an idle server waits for nothing (a
+lone request is sent at once). Otherwise new items queue and leave together with the next call (up
+to ``max_items``): batches grow with the load by themselves, where a fixed wait window costs its
+full length at low load and is too short at high load. Beyond ``eager_in_flight``, a further call
+goes out (up to ``max_in_flight``) only once ``parallel_at`` items are queued: under heavy load more
+model replicas work at once, under moderate load calls stay few and full (each has a fixed cost).
 """
 
 from __future__ import annotations
@@ -27,10 +27,11 @@ class Coalescer(Generic[Item, Result]):
     caller of that batch.
     """
 
-    def __init__(self, send: Callable[[list[Item]], Awaitable[list[Result]]], max_items: int = 64, max_in_flight: int = 4, parallel_at: int = 1):
+    def __init__(self, send: Callable[[list[Item]], Awaitable[list[Result]]], max_items: int = 64, max_in_flight: int = 4,
+                 eager_in_flight: int = 2, parallel_at: int = 16):
         self._send = send
-        self.max_items = self.max_in_flight = self.parallel_at = 1
-        self.configure(max_items, max_in_flight, parallel_at)
+        self.max_items = self.max_in_flight = self.eager_in_flight = self.parallel_at = 1
+        self.configure(max_items, max_in_flight, eager_in_flight, parallel_at)
         self._pending: deque[tuple[Item, asyncio.Future[Result]]] = deque()
         self._in_flight = 0
         self._scheduled = False
@@ -38,8 +39,9 @@ class Coalescer(Generic[Item, Result]):
         self.batches_sent = 0
         self.items_sent = 0
 
-    def configure(self, max_items: int | None = None, max_in_flight: int | None = None, parallel_at: int | None = None) -> None:
-        for name, value in (("max_items", max_items), ("max_in_flight", max_in_flight), ("parallel_at", parallel_at)):
+    def configure(self, max_items: int | None = None, max_in_flight: int | None = None, eager_in_flight: int | None = None,
+                  parallel_at: int | None = None) -> None:
+        for name, value in (("max_items", max_items), ("max_in_flight", max_in_flight), ("eager_in_flight", eager_in_flight), ("parallel_at", parallel_at)):
             if value is not None:
                 if value < 1:
                     raise ValueError(f"{name} must be at least 1")
@@ -60,7 +62,9 @@ class Coalescer(Generic[Item, Result]):
 
     def _dispatch(self) -> None:
         self._scheduled = False
-        while self._pending and self._in_flight < self.max_in_flight and (self._in_flight == 0 or len(self._pending) >= self.parallel_at):
+        while self._pending and self._in_flight < self.max_in_flight and (
+            self._in_flight < self.eager_in_flight or len(self._pending) >= self.parallel_at
+        ):
             batch = [self._pending.popleft() for _ in range(min(self.max_items, len(self._pending)))]
             batch = [(item, fut) for item, fut in batch if not fut.cancelled()]
             if not batch:

@@ -489,7 +489,7 @@ class Ingress:
         self.logins_by_address = auth.RateLimiter(s.login_attempts_per_address, s.login_window_s)
         self.metrics = metrics.api_metrics()
         # Concurrent single predictions of this replica go to the model together: at once while
-        # fewer than `coalesce_max_in_flight` model calls are out, else queued into the next call
+        # fewer than `coalesce_eager_in_flight` model calls are out, else queued into the next call
         # (one Ray round trip for many requests; the batch grows with the load, no wait when idle).
         self._coalescer = Coalescer(functools.partial(self._call_model, "predict"))
         try:
@@ -510,7 +510,8 @@ class Ingress:
         self._coalescer.configure(
             int(user_config.get("coalesce_max_batch_size", 64)),
             int(user_config.get("coalesce_max_in_flight", 4)),
-            int(user_config.get("coalesce_parallel_at", 1)),
+            int(user_config.get("coalesce_eager_in_flight", 2)),
+            int(user_config.get("coalesce_parallel_at", 16)),
         )
 
     async def _call_model(self, method: str, items: list[dict[str, Any]]) -> list[dict[str, Any]]:

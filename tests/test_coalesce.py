@@ -31,7 +31,7 @@ class SlowModel:
 def test_a_lone_request_is_sent_at_once():
     async def main():
         model = SlowModel(seconds=0.0)
-        coalescer = Coalescer(model, max_items=64, max_in_flight=2)
+        coalescer = Coalescer(model, max_items=64, max_in_flight=2, eager_in_flight=2)
         loop = asyncio.get_running_loop()
         start = loop.time()
         assert await coalescer.submit(21) == 42
@@ -45,7 +45,7 @@ def test_a_lone_request_is_sent_at_once():
 def test_batches_grow_with_the_load_and_every_caller_gets_its_own_answer():
     async def main():
         model = SlowModel(seconds=0.02)
-        coalescer = Coalescer(model, max_items=16, max_in_flight=2)
+        coalescer = Coalescer(model, max_items=16, max_in_flight=2, eager_in_flight=2)
 
         async def caller(i: int) -> int:
             await asyncio.sleep(0.001 * (i % 10))
@@ -65,7 +65,7 @@ def test_batches_grow_with_the_load_and_every_caller_gets_its_own_answer():
 def test_a_failed_batch_fails_its_callers_only():
     async def main():
         model = SlowModel(seconds=0.01, fail_on=3)
-        coalescer = Coalescer(model, max_items=4, max_in_flight=1)
+        coalescer = Coalescer(model, max_items=4, max_in_flight=1, eager_in_flight=1)
         return await asyncio.gather(*(coalescer.submit(i) for i in range(8)), return_exceptions=True)
 
     results = asyncio.run(main())
@@ -78,7 +78,7 @@ def test_wrong_result_count_is_an_error_not_a_silent_mismatch():
         return items[:-1]
 
     async def main():
-        coalescer = Coalescer(short, max_items=8, max_in_flight=1)
+        coalescer = Coalescer(short, max_items=8, max_in_flight=1, eager_in_flight=1)
         return await asyncio.gather(*(coalescer.submit(i) for i in range(3)), return_exceptions=True)
 
     assert all(isinstance(r, RuntimeError) for r in asyncio.run(main()))
@@ -88,8 +88,8 @@ def test_settings_are_checked():
     with pytest.raises(ValueError):
         Coalescer(SlowModel(), max_items=0)
     coalescer = Coalescer(SlowModel())
-    coalescer.configure(max_items=8, max_in_flight=3)
-    assert (coalescer.max_items, coalescer.max_in_flight) == (8, 3)
+    coalescer.configure(max_items=8, max_in_flight=3, eager_in_flight=2, parallel_at=4)
+    assert (coalescer.max_items, coalescer.max_in_flight, coalescer.eager_in_flight, coalescer.parallel_at) == (8, 3, 2, 4)
     with pytest.raises(ValueError):
         coalescer.configure(max_in_flight=0)
 
@@ -97,7 +97,7 @@ def test_settings_are_checked():
 def test_further_calls_go_out_in_parallel_only_under_a_backlog():
     async def main():
         model = SlowModel(seconds=0.02)
-        coalescer = Coalescer(model, max_items=8, max_in_flight=3, parallel_at=8)
+        coalescer = Coalescer(model, max_items=8, max_in_flight=3, eager_in_flight=1, parallel_at=8)
 
         async def trickle():
             out = []

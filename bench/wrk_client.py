@@ -36,19 +36,48 @@ class Bodies:
         self.path.unlink(missing_ok=True)
 
 
-def closed_loop(url: str, bodies: Bodies, concurrency: int, seconds: float, per_request: int = 1) -> dict[str, Any]:
-    """``concurrency`` connections POSTing for ``seconds`` (one wrk thread: it drives thousands of
-    connections from one core). Same keys as serve_load.summarize; ``_latencies`` holds one value per
-    request read off wrk's 0.1 % quantiles (wrk keeps no per-request list), so slices can be pooled."""
+def _run(url: str, bodies: Bodies, connections: int, seconds: float, extra_env: dict[str, str]) -> dict[str, Any]:
     timeout = max(10, int(seconds) + 5)
     proc = subprocess.run(
-        ["wrk", "-t1", f"-c{concurrency}", f"-d{max(1, round(seconds))}s", f"--timeout={timeout}s", "-s", str(SCRIPT), url],
-        capture_output=True, text=True, env={**os.environ, "WRK_BODIES": str(bodies.path)}, timeout=seconds + 60,
+        ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", f"--timeout={timeout}s", "-s", str(SCRIPT), url],
+        capture_output=True, text=True, env={**os.environ, "WRK_BODIES": str(bodies.path), **extra_env}, timeout=seconds + 60,
     )
     line = next((l for l in proc.stdout.splitlines() if l.startswith("WRKJSON ")), None)
     if line is None:
         raise RuntimeError(f"wrk gave no summary (exit {proc.returncode}): {proc.stderr.strip()[:300]}")
-    found = json.loads(line[len("WRKJSON "):])
+    return json.loads(line[len("WRKJSON "):])
+
+
+def open_loop(url: str, bodies: Bodies, rate: float, seconds: float, connections: int = 128, drain: float = 3.0) -> dict[str, Any]:
+    """``rate`` requests/s due on a fixed schedule for ``seconds`` (wrk_post.lua's open-loop mode;
+    ``connections`` must exceed the requests ever in flight, or requests go out late: ``late`` counts
+    them and ``max_late_ms`` says by how much). Latency quantiles as :func:`closed_loop`'s."""
+    count = int(rate * seconds)
+    found = _run(url, bodies, connections, seconds + drain, {"WRK_RATE": str(rate), "WRK_COUNT": str(count)})
+    ok = found["requests"] - found["status_errors"]
+    lat = sorted(q / 1e6 for q in found["quantiles_us"])
+    q = lambda p: lat[min(len(lat) - 1, int(p * len(lat)))] * 1000
+    return {
+        "requests": ok,
+        "scheduled": count,
+        "failures": found["status_errors"] + found["socket_errors"] + max(0, count - found["requests"]),
+        "seconds": round(seconds, 2),
+        "req_per_s": round(ok / seconds, 1),
+        "p50_ms": round(q(0.50), 1),
+        "p99_ms": round(q(0.99), 1),
+        "p999_ms": round(q(0.999), 1),
+        "late": found["late"],
+        "max_late_ms": found["max_late_ms"],
+        "client": "wrk (open loop)",
+        "_latencies": [lat[j * len(lat) // ok] for j in range(ok)] if ok else [],
+    }
+
+
+def closed_loop(url: str, bodies: Bodies, concurrency: int, seconds: float, per_request: int = 1) -> dict[str, Any]:
+    """``concurrency`` connections POSTing for ``seconds`` (one wrk thread: it drives thousands of
+    connections from one core). Same keys as serve_load.summarize; ``_latencies`` holds one value per
+    request read off wrk's 0.1 % quantiles (wrk keeps no per-request list), so slices can be pooled."""
+    found = _run(url, bodies, concurrency, seconds, {})
     elapsed = found["duration_us"] / 1e6
     ok = found["requests"] - found["status_errors"]
     quantiles = [q / 1e6 for q in found["quantiles_us"]]

@@ -28,8 +28,9 @@ class Coalescer(Generic[Item, Result]):
     """
 
     def __init__(self, send: Callable[[list[Item]], Awaitable[list[Result]]], max_items: int = 64, max_in_flight: int = 4,
-                 eager_in_flight: int = 2, parallel_at: int = 16):
+                 eager_in_flight: int = 2, parallel_at: int = 16, on_batch: Callable[[int], None] | None = None):
         self._send = send
+        self._on_batch = on_batch  # told each batch's size as it leaves (a metric)
         self.max_items = self.max_in_flight = self.eager_in_flight = self.parallel_at = 1
         self.configure(max_items, max_in_flight, eager_in_flight, parallel_at)
         self._pending: deque[tuple[Item, asyncio.Future[Result]]] = deque()
@@ -70,6 +71,8 @@ class Coalescer(Generic[Item, Result]):
             if not batch:
                 continue
             self._in_flight += 1
+            if self._on_batch is not None:
+                self._on_batch(len(batch))
             task = asyncio.get_running_loop().create_task(self._run(batch))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)

@@ -23,6 +23,7 @@ class ApiMetrics:
     latency: Histogram
     predictions: Counter
     model_version: Gauge
+    coalesced: Histogram
 
 
 @functools.lru_cache(maxsize=1)
@@ -41,6 +42,12 @@ def api_metrics() -> ApiMetrics:
         ),
         predictions=Counter("cosmic_ray_predictions", "Light curves classified over the API, by class and rarity.", ["label", "rare"], registry=registry),
         model_version=Gauge("cosmic_ray_model_version", "The model version served (as a number).", registry=registry),
+        coalesced=Histogram(
+            "cosmic_ray_coalesced_batch_size",
+            "Single /predict requests per model call of this ingress (load-adaptive coalescing: 1 when idle).",
+            buckets=(1, 2, 4, 8, 16, 32, 64),
+            registry=registry,
+        ),
     )
 
 

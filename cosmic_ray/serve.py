@@ -491,7 +491,7 @@ class Ingress:
         # Concurrent single predictions of this replica go to the model together: at once while
         # fewer than `coalesce_eager_in_flight` model calls are out, else queued into the next call
         # (one Ray round trip for many requests; the batch grows with the load, no wait when idle).
-        self._coalescer = Coalescer(functools.partial(self._call_model, "predict"))
+        self._coalescer = Coalescer(functools.partial(self._call_model, "predict"), on_batch=self.metrics.coalesced.observe)
         try:
             self.metrics.registry.register(metrics.StoreCollector(self.store))
         except ValueError:  # already registered in this process

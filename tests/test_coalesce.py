@@ -116,3 +116,14 @@ def test_further_calls_go_out_in_parallel_only_under_a_backlog():
     assert light_most_out == 1
     assert model.most_out == 3  # the backlog of 64 went out over three calls at once
     assert all(len(b) <= 8 for b in model.batches)
+
+
+def test_each_batch_size_is_reported_as_it_leaves():
+    sizes: list[int] = []
+
+    async def main():
+        coalescer = Coalescer(SlowModel(seconds=0.01), max_items=8, max_in_flight=1, eager_in_flight=1, on_batch=sizes.append)
+        return await asyncio.gather(*(coalescer.submit(i) for i in range(20)))
+
+    assert asyncio.run(main()) == [2 * i for i in range(20)]
+    assert sum(sizes) == 20 and max(sizes) == 8

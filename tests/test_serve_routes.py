@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import httpx
 
 BASE = 1_000  # candids of this file's rows (real ZTF candids are ~1e18)
@@ -54,6 +56,8 @@ def test_metrics_health_and_model(served, trained):
     assert 'cosmic_ray_http_request_seconds_bucket{le="0.1",route="/predict"}' in text
     assert f"cosmic_ray_model_version {float(trained.version)}" in text
     assert "cosmic_ray_rare_events " in text and "cosmic_ray_predictions_total" in text
+    calls = re.search(r"^cosmic_ray_coalesced_batch_size_count (\S+)$", text, re.M)
+    assert calls and float(calls.group(1)) >= 1  # the /predict above went to the model through the coalescer
     spec = httpx.get(f"{served}/openapi.json", timeout=30).json()
     assert {"/alerts", "/classes", "/classes/{name}", "/objects/{object_id}/similar", "/auth/login", "/auth/logout", "/auth/me", "/model/reload"} <= set(spec["paths"])
 

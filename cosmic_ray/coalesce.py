@@ -36,9 +36,7 @@ class Coalescer(Generic[Item, Result]):
         self._pending: deque[tuple[Item, asyncio.Future[Result]]] = deque()
         self._in_flight = 0
         self._scheduled = False
-        self._tasks: set[asyncio.Task[None]] = set()
-        self.batches_sent = 0
-        self.items_sent = 0
+        self._tasks: set[asyncio.Task[None]] = set()  # the calls out (held so they are not collected)
 
     def configure(self, max_items: int | None = None, max_in_flight: int | None = None, eager_in_flight: int | None = None,
                   parallel_at: int | None = None) -> None:
@@ -47,10 +45,6 @@ class Coalescer(Generic[Item, Result]):
                 if value < 1:
                     raise ValueError(f"{name} must be at least 1")
                 setattr(self, name, int(value))
-
-    @property
-    def queued(self) -> int:
-        return len(self._pending)
 
     async def submit(self, item: Item) -> Result:
         loop = asyncio.get_running_loop()
@@ -90,8 +84,6 @@ class Coalescer(Generic[Item, Result]):
                 if not future.done():
                     future.set_exception(exc)
         finally:
-            self.batches_sent += 1
-            self.items_sent += len(batch)
             self._in_flight -= 1
             self._dispatch()
 

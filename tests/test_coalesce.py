@@ -29,17 +29,20 @@ class SlowModel:
 
 
 def test_a_lone_request_is_sent_at_once():
-    async def main():
-        model = SlowModel(seconds=0.0)
-        coalescer = Coalescer(model, max_items=64, max_in_flight=2, eager_in_flight=2)
-        loop = asyncio.get_running_loop()
-        start = loop.time()
-        assert await coalescer.submit(21) == 42
-        return loop.time() - start, model.batches
+    """No wait window: the call leaves within the loop iterations of the submit, on no timer."""
 
-    elapsed, batches = asyncio.run(main())
-    assert batches == [[21]]
-    assert elapsed < 0.01  # no wait window
+    async def main():
+        model = SlowModel(seconds=0.05)
+        coalescer = Coalescer(model, max_items=64, max_in_flight=2, eager_in_flight=2)
+        answer = asyncio.ensure_future(coalescer.submit(21))
+        for _ in range(3):
+            await asyncio.sleep(0)  # yields only: a timer-based wait would not have fired yet
+        sent_before_any_timer = [list(b) for b in model.batches]
+        return sent_before_any_timer, await answer
+
+    sent, answer = asyncio.run(main())
+    assert sent == [[21]]
+    assert answer == 42
 
 
 def test_batches_grow_with_the_load_and_every_caller_gets_its_own_answer():

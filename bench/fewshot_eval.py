@@ -81,14 +81,7 @@ def main() -> None:
 
     # folds over events, stratified by class: every BTS object (and its event) is tested once
     events = np.asarray([same_event(o) for o in arrays["object_id"]], dtype=object)
-    rng = np.random.default_rng(args.seed)
-    fold_of_event: dict[str, int] = {}
-    for c in np.unique(coarse):
-        evs = rng.permutation(sorted(set(events[coarse == c]) - set(fold_of_event)))
-        offset = rng.integers(args.folds)
-        for i, e in enumerate(evs):
-            fold_of_event[e] = (i + offset) % args.folds
-    fold = np.asarray([fold_of_event[e] for e in events])
+    fold = ev.event_folds(coarse, events, args.folds, args.seed)
 
     scored: dict[int, list[tuple[ev.Scored, ev.Scored]]] = {k: [] for k in args.shots}
     rare_all: list[str] = []

@@ -673,3 +673,19 @@ def event_key_from_shared(shared_dir) -> Callable[[str], str]:
 
     xm = build_crossmatch(load_shared_entries(shared_dir))
     return lambda oid: xm.canonical("", str(oid))
+
+
+def event_folds(coarse: np.ndarray, events: np.ndarray, n_folds: int, seed: int) -> np.ndarray:
+    """Fold of each object for cross-validation, disjoint by event and stratified by class.
+
+    Every event (all objects that are the same astrophysical source) lands in one fold; within
+    each class the events are shuffled (seeded) and dealt round-robin from a random offset, so a
+    5-object class spreads over the folds. (N,) coarse labels, (N,) event ids -> (N,) fold index."""
+    rng = np.random.default_rng(seed)
+    fold_of_event: dict[str, int] = {}
+    for c in np.unique(coarse):
+        evs = rng.permutation(sorted(set(events[coarse == c]) - set(fold_of_event)))
+        offset = rng.integers(n_folds)
+        for i, e in enumerate(evs):
+            fold_of_event[e] = (i + offset) % n_folds
+    return np.asarray([fold_of_event[e] for e in events])

@@ -243,3 +243,16 @@ def test_a_model_trained_on_another_feature_set_is_refused_with_a_reason(tmp_pat
     (folder / "bundle.json").write_text(json.dumps(legacy))
     with pytest.raises(IncompatibleModelError, match="33 light-curve features"):
         ProtoNetClassifier.load(folder)
+
+
+def test_event_folds_keep_each_event_whole_and_spread_every_class():
+    # two objects of one event (a catalogue copy of a ZTF object) and classes of 5, 3 and 20 objects
+    coarse = np.asarray(["TDE"] * 5 + ["SLSN-I"] * 3 + ["SN Ia"] * 20 + ["SN Ia"], dtype=object)
+    events = np.asarray([f"e{i}" for i in range(28)] + ["e27"], dtype=object)  # the last object repeats event e27
+    fold = ev.event_folds(coarse, events, 5, seed=3)
+    assert fold[27] == fold[28]
+    assert sorted(set(fold[:5].tolist())) == [0, 1, 2, 3, 4]  # 5 TDE events: one per fold
+    assert len(set(fold[5:8].tolist())) == 3  # 3 SLSN-I events in 3 different folds
+    assert np.bincount(fold[8:28], minlength=5).tolist() == [4, 4, 4, 4, 4]
+    assert (ev.event_folds(coarse, events, 5, seed=3) == fold).all()
+    assert not (ev.event_folds(coarse, events, 5, seed=4) == fold).all()

@@ -1,0 +1,138 @@
+"""How far every label gets: fully supervised references on the same folds as fewshot_eval.py.
+
+The few-shot figures (bench/fewshot_eval.py) register SLSN-I and TDE from K support objects. This
+bench asks what the same BTS light curves allow when nothing is held back: on the same
+object- and event-disjoint folds (``cosmic_ray.evaluate.event_folds``, same ``--seed``), every
+coarse class, SLSN-I and TDE included, is trained on all of its training-fold objects by
+
+* ``protonet_all_labels``: the ProtoNet itself (configs/train.yaml, the same episodic loop), SLSN-I
+  and TDE as trained base classes with their own prototypes and class priors;
+* ``balanced_random_forest``: the baseline of the few-shot report, on every label;
+* ``logistic_regression``: class-balanced, on the features as normal scores;
+* ``gradient_boosting``: scikit-learn's histogram gradient boosting, class-balanced.
+
+Same features (``cosmic_ray.features``), same classes and the same class-stratified bootstrap as
+the few-shot report. Out-of-fold predictions are pooled.
+
+    .venv/bin/python bench/supervised_reference.py --seed 0 --out /tmp/reference.json   # ~3 min on 2 cores
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from cosmic_ray import evaluate as ev  # noqa: E402
+from cosmic_ray.classifier import build_classifier  # noqa: E402
+from cosmic_ray.config import DataConfig, load_train_config  # noqa: E402
+from cosmic_ray.features import augmented_views, featurize  # noqa: E402
+from cosmic_ray.model import ProtoNetConfig  # noqa: E402
+from cosmic_ray.taxonomy import OTHER, SUPPORT_ONLY, to_coarse  # noqa: E402
+from cosmic_ray.train import fit_local  # noqa: E402
+from cosmic_ray.trainset import attach_views, build_training_set  # noqa: E402
+
+log = logging.getLogger("supervised_reference")
+
+
+def conventional_models(seed: int) -> dict:
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.impute import SimpleImputer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import QuantileTransformer
+
+    return {
+        "balanced_random_forest": lambda: ev._forest(seed),
+        "logistic_regression": lambda: make_pipeline(
+            SimpleImputer(strategy="median"),
+            QuantileTransformer(n_quantiles=101, output_distribution="normal", random_state=seed),
+            LogisticRegression(C=0.3, class_weight="balanced", max_iter=3000),
+        ),
+        "gradient_boosting": lambda: HistGradientBoostingClassifier(class_weight="balanced", max_iter=200, learning_rate=0.05, random_state=seed),
+    }
+
+
+def protonet_all_labels(arrays: dict, train_rows: np.ndarray, test_rows: np.ndarray, views: dict, cfg, seed: int, epochs: int, per_epoch: int) -> np.ndarray:
+    """Train the ProtoNet on every class of the training rows (none held back); predict the test rows."""
+    take = lambda rows: {key: value[rows] for key, value in arrays.items()}  # noqa: E731
+    data_cfg = DataConfig(min_objects_per_class=3)  # TDE has 4 BTS objects in a training fold
+    data, stats = build_training_set(take(train_rows), data_cfg, 0.05, seed, support_only=())
+    attach_views(data, views, stats)
+    arch = ProtoNetConfig(seq_channels=data.seq.shape[2], n_feats=data.feats.shape[1], **cfg.model.model_dump())
+    episodes = {"n_way": len(data.class_names), "k_shot": cfg.episodes.k_shot, "n_query": cfg.episodes.n_query, "per_epoch": per_epoch, "min_objects": 2}
+    out = fit_local(data, arch, epochs=epochs, lr=cfg.lr, episodes=episodes, seed=seed)
+    clf = build_classifier(out.state_dict, arch, data, stats.mean, stats.std, arrays["seq"].shape[1])
+    test = take(test_rows)
+    emb = clf.embed(test["seq"], test["length"], test["feats"])
+    return np.asarray(clf.class_names, dtype=object)[clf.class_logits(emb).argmax(axis=1)]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data", type=Path, default=Path(os.environ.get("COSMIC_RAY_SHARED_DATA", "../shared/data")))
+    parser.add_argument("--folds", type=int, default=5)
+    parser.add_argument("--epochs", type=int, default=12)
+    parser.add_argument("--per-epoch", type=int, default=50)
+    parser.add_argument("--views", type=int, default=4)
+    parser.add_argument("--boot", type=int, default=500)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--config", type=Path, default=Path("configs/train.yaml"))
+    parser.add_argument("--out", type=Path, default=Path("supervised_reference.json"))
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    warnings.filterwarnings("ignore")
+    import torch
+
+    torch.set_num_threads(1)
+    cfg = load_train_config(args.config)
+    t_start = time.perf_counter()
+    bts = ev.read_table(args.data / "ztf-bts" / "bts_dev_lightcurves.csv.gz")
+    same_event = ev.event_key_from_shared(args.data)
+    arrays = featurize(bts, 64)
+    views = augmented_views(bts, args.views, args.seed, 64)
+    coarse = np.asarray([to_coarse(x) for x in arrays["label"]], dtype=object)
+    events = np.asarray([same_event(o) for o in arrays["object_id"]], dtype=object)
+    fold = ev.event_folds(coarse, events, args.folds, args.seed)
+    scored = coarse != OTHER  # the objects and classes the few-shot report scores
+    classes = sorted(set(coarse[scored]))
+    x = ev._x(arrays["feats"])
+    preds = {name: np.empty(len(coarse), dtype=object) for name in ["protonet_all_labels", *conventional_models(args.seed)]}
+    for f in range(args.folds):
+        train_rows, test_rows = np.flatnonzero((fold != f) & scored), np.flatnonzero((fold == f) & scored)
+        preds["protonet_all_labels"][test_rows] = protonet_all_labels(arrays, train_rows, test_rows, views, cfg, args.seed + f, args.epochs, args.per_epoch)
+        for name, make in conventional_models(args.seed + f).items():
+            model = make().fit(x[train_rows], coarse[train_rows])
+            preds[name][test_rows] = model.predict(x[test_rows])
+        log.info("fold %d/%d done, %.0f s so far", f + 1, args.folds, time.perf_counter() - t_start)
+
+    rows = np.flatnonzero(scored)
+    result: dict = {"command": " ".join(sys.argv), "seed": args.seed, "folds": args.folds, "classes": classes, "models": {}}
+    for name, pred in preds.items():
+        s = ev.Scored(classes=classes, truth=coarse[rows], preds=pred[rows][None, :])
+        metrics = ev.classification_metrics(s.truth, s.preds[0], classes)
+        result["models"][name] = {
+            "macro_f1": metrics["macro_f1"],
+            "balanced_accuracy": metrics["balanced_accuracy"],
+            "recall": {c: metrics["classes"][c]["recall"] for c in classes},
+            "f1": {c: metrics["classes"][c]["f1"] for c in classes},
+            "intervals": ev.bootstrap_summary(s, list(SUPPORT_ONLY), args.boot, args.seed),
+        }
+        print(f"{name:24s} macro-F1 {metrics['macro_f1']:.3f} {result['models'][name]['intervals']['macro_f1']}  "
+              + "  ".join(f"{c} recall {metrics['classes'][c]['recall']:.2f}" for c in SUPPORT_ONLY), file=sys.stderr)
+    result["seconds"] = round(time.perf_counter() - t_start, 1)
+    args.out.write_text(json.dumps(result, indent=2))
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()

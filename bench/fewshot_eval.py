@@ -20,10 +20,8 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
 import time
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -33,62 +31,43 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from cosmic_ray import evaluate as ev  # noqa: E402
 from cosmic_ray.classifier import build_classifier  # noqa: E402
 from cosmic_ray.config import DataConfig, load_train_config  # noqa: E402
-from cosmic_ray.features import augmented_views, featurize  # noqa: E402
 from cosmic_ray.model import ProtoNetConfig  # noqa: E402
 from cosmic_ray.sources import catalogs  # noqa: E402
-from cosmic_ray.taxonomy import OTHER, SUPPORT_ONLY, to_coarse  # noqa: E402
+from cosmic_ray.taxonomy import SUPPORT_ONLY  # noqa: E402
 from cosmic_ray.train import fit_local  # noqa: E402
 from cosmic_ray.trainset import attach_views, build_training_set  # noqa: E402
+from bts_cv import add_common_arguments, load_bts_folds, quiet_single_thread  # noqa: E402
 
 log = logging.getLogger("fewshot_eval")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--data", type=Path, default=Path(os.environ.get("COSMIC_RAY_SHARED_DATA", "../shared/data")))
-    parser.add_argument("--folds", type=int, default=5)
+    add_common_arguments(parser)
     parser.add_argument("--shots", type=int, nargs="+", default=[1, 3, 5])
     parser.add_argument("--draws", type=int, default=5)
-    parser.add_argument("--epochs", type=int, default=12)
-    parser.add_argument("--per-epoch", type=int, default=50)
-    parser.add_argument("--views", type=int, default=4)
-    parser.add_argument("--boot", type=int, default=500)
     parser.add_argument("--max-per-class", type=int, default=0, help="cap on training objects per class (0: none; the class priors count all)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--config", type=Path, default=Path("configs/train.yaml"), help="model, lr and episode shape (TrainConfig)")
     parser.add_argument("--val-fraction", type=float, default=0.05,
                         help="inner validation share of the training folds (only monitors training and calibrates the open-set score: the test fold is the evaluation)")
     parser.add_argument("--out", type=Path, default=Path("fewshot_cv.json"))
     args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    warnings.filterwarnings("ignore")
-    import torch
-
-    torch.set_num_threads(1)
+    quiet_single_thread()
     cfg = load_train_config(args.config)
     val_fraction = args.val_fraction
     t_start = time.perf_counter()
 
-    bts = ev.read_table(args.data / "ztf-bts" / "bts_dev_lightcurves.csv.gz")
     import pyarrow as pa
     import pyarrow.compute as pc
 
+    cv = load_bts_folds(args.data, args.folds, args.views, args.seed)  # every BTS object (and its event) is tested once
+    bts, arrays, views, coarse, fold, same_event = cv.table, cv.arrays, cv.views, cv.coarse, cv.fold, cv.same_event
     support_table = pa.concat_tables([catalogs.read_catalogue(args.data / "slsne").table, catalogs.read_catalogue(args.data / "tde").table])
-    same_event = ev.event_key_from_shared(args.data)
-    arrays = featurize(bts, 64)
-    views = augmented_views(bts, args.views, args.seed, 64)
-    coarse = np.asarray([to_coarse(x) for x in arrays["label"]], dtype=object)
-
-    # folds over events, stratified by class: every BTS object (and its event) is tested once
-    events = np.asarray([same_event(o) for o in arrays["object_id"]], dtype=object)
-    fold = ev.event_folds(coarse, events, args.folds, args.seed)
 
     scored: dict[int, list[tuple[ev.Scored, ev.Scored]]] = {k: [] for k in args.shots}
     rare_all: list[str] = []
     for f in range(args.folds):
         train_rows, test_rows = np.flatnonzero(fold != f), np.flatnonzero(fold == f)
-        take = lambda rows: {key: value[rows] for key, value in arrays.items()}  # noqa: E731
-        data, stats = build_training_set(take(train_rows), DataConfig(max_objects_per_class=args.max_per_class or None), val_fraction, args.seed + f)
+        data, stats = build_training_set(cv.take(train_rows), DataConfig(max_objects_per_class=args.max_per_class or None), val_fraction, args.seed + f)
         attach_views(data, views, stats)
         arch = ProtoNetConfig(seq_channels=data.seq.shape[2], n_feats=data.feats.shape[1], **cfg.model.model_dump())
         episodes = {"n_way": len(data.class_names), "k_shot": cfg.episodes.k_shot, "n_query": cfg.episodes.n_query, "per_epoch": args.per_epoch, "min_objects": 2}

@@ -22,10 +22,8 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
 import time
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -35,11 +33,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from cosmic_ray import evaluate as ev  # noqa: E402
 from cosmic_ray.classifier import build_classifier  # noqa: E402
 from cosmic_ray.config import DataConfig, load_train_config  # noqa: E402
-from cosmic_ray.features import augmented_views, featurize  # noqa: E402
 from cosmic_ray.model import ProtoNetConfig  # noqa: E402
-from cosmic_ray.taxonomy import OTHER, SUPPORT_ONLY, to_coarse  # noqa: E402
+from cosmic_ray.taxonomy import OTHER, SUPPORT_ONLY  # noqa: E402
 from cosmic_ray.train import fit_local  # noqa: E402
 from cosmic_ray.trainset import attach_views, build_training_set  # noqa: E402
+from bts_cv import MAX_LEN, BtsFolds, add_common_arguments, load_bts_folds, quiet_single_thread  # noqa: E402
 
 log = logging.getLogger("supervised_reference")
 
@@ -62,54 +60,37 @@ def conventional_models(seed: int) -> dict:
     }
 
 
-def protonet_all_labels(arrays: dict, train_rows: np.ndarray, test_rows: np.ndarray, views: dict, cfg, seed: int, epochs: int, per_epoch: int) -> np.ndarray:
+def protonet_all_labels(cv: BtsFolds, train_rows: np.ndarray, test_rows: np.ndarray, cfg, seed: int, epochs: int, per_epoch: int) -> np.ndarray:
     """Train the ProtoNet on every class of the training rows (none held back); predict the test rows."""
-    take = lambda rows: {key: value[rows] for key, value in arrays.items()}  # noqa: E731
     data_cfg = DataConfig(min_objects_per_class=3)  # TDE has 4 BTS objects in a training fold
-    data, stats = build_training_set(take(train_rows), data_cfg, 0.05, seed, support_only=())
-    attach_views(data, views, stats)
+    data, stats = build_training_set(cv.take(train_rows), data_cfg, 0.05, seed, support_only=())
+    attach_views(data, cv.views, stats)
     arch = ProtoNetConfig(seq_channels=data.seq.shape[2], n_feats=data.feats.shape[1], **cfg.model.model_dump())
     episodes = {"n_way": len(data.class_names), "k_shot": cfg.episodes.k_shot, "n_query": cfg.episodes.n_query, "per_epoch": per_epoch, "min_objects": 2}
     out = fit_local(data, arch, epochs=epochs, lr=cfg.lr, episodes=episodes, seed=seed)
-    clf = build_classifier(out.state_dict, arch, data, stats.mean, stats.std, arrays["seq"].shape[1])
-    test = take(test_rows)
+    clf = build_classifier(out.state_dict, arch, data, stats.mean, stats.std, MAX_LEN)
+    test = cv.take(test_rows)
     emb = clf.embed(test["seq"], test["length"], test["feats"])
     return np.asarray(clf.class_names, dtype=object)[clf.class_logits(emb).argmax(axis=1)]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--data", type=Path, default=Path(os.environ.get("COSMIC_RAY_SHARED_DATA", "../shared/data")))
-    parser.add_argument("--folds", type=int, default=5)
-    parser.add_argument("--epochs", type=int, default=12)
-    parser.add_argument("--per-epoch", type=int, default=50)
-    parser.add_argument("--views", type=int, default=4)
-    parser.add_argument("--boot", type=int, default=500)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--config", type=Path, default=Path("configs/train.yaml"))
+    add_common_arguments(parser)
     parser.add_argument("--out", type=Path, default=Path("supervised_reference.json"))
     args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    warnings.filterwarnings("ignore")
-    import torch
-
-    torch.set_num_threads(1)
+    quiet_single_thread()
     cfg = load_train_config(args.config)
     t_start = time.perf_counter()
-    bts = ev.read_table(args.data / "ztf-bts" / "bts_dev_lightcurves.csv.gz")
-    same_event = ev.event_key_from_shared(args.data)
-    arrays = featurize(bts, 64)
-    views = augmented_views(bts, args.views, args.seed, 64)
-    coarse = np.asarray([to_coarse(x) for x in arrays["label"]], dtype=object)
-    events = np.asarray([same_event(o) for o in arrays["object_id"]], dtype=object)
-    fold = ev.event_folds(coarse, events, args.folds, args.seed)
+    cv = load_bts_folds(args.data, args.folds, args.views, args.seed)
+    arrays, coarse, fold = cv.arrays, cv.coarse, cv.fold
     scored = coarse != OTHER  # the objects and classes the few-shot report scores
     classes = sorted(set(coarse[scored]))
     x = ev._x(arrays["feats"])
     preds = {name: np.empty(len(coarse), dtype=object) for name in ["protonet_all_labels", *conventional_models(args.seed)]}
     for f in range(args.folds):
         train_rows, test_rows = np.flatnonzero((fold != f) & scored), np.flatnonzero((fold == f) & scored)
-        preds["protonet_all_labels"][test_rows] = protonet_all_labels(arrays, train_rows, test_rows, views, cfg, args.seed + f, args.epochs, args.per_epoch)
+        preds["protonet_all_labels"][test_rows] = protonet_all_labels(cv, train_rows, test_rows, cfg, args.seed + f, args.epochs, args.per_epoch)
         for name, make in conventional_models(args.seed + f).items():
             model = make().fit(x[train_rows], coarse[train_rows])
             preds[name][test_rows] = model.predict(x[test_rows])

@@ -109,7 +109,8 @@ def main() -> None:
             "intervals": {key.replace("kshot_recall.", "recall."): value for key, value in ev.bootstrap_summary(s, list(SUPPORT_ONLY), args.boot, args.seed).items()
                           if key != "open_set_auroc"},  # no open-set score here: every class is trained
         }
-        print(f"{name:24s} macro-F1 {metrics['macro_f1']:.3f} {result['models'][name]['intervals']['macro_f1']}  "
+        low, high = result["models"][name]["intervals"]["macro_f1"]
+        print(f"{name:24s} macro-F1 {metrics['macro_f1']:.3f} [{low:.3f}, {high:.3f}]  "
               + "  ".join(f"{c} recall {metrics['classes'][c]['recall']:.2f}" for c in SUPPORT_ONLY), file=sys.stderr)
     result["seconds"] = round(time.perf_counter() - t_start, 1)
     args.out.write_text(json.dumps(result, indent=2))

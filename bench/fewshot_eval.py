@@ -70,7 +70,8 @@ def main() -> None:
         data, stats = build_training_set(cv.take(train_rows), DataConfig(max_objects_per_class=args.max_per_class or None), val_fraction, args.seed + f)
         attach_views(data, views, stats)
         arch = ProtoNetConfig(seq_channels=data.seq.shape[2], n_feats=data.feats.shape[1], **cfg.model.model_dump())
-        episodes = {"n_way": len(data.class_names), "k_shot": cfg.episodes.k_shot, "n_query": cfg.episodes.n_query, "per_epoch": args.per_epoch, "min_objects": 2}
+        episodes = {"n_way": len(data.class_names), "k_shot": cfg.episodes.k_shot, "n_query": cfg.episodes.n_query, "per_epoch": args.per_epoch, "min_objects": 2,
+                    "held_out_per_epoch": cfg.episodes.held_out_per_epoch}
         out = fit_local(data, arch, epochs=args.epochs, lr=cfg.lr, episodes=episodes, seed=args.seed + f)
         clf = build_classifier(out.state_dict, arch, data, stats.mean, stats.std, 64)
         ids = lambda rows: pa.array(list(arrays["object_id"][rows]))  # noqa: E731

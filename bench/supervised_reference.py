@@ -66,7 +66,8 @@ def protonet_all_labels(cv: BtsFolds, train_rows: np.ndarray, test_rows: np.ndar
     data, stats = build_training_set(cv.take(train_rows), data_cfg, 0.05, seed, support_only=())
     attach_views(data, cv.views, stats)
     arch = ProtoNetConfig(seq_channels=data.seq.shape[2], n_feats=data.feats.shape[1], **cfg.model.model_dump())
-    episodes = {"n_way": len(data.class_names), "k_shot": cfg.episodes.k_shot, "n_query": cfg.episodes.n_query, "per_epoch": per_epoch, "min_objects": 2}
+    episodes = {"n_way": len(data.class_names), "k_shot": cfg.episodes.k_shot, "n_query": cfg.episodes.n_query, "per_epoch": per_epoch, "min_objects": 2,
+                "held_out_per_epoch": cfg.episodes.held_out_per_epoch}
     out = fit_local(data, arch, epochs=epochs, lr=cfg.lr, episodes=episodes, seed=seed)
     clf = build_classifier(out.state_dict, arch, data, stats.mean, stats.std, MAX_LEN)
     test = cv.take(test_rows)

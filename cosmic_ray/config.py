@@ -126,6 +126,11 @@ class EpisodeConfig(_Strict):
     k_shot: PositiveInt = 5
     n_query: PositiveInt = 5
     per_epoch: PositiveInt = 50
+    held_out_per_epoch: int = Field(
+        default=1, ge=0,
+        description="Base classes left out of each epoch's episodes, a different set every epoch (rotating base/novel split); "
+        "validation then registers them from k_shot examples (val_novel_accuracy). 0: every class in every epoch.",
+    )
 
 
 class ModelConfig(_Strict):

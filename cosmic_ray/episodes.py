@@ -20,6 +20,11 @@ def eligible_classes(labels: np.ndarray, need: int) -> np.ndarray:
     return values[counts >= need]
 
 
+def objects_needed(k_shot: int, n_query: int, min_objects: int | None = None) -> int:
+    """Objects a class needs to take part in an episode (see :func:`sample_episode`)."""
+    return k_shot + n_query if min_objects is None else max(2, min(min_objects, k_shot + n_query))
+
+
 def sample_episode(
     labels: np.ndarray,
     n_way: int,
@@ -39,7 +44,7 @@ def sample_episode(
     Raises:
         ValueError: fewer than two classes are eligible.
     """
-    need = k_shot + n_query if min_objects is None else max(2, min(min_objects, k_shot + n_query))
+    need = objects_needed(k_shot, n_query, min_objects)
     classes = eligible_classes(labels, need)
     if len(classes) < 2:
         raise ValueError(f"need 2 classes with >= {need} objects; have {len(classes)}")
@@ -56,6 +61,22 @@ def sample_episode(
         support.append(np.concatenate([sup, rng.choice(sup, k_shot - len(sup))]) if len(sup) < k_shot else sup[:k_shot])
         query.append(np.concatenate([qry, rng.choice(qry, n_query - len(qry))]))
     return Episode(classes=chosen, support=np.stack(support), query=np.stack(query))
+
+
+def held_out_classes(classes: np.ndarray, per_epoch: int, epoch: int, seed: int) -> np.ndarray:
+    """The classes left out of epoch ``epoch``'s episodes: a rotating base/novel split.
+
+    The classes are shuffled once (``seed``) and dealt ``per_epoch`` at a time, epoch after
+    epoch, so within ``ceil(len(classes) / per_epoch)`` epochs every class has been the novel one
+    once, and each epoch's episodes train on classes the model then has to meet as new. At least
+    two classes always stay in the episodes (fewer held out otherwise). The same for every worker.
+    """
+    classes = np.asarray(classes)
+    n = min(int(per_epoch), len(classes) - 2)
+    if n <= 0:
+        return classes[:0]
+    order = classes[np.random.default_rng([seed, 7919]).permutation(len(classes))]
+    return np.sort(order[(epoch * n + np.arange(n)) % len(classes)])
 
 
 def object_hash(object_id: str, salt: str = "cosmic-ray-validation") -> int:

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from cosmic_ray.episodes import sample_episode
+from cosmic_ray.episodes import eligible_classes, held_out_classes, objects_needed, sample_episode
 from cosmic_ray.model import (
     LightCurveEncoder,
     ProtoNetConfig,
@@ -123,34 +123,74 @@ def _embed_all(model: torch.nn.Module, seq, length, feats, device, batch: int = 
     return torch.cat(outs)
 
 
-def validation_metrics(model: torch.nn.Module, data: dict[str, Any], device: torch.device) -> dict[str, float]:
-    """Accuracy and balanced accuracy of nearest-prototype classification on the validation objects."""
+def validation_metrics(
+    model: torch.nn.Module, data: dict[str, Any], device: torch.device, held_out: np.ndarray | None = None, k_shot: int = 5, seed: int = 0
+) -> dict[str, float]:
+    """Nearest-prototype classification of the validation objects: accuracy and balanced accuracy
+    with every class's prototype from all its training objects, and, for the ``held_out`` classes
+    (this epoch's novel ones), ``val_novel_accuracy``: their validation objects classified among all
+    classes once their prototypes come from ``k_shot`` training objects each, as a class registered
+    from examples would."""
     model.eval()
     n = data.get("n_objects", len(data["labels"]))
     with torch.no_grad():
         labels = data["labels"]
         tr, va = data["train_idx"], data["val_idx"]
         emb = _embed_all(model, data["seq"][:n], data["length"][:n], data["feats"][:n], device)
-        protos = prototypes(emb[tr], labels[tr].to(device), data["n_classes"])  # (K, D)
-        pred = proto_logits(emb[va], torch.nan_to_num(protos, nan=1e6)).argmax(dim=1).cpu()
+        protos = torch.nan_to_num(prototypes(emb[tr], labels[tr].to(device), data["n_classes"]), nan=1e6)  # (K, D)
+        pred = proto_logits(emb[va], protos).argmax(dim=1).cpu()
+        novel = _novel_accuracy(emb, labels, tr, va, protos, held_out, k_shot, seed)
     model.train()
     truth = labels[va]
     if len(truth) == 0:
         return {}
     recalls = [(pred[truth == c] == c).float().mean().item() for c in torch.unique(truth)]
-    return {"val_accuracy": (pred == truth).float().mean().item(), "val_balanced_accuracy": float(np.mean(recalls))}
+    out = {"val_accuracy": (pred == truth).float().mean().item(), "val_balanced_accuracy": float(np.mean(recalls))}
+    return out if novel is None else {**out, "val_novel_accuracy": novel}
 
 
-def episode_rows(config: dict[str, Any], rng: np.random.Generator) -> tuple[np.ndarray, int, int]:
+def _novel_accuracy(emb, labels, tr, va, protos, held_out, k_shot: int, seed: int) -> float | None:
+    if held_out is None or len(held_out) == 0:
+        return None
+    rng = np.random.default_rng(seed)
+    few = protos.clone()
+    for c in np.asarray(held_out).tolist():
+        members = tr[labels[tr] == c].numpy()
+        if len(members):
+            few[c] = emb[torch.from_numpy(rng.choice(members, min(k_shot, len(members)), replace=False))].mean(dim=0)
+    rows = va[torch.from_numpy(np.isin(labels[va].numpy(), held_out))]
+    if len(rows) == 0:
+        return None
+    pred = proto_logits(emb[rows], few).argmax(dim=1).cpu()
+    return (pred == labels[rows]).float().mean().item()
+
+
+def epoch_held_out(config: dict[str, Any], epoch: int) -> np.ndarray:
+    """This epoch's novel classes (:func:`~cosmic_ray.episodes.held_out_classes` of the classes
+    that can take part in episodes); none when ``held_out_per_epoch`` is 0 or absent."""
+    ep = config["episodes"]
+    per = int(ep.get("held_out_per_epoch", 0))
+    if per <= 0:
+        return np.zeros(0, dtype=np.int64)
+    train_labels = config["labels"][config["train_idx"]]
+    classes = eligible_classes(train_labels, objects_needed(ep["k_shot"], ep["n_query"], ep.get("min_objects")))
+    return held_out_classes(classes, per, epoch, config["seed"])
+
+
+def episode_rows(config: dict[str, Any], rng: np.random.Generator, pool: np.ndarray | None = None) -> tuple[np.ndarray, int, int]:
     """Rows of the (original + views) pool for one episode: support first, class-major.
+
+    Args:
+        pool: the training objects to draw from (default: all of ``train_idx``; an epoch with
+            held-out classes passes the others).
 
     Returns:
         (rows, n_support, n_way)
     """
     ep = config["episodes"]
-    train_labels = config["labels"][config["train_idx"]]
-    e = sample_episode(train_labels, ep["n_way"], ep["k_shot"], ep["n_query"], rng, min_objects=ep.get("min_objects"))
-    rows = config["train_idx"][np.concatenate([e.support.ravel(), e.query.ravel()])]
+    pool = config["train_idx"] if pool is None else pool
+    e = sample_episode(config["labels"][pool], ep["n_way"], ep["k_shot"], ep["n_query"], rng, min_objects=ep.get("min_objects"))
+    rows = pool[np.concatenate([e.support.ravel(), e.query.ravel()])]
     v = config["n_views"]
     if v:
         # each object shows up as itself (70% of the time) or as one of its augmented views
@@ -183,13 +223,18 @@ def make_optimizer(model: torch.nn.Module, config: dict[str, Any]):
     return optimizer, scheduler
 
 
-def run_epoch(model, optimizer, scheduler, scaler, data, config, rng, device, use_amp) -> dict[str, float]:
-    """``per_epoch`` episodes; the loop shared by Ray Train workers, :func:`fit_local` and the bench."""
+def run_epoch(model, optimizer, scheduler, scaler, data, config, rng, device, use_amp, epoch: int = 0) -> dict[str, float]:
+    """``per_epoch`` episodes over the classes not held out this epoch (:func:`epoch_held_out`);
+    the loop shared by Ray Train workers, :func:`fit_local` and the bench."""
     per_epoch = config["episodes"]["per_epoch"]
     t0 = time.perf_counter()
+    held_out = epoch_held_out(config, epoch)
+    pool = config["train_idx"]
+    if len(held_out):
+        pool = pool[~np.isin(config["labels"][pool], held_out)]
     losses, accs = [], []
     for _ in range(per_epoch):
-        rows, n_sup, n_way = episode_rows(config, rng)
+        rows, n_sup, n_way = episode_rows(config, rng, pool)
         loss, acc = train_step(model, optimizer, scaler, data, rows, n_sup, n_way, device, use_amp)
         scheduler.step()
         losses.append(loss)
@@ -233,9 +278,9 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
 
     nodes = _distinct_worker_nodes()  # where this attempt's workers run (after a restart, too)
     for epoch in range(start_epoch, config["epochs"]):
-        metrics = {"epoch": epoch, "worker_nodes": nodes, **run_epoch(model, optimizer, scheduler, scaler, data, config, rng, device, use_amp)}
+        metrics = {"epoch": epoch, "worker_nodes": nodes, **run_epoch(model, optimizer, scheduler, scaler, data, config, rng, device, use_amp, epoch)}
         if rank == 0 and (config.get("validate_every_epoch", True) or epoch == config["epochs"] - 1):
-            metrics.update(validation_metrics(_unwrap(model), data, device))
+            metrics.update(validation_metrics(_unwrap(model), data, device, **_novel_args(config, epoch)))
         history.append(metrics)
         # (4) Ray: report metrics with a checkpoint (rank 0 writes it) every epoch
         with tempfile.TemporaryDirectory() as tmp:
@@ -279,12 +324,16 @@ def fit_local(data: TrainingSet, arch: ProtoNetConfig, *, epochs: int, lr: float
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
     start, history = time.perf_counter(), []
     for epoch in range(epochs):
-        metrics = {"epoch": epoch, **run_epoch(model, optimizer, scheduler, scaler, tensors, config, rng, dev, use_amp)}
+        metrics = {"epoch": epoch, **run_epoch(model, optimizer, scheduler, scaler, tensors, config, rng, dev, use_amp, epoch)}
         history.append(metrics)
-    history[-1].update(validation_metrics(model, tensors, dev))
+    history[-1].update(validation_metrics(model, tensors, dev, **_novel_args(config, epochs - 1)))
     eps = float(np.mean([h["episodes_per_second"] for h in history[1:] or history]))
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     return TrainOutput(state_dict=state, history=history, seconds=time.perf_counter() - start, episodes_per_second=eps)
+
+
+def _novel_args(config: dict[str, Any], epoch: int) -> dict[str, Any]:
+    return {"held_out": epoch_held_out(config, epoch), "k_shot": config["episodes"]["k_shot"], "seed": config["seed"] + epoch}
 
 
 def _unwrap(model: torch.nn.Module) -> torch.nn.Module:

@@ -199,3 +199,52 @@ def test_episodes_train_the_learned_part_alone():
         learned, full = enc(seq, length, feats, learned_only=True), enc(seq, length, feats)
     assert learned.shape == (3, 3)
     torch.testing.assert_close(full[:, :3], enc.cfg.learned_scale * torch.nn.functional.normalize(learned, dim=-1))
+
+
+def test_held_out_classes_rotate_through_every_class_and_leave_two():
+    from cosmic_ray.episodes import held_out_classes
+
+    classes = np.array([0, 2, 3, 5, 6, 7, 9])
+    per_epoch = [held_out_classes(classes, 2, epoch, seed=4) for epoch in range(4)]  # 4 epochs x 2 >= 7 classes
+    assert all(len(h) == 2 and set(h) <= set(classes) for h in per_epoch)
+    assert set(np.concatenate(per_epoch)) == set(classes)  # each class has been the novel one
+    assert len({tuple(h) for h in per_epoch}) == 4  # a different split every epoch
+    assert (held_out_classes(classes, 2, 1, seed=4) == per_epoch[1]).all()  # same on every worker
+    assert held_out_classes(np.array([1, 4, 8]), 3, 0, seed=0).tolist() in ([1], [4], [8])  # two always stay
+    assert len(held_out_classes(np.array([1, 4]), 1, 0, seed=0)) == 0
+    assert len(held_out_classes(classes, 0, 5, seed=0)) == 0
+
+
+def test_an_epoch_with_a_held_out_class_never_shows_it_and_validation_registers_it():
+    from cosmic_ray.model import LightCurveEncoder, ProtoNetConfig
+    from cosmic_ray.train import _tensors, epoch_held_out, episode_rows, validation_metrics
+
+    rng = np.random.default_rng(0)
+    n, labels = 90, np.repeat(np.arange(3), 30)
+    config = {
+        "episodes": {"n_way": 3, "k_shot": 3, "n_query": 3, "per_epoch": 5, "min_objects": 2, "held_out_per_epoch": 1},
+        "seed": 11, "labels": labels, "train_idx": np.arange(n)[np.arange(n) % 5 != 0], "val_idx": np.arange(n)[np.arange(n) % 5 == 0],
+        "n_views": 0, "n_objects": n, "class_names": ["a", "b", "c"],
+        "seq": rng.normal(size=(n, 6, 9)).astype(np.float32), "length": np.full(n, 6), "feats": rng.normal(size=(n, 4)).astype(np.float32),
+    }
+    seen = set()
+    for epoch in range(3):
+        held = epoch_held_out(config, epoch)
+        assert len(held) == 1
+        seen |= set(held.tolist())
+        pool = config["train_idx"][~np.isin(labels[config["train_idx"]], held)]
+        for _ in range(20):
+            rows, n_support, n_way = episode_rows(config, rng, pool)
+            assert n_way == 2 and not np.isin(labels[rows], held).any()
+    assert seen == {0, 1, 2}
+    # embedding = the features alone (learned part scaled to 0): class c sits at 10 * e_c
+    enc = LightCurveEncoder(ProtoNetConfig(seq_channels=9, n_feats=4, hidden=8, embed_dim=3, learned_scale=0.0, quantile_features=False)).eval()
+    config["feats"] = (10.0 * np.eye(4)[labels] + rng.normal(0, 0.1, (n, 4))).astype(np.float32)
+    held = epoch_held_out(config, 0)
+    metrics = validation_metrics(enc, _tensors(config), torch.device("cpu"), held_out=held, k_shot=3)
+    assert metrics["val_novel_accuracy"] == 1.0 and metrics["val_accuracy"] == 1.0
+    other = [c for c in range(3) if c != held[0]][0]
+    config["feats"][labels == held[0]] = config["feats"][labels == other]  # the novel class now looks like another one
+    confused = validation_metrics(enc, _tensors(config), torch.device("cpu"), held_out=held, k_shot=3)["val_novel_accuracy"]
+    assert confused < 0.8
+    assert "val_novel_accuracy" not in validation_metrics(enc, _tensors(config), torch.device("cpu"))

@@ -44,6 +44,9 @@ def test_training_beats_chance_and_registers_a_production_model(trained, setting
     assert run.data.params["train.episodes.k_shot"] == "5"
     assert run.data.tags["gate.promoted"] == "True"
     assert len(client.get_metric_history(trained.run_id, "train_loss")) == SMALL.epochs
+    # each epoch one base class sat out of the episodes and validation registered it from k_shot examples
+    novel = client.get_metric_history(trained.run_id, "val_novel_accuracy")
+    assert len(novel) == SMALL.epochs and all(0.0 <= m.value <= 1.0 for m in novel)
 
 
 def test_predict_a_real_alert_over_http(served, trained, shared_data):

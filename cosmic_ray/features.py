@@ -9,7 +9,8 @@ Photometry of other surveys (the SLSN/TDE catalogues, user light curves) is read
 :func:`band_family`: ``<survey>_g`` counts as g, ``<survey>_r``/``R``/ATLAS ``o`` as r and so on;
 bands of no optical family (UV, infrared) are not model input. :func:`augment_points` and
 :func:`augmented_views` make the physics-respecting training views (dropped epochs, early-phase
-truncation, a later start, noise from the reported errors, a magnitude shift); :func:`truncate`
+truncation, a later start, noise from the reported errors, the source moved nearer or farther
+with its time dilation); :func:`truncate`
 cuts light curves at a phase for early-classification figures.
 """
 
@@ -21,6 +22,12 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+
+# a training view moved nearer or farther (augment_points): its time dilation is taken at this
+# typical redshift of the bright training sample (BTS median ~0.06), and points the move makes
+# fainter than the survey's single-epoch depth are lost, as they would be
+REFERENCE_Z = 0.06
+SURVEY_LIMIT_MAG = 20.8
 
 MODEL_SOURCES = ("ztf_alert", "catalog", "ztf_bts", "simulated", "user", "slsne", "tde", "alerce")
 SEQ_CHANNELS = ("t_rel", "log_dt", "band_g", "band_r", "band_i", "band_other", "mag_rel", "mag_abs", "magerr")
@@ -355,8 +362,9 @@ def augment_points(
 
     In turn, each with some probability: a later start (the first detections missed), truncation
     at an early phase (3 to 60 days after the first kept detection), dropped epochs, Gaussian noise
-    of the reported errors, and one magnitude shift for all bands (distance). Time differences,
-    colours and the band of every point are kept. At least two points stay.
+    of the reported errors, and the source moved nearer or farther (:func:`move_source`: one
+    magnitude shift for all bands, its time dilation, points below the survey depth lost). Colours
+    and the band of every point are kept. At least two points stay.
     """
     n = len(mjd)
     keep = np.ones(n, dtype=bool)
@@ -371,8 +379,24 @@ def augment_points(
         keep[np.flatnonzero(keep | (np.arange(n) < 2))[:2]] = True
     m, e = mag[keep], magerr[keep]
     m = m + rng.normal(0.0, 1.0, len(m)) * np.clip(e, 0.0, 0.5)
-    m = m + rng.uniform(-0.7, 0.7)
-    return mjd[keep], band[keep], m, e
+    t, m = move_source(mjd[keep], m, rng.uniform(-0.7, 0.7))
+    b = band[keep]
+    visible = m <= SURVEY_LIMIT_MAG
+    if visible.sum() >= 2 and not visible.all():
+        t, b, m, e = t[visible], b[visible], m[visible], e[visible]
+    return t, b, m, e
+
+
+def move_source(mjd: np.ndarray, mag: np.ndarray, dm: float, z_ref: float = REFERENCE_Z) -> tuple[np.ndarray, np.ndarray]:
+    """The same light curve seen from ``dm`` magnitudes farther (``dm`` > 0) or nearer.
+
+    Distance scales with redshift at these depths (Hubble law), so the source moves from ``z_ref``
+    to ``z_ref * 10**(dm / 5)`` and its observed time scale stretches by ``(1 + z) / (1 + z_ref)``
+    about the first point (about +2% for 0.7 mag farther at z 0.06). No K-correction.
+    """
+    stretch = (1.0 + z_ref * 10.0 ** (dm / 5.0)) / (1.0 + z_ref)
+    mjd = np.asarray(mjd, dtype=float)
+    return (mjd[0] + (mjd - mjd[0]) * stretch if len(mjd) else mjd), np.asarray(mag, dtype=float) + dm
 
 
 def augmented_views(table: pa.Table, n_views: int, seed: int, max_len: int = 64) -> dict[str, np.ndarray]:

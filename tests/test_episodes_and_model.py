@@ -83,17 +83,51 @@ def test_augmented_views_keep_bands_and_order_and_shrink_or_keep_length():
     from cosmic_ray.features import augment_points
 
     rng = np.random.default_rng(0)
-    mjd = np.arange(30, dtype=float) * 2.0
-    band = np.asarray(["g", "r"] * 15, dtype=object)
-    mag = 18 + 0.05 * np.arange(30)
-    err = np.full(30, 0.05)
+    mjd = np.arange(20, dtype=float) * 2.0  # 38 days: a 2% time dilation moves no point by half a step
+    band = np.asarray(["g", "r"] * 10, dtype=object)
+    mag = 18 + 0.05 * np.arange(20)
+    err = np.full(20, 0.05)
+    stretched = 0
     for _ in range(100):
         t, b, m, e = augment_points(mjd, band, mag, err, rng)
-        assert 2 <= len(t) <= 30 and np.all(np.diff(t) > 0)
-        assert set(t) <= set(mjd) and all(b[i] == band[np.searchsorted(mjd, t[i])] for i in range(len(t)))
+        assert 2 <= len(t) <= 20 and np.all(np.diff(t) > 0) and t[0] in set(mjd)
+        src = np.abs(mjd[None, :] - t[:, None]).argmin(axis=1)  # the original point of each kept one
+        assert np.all(np.abs(t - mjd[src]) <= 0.025 * (t - t[0]) + 1e-9)  # time dilation of at most ~2%
+        assert all(b[i] == band[src[i]] for i in range(len(t)))
+        stretched += bool(np.any(t != mjd[src]))
         # one magnitude shift for the whole curve + noise of the errors: the colour-free trend survives
-        shift = m - mag[np.searchsorted(mjd, t)]
+        shift = m - mag[src]
         assert np.ptp(shift) < 0.5 and np.abs(shift).max() < 0.7 + 0.5
+    assert stretched > 50
+
+
+def test_a_source_moved_farther_is_fainter_and_slower_and_nearer_the_reverse():
+    from cosmic_ray.features import REFERENCE_Z, move_source
+
+    t, m = np.array([100.0, 110.0, 130.0]), np.array([18.0, 17.5, 18.5])
+    far_t, far_m = move_source(t, m, 0.5)
+    np.testing.assert_allclose(far_m, m + 0.5)
+    z = REFERENCE_Z * 10 ** 0.1  # 0.5 mag farther: distance x 10**0.1
+    np.testing.assert_allclose(far_t, 100.0 + (t - 100.0) * (1 + z) / (1 + REFERENCE_Z))
+    near_t, near_m = move_source(t, m, -0.5)
+    assert near_t[0] == 100.0 and near_t[-1] < 130.0 < far_t[-1] and (near_m < m).all()
+    same_t, same_m = move_source(t, m, 0.0)
+    np.testing.assert_allclose(same_t, t)
+    np.testing.assert_allclose(same_m, m)
+
+
+def test_a_view_moved_farther_loses_the_points_below_the_survey_depth():
+    from cosmic_ray.features import SURVEY_LIMIT_MAG, augment_points
+
+    rng = np.random.default_rng(1)
+    mjd = np.arange(20, dtype=float) * 3.0
+    mag = np.linspace(18.0, SURVEY_LIMIT_MAG - 0.1, 20)  # a fading tail down to the depth
+    lost = 0
+    for _ in range(200):
+        t, b, m, e = augment_points(mjd, np.asarray(["g", "r"] * 10, dtype=object), mag, np.full(20, 0.01), rng)
+        assert m.max() <= SURVEY_LIMIT_MAG  # nothing fainter than the survey sees
+        lost += len(t) < 20 and m.max() > mag.max() - 0.5
+    assert lost > 20
 
 
 def test_within_class_whitening_gives_unit_within_class_covariance():

@@ -98,6 +98,8 @@ def main() -> None:
         base = ev.concat_scored([b for _, b in scored[k]])
         report = ev.summarize(model, rare_all, "cv:protonet", k)
         report["baseline"] = ev.summarize(base, rare_all, "cv:balanced-random-forest", k)
+        report["ranking"] = ev.ranking_summary(model)  # rare classes as a follow-up list: AUROC, recall in the top 1-10%
+        report["baseline"]["ranking"] = ev.ranking_summary(base)
         report["intervals"] = ev.bootstrap_summary(model, rare_all, args.boot, args.seed)
         report["baseline"]["intervals"] = ev.bootstrap_summary(base, rare_all, args.boot, args.seed)
         result["by_k"][str(k)] = report

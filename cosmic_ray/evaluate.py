@@ -192,6 +192,7 @@ class Scored:
     phase_preds: dict[str, np.ndarray] = field(default_factory=dict)  # days -> (draws, N_p)
     open_pos: dict[str, np.ndarray] = field(default_factory=dict)  # rare class -> open-set scores of its objects
     open_neg: dict[str, np.ndarray] = field(default_factory=dict)  # rare class -> scores of base-class objects
+    rare_scores: dict[str, np.ndarray] = field(default_factory=dict)  # rare class -> (draws, N) its probability per object
 
 
 def concat_scored(parts: list[Scored]) -> Scored:
@@ -206,6 +207,7 @@ def concat_scored(parts: list[Scored]) -> Scored:
         phase_preds={d: cat([p.phase_preds[d] for p in parts], axis=1) for d in first.phase_preds},
         open_pos={c: cat([p.open_pos[c] for p in parts if c in p.open_pos]) for c in first.open_pos},
         open_neg={c: cat([p.open_neg[c] for p in parts if c in p.open_neg]) for c in first.open_neg},
+        rare_scores={c: cat([p.rare_scores[c] for p in parts], axis=1) for c in first.rare_scores if all(c in p.rare_scores for p in parts)},
     )
 
 
@@ -376,18 +378,22 @@ def score_protonet(
     registered_count = getattr(classifier.arch, "registered_prior_count", 1.0)
     emb_support = embed(support) if support is not None and len(support) else None
 
-    def predict(emb: np.ndarray, draw: dict[str, np.ndarray]) -> np.ndarray:
+    def decide(emb: np.ndarray, draw: dict[str, np.ndarray]) -> tuple[list[str], np.ndarray]:
         names, protos, counts = list(base), [base_protos], list(base_counts)
         for c in rare:
             if c in draw and emb_support is not None:
                 names.append(c)
                 protos.append(emb_support[draw[c]].mean(axis=0, keepdims=True))
                 counts.append(registered_count)
-        logits = classifier.class_logits(emb, np.concatenate(protos), np.asarray(counts))  # (N, K)
+        return names, classifier.class_logits(emb, np.concatenate(protos), np.asarray(counts))  # (N, K)
+
+    def predict(emb: np.ndarray, draw: dict[str, np.ndarray]) -> np.ndarray:
+        names, logits = decide(emb, draw)
         return np.asarray(names, dtype=object)[logits.argmax(axis=1)]
 
     emb_data = embed(data)
     scored = Scored(classes=classes, truth=data.coarse, preds=np.stack([predict(emb_data, dr) for dr in draws]))
+    scored.rare_scores = _rare_probabilities([decide(emb_data, dr) for dr in draws], rare, len(data))
     for days, arrays in phases.items():
         emb = embed(arrays)
         scored.phase_truth[days] = arrays.coarse
@@ -399,6 +405,38 @@ def score_protonet(
         scored.open_pos[c] = novelty[data.coarse == c]
         scored.open_neg[c] = novelty[is_base]
     return scored
+
+
+def _rare_probabilities(decisions: list[tuple[list[str], np.ndarray]], rare: list[str], n: int) -> dict[str, np.ndarray]:
+    """Rare class -> (draws, N) its posterior probability (softmax of the logits) per object; NaN in
+    a draw without that class."""
+    out = {c: np.full((len(decisions), n), np.nan) for c in rare}
+    for d, (names, logits) in enumerate(decisions):
+        probs = np.exp(logits - logits.max(axis=1, keepdims=True))
+        probs /= probs.sum(axis=1, keepdims=True)
+        for c in rare:
+            if c in names:
+                out[c][d] = probs[:, list(names).index(c)]
+    return out
+
+
+def ranking_summary(scored: Scored, top: tuple[float, ...] = (0.01, 0.02, 0.05, 0.10)) -> dict[str, Any]:
+    """How well each rare class's probability ranks its objects first (a follow-up list), mean over draws.
+
+    Per rare class: ``auroc`` (its objects against all others) and ``recall_at_top`` (the share of its
+    objects among the top 1, 2, 5, 10% of all objects by that probability)."""
+    out: dict[str, Any] = {}
+    for c, scores in scored.rare_scores.items():
+        mine = scored.truth == c
+        ok = [d for d in range(len(scores)) if np.isfinite(scores[d]).all()]
+        if not mine.any() or mine.all() or not ok:
+            continue
+        recall = {}
+        for frac in top:
+            n_top = max(1, int(round(frac * len(mine))))
+            recall[f"{100 * frac:g}%"] = float(np.mean([mine[np.argsort(-scores[d], kind="stable")[:n_top]].sum() / mine.sum() for d in ok]))
+        out[c] = {"auroc": float(np.mean([auroc(scores[d][mine], scores[d][~mine]) for d in ok])), "recall_at_top": recall}
+    return out
 
 
 def _forest(seed: int):
@@ -427,14 +465,16 @@ def score_baseline(
     plus, per draw, the same K support objects of each rare class the ProtoNet gets."""
     known = np.isin(train.coarse, [c for c in classes if c not in rare])
     xt, yt = _x(train.feats[known]), train.coarse[known]
-    preds, phase_preds = [], {d: [] for d in phases}
+    preds, phase_preds, decisions = [], {d: [] for d in phases}, []
     for i, draw in enumerate(draws):
         x, y = [xt], [yt]
         for c, rows in draw.items():
             x.append(_x(support.feats[rows]))
             y.append(np.asarray([c] * len(rows), dtype=object))
         forest = _forest(seed + i).fit(np.concatenate(x), np.concatenate(y).astype(str))
-        preds.append(forest.predict(_x(data.feats)).astype(object))
+        probs = forest.predict_proba(_x(data.feats))
+        preds.append(forest.classes_[probs.argmax(axis=1)].astype(object))
+        decisions.append((list(forest.classes_), np.log(np.maximum(probs, 1e-12))))
         for days, arrays in phases.items():
             phase_preds[days].append(forest.predict(_x(arrays.feats)).astype(object))
     scored = Scored(
@@ -443,6 +483,7 @@ def score_baseline(
         preds=np.stack(preds),
         phase_truth={d: a.coarse for d, a in phases.items()},
         phase_preds={d: np.stack(v) for d, v in phase_preds.items()},
+        rare_scores=_rare_probabilities(decisions, rare, len(data)),
     )
     # open set: a forest of the base classes alone; score = 1 - highest class probability
     forest = _forest(seed).fit(xt, yt.astype(str))

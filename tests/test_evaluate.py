@@ -256,3 +256,18 @@ def test_event_folds_keep_each_event_whole_and_spread_every_class():
     assert np.bincount(fold[8:28], minlength=5).tolist() == [4, 4, 4, 4, 4]
     assert (ev.event_folds(coarse, events, 5, seed=3) == fold).all()
     assert not (ev.event_folds(coarse, events, 5, seed=4) == fold).all()
+
+
+def test_ranking_summary_reads_a_follow_up_list_off_the_rare_class_probability():
+    truth = np.asarray(["SN Ia"] * 96 + ["SLSN-I"] * 4, dtype=object)
+    score = np.linspace(0.5, 0.0, 100)  # object i is ranked i-th
+    order = np.r_[96, 97, 98, np.arange(0, 46), 99, np.arange(46, 96)]  # the SLSN-I at ranks 1, 2, 3 and 50
+    probs = np.empty(100)
+    probs[order] = score
+    scored = ev.Scored(classes=["SN Ia", "SLSN-I"], truth=truth, preds=np.full((2, 100), "SN Ia", dtype=object),
+                       rare_scores={"SLSN-I": np.stack([probs, probs])})
+    got = ev.ranking_summary(scored)["SLSN-I"]
+    assert got["recall_at_top"] == {"1%": 0.25, "2%": 0.5, "5%": 0.75, "10%": 0.75}
+    assert got["auroc"] == pytest.approx((3 * 96 + 50) / (4 * 96))
+    scored.rare_scores["SLSN-I"][1] = np.nan  # a draw without the class does not count
+    assert ev.ranking_summary(scored)["SLSN-I"]["auroc"] == pytest.approx(got["auroc"])

@@ -691,6 +691,21 @@ class Ingress:
         rows = await asyncio.to_thread(self.store.recent_alerts, class_, rare, since, limit)
         return [AlertRecord.model_validate(r) for r in rows]
 
+    @api.get("/candidates", response_model=list[AlertRecord], responses=_AUTH_ERRORS)
+    async def candidates(
+        self,
+        request: Request,
+        class_: str = Query(alias="class", min_length=1, max_length=64, description="The class to rank by, e.g. SLSN-I."),
+        since: datetime | None = Query(None, description="Classified at or after this time (ISO 8601; UTC if no zone)."),
+        limit: int = Query(50, ge=1, le=1000),
+    ) -> list[AlertRecord]:
+        """A follow-up list: the live path's objects ranked by their probability of one class, each
+        object once (its most probable alert), highest first. From 5 examples the top 5% of objects
+        held ~70% of the SLSN-I in cross-validation (bench/README.md), far more than are called SLSN-I."""
+        self._reader(request)
+        rows = await asyncio.to_thread(self.store.top_candidates, class_, since, limit)
+        return [AlertRecord.model_validate(r) for r in rows]
+
     @api.get("/objects/{object_id}/similar", response_model=SimilarResponse, responses={404: {"model": ErrorResponse}, **_AUTH_ERRORS})
     async def similar(self, object_id: str, request: Request, k: int = Query(10, ge=1, le=100)) -> SimilarResponse:
         """Find more like this: the nearest objects of the lake in the served model's embedding space."""

@@ -180,6 +180,25 @@ class TokenInfo:
     token: str  # the plain token: shown once, never stored
 
 
+def _naive_utc(when: datetime) -> datetime:
+    """Stored times are naive UTC: an aware time is converted, a naive one taken as UTC."""
+    return when.astimezone(timezone.utc).replace(tzinfo=None) if when.tzinfo is not None else when
+
+
+def _alert_record(r) -> dict[str, Any]:
+    return {
+        "candid": r.candid,
+        "object_id": r.object_id,
+        "classified_at": r.classified_at.isoformat() + "Z",
+        "class": r.label,
+        "probabilities": r.probabilities,
+        "open_set_score": r.open_set_score,
+        "novel": r.novel,
+        "rare": r.rare,
+        "model_version": r.model_version,
+    }
+
+
 def _engine_url(url: str) -> str:
     """``postgresql://`` -> the psycopg (3) driver when it is installed and psycopg2 is not."""
     if url.startswith("postgresql://") or url.startswith("postgres://"):
@@ -302,25 +321,27 @@ class EventStore:
         if rare is not None:
             stmt = stmt.where(Classification.rare == rare)
         if since is not None:
-            if since.tzinfo is not None:
-                since = since.astimezone(timezone.utc).replace(tzinfo=None)
-            stmt = stmt.where(Classification.classified_at >= since)
+            stmt = stmt.where(Classification.classified_at >= _naive_utc(since))
         with self.engine.connect() as conn:
             rows = conn.execute(stmt).all()
-        return [
-            {
-                "candid": r.candid,
-                "object_id": r.object_id,
-                "classified_at": r.classified_at.isoformat() + "Z",
-                "class": r.label,
-                "probabilities": r.probabilities,
-                "open_set_score": r.open_set_score,
-                "novel": r.novel,
-                "rare": r.rare,
-                "model_version": r.model_version,
-            }
-            for r in rows
-        ]
+        return [_alert_record(r) for r in rows]
+
+    def top_candidates(self, label: str, since: datetime | None = None, limit: int = 50) -> list[dict[str, Any]]:
+        """A follow-up list: objects ranked by their probability of class ``label``, highest first,
+        each object once (at its alert of highest probability), optionally from a time on. Alerts
+        whose probabilities do not name the class (a model that did not know it) are not ranked."""
+        prob = Classification.probabilities[label].as_float()
+        stmt = select(Classification).where(prob.is_not(None)).order_by(prob.desc(), Classification.classified_at.desc(), Classification.id.desc())
+        if since is not None:
+            stmt = stmt.where(Classification.classified_at >= _naive_utc(since))
+        out: dict[str, dict[str, Any]] = {}
+        with self.engine.connect() as conn:
+            for r in conn.execution_options(stream_results=True, yield_per=256).execute(stmt):
+                if r.object_id not in out:
+                    out[r.object_id] = _alert_record(r)
+                    if len(out) >= limit:
+                        break
+        return list(out.values())
 
     def count_classifications(self, rare: bool | None = None) -> int:
         stmt = select(func.count()).select_from(Classification)

@@ -28,6 +28,23 @@ def test_alerts_route_filters_by_class_rarity_and_time(served, event_store):
     assert httpx.get(f"{served}/alerts", params={"since": "yesterday-ish"}, timeout=30).status_code == 422
 
 
+def test_candidates_route_ranks_objects_by_one_class_probability(served, event_store):
+    cls = "SLSN-Itest"  # a class only this test's rows name: other tests' alerts do not rank
+    rows = [
+        {"candid": BASE + 100 + i, "object_id": obj, "class": "SN Ia", "probabilities": {"SN Ia": 1 - p, cls: p},
+         "open_set_score": 0.4, "novel": False, "rare": False, "model_version": "1"}
+        for i, (obj, p) in enumerate([("ZTFcandA", 0.2), ("ZTFcandB", 0.9), ("ZTFcandA", 0.6), ("ZTFcandC", 0.4)])
+    ]
+    assert len(event_store.record_classifications(rows)) == 4
+    answer = httpx.get(f"{served}/candidates", params={"class": cls, "limit": 10}, timeout=30)
+    assert answer.status_code == 200, answer.text
+    assert [(a["object_id"], a["probabilities"][cls]) for a in answer.json()] == [("ZTFcandB", 0.9), ("ZTFcandA", 0.6), ("ZTFcandC", 0.4)]
+    assert len(httpx.get(f"{served}/candidates", params={"class": cls, "limit": 1}, timeout=30).json()) == 1
+    assert httpx.get(f"{served}/candidates", params={"class": cls, "since": "2999-01-01T00:00:00Z"}, timeout=30).json() == []
+    missing = httpx.get(f"{served}/candidates", timeout=30)
+    assert missing.status_code == 422 and "class" in missing.text
+
+
 def test_similar_objects_over_the_lake(served, trained, settings):
     from cosmic_ray.lake import Lake
 

@@ -37,6 +37,24 @@ def test_classifications_are_stored_exactly_once_per_candid(store, tmp_path):
     assert store.recent_alerts(since=utcnow() + timedelta(minutes=1)) == []
 
 
+def test_top_candidates_rank_objects_by_a_class_probability_once_each(store):
+    from cosmic_ray.store import utcnow
+
+    def row(candid: int, obj: str, p_slsn: float | None) -> dict:
+        probs = {"SN Ia": 1.0 - (p_slsn or 0.0)} | ({} if p_slsn is None else {"SLSN-I": p_slsn})
+        return {"candid": candid, "object_id": obj, "class": "SN Ia", "probabilities": probs,
+                "open_set_score": 0.3, "novel": False, "rare": False, "model_version": "4"}
+
+    store.record_classifications([row(1, "ZTFa", 0.10), row(2, "ZTFb", 0.70), row(3, "ZTFa", 0.55),  # ZTFa twice: its best alert counts
+                                  row(4, "ZTFc", 0.20), row(5, "ZTFd", None)])  # ZTFd: a model that did not know SLSN-I
+    top = store.top_candidates("SLSN-I")
+    assert [(r["object_id"], r["candid"]) for r in top] == [("ZTFb", 2), ("ZTFa", 3), ("ZTFc", 4)]
+    assert [r["object_id"] for r in store.top_candidates("SLSN-I", limit=2)] == ["ZTFb", "ZTFa"]
+    assert store.top_candidates("SN Ibn/Icn") == []  # no alert names that class
+    assert [r["object_id"] for r in store.top_candidates("SN Ia", limit=1)] == ["ZTFd"]
+    assert store.top_candidates("SLSN-I", since=utcnow() + timedelta(minutes=1)) == []
+
+
 def test_registered_classes_bump_the_version_and_persist(store, tmp_path):
     assert store.classes_version() == 0
     support = [{"object_id": "a", "points": [{"mjd": 1.0, "band": "g", "mag": 19.0, "magerr": 0.1}]}]

@@ -6,7 +6,7 @@
 // The page itself is only served with a valid session (cosmic_ray/web.py); a 401 from the API
 // (session expired) sends the browser back to the login page.
 //
-// For tests: window.dashboardState = {ready, me, polls, alerts, objectId, objectReady, apod, solarFrames}.
+// For tests: window.dashboardState = {ready, me, polls, alerts, objectId, objectReady, apod, solarFrames, followups}.
 // Object view: #object=<id> in the URL (linkable).
 
 import * as THREE from "three";
@@ -20,7 +20,7 @@ const PLANET_COLORS = {
   jupiter: 0xd9b58c, saturn: 0xe6d08f, uranus: 0xa4e6ee, neptune: 0x5f82f2,
 };
 
-const state = { ready: false, me: null, polls: 0, alerts: 0, objectId: null, objectReady: false, apod: null, solarFrames: 0 };
+const state = { ready: false, me: null, polls: 0, alerts: 0, objectId: null, objectReady: false, apod: null, solarFrames: 0, followups: 0 };
 window.dashboardState = state;
 
 // ---------------------------------------------------------------- helpers
@@ -126,11 +126,29 @@ async function pollRare() {
   );
 }
 
+// the follow-up list: live objects ranked by the probability of one class (GET /candidates)
+async function pollFollowup() {
+  const cls = $("followup-class").value;
+  if (!cls) return;
+  const r = await api(`candidates?${new URLSearchParams({ class: cls, limit: "6" })}`);
+  if (!r.ok || $("followup-class").value !== cls) return;
+  $("followup-list").replaceChildren(
+    ...(r.body.length
+      ? r.body.map((a) => el("li", { dataset: { object: a.object_id } },
+          el("a", { href: `#object=${encodeURIComponent(a.object_id)}`, class: "mono" }, a.object_id),
+          el("span", { class: "dim small" }, a.class),
+          el("span", { class: "mono small", title: `probability of ${cls}` }, pct(a.probabilities[cls] ?? 0))))
+      : [el("li", { class: "dim" }, `No live object scored for ${cls} yet.`)]),
+  );
+  state.followups += 1;
+}
+
 function startFeed() {
   $("class-filter").addEventListener("change", () => { state.polls = 0; pollFeed(); });
   $("rare-only").addEventListener("change", () => { state.polls = 0; pollFeed(); });
+  $("followup-class").addEventListener("change", () => { state.followups = 0; pollFollowup(); });
   const tick = async () => {
-    await Promise.all([pollFeed(), pollRare()]);
+    await Promise.all([pollFeed(), pollRare(), pollFollowup()]);
     setTimeout(tick, POLL_MS);
   };
   tick();
@@ -144,6 +162,10 @@ async function loadClasses() {
   const chosen = select.value;
   select.replaceChildren(el("option", { value: "" }, "All classes"), ...r.body.map((c) => el("option", { value: c.name }, c.name)));
   select.value = chosen;
+  const follow = $("followup-class");
+  const ranked = follow.value || (r.body.some((c) => c.name === "SLSN-I") ? "SLSN-I" : (r.body[0] || {}).name || "");
+  follow.replaceChildren(...r.body.map((c) => el("option", { value: c.name }, c.name)));
+  follow.value = ranked;
   $("class-chips").replaceChildren(...r.body.map((c) =>
     el("span", { class: `chip ${c.source}`, title: c.source === "registered" ? `registered by ${c.created_by} from ${c.support_objects.length} objects` : "trained class" },
       c.name, c.source === "registered" ? el("small", {}, ` K=${c.support_objects.length}`) : "")));

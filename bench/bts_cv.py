@@ -1,7 +1,7 @@
 """The cross-validation set-up shared by fewshot_eval.py and supervised_reference.py.
 
 The BTS light curves featurized once, their augmented views, coarse labels, and the object- and
-event-disjoint folds (``cosmic_ray.evaluate.event_folds``): both benches score the same objects
+event-disjoint folds (``cosmic_ray.learn.evaluate.event_folds``): both benches score the same objects
 on the same folds for a given ``--seed``.
 """
 
@@ -17,9 +17,9 @@ from typing import Any, Callable
 
 import numpy as np
 
-from cosmic_ray import evaluate as ev
-from cosmic_ray.features import augmented_views, featurize
-from cosmic_ray.taxonomy import to_coarse
+from cosmic_ray.learn import evaluate as ev
+from cosmic_ray.learn.features import augmented_views, featurize
+from cosmic_ray.core.taxonomy import to_coarse
 
 MAX_LEN = 64
 

@@ -1,10 +1,10 @@
 """Object-disjoint, event-disjoint cross-validation of the few-shot figures on the real BTS data.
 
 For each fold the ProtoNet is trained (the same episodic loop as Ray Train's workers, run in one
-process: cosmic_ray.train.fit_local) on the other folds; the rare classes (SLSN-I, TDE) are never
+process: cosmic_ray.learn.train.fit_local) on the other folds; the rare classes (SLSN-I, TDE) are never
 trained on and are registered from K support objects: the training folds' own BTS objects of the
 class first, then objects of the SLSN and TDE catalogues, minus every catalogue object that is the
-same event as a test-fold object (cosmic_ray.crossmatch). Model, lr and episode shape come from
+same event as a test-fold object (cosmic_ray.sources.crossmatch). Model, lr and episode shape come from
 configs/train.yaml (--config). The baseline
 (light-curve features + balanced random forest) is trained on the same training folds plus the
 same support draws. Out-of-fold predictions are pooled; intervals are class-stratified bootstrap
@@ -28,14 +28,14 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from cosmic_ray import evaluate as ev  # noqa: E402
-from cosmic_ray.classifier import build_classifier  # noqa: E402
-from cosmic_ray.config import DataConfig, load_train_config  # noqa: E402
-from cosmic_ray.model import ProtoNetConfig  # noqa: E402
+from cosmic_ray.learn import evaluate as ev  # noqa: E402
+from cosmic_ray.learn.classifier import build_classifier  # noqa: E402
+from cosmic_ray.core.config import DataConfig, load_train_config  # noqa: E402
+from cosmic_ray.learn.model import ProtoNetConfig  # noqa: E402
 from cosmic_ray.sources import catalogs  # noqa: E402
-from cosmic_ray.taxonomy import SUPPORT_ONLY  # noqa: E402
-from cosmic_ray.train import fit_local  # noqa: E402
-from cosmic_ray.trainset import attach_views, build_training_set  # noqa: E402
+from cosmic_ray.core.taxonomy import SUPPORT_ONLY  # noqa: E402
+from cosmic_ray.learn.train import fit_local  # noqa: E402
+from cosmic_ray.learn.trainset import attach_views, build_training_set  # noqa: E402
 from bts_cv import add_common_arguments, load_bts_folds, quiet_single_thread  # noqa: E402
 
 log = logging.getLogger("fewshot_eval")

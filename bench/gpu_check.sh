@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The GPU checks of the training path in one call on a lent GPU machine (the `device` tool's `run`).
 # That machine has Python 3.12 and PyTorch but no Ray and none of this project's other
-# dependencies; the training path (cosmic_ray.train / model / episodes) imports torch + numpy +
+# dependencies; the training path (cosmic_ray.learn.train / model / episodes) imports torch + numpy +
 # ray only, so Ray's wheels are all it needs. Before the call, on this machine:
 #
 #   ../shared/tools/device_ray_bundle.sh .whl && echo /.whl/ >> .git/info/exclude

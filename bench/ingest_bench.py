@@ -7,9 +7,9 @@ the lake's dedup keeps them apart; cutouts and every other field are the real by
 Measured in the same run, on the same files:
   (a) bare ``fastavro.reader`` decoding (every record fully materialised), 1 process and one
       process per core (multiprocessing);
-  (b) ``cosmic_ray.ingest.ingest`` (Ray Data read + decode + pre-filter, lake dedup + Parquet
+  (b) ``cosmic_ray.ingest.batch.ingest`` (Ray Data read + decode + pre-filter, lake dedup + Parquet
       write), on a local Ray started before the clock (start-up is not counted);
-  (c) feature extraction (``cosmic_ray.features.featurize``) on the real BTS light curves, light
+  (c) feature extraction (``cosmic_ray.learn.features.featurize``) on the real BTS light curves, light
       curves per second, without and with parametric fits (light-curve BazinFit + VillarFit per
       band, added on top in this script).
 
@@ -105,8 +105,8 @@ def feature_rates(n_plain: int, n_fit: int) -> dict:
     import pandas as pd
     import pyarrow as pa
 
-    from cosmic_ray import features
-    from cosmic_ray.lightcurve import conform
+    from cosmic_ray.learn import features
+    from cosmic_ray.core.lightcurve import conform
 
     df = pd.read_csv(shared_data() / "ztf-bts" / "bts_dev_lightcurves.csv.gz")
     df["source"], df["is_limit"] = "ztf_bts", False
@@ -166,8 +166,8 @@ def main() -> int:
 
         import ray
 
-        from cosmic_ray.ingest import ingest
-        from cosmic_ray.lake import Lake
+        from cosmic_ray.ingest.batch import ingest
+        from cosmic_ray.ingest.lake import Lake
 
         ray.init(address="local", num_cpus=cores, include_dashboard=False, log_to_driver=False)
         ray.data.DataContext.get_current().enable_progress_bars = False

@@ -193,9 +193,9 @@ def watcher_main(argv: list[str]) -> None:
     logging.basicConfig(level=logging.WARNING)
     import ray
 
-    from cosmic_ray import live
-    from cosmic_ray.config import Settings
-    from cosmic_ray.watch import MailboxWatcher
+    from cosmic_ray.serve import live
+    from cosmic_ray.core.config import Settings
+    from cosmic_ray.ingest.watch import MailboxWatcher
 
     ray.init(address=args.ray_address, log_to_driver=False)
     settings = Settings(store_url=args.store_url, rare_webhook_url=None)
@@ -264,8 +264,8 @@ def _pending(mailbox: Path) -> int:
 
 def passing_templates(workdir: Path) -> list[bool]:
     """Which of the 50 templates pass the pre-filters (copies decide the same way: same values)."""
-    from cosmic_ray import prefilter
-    from cosmic_ray.ingest import parse_inputs
+    from cosmic_ray.ingest import prefilter
+    from cosmic_ray.ingest.batch import parse_inputs
 
     paths = template_paths()
     parsed = parse_inputs("ztf", [(str(p), p.read_bytes()) for p in paths], workdir / "q-templates", "templates")
@@ -412,7 +412,7 @@ def _pct(values: list[float], q: float) -> float:
 def _figures(rec: Replay, stats: dict, sampler: MemorySampler, lake_dir: Path, store_url: str, store_before: int, bare, truncated: bool, passes, seconds: float) -> dict:
     from collections import Counter
 
-    from cosmic_ray.lake import Lake
+    from cosmic_ray.ingest.lake import Lake
 
     lake_alerts = Lake(lake_dir).read_alerts()
     lake_candids = Counter(lake_alerts.column("alert_candid").to_pylist()) if lake_alerts.num_rows else Counter()
@@ -483,9 +483,10 @@ def _pid(node, kind: str) -> int | None:
 
 def prepare_model(home: Path) -> None:
     """A production model in ``home``: trained on the real BTS catalogue if none is registered."""
-    from cosmic_ray import pipeline, registry
-    from cosmic_ray.config import DataConfig, EpisodeConfig, ScalingConfig, Settings, TrainConfig
-    from cosmic_ray.ingest import ingest
+    from cosmic_ray.ops import pipeline
+    from cosmic_ray.learn import registry
+    from cosmic_ray.core.config import DataConfig, EpisodeConfig, ScalingConfig, Settings, TrainConfig
+    from cosmic_ray.ingest.batch import ingest
 
     settings = Settings(home=home)
     if registry.production_version(settings) is not None:
@@ -541,8 +542,8 @@ def main() -> None:
     try:
         import ray
 
-        from cosmic_ray import serving
-        from cosmic_ray.config import Settings
+        from cosmic_ray.ops import deploy as serving
+        from cosmic_ray.core.config import Settings
 
         ray.init(address=cluster.address, log_to_driver=False)
         prepare_model(home)

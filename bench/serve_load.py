@@ -80,7 +80,7 @@ def lake_lightcurves(settings, n: int, max_points: int = 30) -> list[dict[str, A
     """``n`` real light curves from the lake, as ``/predict`` light-curve bodies."""
     import pyarrow.compute as pc
 
-    from cosmic_ray.lake import Lake
+    from cosmic_ray.ingest.lake import Lake
 
     table = Lake(settings.lake_dir).read(sources=["catalog", "ztf_alert"])
     table = table.filter(pc.and_(pc.invert(table.column("is_limit")), pc.is_valid(table.column("mag"))))
@@ -298,7 +298,7 @@ def cpu_snapshot() -> dict[int, float]:
 # ------------------------------------------------------------------------ (a) in-process model
 def classify_items(classifier, items: list[dict[str, Any]], neighbours: int = 5):
     """What a model replica does per batch: featurize + one forward (as ProtoNetModel._classify)."""
-    from cosmic_ray.features import featurize_objects
+    from cosmic_ray.learn.features import featurize_objects
 
     return classifier.predict_features(featurize_objects([item["rows"] for item in items], classifier.max_len), neighbours=neighbours)
 
@@ -325,10 +325,10 @@ def plain_app():
     import torch
     from fastapi import FastAPI, HTTPException
 
-    from cosmic_ray import registry
-    from cosmic_ray.api_models import PredictRequest, PredictResponse
-    from cosmic_ray.config import Settings
-    from cosmic_ray.serve import request_to_item
+    from cosmic_ray.learn import registry
+    from cosmic_ray.serve.schemas import PredictRequest, PredictResponse
+    from cosmic_ray.core.config import Settings
+    from cosmic_ray.serve.app import request_to_item
 
     torch.set_num_threads(1)
     classifier, registered = registry.load_model(Settings())
@@ -365,8 +365,8 @@ def prepare(settings) -> None:
     """No production model in this home: ingest the default data and train a small one (~2 min)."""
     import ray
 
-    from cosmic_ray import pipeline
-    from cosmic_ray.config import DataConfig, EpisodeConfig, TrainConfig
+    from cosmic_ray.ops import pipeline
+    from cosmic_ray.core.config import DataConfig, EpisodeConfig, TrainConfig
 
     log.info("no production model in %s: ingesting and training a small one first", settings.home_dir)
     ray.init(address="local", num_cpus=4, include_dashboard=False, log_to_driver=False)
@@ -437,10 +437,11 @@ def memory_phase(url: str, bodies, args) -> dict[str, Any]:
 def run(args) -> dict[str, Any]:
     import torch
 
-    from cosmic_ray import registry, serving
-    from cosmic_ray.config import Settings
-    from cosmic_ray.serve import points_to_rows
-    from cosmic_ray.store import EventStore
+    from cosmic_ray.learn import registry
+    from cosmic_ray.ops import deploy as serving
+    from cosmic_ray.core.config import Settings
+    from cosmic_ray.serve.app import points_to_rows
+    from cosmic_ray.serve.store import EventStore
 
     torch.set_num_threads(1)
     CLIENT["wrk"] = args.client == "wrk" or (args.client == "auto" and wrk_client.available())
@@ -528,7 +529,7 @@ def run(args) -> dict[str, Any]:
             results["f_plain_fixed_rate"] = open_loop(plain.url, bodies, args.rate, args.rate_seconds, 1, args.settle)
 
         log.info("(e) %d-alert burst through the live path", args.burst)
-        from cosmic_ray import live
+        from cosmic_ray.serve import live
 
         alerts = burst_alerts(settings.shared_data_dir or REPO.parent / "shared" / "data", args.burst)
         store = EventStore(settings.event_store_url)

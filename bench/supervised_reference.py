@@ -2,7 +2,7 @@
 
 The few-shot figures (bench/fewshot_eval.py) register SLSN-I and TDE from K support objects. This
 bench asks what the same BTS light curves allow when nothing is held back: on the same
-object- and event-disjoint folds (``cosmic_ray.evaluate.event_folds``, same ``--seed``), every
+object- and event-disjoint folds (``cosmic_ray.learn.evaluate.event_folds``, same ``--seed``), every
 coarse class, SLSN-I and TDE included, is trained on all of its training-fold objects by
 
 * ``protonet_all_labels``: the ProtoNet itself (configs/train.yaml, the same episodic loop), SLSN-I
@@ -11,7 +11,7 @@ coarse class, SLSN-I and TDE included, is trained on all of its training-fold ob
 * ``logistic_regression``: class-balanced, on the features as normal scores;
 * ``gradient_boosting``: scikit-learn's histogram gradient boosting, class-balanced.
 
-Same features (``cosmic_ray.features``), same classes and the same class-stratified bootstrap as
+Same features (``cosmic_ray.learn.features``), same classes and the same class-stratified bootstrap as
 the few-shot report. Out-of-fold predictions are pooled.
 
     .venv/bin/python bench/supervised_reference.py --seed 0 --out /tmp/reference.json   # ~3 min on 2 cores
@@ -30,13 +30,13 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from cosmic_ray import evaluate as ev  # noqa: E402
-from cosmic_ray.classifier import build_classifier  # noqa: E402
-from cosmic_ray.config import DataConfig, load_train_config  # noqa: E402
-from cosmic_ray.model import ProtoNetConfig  # noqa: E402
-from cosmic_ray.taxonomy import OTHER, SUPPORT_ONLY  # noqa: E402
-from cosmic_ray.train import fit_local  # noqa: E402
-from cosmic_ray.trainset import attach_views, build_training_set  # noqa: E402
+from cosmic_ray.learn import evaluate as ev  # noqa: E402
+from cosmic_ray.learn.classifier import build_classifier  # noqa: E402
+from cosmic_ray.core.config import DataConfig, load_train_config  # noqa: E402
+from cosmic_ray.learn.model import ProtoNetConfig  # noqa: E402
+from cosmic_ray.core.taxonomy import OTHER, SUPPORT_ONLY  # noqa: E402
+from cosmic_ray.learn.train import fit_local  # noqa: E402
+from cosmic_ray.learn.trainset import attach_views, build_training_set  # noqa: E402
 from bts_cv import MAX_LEN, BtsFolds, add_common_arguments, load_bts_folds, quiet_single_thread  # noqa: E402
 
 log = logging.getLogger("supervised_reference")

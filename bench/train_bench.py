@@ -1,6 +1,6 @@
 """Ray Train vs plain PyTorch: episodes/s of the same episodic loop at steady state, same device, same run.
 
-Both sides run cosmic_ray.train.run_epoch (episode sampling, forward, prototypical loss, step) on
+Both sides run cosmic_ray.learn.train.run_epoch (episode sampling, forward, prototypical loss, step) on
 the same arrays; Ray Train runs it in one TorchTrainer worker (DDP-wrapped model, checkpoint and
 report every epoch), plain PyTorch in this process. Steady state = every epoch after the first.
 The arrays are random with the shapes of the BTS training set (a speed benchmark, no quality
@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def synthetic_set(n: int = 1200, max_len: int = 64, channels: int = 9, n_feats: int = 59, classes: int = 7, seed: int = 0):
-    from cosmic_ray.train import TrainingSet
+    from cosmic_ray.learn.train import TrainingSet
 
     rng = np.random.default_rng(seed)
     labels = rng.integers(0, classes, n)
@@ -58,8 +58,8 @@ def main() -> None:
     import ray
     import torch
 
-    from cosmic_ray.model import ProtoNetConfig
-    from cosmic_ray.train import fit, fit_local
+    from cosmic_ray.learn.model import ProtoNetConfig
+    from cosmic_ray.learn.train import fit, fit_local
 
     if not args.gpu:
         torch.set_num_threads(1)  # a Ray Train CPU worker gets OMP_NUM_THREADS=1: same for the baseline

@@ -27,9 +27,9 @@ def main(argv: list[str] | None = None) -> int:
 
     import ray
 
-    from cosmic_ray import retrain
-    from cosmic_ray.config import Settings, load_retrain_config, load_train_config
-    from cosmic_ray.errors import CosmicRayError
+    from cosmic_ray.ops import retrain
+    from cosmic_ray.core.config import Settings, load_retrain_config, load_train_config
+    from cosmic_ray.core.errors import CosmicRayError
 
     try:
         rcfg = load_retrain_config(args.config)

@@ -60,7 +60,7 @@ def session_home(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def settings(session_home, shared_data):
-    from cosmic_ray.config import Settings
+    from cosmic_ray.core.config import Settings
 
     return Settings(
         home=session_home,
@@ -72,7 +72,7 @@ def settings(session_home, shared_data):
 
 # ------------------------------------------------------------------ the real pipeline, once per session
 # A small but real run: the lake from the shared data, a trained and registered model, the Serve app.
-from cosmic_ray.config import DataConfig, EpisodeConfig, ScalingConfig, TrainConfig  # noqa: E402
+from cosmic_ray.core.config import DataConfig, EpisodeConfig, ScalingConfig, TrainConfig  # noqa: E402
 
 SMALL = TrainConfig(
     seed=0,
@@ -86,7 +86,7 @@ SMALL = TrainConfig(
 
 @pytest.fixture(scope="session")
 def ingested(ray_session, settings):
-    from cosmic_ray import pipeline
+    from cosmic_ray.ops import pipeline
 
     inputs = pipeline.default_inputs(settings)
     assert not inputs.simulated
@@ -95,14 +95,14 @@ def ingested(ray_session, settings):
 
 @pytest.fixture(scope="session")
 def trained(ingested, settings):
-    from cosmic_ray import pipeline
+    from cosmic_ray.ops import pipeline
 
     return pipeline.train_from_lake(settings, SMALL)
 
 
 @pytest.fixture(scope="session")
 def served(trained, settings):
-    from cosmic_ray import serving
+    from cosmic_ray.ops import deploy as serving
 
     url = serving.deploy(settings)
     yield url
@@ -112,7 +112,7 @@ def served(trained, settings):
 @pytest.fixture(scope="session")
 def event_store(settings):
     """The event store the served app uses (SQLite under the session home)."""
-    from cosmic_ray.store import EventStore
+    from cosmic_ray.serve.store import EventStore
 
     store = EventStore(settings.event_store_url)
     yield store

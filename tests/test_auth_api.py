@@ -62,7 +62,7 @@ def test_writes_need_an_astronomer(served, accounts):
 
 def test_cli_users_and_tokens(settings, event_store, served):
     env = {**os.environ, "COSMIC_RAY_HOME": str(settings.home_dir), "RAY_USAGE_STATS_ENABLED": "0"}
-    cli = [sys.executable, "-m", "cosmic_ray.cli"]
+    cli = [sys.executable, "-m", "cosmic_ray.ops.cli"]
 
     def run(*args, stdin=None):
         return subprocess.run([*cli, *args], input=stdin, capture_output=True, text=True, env=env, timeout=120)

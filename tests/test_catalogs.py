@@ -21,9 +21,9 @@ import pytest
 from astropy import units as u
 from astropy.coordinates import SkyCoord, match_coordinates_sky
 
-from cosmic_ray import crossmatch as xm
-from cosmic_ray.errors import SourceError
-from cosmic_ray.lightcurve import SCHEMA
+from cosmic_ray.sources import crossmatch as xm
+from cosmic_ray.core.errors import SourceError
+from cosmic_ray.core.lightcurve import SCHEMA
 from cosmic_ray.sources import catalog, catalogs, get_source
 from cosmic_ray.sources.ztf import RawInput
 

@@ -4,7 +4,7 @@ import asyncio
 
 import pytest
 
-from cosmic_ray.coalesce import Coalescer
+from cosmic_ray.serve.coalesce import Coalescer
 
 
 class SlowModel:

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from cosmic_ray.episodes import sample_episode, stratified_split
-from cosmic_ray.model import episode_loss, prototypes, squared_distances
+from cosmic_ray.learn.episodes import sample_episode, stratified_split
+from cosmic_ray.learn.model import episode_loss, prototypes, squared_distances
 
 
 def test_episode_support_and_query_are_disjoint_and_class_pure():
@@ -56,7 +56,7 @@ def test_episode_loss_prefers_well_separated_embeddings():
 
 
 def test_small_classes_join_with_repeats_but_stay_disjoint():
-    from cosmic_ray.episodes import sample_episode
+    from cosmic_ray.learn.episodes import sample_episode
 
     rng = np.random.default_rng(0)
     labels = np.repeat(np.arange(4), [40, 3, 2, 12])
@@ -69,7 +69,7 @@ def test_small_classes_join_with_repeats_but_stay_disjoint():
 
 
 def test_fixed_validation_depends_on_the_object_alone():
-    from cosmic_ray.episodes import fixed_validation
+    from cosmic_ray.learn.episodes import fixed_validation
 
     ids = np.asarray([f"ZTF{i:05d}" for i in range(200)], dtype=object)
     labels = np.repeat([0, 1], [180, 20])
@@ -80,7 +80,7 @@ def test_fixed_validation_depends_on_the_object_alone():
 
 
 def test_augmented_views_keep_bands_and_order_and_shrink_or_keep_length():
-    from cosmic_ray.features import augment_points
+    from cosmic_ray.learn.features import augment_points
 
     rng = np.random.default_rng(0)
     mjd = np.arange(20, dtype=float) * 2.0  # 38 days: a 2% time dilation moves no point by half a step
@@ -102,7 +102,7 @@ def test_augmented_views_keep_bands_and_order_and_shrink_or_keep_length():
 
 
 def test_a_source_moved_farther_is_fainter_and_slower_and_nearer_the_reverse():
-    from cosmic_ray.features import REFERENCE_Z, move_source
+    from cosmic_ray.learn.features import REFERENCE_Z, move_source
 
     t, m = np.array([100.0, 110.0, 130.0]), np.array([18.0, 17.5, 18.5])
     far_t, far_m = move_source(t, m, 0.5)
@@ -117,7 +117,7 @@ def test_a_source_moved_farther_is_fainter_and_slower_and_nearer_the_reverse():
 
 
 def test_a_view_moved_farther_loses_the_points_below_the_survey_depth():
-    from cosmic_ray.features import SURVEY_LIMIT_MAG, augment_points
+    from cosmic_ray.learn.features import SURVEY_LIMIT_MAG, augment_points
 
     rng = np.random.default_rng(1)
     mjd = np.arange(20, dtype=float) * 3.0
@@ -131,7 +131,7 @@ def test_a_view_moved_farther_loses_the_points_below_the_survey_depth():
 
 
 def test_within_class_whitening_gives_unit_within_class_covariance():
-    from cosmic_ray.model import within_class_whitening
+    from cosmic_ray.learn.model import within_class_whitening
 
     rng = np.random.default_rng(0)
     cov = np.array([[4.0, 1.5, 0.0], [1.5, 2.0, 0.3], [0.0, 0.3, 0.5]])
@@ -148,7 +148,7 @@ def test_within_class_whitening_gives_unit_within_class_covariance():
 
 
 def test_hybrid_encoder_appends_whitened_features_and_bounds_the_learned_part():
-    from cosmic_ray.model import LightCurveEncoder, ProtoNetConfig
+    from cosmic_ray.learn.model import LightCurveEncoder, ProtoNetConfig
 
     torch.manual_seed(0)
     arch = ProtoNetConfig(seq_channels=9, n_feats=4, hidden=8, embed_dim=3, learned_scale=2.0, quantile_features=False)
@@ -165,7 +165,7 @@ def test_hybrid_encoder_appends_whitened_features_and_bounds_the_learned_part():
 
 
 def test_normal_scores_follow_the_training_distribution():
-    from cosmic_ray.model import feature_quantiles, normal_scores
+    from cosmic_ray.learn.model import feature_quantiles, normal_scores
 
     rng = np.random.default_rng(0)
     train = np.stack([rng.lognormal(0.0, 2.0, 5000), rng.normal(3.0, 0.5, 5000)], axis=1)  # heavy tail, Gaussian
@@ -191,7 +191,7 @@ def test_normal_scores_follow_the_training_distribution():
 
 
 def test_encoder_feature_block_reads_normal_scores():
-    from cosmic_ray.model import LightCurveEncoder, ProtoNetConfig, feature_quantiles, normal_scores
+    from cosmic_ray.learn.model import LightCurveEncoder, ProtoNetConfig, feature_quantiles, normal_scores
 
     torch.manual_seed(0)
     arch = ProtoNetConfig(seq_channels=9, n_feats=4, hidden=8, embed_dim=3)
@@ -211,7 +211,7 @@ def test_encoder_feature_block_reads_normal_scores():
 
 
 def test_fade_times_read_off_the_decline():
-    from cosmic_ray.features import FEATURE_BANDS, feature_names, object_arrays
+    from cosmic_ray.learn.features import FEATURE_BANDS, feature_names, object_arrays
 
     t = np.arange(0.0, 60.0, 2.0)
     m = np.where(t <= 10, 19.0 - 0.1 * t, 18.0 + 0.05 * (t - 10))  # peak at day 10, 0.05 mag/day after
@@ -224,7 +224,7 @@ def test_fade_times_read_off_the_decline():
 
 
 def test_episodes_train_the_learned_part_alone():
-    from cosmic_ray.model import LightCurveEncoder, ProtoNetConfig
+    from cosmic_ray.learn.model import LightCurveEncoder, ProtoNetConfig
 
     torch.manual_seed(0)
     enc = LightCurveEncoder(ProtoNetConfig(seq_channels=9, n_feats=4, hidden=8, embed_dim=3)).eval()
@@ -236,7 +236,7 @@ def test_episodes_train_the_learned_part_alone():
 
 
 def test_held_out_classes_rotate_through_every_class_and_leave_two():
-    from cosmic_ray.episodes import held_out_classes
+    from cosmic_ray.learn.episodes import held_out_classes
 
     classes = np.array([0, 2, 3, 5, 6, 7, 9])
     per_epoch = [held_out_classes(classes, 2, epoch, seed=4) for epoch in range(4)]  # 4 epochs x 2 >= 7 classes
@@ -250,8 +250,8 @@ def test_held_out_classes_rotate_through_every_class_and_leave_two():
 
 
 def test_an_epoch_with_a_held_out_class_never_shows_it_and_validation_registers_it():
-    from cosmic_ray.model import LightCurveEncoder, ProtoNetConfig
-    from cosmic_ray.train import _tensors, epoch_held_out, episode_rows, validation_metrics
+    from cosmic_ray.learn.model import LightCurveEncoder, ProtoNetConfig
+    from cosmic_ray.learn.train import _tensors, epoch_held_out, episode_rows, validation_metrics
 
     rng = np.random.default_rng(0)
     n, labels = 90, np.repeat(np.arange(3), 30)

@@ -7,7 +7,7 @@ import dataclasses
 import numpy as np
 import pytest
 
-from cosmic_ray import evaluate as ev
+from cosmic_ray.learn import evaluate as ev
 
 
 def test_metrics_on_a_hand_computed_case():
@@ -55,8 +55,8 @@ def test_summarize_kshot_recall_open_set_and_phases():
 def test_with_class_matches_the_mean_embedding_and_leaves_the_original_alone():
     import torch
 
-    from cosmic_ray.classifier import ProtoNetClassifier
-    from cosmic_ray.model import LightCurveEncoder, ProtoNetConfig
+    from cosmic_ray.learn.classifier import ProtoNetClassifier
+    from cosmic_ray.learn.model import LightCurveEncoder, ProtoNetConfig
 
     torch.manual_seed(0)
     arch = ProtoNetConfig(seq_channels=9, n_feats=4, hidden=8, embed_dim=3)
@@ -87,13 +87,13 @@ def test_report_on_real_objects_has_the_issue_keys(shared_data):
     import pyarrow.compute as pc
     import torch
 
-    from cosmic_ray.classifier import ProtoNetClassifier
-    from cosmic_ray.features import featurize, feature_names
-    from cosmic_ray.model import LightCurveEncoder, ProtoNetConfig
+    from cosmic_ray.learn.classifier import ProtoNetClassifier
+    from cosmic_ray.learn.features import featurize, feature_names
+    from cosmic_ray.learn.model import LightCurveEncoder, ProtoNetConfig
 
     table = ev.read_table(shared_data / "ztf-bts" / "bts_dev_lightcurves.csv.gz")
     labels = dict(zip(table.column("object_id").to_pylist(), table.column("label").to_pylist()))
-    from cosmic_ray.taxonomy import to_coarse
+    from cosmic_ray.core.taxonomy import to_coarse
 
     pick = {"SN Ia": [], "SN II": [], "SLSN-I": []}
     for oid, label in sorted(labels.items()):
@@ -126,8 +126,8 @@ def test_report_on_real_objects_has_the_issue_keys(shared_data):
 def test_decision_rule_uses_class_priors_and_novelty_grows_away_from_prototypes():
     import torch
 
-    from cosmic_ray.classifier import ProtoNetClassifier
-    from cosmic_ray.model import LightCurveEncoder, ProtoNetConfig
+    from cosmic_ray.learn.classifier import ProtoNetClassifier
+    from cosmic_ray.learn.model import LightCurveEncoder, ProtoNetConfig
 
     torch.manual_seed(0)
     arch = ProtoNetConfig(seq_channels=9, n_feats=4, hidden=8, embed_dim=3, feature_block=False, prior_weight=1.0, registered_prior_count=5.0)
@@ -178,9 +178,9 @@ def test_hybrid_classifier_round_trips_with_its_whitening_and_priors(tmp_path):
 
     import torch
 
-    from cosmic_ray.classifier import ProtoNetClassifier
-    from cosmic_ray.features import feature_names
-    from cosmic_ray.model import LightCurveEncoder, ProtoNetConfig
+    from cosmic_ray.learn.classifier import ProtoNetClassifier
+    from cosmic_ray.learn.features import feature_names
+    from cosmic_ray.learn.model import LightCurveEncoder, ProtoNetConfig
 
     torch.manual_seed(0)
     nf = len(feature_names())  # a saved model must match the features this code computes
@@ -217,10 +217,10 @@ def test_a_model_trained_on_another_feature_set_is_refused_with_a_reason(tmp_pat
 
     import pytest
 
-    from cosmic_ray.classifier import ProtoNetClassifier
-    from cosmic_ray.errors import IncompatibleModelError
-    from cosmic_ray.features import feature_names
-    from cosmic_ray.model import LightCurveEncoder, ProtoNetConfig
+    from cosmic_ray.learn.classifier import ProtoNetClassifier
+    from cosmic_ray.core.errors import IncompatibleModelError
+    from cosmic_ray.learn.features import feature_names
+    from cosmic_ray.learn.model import LightCurveEncoder, ProtoNetConfig
 
     nf = len(feature_names())
     arch = ProtoNetConfig(seq_channels=9, n_feats=nf, hidden=8, embed_dim=3)

@@ -68,8 +68,8 @@ def _closed_port() -> int:
 
 
 def test_mlflow_down_when_a_retrain_finishes_keeps_the_served_model(served, trained, settings, monkeypatch, tmp_path):
-    from cosmic_ray import retrain
-    from cosmic_ray.config import RetrainConfig
+    from cosmic_ray.ops import retrain
+    from cosmic_ray.core.config import RetrainConfig
 
     from conftest import SMALL
 
@@ -110,7 +110,7 @@ def test_jobs_retrain_exits_non_zero_with_the_reason(settings, tmp_path):
 def test_users_tokens_and_classifications_survive_a_redeploy(served, accounts, event_store, settings, trained):
     from ray import serve
 
-    from cosmic_ray import serving
+    from cosmic_ray.ops import deploy as serving
 
     candid = 9_000_000_000_000_000_123
     event_store.record_classifications([{

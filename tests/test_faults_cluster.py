@@ -48,8 +48,8 @@ def _real_lightcurve_table(shared_data: Path):
 TRAIN_DRIVER = """
 import json, os, sys
 import ray
-from cosmic_ray import pipeline
-from cosmic_ray.config import Settings, TrainConfig
+from cosmic_ray.ops import pipeline
+from cosmic_ray.core.config import Settings, TrainConfig
 ray.init(address=os.environ["FAULT_RAY_ADDRESS"], log_to_driver=True)
 settings = Settings(home=os.environ["COSMIC_RAY_HOME"], mlflow_tracking_uri=os.environ["FAULT_TRACKING_URI"])
 cfg = TrainConfig.model_validate_json(os.environ["FAULT_TRAIN_CONFIG"])
@@ -81,8 +81,8 @@ class CheckpointWatch:
 @pytest.mark.slow
 @pytest.mark.timeout(900)
 def test_worker_node_removed_during_training_resumes_from_checkpoint_and_registers(tmp_path, shared_data):
-    from cosmic_ray.config import DataConfig, EpisodeConfig, ScalingConfig, TrainConfig
-    from cosmic_ray.lake import Lake
+    from cosmic_ray.core.config import DataConfig, EpisodeConfig, ScalingConfig, TrainConfig
+    from cosmic_ray.ingest.lake import Lake
     from cosmic_ray.sources import catalog, ztf
 
     home = tmp_path / "home"
@@ -158,9 +158,9 @@ def test_worker_node_removed_during_training_resumes_from_checkpoint_and_registe
     assert [h["epoch"] for h in report["history"]] == list(range(epochs))
 
     # the final model is complete: registered, loads, and classifies a real alert's light curve
-    from cosmic_ray import registry
-    from cosmic_ray.config import Settings
-    from cosmic_ray.features import featurize
+    from cosmic_ray.learn import registry
+    from cosmic_ray.core.config import Settings
+    from cosmic_ray.learn.features import featurize
 
     settings = Settings(home=home, mlflow_tracking_uri=tracking)
     classifier, registered = registry.load_model(settings, report["version"])
@@ -255,8 +255,8 @@ def _predict_with_class(url: str, lightcurve: dict, timeout: float = 60) -> dict
 def test_whole_cluster_restart_keeps_classes_users_classifications_and_serves_the_production_model(
     trained, settings, shared_data, tmp_path, monkeypatch
 ):
-    from cosmic_ray.cluster import high_throughput_env
-    from cosmic_ray.store import EventStore
+    from cosmic_ray.ops.cluster import high_throughput_env
+    from cosmic_ray.serve.store import EventStore
 
     # the clusters start as `cosmic-ray cluster up` starts them: Serve's high-throughput mode (HAProxy)
     for name, value in high_throughput_env().items():
@@ -278,8 +278,8 @@ def test_whole_cluster_restart_keeps_classes_users_classifications_and_serves_th
     first = start_cluster(4, [])
     try:
         up_first = _serve_up(first, home, tracking, port, log)
-        from cosmic_ray import registry
-        from cosmic_ray.config import Settings
+        from cosmic_ray.learn import registry
+        from cosmic_ray.core.config import Settings
 
         production = registry.production_version(Settings(home=home, mlflow_tracking_uri=tracking))
         assert any("haproxy" in name for name in _listeners(port)), _listeners(port)  # HAProxy answers the port

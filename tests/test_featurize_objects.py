@@ -2,8 +2,8 @@
 
 import numpy as np
 
-from cosmic_ray.features import featurize, featurize_objects
-from cosmic_ray.lightcurve import rows_to_table
+from cosmic_ray.learn.features import featurize, featurize_objects
+from cosmic_ray.core.lightcurve import rows_to_table
 from cosmic_ray.sources import catalog, catalogs
 
 

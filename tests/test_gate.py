@@ -9,8 +9,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cosmic_ray import evaluate as ev
-from cosmic_ray.taxonomy import to_coarse
+from cosmic_ray.learn import evaluate as ev
+from cosmic_ray.core.taxonomy import to_coarse
 
 
 @pytest.fixture(scope="module")

@@ -17,10 +17,10 @@ def test_equal_candidate_is_not_promoted_and_the_decision_is_recorded(trained, s
     import pyarrow.compute as pc
     from mlflow.tracking import MlflowClient
 
-    from cosmic_ray import registry
-    from cosmic_ray.evaluate import read_table
-    from cosmic_ray.features import featurize
-    from cosmic_ray.taxonomy import to_coarse
+    from cosmic_ray.learn import registry
+    from cosmic_ray.learn.evaluate import read_table
+    from cosmic_ray.learn.features import featurize
+    from cosmic_ray.core.taxonomy import to_coarse
 
     production, current = registry.load_model(settings)
     table = read_table(shared_data / "ztf-bts" / "bts_dev_lightcurves.csv.gz")

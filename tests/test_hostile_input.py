@@ -8,7 +8,7 @@ built with astropy (columns and headers missing or wrong) and the JSON alert pat
 (``ztf.alert_json_to_rows``, ``PredictRequest``, ``serve.request_to_item``) get the same treatment.
 
 What every parser must do with any input: return rows that are usable (finite time and photometry,
-a known band, non-negative errors, a ``YYYYMMDD`` night) or say why not (a ``cosmic_ray.errors``
+a known band, non-negative errors, a ``YYYYMMDD`` night) or say why not (a ``cosmic_ray.core.errors``
 type, a quarantine reason, a 422), within a per-example deadline. Examples stay few so the file
 runs in well under a minute on two shared cores.
 """
@@ -28,7 +28,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, Phase, given, settings, strategies as st
 
-from cosmic_ray.errors import CosmicRayError
+from cosmic_ray.core.errors import CosmicRayError
 from cosmic_ray.sources import catalog, tess, ztf
 from cosmic_ray.sources.ztf import RawInput
 
@@ -355,7 +355,7 @@ def test_catalog_csv_gives_usable_rows_or_quarantine(columns, rows, compress):
 
 def test_catalog_source_column_cannot_pick_a_lake_path(tmp_path):
     """A ``source`` value is a lake partition folder: ``../`` in it must not write outside the lake."""
-    from cosmic_ray.lake import Lake
+    from cosmic_ray.ingest.lake import Lake
 
     csv = b"object_id,label,mjd,band,mag,magerr,source\nA,SN Ia,59000.5,g,19.0,0.1,../../../escaped\nB,SN Ia,59000.5,g,19.0,0.1,ztf_bts\n"
     result = catalog.parse(RawInput("evil.csv", csv))
@@ -462,8 +462,8 @@ def test_predict_request_is_valid_or_a_422_never_a_crash(body, which, use_real):
     from fastapi import HTTPException
     from pydantic import ValidationError
 
-    from cosmic_ray.api_models import PredictRequest
-    from cosmic_ray.serve import request_to_item
+    from cosmic_ray.serve.schemas import PredictRequest
+    from cosmic_ray.serve.app import request_to_item
 
     if use_real and isinstance(body, dict):
         body = {"alert": {k: v for k, v in REAL[which][1].items() if not k.startswith("cutout")}}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from cosmic_ray.lake import Lake
+from cosmic_ray.ingest.lake import Lake
 from cosmic_ray.sources import ztf
 
 
@@ -52,7 +52,7 @@ def test_key_index_matches_exact_string_keys_on_real_alerts(shared_data):
     import numpy as np
     import pyarrow as pa
 
-    from cosmic_ray.keyindex import PointKeyIndex
+    from cosmic_ray.ingest.keyindex import PointKeyIndex
 
     folder = shared_data / "ztf-alerts" / "pittgoogle"
     tables = [ztf.parse(ztf.RawInput(str(p), p.read_bytes())).table for p in sorted(folder.rglob("*.avro"))]

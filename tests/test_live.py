@@ -19,7 +19,7 @@ def _records(shared_data) -> list[dict]:
 
 
 def test_alert_files_are_classified_once_and_visible_over_http(served, shared_data, event_store, trained):
-    from cosmic_ray import live
+    from cosmic_ray.serve import live
 
     records = _records(shared_data)
     assert len(records) >= 2
@@ -38,7 +38,7 @@ def test_alert_files_are_classified_once_and_visible_over_http(served, shared_da
 
 
 def test_a_watcher_batch_table_goes_through_the_same_path(served, shared_data, event_store):
-    from cosmic_ray import live
+    from cosmic_ray.serve import live
     from cosmic_ray.sources import ztf
 
     path = next((shared_data / "ztf-alerts" / "pittgoogle" / "alerts-for-testing").glob("*.avro"))
@@ -51,13 +51,13 @@ def test_a_watcher_batch_table_goes_through_the_same_path(served, shared_data, e
 
 
 def _settings_like(event_store):
-    from cosmic_ray.config import Settings
+    from cosmic_ray.core.config import Settings
 
     return Settings(store_url=event_store.url)
 
 
 def test_rare_events_reach_a_slack_compatible_webhook():
-    from cosmic_ray.live import notify_rare
+    from cosmic_ray.serve.live import notify_rare
 
     received = []
 
@@ -94,7 +94,7 @@ def test_cosmic_ray_watch_classify_stores_what_passes_the_prefilters(served, sha
 
     import ray
 
-    from cosmic_ray.lake import Lake
+    from cosmic_ray.ingest.lake import Lake
 
     mailbox = tmp_path / "mailbox"
     mailbox.mkdir()
@@ -133,7 +133,7 @@ def test_cosmic_ray_watch_classify_stores_what_passes_the_prefilters(served, sha
     stats = json.loads(out.strip().splitlines()[-1])
     alerts = Lake(tmp_path / "home" / "lake").read_alerts()
     assert stats["files"] == len(files) and alerts.num_rows == stats["alerts"] >= len(files)
-    from cosmic_ray import prefilter
+    from cosmic_ray.ingest import prefilter
 
     mask = prefilter.passed(alerts)
     passed = {c for c, ok in zip(alerts.column("alert_candid").to_pylist(), mask) if ok}

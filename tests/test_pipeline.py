@@ -112,7 +112,7 @@ def test_model_and_openapi_routes(served, trained):
 def test_cli_ingest_prints_one_json_line(tmp_path, shared_data):
     # RAY_ADDRESS=local: its own in-process cluster, never whatever else runs on the machine
     env = {**os.environ, "COSMIC_RAY_HOME": str(tmp_path / "home"), "RAY_USAGE_STATS_ENABLED": "0", "RAY_ADDRESS": "local"}
-    cli = [sys.executable, "-m", "cosmic_ray.cli", "ingest", "ztf"]
+    cli = [sys.executable, "-m", "cosmic_ray.ops.cli", "ingest", "ztf"]
     folder = shared_data / "ztf-alerts" / "pittgoogle" / "misc"
     proc = subprocess.run([*cli, str(folder), "--lake", str(tmp_path / "lake")], capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]

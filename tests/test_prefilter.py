@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from cosmic_ray import prefilter
-from cosmic_ray.lake import Lake
-from cosmic_ray.prefilter import PrefilterConfig
+from cosmic_ray.ingest import prefilter
+from cosmic_ray.ingest.lake import Lake
+from cosmic_ray.ingest.prefilter import PrefilterConfig
 from cosmic_ray.sources import ztf
 
 
@@ -82,7 +82,7 @@ def test_routed_alerts_are_kept_and_labelled_in_the_lake(tmp_path, shared_data):
 
 
 def test_config_loads_from_yaml_and_rejects_typos(tmp_path):
-    from cosmic_ray.errors import ConfigError
+    from cosmic_ray.core.errors import ConfigError
 
     good = tmp_path / "good.yaml"
     good.write_text("min_drb: 0.8\nstars: false\n")

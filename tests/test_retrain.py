@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from cosmic_ray.lake import Lake
-from cosmic_ray.retrain import apply_retention, snapshot, window_for
+from cosmic_ray.ingest.lake import Lake
+from cosmic_ray.ops.retrain import apply_retention, snapshot, window_for
 from cosmic_ray.sources import ztf
 
 REPO = Path(__file__).resolve().parents[1]

@@ -34,7 +34,7 @@ def _write_routes_of_the_app() -> set[tuple[str, str]]:
     """Every non-GET route of the FastAPI app, in the schema or not."""
     from fastapi.routing import APIRoute
 
-    from cosmic_ray.serve import api
+    from cosmic_ray.serve.app import api
 
     return {(m, r.path) for r in api.routes if isinstance(r, APIRoute) for m in r.methods if m in WRITE_METHODS}
 
@@ -72,7 +72,7 @@ def test_every_write_route_refuses_anonymous_and_viewers(served, accounts):
 
 
 def test_session_cookie_attributes(served, event_store):
-    from cosmic_ray import auth
+    from cosmic_ray.serve import auth
 
     event_store.add_user("cookie-check", "cookie check password 7", role="viewer")
     with httpx.Client(base_url=served, timeout=60) as client:
@@ -103,7 +103,7 @@ def test_passwords_are_never_logged_or_returned(served, event_store, settings, t
     secret_long = f"long-{uuid.uuid4().hex}" * 80  # over the 1024 limit: a 422 must not echo it
     env = {**os.environ, "COSMIC_RAY_HOME": str(settings.home_dir), "RAY_USAGE_STATS_ENABLED": "0", "COSMIC_RAY_LOG_LEVEL": "DEBUG"}
     cli = subprocess.run(
-        [sys.executable, "-m", "cosmic_ray.cli", "users", "add", "pw-check", "--role", "viewer", "--password-stdin"],
+        [sys.executable, "-m", "cosmic_ray.ops.cli", "users", "add", "pw-check", "--role", "viewer", "--password-stdin"],
         input=secret_ok + "\n", capture_output=True, text=True, env=env, timeout=120,
     )
     assert cli.returncode == 0, cli.stderr
@@ -157,7 +157,7 @@ def test_web_static_routes_do_not_leave_their_folders(served):
 @hsettings(max_examples=200, deadline=None, database=None)
 @given(name=st.text(max_size=120) | st.sampled_from(["..", "../../etc/passwd", "..\\..\\x", "/abs/path", ".hidden", "a/../../b", "\x00", "C:\\x"]))
 def test_quarantine_names_stay_in_the_folder(name, tmp_path_factory):
-    from cosmic_ray.quarantine import quarantine, safe_name
+    from cosmic_ray.ingest.quarantine import quarantine, safe_name
 
     safe = safe_name(name)
     assert safe and "/" not in safe and "\\" not in safe and "\x00" not in safe
@@ -171,9 +171,9 @@ def test_quarantine_names_stay_in_the_folder(name, tmp_path_factory):
 @hsettings(max_examples=60, deadline=None, database=None)
 @given(source=st.text(min_size=1, max_size=30) | st.sampled_from(["..", "../x", "a/b", "..\\x", ".", "/tmp/x", "x/../../y"]))
 def test_lake_partitions_stay_in_the_lake(source, tmp_path_factory):
-    from cosmic_ray.errors import CosmicRayError
-    from cosmic_ray.lake import Lake
-    from cosmic_ray.lightcurve import points_to_table
+    from cosmic_ray.core.errors import CosmicRayError
+    from cosmic_ray.ingest.lake import Lake
+    from cosmic_ray.core.lightcurve import points_to_table
 
     base = tmp_path_factory.mktemp("lake-check")
     root = base / "deep" / "lake"
@@ -263,7 +263,7 @@ def test_cors_is_closed_by_default(served):
 def test_client_address_believes_forwarded_for_only_from_trusted_proxies():
     from starlette.requests import Request
 
-    from cosmic_ray.auth import client_address
+    from cosmic_ray.serve.auth import client_address
 
     def request(peer: str, forwarded: str | None = None) -> Request:
         headers = [(b"x-forwarded-for", forwarded.encode())] if forwarded else []

@@ -36,7 +36,7 @@ def _wait_all_replicas(predicate, timeout: float = 30.0) -> dict[str, dict]:
 @pytest.fixture(scope="module")
 def support_ids(settings, trained):
     """Lake objects of a labelled class the model was not trained on (else any well-sampled ones)."""
-    from cosmic_ray.lake import Lake
+    from cosmic_ray.ingest.lake import Lake
 
     table = Lake(settings.lake_dir).read(sources=["catalog"]).select(["object_id", "label", "is_limit"])
     table = table.filter(pc.invert(table.column("is_limit")))
@@ -49,7 +49,7 @@ def support_ids(settings, trained):
 
 
 def test_register_a_class_live_on_every_replica_persisted_and_removed(served, trained, accounts, support_ids, settings):
-    from cosmic_ray import serving
+    from cosmic_ray.ops import deploy as serving
 
     auth = {"Authorization": f"Bearer {accounts['astronomer']}"}
     before = _replica_infos()

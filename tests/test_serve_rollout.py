@@ -87,7 +87,7 @@ def _corrupt(settings, name: str, version: str) -> int:
 def test_promotion_under_load_and_a_bad_version(served, trained, settings):
     from mlflow.tracking import MlflowClient
 
-    from cosmic_ray import registry
+    from cosmic_ray.learn import registry
 
     client = MlflowClient(tracking_uri=settings.tracking_uri)
     classifier, _ = registry.load_model(settings)

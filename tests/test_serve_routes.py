@@ -46,7 +46,7 @@ def test_candidates_route_ranks_objects_by_one_class_probability(served, event_s
 
 
 def test_similar_objects_over_the_lake(served, trained, settings):
-    from cosmic_ray.lake import Lake
+    from cosmic_ray.ingest.lake import Lake
 
     ids = Lake(settings.lake_dir).read(sources=["catalog"]).column("object_id").unique().to_pylist()
     target = ids[0]

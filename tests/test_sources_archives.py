@@ -24,8 +24,8 @@ from astropy.io import ascii as asciitable
 from astropy.io import fits
 from astropy.time import Time
 
-from cosmic_ray.errors import SourceError
-from cosmic_ray.lightcurve import SCHEMA
+from cosmic_ray.core.errors import SourceError
+from cosmic_ray.core.lightcurve import SCHEMA
 from cosmic_ray.sources import get_source, irsa, mast, tess
 from cosmic_ray.sources.ztf import RawInput
 

@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import pytest
 
-from cosmic_ray.store import ConflictError, EventStore, NotFoundError, StoreError
+from cosmic_ray.serve.store import ConflictError, EventStore, NotFoundError, StoreError
 
 
 @pytest.fixture()
@@ -32,13 +32,13 @@ def test_classifications_are_stored_exactly_once_per_candid(store, tmp_path):
     assert [r["candid"] for r in rare] == [2] and rare[0]["class"] == "TDE" and rare[0]["probabilities"]["TDE"] == 0.9
     assert {r["candid"] for r in store.recent_alerts(label="SN Ia")} == {1, 3}
     assert store.recent_alerts(limit=1)[0]["candid"] == 3  # newest first
-    from cosmic_ray.store import utcnow
+    from cosmic_ray.serve.store import utcnow
 
     assert store.recent_alerts(since=utcnow() + timedelta(minutes=1)) == []
 
 
 def test_top_candidates_rank_objects_by_a_class_probability_once_each(store):
-    from cosmic_ray.store import utcnow
+    from cosmic_ray.serve.store import utcnow
 
     def row(candid: int, obj: str, p_slsn: float | None) -> dict:
         probs = {"SN Ia": 1.0 - (p_slsn or 0.0)} | ({} if p_slsn is None else {"SLSN-I": p_slsn})

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import fastavro
 
-from cosmic_ray.lake import Lake
-from cosmic_ray.watch import DONE, MailboxWatcher
+from cosmic_ray.ingest.lake import Lake
+from cosmic_ray.ingest.watch import DONE, MailboxWatcher
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -30,7 +30,7 @@ def _drop(mailbox: Path, path: Path, name: str | None = None) -> None:
 
 def _start(mailbox: Path, lake: Path, home: Path) -> subprocess.Popen:
     env = {**os.environ, "COSMIC_RAY_HOME": str(home)}
-    cmd = [sys.executable, "-m", "cosmic_ray.cli", "watch", str(mailbox), "--lake", str(lake), "--interval", "0.1", "--batch-files", "3"]
+    cmd = [sys.executable, "-m", "cosmic_ray.ops.cli", "watch", str(mailbox), "--lake", str(lake), "--interval", "0.1", "--batch-files", "3"]
     return subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
 
 

@@ -174,7 +174,7 @@ def test_login_astronaut_watches_covers_and_is_sad_on_failure(browser, served, w
 
 
 def test_login_success_reaches_the_dashboard_with_a_just_sent_alert(browser, served, web_users, shared_data, event_store, trained):
-    from cosmic_ray import live
+    from cosmic_ray.serve import live
 
     context = browser.new_context(viewport=VIEWPORT)
     page = context.new_page()
@@ -223,8 +223,8 @@ def test_login_success_reaches_the_dashboard_with_a_just_sent_alert(browser, ser
 def _lake_objects(settings, n: int) -> list[str]:
     import pyarrow.compute as pc
 
-    from cosmic_ray.features import MODEL_SOURCES
-    from cosmic_ray.lake import Lake
+    from cosmic_ray.learn.features import MODEL_SOURCES
+    from cosmic_ray.ingest.lake import Lake
 
     table = Lake(settings.lake_dir).read(sources=list(MODEL_SOURCES))
     table = table.filter(pc.invert(table.column("is_limit")))

@@ -1,7 +1,7 @@
 """Browser tests of the solar-system page (/solar), checked against astropy.
 
 A real uvicorn server (tests/web_server.py) serves a FastAPI app that includes
-``cosmic_ray.web.web_router``; headless Chromium (system package, driven by Playwright)
+``cosmic_ray.serve.web.web_router``; headless Chromium (system package, driven by Playwright)
 opens the page. Needs: ``apt-get install chromium`` (or COSMIC_RAY_CHROMIUM=/path),
 ``pip install playwright`` and ``npm ci`` in web/. None of these is skipped: a missing
 one fails with what to do.
@@ -24,7 +24,7 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from cosmic_ray.web import default_web_dir, mount_web, web_router
+from cosmic_ray.serve.web import default_web_dir, mount_web, web_router
 
 try:
     from web_server import serve_app
@@ -85,7 +85,7 @@ def web_dir() -> Path:
 @pytest.fixture(scope="module")
 def web_store(tmp_path_factory):
     """An event store with one user: the pages need a login session."""
-    from cosmic_ray.store import EventStore
+    from cosmic_ray.serve.store import EventStore
 
     store = EventStore(f"sqlite:///{tmp_path_factory.mktemp('web_store') / 'events.db'}")
     store.add_user("solar-viewer", "solar viewer password", role="viewer")
@@ -377,7 +377,7 @@ def _raw_get(base_url: str, raw_path: str) -> tuple[int, bytes]:
     "/static/js/..%2F..%2F..%2Fpyproject.toml",
     "/vendor/three/../../package.json",
     "/vendor/three/..%2f..%2f..%2fpyproject.toml",
-    "/vendor/three/%2e%2e/%2e%2e/%2e%2e/cosmic_ray/web.py",
+    "/vendor/three/%2e%2e/%2e%2e/%2e%2e/cosmic_ray/serve/web.py",
     "/static/js/%252e%252e/%252e%252e/pyproject.toml",
     "/static/js//etc/passwd",
     "/vendor/three//etc/passwd",

@@ -8,7 +8,7 @@ import fastavro
 import pyarrow.compute as pc
 import pytest
 
-from cosmic_ray.errors import BadAlertError
+from cosmic_ray.core.errors import BadAlertError
 from cosmic_ray.sources import get_source, ztf
 
 

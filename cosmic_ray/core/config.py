@@ -12,7 +12,7 @@ import yaml
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, PositiveInt
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from cosmic_ray.errors import ConfigError
+from cosmic_ray.core.errors import ConfigError
 
 
 class Settings(BaseSettings):
@@ -45,7 +45,7 @@ class Settings(BaseSettings):
     store_url: str | None = Field(default=None, description="Event store; SQLite under home by default.")
     max_batch: PositiveInt = Field(default=1000, description="Largest /predict/batch request.")
     max_body_bytes: PositiveInt = Field(default=8 * 1024 * 1024, description="Largest request body.")
-    # --- accounts and the API (cosmic_ray/auth.py) ---
+    # --- accounts and the API (cosmic_ray/serve/auth.py) ---
     read_requires_auth: bool = Field(default=False, description="GET routes need a token or session too.")
     cookie_secure: bool = Field(default=False, description="Mark the session cookie Secure (set it behind HTTPS).")
     session_hours: float = Field(default=12.0, gt=0, description="Lifetime of a web login session.")
@@ -58,9 +58,9 @@ class Settings(BaseSettings):
     )
     login_window_s: float = Field(default=300.0, gt=0, description="The login rate-limit window.")
     max_support: PositiveInt = Field(default=100, description="Most support light curves of a class registered at runtime.")
-    # --- live path (cosmic_ray/live.py) ---
+    # --- live path (cosmic_ray/serve/live.py) ---
     rare_webhook_url: str | None = Field(default=None, description="Slack-compatible webhook notified of rare events.")
-    # --- web pages (cosmic_ray/web.py) ---
+    # --- web pages (cosmic_ray/serve/web.py) ---
     apod_api_key: str | None = Field(default="DEMO_KEY", description="api.nasa.gov key of the dashboard's APOD widget; empty: off.")
     mlflow_ui_url: str = Field(default="http://127.0.0.1:5000", description="Where the dashboard links the MLflow UI.")
 
@@ -134,7 +134,7 @@ class EpisodeConfig(_Strict):
 
 
 class ModelConfig(_Strict):
-    """The encoder and prototypical head (cosmic_ray.model.ProtoNetConfig takes these fields as they are)."""
+    """The encoder and prototypical head (cosmic_ray.learn.model.ProtoNetConfig takes these fields as they are)."""
 
     hidden: PositiveInt = 64
     embed_dim: PositiveInt = 32

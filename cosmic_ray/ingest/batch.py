@@ -20,11 +20,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from cosmic_ray import prefilter, quarantine
-from cosmic_ray.errors import SourceError
-from cosmic_ray.lake import Lake
-from cosmic_ray.lightcurve import SCHEMA, conform
-from cosmic_ray.prefilter import PrefilterConfig
+from cosmic_ray.ingest import prefilter, quarantine
+from cosmic_ray.core.errors import SourceError
+from cosmic_ray.ingest.lake import Lake
+from cosmic_ray.core.lightcurve import SCHEMA, conform
+from cosmic_ray.ingest.prefilter import PrefilterConfig
 from cosmic_ray.sources import get_source
 
 log = logging.getLogger(__name__)
@@ -79,7 +79,7 @@ def parse_inputs(
     light-curve schema; what cannot be read is quarantined with its reason and bytes.
 
     ZTF inputs are decoded as one batch (:func:`cosmic_ray.sources.ztf.parse_many`) and their
-    per-alert rows get the pre-filter decision (:mod:`cosmic_ray.prefilter`).
+    per-alert rows get the pre-filter decision (:mod:`cosmic_ray.ingest.prefilter`).
     """
     from cosmic_ray.sources.ztf import RawInput, iter_tarball_bytes
 

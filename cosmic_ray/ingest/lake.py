@@ -22,9 +22,9 @@ import pyarrow.compute as pc
 import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 
-from cosmic_ray.errors import SourceError
-from cosmic_ray.keyindex import CandidIndex, PointKeyIndex
-from cosmic_ray.lightcurve import SCHEMA, conform
+from cosmic_ray.core.errors import SourceError
+from cosmic_ray.ingest.keyindex import CandidIndex, PointKeyIndex
+from cosmic_ray.core.lightcurve import SCHEMA, conform
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ def _check_partition(source: str, night: str) -> None:
 
 class Lake:
     """Append-only Parquet store of light-curve points, plus one row per ZTF alert under ``_alerts/``
-    (the pre-filter decisions; see :mod:`cosmic_ray.prefilter`).
+    (the pre-filter decisions; see :mod:`cosmic_ray.ingest.prefilter`).
 
     ``append(table)`` writes at once; ``append(table, defer=True)`` only stages the new points
     (deduplicated already) and ``flush()`` writes everything staged as one file per

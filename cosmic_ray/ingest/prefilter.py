@@ -47,7 +47,7 @@ class PrefilterConfig(BaseModel):
 
 def load_config(path: Path | str) -> PrefilterConfig:
     """Read a YAML file into a :class:`PrefilterConfig` (raises ``ConfigError`` if invalid)."""
-    from cosmic_ray.config import load_yaml_config
+    from cosmic_ray.core.config import load_yaml_config
 
     return load_yaml_config(path, PrefilterConfig)  # type: ignore[return-value]
 

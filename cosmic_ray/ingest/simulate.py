@@ -25,7 +25,7 @@ ALERT_SCHEMA = {
     "type": "record",
     "name": "alert",
     "namespace": "ztf.simulated",
-    "doc": "SIMULATED subset of the ZTF alert schema v4.02 (cosmic_ray.simulate)",
+    "doc": "SIMULATED subset of the ZTF alert schema v4.02 (cosmic_ray.ingest.simulate)",
     "fields": [
         {"name": "schemavsn", "type": "string"},
         {"name": "publisher", "type": "string"},

@@ -2,7 +2,7 @@
 
 Every ``interval`` seconds it lists ``<mailbox>/*.avro`` (files whose last change is older than
 ``settle`` seconds, so a file still being copied is left for the next round), parses up to
-``batch_files`` of them (:func:`cosmic_ray.ingest.parse_inputs`: pre-filters, quarantine with
+``batch_files`` of them (:func:`cosmic_ray.ingest.batch.parse_inputs`: pre-filters, quarantine with
 reasons), appends them to the lake and only then moves them to ``<mailbox>/.done/``.
 
 Crash safety: lake files are written under a temporary name and renamed; a file is moved to
@@ -32,10 +32,10 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from cosmic_ray import prefilter
-from cosmic_ray.ingest import parse_inputs
-from cosmic_ray.lake import Lake
-from cosmic_ray.prefilter import PrefilterConfig
+from cosmic_ray.ingest import prefilter
+from cosmic_ray.ingest.batch import parse_inputs
+from cosmic_ray.ingest.lake import Lake
+from cosmic_ray.ingest.prefilter import PrefilterConfig
 
 log = logging.getLogger(__name__)
 

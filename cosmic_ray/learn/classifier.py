@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from cosmic_ray.errors import IncompatibleModelError
-from cosmic_ray.model import LightCurveEncoder, ProtoNetConfig, normalise_features, squared_distances
+from cosmic_ray.core.errors import IncompatibleModelError
+from cosmic_ray.learn.model import LightCurveEncoder, ProtoNetConfig, normalise_features, squared_distances
 
 
 OUTLIER_SD = 8.0  # novelty: squared distance off the prototypes' span counts beyond mean + this many sd
@@ -89,7 +89,7 @@ class ProtoNetClassifier:
 
         Args:
             name: the class name (e.g. ``"SLSN-I"``).
-            seq: (K, L, C) sequences of the examples, as :func:`~cosmic_ray.features.featurize` makes them.
+            seq: (K, L, C) sequences of the examples, as :func:`~cosmic_ray.learn.features.featurize` makes them.
             length: (K,) points per example.
             feats: (K, F) raw (not normalised) features of the examples.
 
@@ -277,7 +277,7 @@ def prototype_span(protos: np.ndarray, tol: float = 1e-6) -> np.ndarray:
 
 
 def _current_feature_names() -> list[str]:
-    from cosmic_ray.features import feature_names  # lazy: the training path needs torch + numpy only
+    from cosmic_ray.learn.features import feature_names  # lazy: the training path needs torch + numpy only
 
     return feature_names()
 
@@ -341,4 +341,4 @@ def build_classifier(
     return clf
 
 
-from cosmic_ray.train import TrainingSet  # noqa: E402  (type used above; torch + numpy only)
+from cosmic_ray.learn.train import TrainingSet  # noqa: E402  (type used above; torch + numpy only)

@@ -309,7 +309,7 @@ class LabelledArrays:
 
 def labelled_arrays(arrays: dict[str, np.ndarray], min_points: int = 1) -> LabelledArrays:
     """Featurize output -> coarse labels; objects with fewer than ``min_points`` detections dropped."""
-    from cosmic_ray.taxonomy import OTHER, to_coarse
+    from cosmic_ray.core.taxonomy import OTHER, to_coarse
 
     coarse = np.asarray([to_coarse(label) if label else OTHER for label in arrays["label"]], dtype=object)
     keep = np.flatnonzero(arrays["length"] >= min_points)
@@ -317,7 +317,7 @@ def labelled_arrays(arrays: dict[str, np.ndarray], min_points: int = 1) -> Label
 
 
 def featurize_labelled(table, max_len: int, min_points: int = 1) -> LabelledArrays:
-    from cosmic_ray.features import featurize
+    from cosmic_ray.learn.features import featurize
 
     return labelled_arrays(featurize(table, max_len), min_points)
 
@@ -365,7 +365,7 @@ def score_protonet(
 ) -> Scored:
     """ProtoNet predictions per draw: base prototypes + one registered prototype per rare class
     (the mean embedding of that draw's K support objects, as ``with_class`` computes it), decided
-    by the classifier's own rule (:meth:`~cosmic_ray.classifier.ProtoNetClassifier.class_logits`,
+    by the classifier's own rule (:meth:`~cosmic_ray.learn.classifier.ProtoNetClassifier.class_logits`,
     registered classes at the prior count ``with_class`` gives them)."""
 
     def embed(a: LabelledArrays) -> np.ndarray:
@@ -530,7 +530,7 @@ def prepare_inputs(
     Raises:
         ValueError: no data object of an evaluated class.
     """
-    from cosmic_ray.features import truncate
+    from cosmic_ray.learn.features import truncate
 
     key = same_event or (lambda oid: str(oid))
     max_len = classifier.max_len
@@ -688,11 +688,11 @@ def read_table(path):
     ALeRCE catalogues (``catalogs`` source) when ``path`` is such a file or a folder holding one.
 
     Raises:
-        cosmic_ray.errors.SourceError: nothing readable at ``path``.
+        cosmic_ray.core.errors.SourceError: nothing readable at ``path``.
     """
     from pathlib import Path
 
-    from cosmic_ray.errors import SourceError
+    from cosmic_ray.core.errors import SourceError
     from cosmic_ray.sources import catalog, catalogs
 
     path = Path(path)
@@ -710,7 +710,7 @@ def read_table(path):
 
 def event_key_from_shared(shared_dir) -> Callable[[str], str]:
     """Object id -> event id, matching names across the shared catalogues (BTS, SLSN, TDE, ALeRCE)."""
-    from cosmic_ray.crossmatch import build_crossmatch, load_shared_entries
+    from cosmic_ray.sources.crossmatch import build_crossmatch, load_shared_entries
 
     xm = build_crossmatch(load_shared_entries(shared_dir))
     return lambda oid: xm.canonical("", str(oid))

@@ -119,7 +119,7 @@ class LightCurveEncoder(nn.Module):
 
 def normalise_features(feats, mean, std):
     """``(feats - mean) / std`` clipped to +-5, NaN kept (a missing feature): the one normalisation
-    of training (:class:`~cosmic_ray.trainset.FeatureStats`) and serving (the classifier)."""
+    of training (:class:`~cosmic_ray.learn.trainset.FeatureStats`) and serving (the classifier)."""
     import numpy as np
 
     with np.errstate(invalid="ignore"):

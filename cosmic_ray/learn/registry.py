@@ -21,9 +21,9 @@ from mlflow.models import ModelSignature
 from mlflow.tracking import MlflowClient
 from mlflow.types import ColSpec, Schema
 
-from cosmic_ray.classifier import ProtoNetClassifier
-from cosmic_ray.config import Settings
-from cosmic_ray.errors import ModelNotFoundError
+from cosmic_ray.learn.classifier import ProtoNetClassifier
+from cosmic_ray.core.config import Settings
+from cosmic_ray.core.errors import ModelNotFoundError
 
 log = logging.getLogger(__name__)
 
@@ -45,8 +45,8 @@ class CosmicRayPyFunc(mlflow.pyfunc.PythonModel):
         self.classifier = ProtoNetClassifier.load(context.artifacts["bundle"])
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
-        from cosmic_ray.features import featurize
-        from cosmic_ray.lightcurve import rows_to_table
+        from cosmic_ray.learn.features import featurize
+        from cosmic_ray.core.lightcurve import rows_to_table
 
         rows = model_input.assign(source="user", is_limit=False, night="").to_dict("records")
         arrays = featurize(rows_to_table(rows), self.classifier.max_len)
@@ -164,7 +164,7 @@ def promote_if_better(
     """Move ``production`` to ``candidate`` if it beats the current production model.
 
     With ``validation`` (the fixed labelled validation objects), both models predict the same
-    objects and a paired bootstrap decides (:func:`cosmic_ray.evaluate.paired_bootstrap`): the
+    objects and a paired bootstrap decides (:func:`cosmic_ray.learn.evaluate.paired_bootstrap`): the
     candidate wins when the lower end of the 95% interval of its gain exceeds ``min_gain``.
     Without it, the runs' logged ``metric`` values are compared. The decision and its figures are
     recorded on the candidate's run (metrics, tags and ``gate/decision.json``).
@@ -176,7 +176,7 @@ def promote_if_better(
     if current is None:
         decision = GateDecision(True, metric, value, None, "no model in production yet")
     elif validation is not None:
-        from cosmic_ray.evaluate import gate_decision, paired_bootstrap
+        from cosmic_ray.learn.evaluate import gate_decision, paired_bootstrap
 
         try:
             production, _ = load_model(settings, current.version)
@@ -213,7 +213,7 @@ def promote_if_better(
 
 def log_evaluation(settings: Settings, run_id: str, report: dict[str, Any]) -> None:
     """Record an evaluation report on a run: flat metrics and the report as ``evaluation/report.json``."""
-    from cosmic_ray.evaluate import flat_metrics
+    from cosmic_ray.learn.evaluate import flat_metrics
 
     client = configure(settings)
     for name, value in flat_metrics(report).items():

@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from cosmic_ray.episodes import eligible_classes, held_out_classes, objects_needed, sample_episode
-from cosmic_ray.model import (
+from cosmic_ray.learn.episodes import eligible_classes, held_out_classes, objects_needed, sample_episode
+from cosmic_ray.learn.model import (
     LightCurveEncoder,
     ProtoNetConfig,
     episode_loss,
@@ -166,7 +166,7 @@ def _novel_accuracy(emb, labels, tr, va, protos, held_out, k_shot: int, seed: in
 
 
 def epoch_held_out(config: dict[str, Any], epoch: int) -> np.ndarray:
-    """This epoch's novel classes (:func:`~cosmic_ray.episodes.held_out_classes` of the classes
+    """This epoch's novel classes (:func:`~cosmic_ray.learn.episodes.held_out_classes` of the classes
     that can take part in episodes); none when ``held_out_per_epoch`` is 0 or absent."""
     ep = config["episodes"]
     per = int(ep.get("held_out_per_epoch", 0))

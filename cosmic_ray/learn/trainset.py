@@ -7,12 +7,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cosmic_ray.config import DataConfig
-from cosmic_ray.episodes import fixed_validation
-from cosmic_ray.errors import TrainingError
-from cosmic_ray.model import normalise_features
-from cosmic_ray.taxonomy import OTHER, SUPPORT_ONLY, to_coarse
-from cosmic_ray.train import TrainingSet
+from cosmic_ray.core.config import DataConfig
+from cosmic_ray.learn.episodes import fixed_validation
+from cosmic_ray.core.errors import TrainingError
+from cosmic_ray.learn.model import normalise_features
+from cosmic_ray.core.taxonomy import OTHER, SUPPORT_ONLY, to_coarse
+from cosmic_ray.learn.train import TrainingSet
 
 log = logging.getLogger(__name__)
 
@@ -47,12 +47,12 @@ def build_training_set(
 ) -> tuple[TrainingSet, FeatureStats]:
     """Select labelled objects of the trainable coarse classes and split them object-disjointly.
 
-    The validation objects are fixed by a hash of their id (:func:`~cosmic_ray.episodes.fixed_validation`),
+    The validation objects are fixed by a hash of their id (:func:`~cosmic_ray.learn.episodes.fixed_validation`),
     so every run validates (and the gate compares) on the same objects. Classes in
     ``support_only`` are left out: they are registered from support examples.
 
     Args:
-        views: :func:`~cosmic_ray.features.augmented_views` of (at least) these objects.
+        views: :func:`~cosmic_ray.learn.features.augmented_views` of (at least) these objects.
 
     Raises:
         TrainingError: fewer than two classes have enough objects.
@@ -96,7 +96,7 @@ def build_training_set(
 
 
 def attach_views(data: TrainingSet, views: dict[str, np.ndarray], stats: FeatureStats) -> TrainingSet:
-    """Give ``data`` the augmented views of its objects (:func:`~cosmic_ray.features.augmented_views`).
+    """Give ``data`` the augmented views of its objects (:func:`~cosmic_ray.learn.features.augmented_views`).
 
     Raises:
         TrainingError: an object of ``data`` has no views.

@@ -25,7 +25,7 @@ log = logging.getLogger("cosmic_ray")
 
 
 def _settings():
-    from cosmic_ray.config import Settings
+    from cosmic_ray.core.config import Settings
 
     return Settings()
 
@@ -52,7 +52,7 @@ def _main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug log
 @cluster_app.command("up")
 def cluster_up(num_cpus: Optional[int] = typer.Option(None, help="Logical CPUs (default: max(cores, 4)).")) -> None:
     """Start a local Ray head node (dashboard on the settings' host and port); no-op if one runs."""
-    from cosmic_ray import cluster
+    from cosmic_ray.ops import cluster
 
     s = _settings()
     started = cluster.up(s, num_cpus)
@@ -62,7 +62,7 @@ def cluster_up(num_cpus: Optional[int] = typer.Option(None, help="Logical CPUs (
 @cluster_app.command("down")
 def cluster_down() -> None:
     """Stop every Ray process of the local cluster."""
-    from cosmic_ray import cluster
+    from cosmic_ray.ops import cluster
 
     cluster.down()
     _emit({"stopped": True})
@@ -70,7 +70,7 @@ def cluster_down() -> None:
 
 @cluster_app.command("status")
 def cluster_status() -> None:
-    from cosmic_ray import cluster
+    from cosmic_ray.ops import cluster
 
     typer.echo(cluster.status())
 
@@ -83,9 +83,9 @@ def ingest(
     lake: Optional[Path] = typer.Option(None, help="Lake folder (default: $COSMIC_RAY_HOME/lake)."),
 ) -> None:
     """Read SOURCE inputs into the lake; print one JSON summary line. Bad records are quarantined."""
-    from cosmic_ray import cluster
-    from cosmic_ray.errors import SourceError
-    from cosmic_ray.ingest import ingest as run_ingest
+    from cosmic_ray.ops import cluster
+    from cosmic_ray.core.errors import SourceError
+    from cosmic_ray.ingest.batch import ingest as run_ingest
     from cosmic_ray.sources import REGISTRY
 
     s = _settings()
@@ -123,12 +123,13 @@ def watch(
     With --classify, each batch goes to the Serve model deployment (one handle call per batch) and the
     classifications into the event store before its files leave the mailbox.
     """
-    from cosmic_ray.watch import watch as run_watch
+    from cosmic_ray.ingest.watch import watch as run_watch
 
     s = _settings()
     hook = None
     if classify:
-        from cosmic_ray import cluster, live
+        from cosmic_ray.ops import cluster
+        from cosmic_ray.serve import live
 
         cluster.connect(s, start_local=False)
 
@@ -143,9 +144,9 @@ def watch(
 @app.command()
 def train(config: Path = typer.Option(Path("configs/train.yaml"), help="Training config (YAML).")) -> None:
     """Featurize the labelled lake, train the ProtoNet with Ray Train, register it in MLflow, gate it."""
-    from cosmic_ray import cluster, pipeline
-    from cosmic_ray.config import load_train_config
-    from cosmic_ray.errors import CosmicRayError
+    from cosmic_ray.ops import cluster, pipeline
+    from cosmic_ray.core.config import load_train_config
+    from cosmic_ray.core.errors import CosmicRayError
 
     s = _settings()
     try:
@@ -163,10 +164,10 @@ def retrain(
     every: Optional[str] = typer.Option(None, help="Repeat every interval, e.g. 24h, 30m."),
 ) -> None:
     """The retrain pipeline (same as jobs/retrain.py): train on the lake, register, promote through the gate."""
-    from cosmic_ray import cluster
-    from cosmic_ray import retrain as pipeline_retrain
-    from cosmic_ray.config import load_retrain_config, load_train_config
-    from cosmic_ray.errors import CosmicRayError
+    from cosmic_ray.ops import cluster
+    from cosmic_ray.ops import retrain as pipeline_retrain
+    from cosmic_ray.core.config import load_retrain_config, load_train_config
+    from cosmic_ray.core.errors import CosmicRayError
 
     s = _settings()
     interval = _parse_interval(every) if every else None
@@ -207,11 +208,11 @@ def evaluate(
     seed: int = typer.Option(0, help="Seed of the support draws."),
 ) -> None:
     """Closed-set, K-shot and open-set figures of a model against a balanced-random-forest baseline."""
-    from cosmic_ray import evaluate as ev
-    from cosmic_ray import registry
-    from cosmic_ray.errors import CosmicRayError
-    from cosmic_ray.lake import Lake
-    from cosmic_ray.pipeline import LABELLED_SOURCES
+    from cosmic_ray.learn import evaluate as ev
+    from cosmic_ray.learn import registry
+    from cosmic_ray.core.errors import CosmicRayError
+    from cosmic_ray.ingest.lake import Lake
+    from cosmic_ray.ops.pipeline import LABELLED_SOURCES
 
     s = _settings()
     uri = model or f"models:/{s.model_name}@production"
@@ -243,8 +244,8 @@ def evaluate(
 @serve_app.command("up")
 def serve_up(config: Path = typer.Option(Path("configs/serve.yaml"), help="Ray Serve config.")) -> None:
     """Deploy the API (idempotent); starts a local cluster if none runs; returns once /healthz is 200."""
-    from cosmic_ray import cluster, serving
-    from cosmic_ray.errors import CosmicRayError
+    from cosmic_ray.ops import cluster, deploy as serving
+    from cosmic_ray.core.errors import CosmicRayError
 
     s = _settings()
     if serving.healthy(s):
@@ -260,7 +261,7 @@ def serve_up(config: Path = typer.Option(Path("configs/serve.yaml"), help="Ray S
 
 @serve_app.command("down")
 def serve_down() -> None:
-    from cosmic_ray import cluster, serving
+    from cosmic_ray.ops import cluster, deploy as serving
 
     s = _settings()
     if not cluster.is_running():
@@ -273,7 +274,7 @@ def serve_down() -> None:
 
 @serve_app.command("status")
 def serve_status() -> None:
-    from cosmic_ray import cluster, serving
+    from cosmic_ray.ops import cluster, deploy as serving
 
     s = _settings()
     if not cluster.is_running():
@@ -285,7 +286,7 @@ def serve_status() -> None:
 
 # ----------------------------------------------------------------------------- users and tokens
 def _store():
-    from cosmic_ray.store import EventStore
+    from cosmic_ray.serve.store import EventStore
 
     return EventStore(_settings().event_store_url)
 
@@ -308,7 +309,7 @@ def users_add(
     password_stdin: bool = typer.Option(False, "--password-stdin", help="Read the password from stdin."),
 ) -> None:
     """Add a user (the password is prompted for, or read from stdin)."""
-    from cosmic_ray.store import StoreError
+    from cosmic_ray.serve.store import StoreError
 
     password = _read_password(password_stdin)
     try:
@@ -324,7 +325,7 @@ def users_passwd(
     password_stdin: bool = typer.Option(False, "--password-stdin", help="Read the password from stdin."),
 ) -> None:
     """Change a user's password (ends their web sessions)."""
-    from cosmic_ray.store import StoreError
+    from cosmic_ray.serve.store import StoreError
 
     password = _read_password(password_stdin)
     try:
@@ -337,7 +338,7 @@ def users_passwd(
 @users_app.command("remove")
 def users_remove(username: str = typer.Argument(...)) -> None:
     """Remove a user with their tokens and sessions."""
-    from cosmic_ray.store import StoreError
+    from cosmic_ray.serve.store import StoreError
 
     try:
         _store().remove_user(username)
@@ -354,7 +355,7 @@ def users_list() -> None:
 @tokens_app.command("create")
 def tokens_create(username: str = typer.Argument(...), name: str = typer.Option("", help="A label, e.g. the script's name.")) -> None:
     """Create an API token for USERNAME; the token is printed once and only its hash is kept."""
-    from cosmic_ray.store import StoreError
+    from cosmic_ray.serve.store import StoreError
 
     try:
         info = _store().create_token(username, name)
@@ -365,7 +366,7 @@ def tokens_create(username: str = typer.Argument(...), name: str = typer.Option(
 
 @tokens_app.command("revoke")
 def tokens_revoke(token_id: int = typer.Argument(..., help="The id printed by `tokens create`.")) -> None:
-    from cosmic_ray.store import StoreError
+    from cosmic_ray.serve.store import StoreError
 
     try:
         _store().revoke_token(token_id)
@@ -381,8 +382,8 @@ def demo(
     serve_config: Path = typer.Option(Path("configs/serve.yaml"), help="Ray Serve config."),
 ) -> None:
     """The main job end to end: cluster -> ingest -> featurize -> train -> register -> serve -> predict."""
-    from cosmic_ray import demo as run_demo
-    from cosmic_ray.errors import CosmicRayError
+    from cosmic_ray.ops import demo as run_demo
+    from cosmic_ray.core.errors import CosmicRayError
 
     try:
         result = run_demo.run(_settings(), config, serve_config)

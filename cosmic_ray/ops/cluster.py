@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from cosmic_ray.config import Settings
+from cosmic_ray.core.config import Settings
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import httpx
 
-from cosmic_ray.config import Settings, load_train_config
+from cosmic_ray.core.config import Settings, load_train_config
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +66,7 @@ def example_alert(inputs_alerts: list[Path]) -> dict[str, Any]:
 
 
 def run(settings: Settings, train_config: Path, serve_config: Path) -> DemoResult:
-    from cosmic_ray import cluster, pipeline, serving
+    from cosmic_ray.ops import cluster, pipeline, deploy as serving
 
     start = time.perf_counter()
     cluster.connect(settings)

@@ -10,8 +10,8 @@ from typing import Any
 import httpx
 import yaml
 
-from cosmic_ray.config import Settings
-from cosmic_ray.errors import ConfigError
+from cosmic_ray.core.config import Settings
+from cosmic_ray.core.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -51,8 +51,8 @@ def deploy(settings: Settings, config_path: Path | str = DEFAULT_CONFIG, wait: f
     """
     from ray import serve
 
-    from cosmic_ray import registry
-    from cosmic_ray.serve import build_app
+    from cosmic_ray.learn import registry
+    from cosmic_ray.serve.app import build_app
 
     if registry.production_version(settings) is None:
         raise ConfigError(f"no {settings.model_name}@production model in {settings.tracking_uri}: run `cosmic-ray train` first")

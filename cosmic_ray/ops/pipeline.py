@@ -14,9 +14,9 @@ from typing import Any
 
 import numpy as np
 
-from cosmic_ray.config import GateConfig, Settings, TrainConfig
-from cosmic_ray.ingest import IngestSummary, ingest
-from cosmic_ray.lake import Lake
+from cosmic_ray.core.config import GateConfig, Settings, TrainConfig
+from cosmic_ray.ingest.batch import IngestSummary, ingest
+from cosmic_ray.ingest.lake import Lake
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +40,7 @@ def default_inputs(settings: Settings) -> DefaultInputs:
             catalogs=[shared / "ztf-bts" / "bts_dev_lightcurves.csv.gz"],
             simulated=False,
         )
-    from cosmic_ray import simulate
+    from cosmic_ray.ingest import simulate
 
     sim = settings.home_dir / "simulated"
     log.warning("no shared data at %s: using a SIMULATED alert stream and catalogue in %s", settings.shared_data, sim)
@@ -96,13 +96,13 @@ def train_from_lake(settings: Settings, cfg: TrainConfig, gate: GateConfig | Non
     Raises:
         TrainingError: too little labelled data.
     """
-    from cosmic_ray import registry
-    from cosmic_ray.classifier import build_classifier
-    from cosmic_ray.evaluate import classification_metrics, confusion_png, embedding_png
-    from cosmic_ray.features import augmented_views, featurize_with_ray
-    from cosmic_ray.model import ProtoNetConfig
-    from cosmic_ray.train import fit
-    from cosmic_ray.trainset import attach_views, build_training_set, support_only_objects
+    from cosmic_ray.learn import registry
+    from cosmic_ray.learn.classifier import build_classifier
+    from cosmic_ray.learn.evaluate import classification_metrics, confusion_png, embedding_png
+    from cosmic_ray.learn.features import augmented_views, featurize_with_ray
+    from cosmic_ray.learn.model import ProtoNetConfig
+    from cosmic_ray.learn.train import fit
+    from cosmic_ray.learn.trainset import attach_views, build_training_set, support_only_objects
 
     start = time.perf_counter()
     gate = gate or GateConfig()

@@ -16,8 +16,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cosmic_ray.config import RetrainConfig, Settings, TrainConfig
-from cosmic_ray.lake import Lake
+from cosmic_ray.core.config import RetrainConfig, Settings, TrainConfig
+from cosmic_ray.ingest.lake import Lake
 
 log = logging.getLogger(__name__)
 
@@ -117,7 +117,8 @@ def apply_retention(lake: Lake, window: Window, raw_dirs: list[Path] | None = No
 
 def run(settings: Settings, cfg: RetrainConfig, train_cfg: TrainConfig, as_of: str | None = None, raw_dirs: list[Path] | None = None) -> RetrainReport:
     """The whole pipeline; raises on the first failing stage."""
-    from cosmic_ray import pipeline, registry
+    from cosmic_ray.ops import pipeline
+    from cosmic_ray.learn import registry
 
     start = time.perf_counter()
     lake = Lake(settings.lake_dir)

@@ -1,6 +1,6 @@
 """Ray Serve deployments behind a FastAPI ingress, built by a typed app builder.
 
-``build_app`` is the import path of configs/serve.yaml (``cosmic_ray.serve:build_app``), used
+``build_app`` is the import path of configs/serve.yaml (``cosmic_ray.serve.app:build_app``), used
 alike by ``cosmic-ray serve up``, ``serve deploy configs/serve.yaml`` and the KubeRay RayService.
 
 Two deployments: ``Ingress`` (FastAPI: validation, accounts, the event store) and
@@ -27,8 +27,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 
-from cosmic_ray import auth
-from cosmic_ray.api_models import (
+from cosmic_ray.serve import auth
+from cosmic_ray.serve.schemas import (
     AlertRecord,
     BatchRequest,
     BatchResponse,
@@ -45,9 +45,9 @@ from cosmic_ray.api_models import (
     PredictResponse,
     SimilarResponse,
 )
-from cosmic_ray.coalesce import Coalescer
-from cosmic_ray.config import Settings
-from cosmic_ray.errors import BadAlertError
+from cosmic_ray.serve.coalesce import Coalescer
+from cosmic_ray.core.config import Settings
+from cosmic_ray.core.errors import BadAlertError
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +87,7 @@ _EPOCH = date(1970, 1, 1)  # MJD 40587
 
 @functools.lru_cache(maxsize=65536)
 def _night(day: int) -> str:
-    """YYYYMMDD of integer MJD ``day`` (as :func:`cosmic_ray.lightcurve.mjd_to_night`; nights repeat, so cached)."""
+    """YYYYMMDD of integer MJD ``day`` (as :func:`cosmic_ray.core.lightcurve.mjd_to_night`; nights repeat, so cached)."""
     return (_EPOCH + timedelta(days=day - 40587)).strftime("%Y%m%d")
 
 
@@ -125,8 +125,8 @@ class ProtoNetModel:
     """
 
     def __init__(self, args: dict[str, Any]):
-        from cosmic_ray import registry
-        from cosmic_ray.store import EventStore
+        from cosmic_ray.learn import registry
+        from cosmic_ray.serve.store import EventStore
 
         self.args = AppArgs.model_validate(args)
         self.settings = self.args.settings()
@@ -168,7 +168,7 @@ class ProtoNetModel:
 
     def _with_registered_classes(self, base, registered) -> tuple[Any, Any, int, list[str]]:
         """A copy of ``base`` with a prototype per registered class (embedded by ``base``'s encoder)."""
-        from cosmic_ray.features import featurize_objects
+        from cosmic_ray.learn.features import featurize_objects
 
         version, records = self.store.classes_snapshot()
         clf = base
@@ -237,7 +237,7 @@ class ProtoNetModel:
     # ------------------------------------------------------------ classification
     def _classify(self, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Each item ``{"object_id", "rows"[, "candid"]}`` -> prediction dict; one featurize + forward."""
-        from cosmic_ray.features import featurize_objects
+        from cosmic_ray.learn.features import featurize_objects
 
         classifier, registered, _, _ = self._current
         arrays = featurize_objects([item["rows"] for item in items], classifier.max_len)  # object_id: the item's index
@@ -283,8 +283,8 @@ class ProtoNetModel:
         """Embeddings of every lake object with a usable light curve, per model version (built on first use)."""
         import numpy as np
 
-        from cosmic_ray.features import featurize
-        from cosmic_ray.lake import Lake
+        from cosmic_ray.learn.features import featurize
+        from cosmic_ray.ingest.lake import Lake
 
         lake = Lake(self.settings.lake_dir)
         n_files = len(lake.files())
@@ -346,7 +346,7 @@ class ObserveAndLimit:
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
-        from cosmic_ray import metrics
+        from cosmic_ray.serve import metrics
 
         start = time.perf_counter()
         limit = _body_limit()
@@ -460,7 +460,7 @@ async def validation_error(request: Request, exc: RequestValidationError) -> JSO
 
 def _mount_pages() -> None:
     """Serve the web pages (web/) from the API's origin when the folder is there (a source checkout)."""
-    from cosmic_ray.web import default_web_dir, mount_web
+    from cosmic_ray.serve.web import default_web_dir, mount_web
 
     if default_web_dir().is_dir():
         mount_web(api)
@@ -475,8 +475,8 @@ _AUTH_ERRORS = {401: {"model": ErrorResponse}, 403: {"model": ErrorResponse}}
 @serve.ingress(api)
 class Ingress:
     def __init__(self, model: DeploymentHandle, args: dict[str, Any]):
-        from cosmic_ray import metrics, web
-        from cosmic_ray.store import EventStore
+        from cosmic_ray.serve import metrics, web
+        from cosmic_ray.serve.store import EventStore
 
         self.model = model
         self.args = AppArgs.model_validate(args)
@@ -558,7 +558,7 @@ class Ingress:
 
     @api.get("/metrics", include_in_schema=False)
     async def prometheus(self) -> Response:
-        from cosmic_ray import metrics
+        from cosmic_ray.serve import metrics
 
         try:
             self.metrics.model_version.set(float((await self.model.info.remote())["version"]))
@@ -614,7 +614,7 @@ class Ingress:
               responses={409: {"model": ErrorResponse}, 413: {"model": ErrorResponse}, 422: {"model": ErrorResponse}, **_AUTH_ERRORS})
     async def add_class(self, body: ClassIn, request: Request) -> ClassInfo:
         """Register a class from K support light curves and/or lake object ids; live on every replica within seconds."""
-        from cosmic_ray.store import ConflictError, StoreError
+        from cosmic_ray.serve.store import ConflictError, StoreError
 
         principal = auth.require_writer(self._principal(request))
         n = len(body.lightcurves) + len(body.object_ids)
@@ -649,8 +649,8 @@ class Ingress:
         import pyarrow as pa
         import pyarrow.compute as pc
 
-        from cosmic_ray.features import MODEL_SOURCES
-        from cosmic_ray.lake import Lake
+        from cosmic_ray.learn.features import MODEL_SOURCES
+        from cosmic_ray.ingest.lake import Lake
 
         table = Lake(self.settings.lake_dir).read()
         mask = pc.and_(pc.is_in(table.column("object_id"), pa.array(object_ids)), pc.invert(table.column("is_limit")))
@@ -663,7 +663,7 @@ class Ingress:
 
     @api.delete("/classes/{name}", status_code=204, responses={404: {"model": ErrorResponse}, 409: {"model": ErrorResponse}, **_AUTH_ERRORS})
     async def remove_class(self, name: str, request: Request) -> Response:
-        from cosmic_ray.store import NotFoundError
+        from cosmic_ray.serve.store import NotFoundError
 
         auth.require_writer(self._principal(request))
         try:
@@ -727,7 +727,7 @@ class Ingress:
     def _lake_lightcurve(self, object_id: str) -> ObjectLightCurve | None:
         import pyarrow.compute as pc
 
-        from cosmic_ray.lake import Lake
+        from cosmic_ray.ingest.lake import Lake
 
         table = Lake(self.settings.lake_dir).read()
         table = table.filter(pc.equal(table.column("object_id"), object_id))

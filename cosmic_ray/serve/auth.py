@@ -15,7 +15,7 @@ from datetime import datetime, timezone
 
 from fastapi import HTTPException, Request
 
-from cosmic_ray.store import EventStore, Principal
+from cosmic_ray.serve.store import EventStore, Principal
 
 SESSION_COOKIE = "cr_session"
 _BEARER = "bearer "

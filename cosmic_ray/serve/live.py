@@ -20,9 +20,9 @@ from typing import Any
 
 import pyarrow as pa
 
-from cosmic_ray.config import Settings
-from cosmic_ray.errors import BadAlertError
-from cosmic_ray.store import EventStore
+from cosmic_ray.core.config import Settings
+from cosmic_ray.core.errors import BadAlertError
+from cosmic_ray.serve.store import EventStore
 
 log = logging.getLogger(__name__)
 

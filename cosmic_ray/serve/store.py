@@ -40,7 +40,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from cosmic_ray.errors import CosmicRayError
+from cosmic_ray.core.errors import CosmicRayError
 
 log = logging.getLogger(__name__)
 

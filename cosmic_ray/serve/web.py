@@ -24,7 +24,7 @@ resolves outside its directory, so ``/static/../pyproject.toml`` and friends are
 
 Example:
     >>> from fastapi import FastAPI
-    >>> from cosmic_ray.web import mount_web
+    >>> from cosmic_ray.serve.web import mount_web
     >>> app = FastAPI()
     >>> mount_web(app)  # or: app.include_router(web_router())
 """
@@ -46,11 +46,11 @@ from fastapi import APIRouter, FastAPI, HTTPException, Request
 from fastapi.responses import FileResponse, RedirectResponse, Response
 from starlette.staticfiles import StaticFiles
 
-from cosmic_ray.api_models import ApodInfo, ErrorResponse, ModelEvaluation, WebConfig
+from cosmic_ray.serve.schemas import ApodInfo, ErrorResponse, ModelEvaluation, WebConfig
 
 if TYPE_CHECKING:
-    from cosmic_ray.config import Settings
-    from cosmic_ray.store import EventStore, Principal
+    from cosmic_ray.core.config import Settings
+    from cosmic_ray.serve.store import EventStore, Principal
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +78,7 @@ _HTML_HEADERS = {"Cache-Control": "no-cache"}
 
 def default_web_dir() -> Path:
     """The ``web/`` folder of a source checkout (next to the ``cosmic_ray`` package)."""
-    return Path(__file__).resolve().parent.parent / "web"
+    return Path(__file__).resolve().parents[2] / "web"
 
 
 # What the pages check sessions against, set once per process by ``configure`` (the ingress).
@@ -95,7 +95,7 @@ def configure(store: "EventStore | None" = None, settings: "Settings | None" = N
 
 def _settings() -> "Settings":
     if "settings" not in _CONFIGURED:
-        from cosmic_ray.config import Settings
+        from cosmic_ray.core.config import Settings
 
         _CONFIGURED["settings"] = Settings()
     return _CONFIGURED["settings"]
@@ -103,7 +103,7 @@ def _settings() -> "Settings":
 
 def _store() -> "EventStore":
     if "store" not in _CONFIGURED:
-        from cosmic_ray.store import EventStore
+        from cosmic_ray.serve.store import EventStore
 
         _CONFIGURED["store"] = EventStore(_settings().event_store_url)
     return _CONFIGURED["store"]
@@ -111,7 +111,7 @@ def _store() -> "EventStore":
 
 def session_principal(request: Request, store: "EventStore | None" = None) -> "Principal | None":
     """The user of the request's ``cr_session`` cookie, or None (no cookie, expired, logged out)."""
-    from cosmic_ray.auth import SESSION_COOKIE
+    from cosmic_ray.serve.auth import SESSION_COOKIE
 
     session_id = request.cookies.get(SESSION_COOKIE)
     if not session_id:
@@ -197,7 +197,7 @@ _RUN_ID = re.compile(r"^[A-Za-z0-9]{1,64}$")
 
 def model_evaluation(settings: "Settings", run_id: str) -> ModelEvaluation:
     """Metrics and figure names of an MLflow run (through ``registry``, the module that talks to MLflow)."""
-    from cosmic_ray import registry
+    from cosmic_ray.learn import registry
 
     client = registry.configure(settings)
     run = client.get_run(run_id)
@@ -206,7 +206,7 @@ def model_evaluation(settings: "Settings", run_id: str) -> ModelEvaluation:
 
 
 def model_figure(settings: "Settings", run_id: str, name: str) -> bytes:
-    from cosmic_ray import registry
+    from cosmic_ray.learn import registry
 
     client = registry.configure(settings)
     with tempfile.TemporaryDirectory() as tmp:

@@ -21,8 +21,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
-from cosmic_ray.errors import SourceError
-from cosmic_ray.lightcurve import SCHEMA, conform, mag_to_flux_ujy, mjd_to_nights
+from cosmic_ray.core.errors import SourceError
+from cosmic_ray.core.lightcurve import SCHEMA, conform, mag_to_flux_ujy, mjd_to_nights
 from cosmic_ray.sources.ztf import ParseResult, RawInput
 
 log = logging.getLogger(__name__)

@@ -44,8 +44,8 @@ import pyarrow as pa
 from astropy import units as u
 from astropy.coordinates import SkyCoord
 
-from cosmic_ray.errors import SourceError
-from cosmic_ray.lightcurve import (
+from cosmic_ray.core.errors import SourceError
+from cosmic_ray.core.lightcurve import (
     SCHEMA,
     ZTF_FID_TO_BAND,
     conform,
@@ -53,7 +53,7 @@ from cosmic_ray.lightcurve import (
     mjd_to_nights,
 )
 from cosmic_ray.sources.ztf import AB_ZP_UJY, ParseResult, RawInput
-from cosmic_ray.taxonomy import to_coarse
+from cosmic_ray.core.taxonomy import to_coarse
 
 log = logging.getLogger(__name__)
 

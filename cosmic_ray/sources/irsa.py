@@ -35,8 +35,8 @@ import pyarrow as pa
 from astropy import units as u
 from astropy.io import ascii as asciitable
 
-from cosmic_ray.errors import RemoteServiceError, SourceError
-from cosmic_ray.lightcurve import SCHEMA, conform, mag_to_flux_ujy, mjd_to_nights
+from cosmic_ray.core.errors import RemoteServiceError, SourceError
+from cosmic_ray.core.lightcurve import SCHEMA, conform, mag_to_flux_ujy, mjd_to_nights
 from cosmic_ray.sources import mast
 from cosmic_ray.sources.ztf import ParseResult, RawInput
 

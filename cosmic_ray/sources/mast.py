@@ -39,7 +39,7 @@ import pyarrow as pa
 from astropy import units as u
 from astropy.coordinates import SkyCoord, search_around_sky
 
-from cosmic_ray.errors import RemoteServiceError, SourceError
+from cosmic_ray.core.errors import RemoteServiceError, SourceError
 from cosmic_ray.sources.ztf import ParseResult, RawInput
 
 log = logging.getLogger(__name__)

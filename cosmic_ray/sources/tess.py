@@ -36,8 +36,8 @@ import numpy as np
 import pyarrow as pa
 from astropy.io import fits
 
-from cosmic_ray.errors import RemoteServiceError, SourceError
-from cosmic_ray.lightcurve import SCHEMA, conform, mjd_to_nights
+from cosmic_ray.core.errors import RemoteServiceError, SourceError
+from cosmic_ray.core.lightcurve import SCHEMA, conform, mjd_to_nights
 from cosmic_ray.sources import mast
 from cosmic_ray.sources.ztf import ParseResult, RawInput
 

@@ -28,8 +28,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from cosmic_ray.errors import BadAlertError, SourceError
-from cosmic_ray.lightcurve import SCHEMA, ZTF_FID_TO_BAND, jd_to_mjd, mjd_to_night
+from cosmic_ray.core.errors import BadAlertError, SourceError
+from cosmic_ray.core.lightcurve import SCHEMA, ZTF_FID_TO_BAND, jd_to_mjd, mjd_to_night
 
 log = logging.getLogger(__name__)
 
@@ -390,7 +390,7 @@ _FORCED = pa.struct(
         ("magzpsci", pa.float64()),
     ]
 )
-# candidate fields the pre-filters read (cosmic_ray.prefilter), kept per alert
+# candidate fields the pre-filters read (cosmic_ray.ingest.prefilter), kept per alert
 PREFILTER_FIELDS = ("rb", "drb", "ssdistnr", "ssmagnr", "sgscore1", "distpsnr1")
 ALERT_SCHEMA = pa.schema(
     [

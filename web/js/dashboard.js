@@ -3,7 +3,7 @@
 // Talks to the API only through its documented routes (relative URLs: works under a prefix):
 //   auth/me, auth/logout, alerts, classes, model, predict, objects/{id}/lightcurve,
 //   objects/{id}/similar, web/config, web/apod, web/runs/{run}/evaluation|figures/{name}.
-// The page itself is only served with a valid session (cosmic_ray/web.py); a 401 from the API
+// The page itself is only served with a valid session (cosmic_ray/serve/web.py); a 401 from the API
 // (session expired) sends the browser back to the login page.
 //
 // For tests: window.dashboardState = {ready, me, polls, alerts, objectId, objectReady, apod, solarFrames, followups}.

@@ -1,0 +1,1 @@
+"""From raw inputs to the Parquet lake: batch ingest, the lake, pre-filters, quarantine, the mailbox watcher."""

@@ -1,0 +1,1 @@
+"""Features, episodes, the ProtoNet, Ray Train training, the classifier, the MLflow registry, evaluation."""

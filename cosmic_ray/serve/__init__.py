@@ -1,0 +1,1 @@
+"""The Ray Serve application behind FastAPI: replicas, routes, access, the live path, the event store, web pages."""

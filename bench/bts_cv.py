@@ -11,15 +11,16 @@ import argparse
 import logging
 import os
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
+from cosmic_ray.core.taxonomy import to_coarse
 from cosmic_ray.learn import evaluate as ev
 from cosmic_ray.learn.features import augmented_views, featurize
-from cosmic_ray.core.taxonomy import to_coarse
 
 MAX_LEN = 64
 
@@ -45,7 +46,9 @@ def add_common_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--views", type=int, default=4)
     parser.add_argument("--boot", type=int, default=500)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--config", type=Path, default=Path("configs/train.yaml"), help="model, lr and episode shape (TrainConfig)")
+    parser.add_argument(
+        "--config", type=Path, default=Path("configs/train.yaml"), help="model, lr and episode shape (TrainConfig)"
+    )
 
 
 def quiet_single_thread() -> None:

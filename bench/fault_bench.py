@@ -46,7 +46,12 @@ class Load:
         self.workers = [threading.Thread(target=self._run, args=(i,), daemon=True) for i in range(threads)]
 
     def _run(self, i: int) -> None:
-        lc = {"object_id": f"fault{i}", "points": [{"mjd": 59000.0 + 2 * k, "band": "gr"[k % 2], "mag": 19.0 - 0.1 * k, "magerr": 0.05} for k in range(8)]}
+        lc = {
+            "object_id": f"fault{i}",
+            "points": [
+                {"mjd": 59000.0 + 2 * k, "band": "gr"[k % 2], "mag": 19.0 - 0.1 * k, "magerr": 0.05} for k in range(8)
+            ],
+        }
         deadline = time.monotonic() + self.max_seconds
         with httpx.Client(timeout=30) as client:
             while not self.stop.is_set() and time.monotonic() < deadline:
@@ -72,7 +77,7 @@ class Load:
                 if not ok:
                     time.sleep(0.05)  # a down server is not hammered
 
-    def __enter__(self) -> "Load":
+    def __enter__(self) -> Load:
         for w in self.workers:
             w.start()
         return self
@@ -129,7 +134,9 @@ def _wait_answering(url: str, timeout: float) -> float:
     raise TimeoutError(f"{url} did not answer within {timeout} s")
 
 
-def replica_kill(url: str, seconds: float = 20, threads: int = 4, settle: float = 3.0, recover_timeout: float = 60) -> dict:
+def replica_kill(
+    url: str, seconds: float = 20, threads: int = 4, settle: float = 3.0, recover_timeout: float = 60
+) -> dict:
     """Kill one model replica while the load runs; recovery = back to the replica count + answering."""
     target, _ = running_replicas()
     with Load(url, threads=threads, max_seconds=seconds + recover_timeout) as load:
@@ -147,13 +154,20 @@ def replica_kill(url: str, seconds: float = 20, threads: int = 4, settle: float 
             time.sleep(remaining)
     s = load.stats
     return {
-        "fault": "replica kill", "victim": victim, "replicas": target,
-        "sent": s.sent, "failed": s.failed, "failed_pct": round(100 * s.failed / max(1, s.sent), 3),
-        "recovery_s": round(recovered_at - killed_at, 2), "failures": s.failures[:5],
+        "fault": "replica kill",
+        "victim": victim,
+        "replicas": target,
+        "sent": s.sent,
+        "failed": s.failed,
+        "failed_pct": round(100 * s.failed / max(1, s.sent), 3),
+        "recovery_s": round(recovered_at - killed_at, 2),
+        "failures": s.failures[:5],
     }
 
 
-def proxy_kill(url: str, seconds: float = 20, threads: int = 4, settle: float = 3.0, recover_timeout: float = 90) -> dict:
+def proxy_kill(
+    url: str, seconds: float = 20, threads: int = 4, settle: float = 3.0, recover_timeout: float = 90
+) -> dict:
     """Kill the HTTP proxy while the load runs; outage = first failure .. first success after it."""
     with Load(url, threads=threads, max_seconds=seconds + recover_timeout) as load:
         time.sleep(settle)
@@ -166,10 +180,14 @@ def proxy_kill(url: str, seconds: float = 20, threads: int = 4, settle: float = 
     first_fail = next((t for t, ok in after if not ok), None)
     back = next((t for t, ok in after if ok and first_fail is not None and t > first_fail), None)
     return {
-        "fault": "proxy kill", "victim": victim,
-        "sent": s.sent, "failed": s.failed, "failed_pct": round(100 * s.failed / max(1, s.sent), 3),
+        "fault": "proxy kill",
+        "victim": victim,
+        "sent": s.sent,
+        "failed": s.failed,
+        "failed_pct": round(100 * s.failed / max(1, s.sent), 3),
         "outage_s": round((back - first_fail), 2) if first_fail and back else 0.0,
-        "answering_again_s": round(recovered_at - killed_at, 2), "failures": s.failures[:5],
+        "answering_again_s": round(recovered_at - killed_at, 2),
+        "failures": s.failures[:5],
     }
 
 
@@ -199,15 +217,30 @@ def proxy_outage_by_health_period(home: str, periods: list[float], seconds: floa
     for period in periods:
         os.environ["RAY_SERVE_PROXY_HEALTH_CHECK_PERIOD_S"] = str(period)
         previous = marker.read_text() if marker.exists() else None
-        cluster = Cluster(initialize_head=True, connect=False, head_node_args={"num_cpus": 4, "include_dashboard": False, "dashboard_agent_listen_port": free_port()})
+        cluster = Cluster(
+            initialize_head=True,
+            connect=False,
+            head_node_args={"num_cpus": 4, "include_dashboard": False, "dashboard_agent_listen_port": free_port()},
+        )
         if previous is not None:  # Cluster() points everyone's `ray.init("auto")` at itself
             marker.write_text(previous)
         else:
             marker.unlink(missing_ok=True)
         try:
             port = free_port()
-            env = {**os.environ, "RAY_ADDRESS": cluster.address, "COSMIC_RAY_HOME": home, "COSMIC_RAY_APP_PORT": str(port)}
-            up = subprocess.run([str(Path(sys.executable).parent / "cosmic-ray"), "serve", "up"], env=env, capture_output=True, text=True, timeout=400)
+            env = {
+                **os.environ,
+                "RAY_ADDRESS": cluster.address,
+                "COSMIC_RAY_HOME": home,
+                "COSMIC_RAY_APP_PORT": str(port),
+            }
+            up = subprocess.run(
+                [str(Path(sys.executable).parent / "cosmic-ray"), "serve", "up"],
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=400,
+            )
             assert up.returncode == 0, up.stderr[-2000:]
             ray.init(address=cluster.address, namespace="serve", log_to_driver=False)
             result = proxy_kill(f"http://127.0.0.1:{port}", seconds, threads)
@@ -226,9 +259,16 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--threads", type=int, default=4)
     parser.add_argument("--skip-proxy", action="store_true")
-    parser.add_argument("--proxy-health-periods", type=float, nargs="+", default=None,
-                        help="Instead: the proxy kill on a fresh own cluster per proxy health-check period (10 = Serve's default).")
-    parser.add_argument("--home", default=None, help="With --proxy-health-periods: a COSMIC_RAY_HOME holding a production model.")
+    parser.add_argument(
+        "--proxy-health-periods",
+        type=float,
+        nargs="+",
+        default=None,
+        help="Instead: the proxy kill on a fresh own cluster per proxy health-check period (10 = Serve's default).",
+    )
+    parser.add_argument(
+        "--home", default=None, help="With --proxy-health-periods: a COSMIC_RAY_HOME holding a production model."
+    )
     args = parser.parse_args()
     assert args.url.startswith(("http://127.0.0.1", "http://localhost")), "load goes to loopback only"
     if args.proxy_health_periods:

@@ -60,7 +60,8 @@ def _replicate_chunk(args: tuple[list[bytes], list[int], str]) -> int:
         rec["candid"] = record["candid"] + shift
         rec["candidate"] = {**record["candidate"], "candid": record["candidate"]["candid"] + shift}
         rec["prv_candidates"] = [
-            {**p, "candid": p["candid"] + shift} if p.get("candid") is not None else p for p in record.get("prv_candidates") or []
+            {**p, "candid": p["candid"] + shift} if p.get("candid") is not None else p
+            for p in record.get("prv_candidates") or []
         ]
         path = Path(folder) / f"{rec['objectId']}.{rec['candid']}.avro"
         with open(path, "wb") as out:
@@ -105,8 +106,8 @@ def feature_rates(n_plain: int, n_fit: int) -> dict:
     import pandas as pd
     import pyarrow as pa
 
-    from cosmic_ray.learn import features
     from cosmic_ray.core.lightcurve import conform
+    from cosmic_ray.learn import features
 
     df = pd.read_csv(shared_data() / "ztf-bts" / "bts_dev_lightcurves.csv.gz")
     df["source"], df["is_limit"] = "ztf_bts", False
@@ -129,7 +130,7 @@ def feature_rates(n_plain: int, n_fit: int) -> dict:
     done = 0
     sub = table.filter(pa.compute.is_in(table.column("object_id"), pa.array(sorted(set(ids[starts])))))
     features.featurize(sub)
-    for s, e in zip(starts, ends):
+    for s, e in zip(starts, ends, strict=False):
         for b in features.FEATURE_BANDS:
             sel = slice(s, e)
             m = band[sel] == b
@@ -141,7 +142,12 @@ def feature_rates(n_plain: int, n_fit: int) -> dict:
             fit(t, flux, ferr, fill_value=np.nan)
         done += 1
     with_fit = done / (time.perf_counter() - start)
-    return {"objects": len(set(objects)), "plain_per_s": round(plain, 1), "with_fits_per_s": round(with_fit, 1), "fit_objects": done}
+    return {
+        "objects": len(set(objects)),
+        "plain_per_s": round(plain, 1),
+        "with_fits_per_s": round(with_fit, 1),
+        "fit_objects": done,
+    }
 
 
 # ----------------------------------------------------------------------------- main
@@ -162,7 +168,9 @@ def main() -> int:
         t0 = time.perf_counter()
         paths = build_mailbox(mailbox, args.alerts, cores)
         size = sum(p.stat().st_size for p in paths)
-        log.info("built %d replicated real alerts (%.0f MB) in %.1f s", len(paths), size / 1e6, time.perf_counter() - t0)
+        log.info(
+            "built %d replicated real alerts (%.0f MB) in %.1f s", len(paths), size / 1e6, time.perf_counter() - t0
+        )
 
         import ray
 

@@ -42,7 +42,7 @@ import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import timezone
+from datetime import UTC
 from pathlib import Path
 
 import fastavro
@@ -174,7 +174,12 @@ class MemorySampler(threading.Thread):
             after = [r for t, r in series if t >= warm_after] or [series[-1][1]]
             warm = statistics.median(after[:3])
             last = statistics.median(after[-3:])
-            out[name] = {"warm_mb": round(warm, 1), "peak_mb": round(max(r for _, r in series), 1), "last_mb": round(last, 1), "growth_mb": round(last - warm, 1)}
+            out[name] = {
+                "warm_mb": round(warm, 1),
+                "peak_mb": round(max(r for _, r in series), 1),
+                "last_mb": round(last, 1),
+                "growth_mb": round(last - warm, 1),
+            }
         return out
 
 
@@ -193,15 +198,20 @@ def watcher_main(argv: list[str]) -> None:
     logging.basicConfig(level=logging.WARNING)
     import ray
 
-    from cosmic_ray.serve import live
     from cosmic_ray.core.config import Settings
     from cosmic_ray.ingest.watch import MailboxWatcher
+    from cosmic_ray.serve import live
 
     ray.init(address=args.ray_address, log_to_driver=False)
     settings = Settings(store_url=args.store_url, rare_webhook_url=None)
     watcher = MailboxWatcher(
-        args.mailbox, args.lake, args.quarantine, interval=args.interval, batch_files=args.batch_files,
-        settle=0.0, on_batch=lambda table: live.on_batch(table, settings),
+        args.mailbox,
+        args.lake,
+        args.quarantine,
+        interval=args.interval,
+        batch_files=args.batch_files,
+        settle=0.0,
+        on_batch=lambda table: live.on_batch(table, settings),
     )
     signal.signal(signal.SIGTERM, watcher.stop)
     stats = watcher.run()
@@ -233,7 +243,7 @@ def _stored(store_url: str) -> list[tuple[int, float]]:
             from datetime import datetime
 
             at = datetime.fromisoformat(at)
-        out.append((int(candid), at.replace(tzinfo=timezone.utc).timestamp()))
+        out.append((int(candid), at.replace(tzinfo=UTC).timestamp()))
     return out
 
 
@@ -269,7 +279,7 @@ def passing_templates(workdir: Path) -> list[bool]:
 
     paths = template_paths()
     parsed = parse_inputs("ztf", [(str(p), p.read_bytes()) for p in paths], workdir / "q-templates", "templates")
-    ok = dict(zip(parsed.alerts.column("alert_candid").to_pylist(), prefilter.passed(parsed.alerts)))
+    ok = dict(zip(parsed.alerts.column("alert_candid").to_pylist(), prefilter.passed(parsed.alerts), strict=False))
     out = []
     for p in paths:
         with open(p, "rb") as handle:
@@ -278,9 +288,20 @@ def passing_templates(workdir: Path) -> list[bool]:
 
 
 def replay(
-    *, ray_address: str, store_url: str, workdir: Path, alerts: int, burst: int, rate: float,
-    steady_fraction: float = 0.5, max_seconds: float = 3600, batch_files: int = 500,
-    raylet_pid: int | None = None, gcs_pid: int | None = None, sample_s: float = 2.0, drain_timeout: float = 600,
+    *,
+    ray_address: str,
+    store_url: str,
+    workdir: Path,
+    alerts: int,
+    burst: int,
+    rate: float,
+    steady_fraction: float = 0.5,
+    max_seconds: float = 3600,
+    batch_files: int = 500,
+    raylet_pid: int | None = None,
+    gcs_pid: int | None = None,
+    sample_s: float = 2.0,
+    drain_timeout: float = 600,
     first_copy: int = 1,
 ) -> dict:
     """Feed ``alerts`` replicated real alerts through a watcher process into the store; the figures.
@@ -295,13 +316,34 @@ def replay(
     passes = passing_templates(workdir)
     n_templates = len(passes)
     store_before = _count(store_url)
-    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+    env = {
+        **os.environ,
+        "RAY_USAGE_STATS_ENABLED": "0",
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+    }
     watcher_log = (workdir / "watcher.log").open("w")
     watcher = subprocess.Popen(
-        [sys.executable, str(Path(__file__).resolve()), "_watcher", "--mailbox", str(mailbox), "--lake", str(lake_dir),
-         "--quarantine", str(workdir / "quarantine"), "--ray-address", ray_address, "--store-url", store_url,
-         "--batch-files", str(batch_files)],
-        env=env, stdout=subprocess.PIPE, stderr=watcher_log, text=True,
+        [
+            sys.executable,
+            str(Path(__file__).resolve()),
+            "_watcher",
+            "--mailbox",
+            str(mailbox),
+            "--lake",
+            str(lake_dir),
+            "--quarantine",
+            str(workdir / "quarantine"),
+            "--ray-address",
+            ray_address,
+            "--store-url",
+            store_url,
+            "--batch-files",
+            str(batch_files),
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=watcher_log,
+        text=True,
     )
     fixed = {"watcher": watcher.pid}
     if raylet_pid:
@@ -366,11 +408,26 @@ def replay(
             done_at = wait_drained(expected, deadline + drain_timeout)
             if done_at is None:
                 truncated = True
-            rec.phases.append({
-                "phase": "steady" if steady else "burst", "first": sent, "alerts": size, "passed": expected - before_wave,
-                "released_s": round(t1 - t0, 2), "t0": t0, "t1": t1, "done_at": done_at, "rss_mb": sampler.latest(),
-            })
-            log.info("%s wave of %d: released in %.1f s, drained %.1f s after its first file", rec.phases[-1]["phase"], size, t1 - t0, (done_at or time.time()) - t0)
+            rec.phases.append(
+                {
+                    "phase": "steady" if steady else "burst",
+                    "first": sent,
+                    "alerts": size,
+                    "passed": expected - before_wave,
+                    "released_s": round(t1 - t0, 2),
+                    "t0": t0,
+                    "t1": t1,
+                    "done_at": done_at,
+                    "rss_mb": sampler.latest(),
+                }
+            )
+            log.info(
+                "%s wave of %d: released in %.1f s, drained %.1f s after its first file",
+                rec.phases[-1]["phase"],
+                size,
+                t1 - t0,
+                (done_at or time.time()) - t0,
+            )
             sent += size
     finally:
         sampler.stop()
@@ -384,7 +441,9 @@ def replay(
         shutil.rmtree(staging, ignore_errors=True)
         _clear_done(mailbox)
     stats = json.loads(out.strip().splitlines()[-1]) if out.strip() else {}
-    return _figures(rec, stats, sampler, lake_dir, store_url, store_before, bare, truncated, passes, time.monotonic() - start)
+    return _figures(
+        rec, stats, sampler, lake_dir, store_url, store_before, bare, truncated, passes, time.monotonic() - start
+    )
 
 
 def _template_index(candid: int, n_templates: int) -> int:
@@ -409,14 +468,37 @@ def _pct(values: list[float], q: float) -> float:
     return values[min(len(values) - 1, int(round(q * (len(values) - 1))))]
 
 
-def _figures(rec: Replay, stats: dict, sampler: MemorySampler, lake_dir: Path, store_url: str, store_before: int, bare, truncated: bool, passes, seconds: float) -> dict:
+def _figures(
+    rec: Replay,
+    stats: dict,
+    sampler: MemorySampler,
+    lake_dir: Path,
+    store_url: str,
+    store_before: int,
+    bare,
+    truncated: bool,
+    passes,
+    seconds: float,
+) -> dict:
     from collections import Counter
 
     from cosmic_ray.ingest.lake import Lake
 
     lake_alerts = Lake(lake_dir).read_alerts()
     lake_candids = Counter(lake_alerts.column("alert_candid").to_pylist()) if lake_alerts.num_rows else Counter()
-    passed = {c for c, d in zip(lake_alerts.column("alert_candid").to_pylist(), lake_alerts.column("prefilter").to_pylist()) if d == "pass"} if lake_alerts.num_rows else set()
+    passed = (
+        {
+            c
+            for c, d in zip(
+                lake_alerts.column("alert_candid").to_pylist(),
+                lake_alerts.column("prefilter").to_pylist(),
+                strict=False,
+            )
+            if d == "pass"
+        }
+        if lake_alerts.num_rows
+        else set()
+    )
     stored = {c: t for c, t in _stored(store_url) if c in rec.released}
     released = set(rec.released)
     phases = []
@@ -425,36 +507,59 @@ def _figures(rec: Replay, stats: dict, sampler: MemorySampler, lake_dir: Path, s
         lat = [stored[c] - rec.released[c] for c in cands if c in stored]
         end = max((stored[c] for c in cands if c in stored), default=ph["t1"])
         end = max(end, ph["done_at"] or end)
-        phases.append({
-            "phase": ph["phase"], "alerts": ph["alerts"], "classified": len(lat), "released_s": ph["released_s"],
-            "alerts_per_s": round(ph["alerts"] / max(1e-9, end - ph["t0"]), 1),
-            "p50_latency_s": round(_pct(lat, 0.5), 3), "p99_latency_s": round(_pct(lat, 0.99), 3), "max_latency_s": round(max(lat, default=float("nan")), 3),
-            "rss_mb": ph["rss_mb"],
-        })
+        phases.append(
+            {
+                "phase": ph["phase"],
+                "alerts": ph["alerts"],
+                "classified": len(lat),
+                "released_s": ph["released_s"],
+                "alerts_per_s": round(ph["alerts"] / max(1e-9, end - ph["t0"]), 1),
+                "p50_latency_s": round(_pct(lat, 0.5), 3),
+                "p99_latency_s": round(_pct(lat, 0.99), 3),
+                "max_latency_s": round(max(lat, default=float("nan")), 3),
+                "rss_mb": ph["rss_mb"],
+            }
+        )
+
     def merged(kind: str) -> dict:
-        rows = [p for p, ph in zip(phases, rec.phases) if ph["phase"] == kind]
+        rows = [p for p, ph in zip(phases, rec.phases, strict=False) if ph["phase"] == kind]
         if not rows:
             return {}
-        cands = [c for ph in rec.phases if ph["phase"] == kind for c, t in rec.released.items() if ph["t0"] <= t <= ph["t1"]]
+        cands = [
+            c for ph in rec.phases if ph["phase"] == kind for c, t in rec.released.items() if ph["t0"] <= t <= ph["t1"]
+        ]
         lat = [stored[c] - rec.released[c] for c in cands if c in stored]
         return {
-            "waves": len(rows), "alerts": sum(r["alerts"] for r in rows), "classified": len(lat),
+            "waves": len(rows),
+            "alerts": sum(r["alerts"] for r in rows),
+            "classified": len(lat),
             "alerts_per_s_mean": round(statistics.mean(r["alerts_per_s"] for r in rows), 1),
             "alerts_per_s_min": min(r["alerts_per_s"] for r in rows),
-            "p50_latency_s": round(_pct(lat, 0.5), 3), "p99_latency_s": round(_pct(lat, 0.99), 3),
+            "p50_latency_s": round(_pct(lat, 0.5), 3),
+            "p99_latency_s": round(_pct(lat, 0.99), 3),
         }
+
     # warm-up: the first 10 % of the alerts stored (or the first wave)
     goal = 0.1 * max(1, len(stored))
-    warm_after = next((t for t, n in sampler.progress_at if n >= goal), sampler.progress_at[0][0] if sampler.progress_at else 0)
+    warm_after = next(
+        (t for t, n in sampler.progress_at if n >= goal), sampler.progress_at[0][0] if sampler.progress_at else 0
+    )
     memory = sampler.summary(warm_after)
     return {
-        "alerts": len(released), "truncated": truncated, "seconds": round(seconds, 1),
+        "alerts": len(released),
+        "truncated": truncated,
+        "seconds": round(seconds, 1),
         "in_lake": sum(1 for c in released if lake_candids[c] >= 1),
-        "lost_in_lake": len(released - set(lake_candids)), "doubled_in_lake": sum(1 for c in released if lake_candids[c] > 1),
-        "passed_prefilter": len(passed & released), "stored": len(stored),
-        "passed_not_stored": len((passed & released) - set(stored)), "stored_not_passed": len(set(stored) - passed),
+        "lost_in_lake": len(released - set(lake_candids)),
+        "doubled_in_lake": sum(1 for c in released if lake_candids[c] > 1),
+        "passed_prefilter": len(passed & released),
+        "stored": len(stored),
+        "passed_not_stored": len((passed & released) - set(stored)),
+        "stored_not_passed": len(set(stored) - passed),
         "watcher": stats,
-        "steady": merged("steady"), "burst": merged("burst"), "waves": phases,
+        "steady": merged("steady"),
+        "burst": merged("burst"),
+        "waves": phases,
         "bare_fastavro_alerts_per_s_1core": round(bare or float("nan"), 1),
         "memory_mb": memory,
         "load_average": os.getloadavg(),
@@ -467,7 +572,15 @@ def start_cluster(num_cpus: int = 4):
 
     previous = RAY_CURRENT.read_text() if RAY_CURRENT.exists() else None
     try:
-        cluster = Cluster(initialize_head=True, connect=False, head_node_args={"num_cpus": num_cpus, "include_dashboard": False, "dashboard_agent_listen_port": _free_port()})
+        cluster = Cluster(
+            initialize_head=True,
+            connect=False,
+            head_node_args={
+                "num_cpus": num_cpus,
+                "include_dashboard": False,
+                "dashboard_agent_listen_port": _free_port(),
+            },
+        )
     finally:  # Cluster() points everyone's `ray.init("auto")` at itself: put the file back
         if previous is not None:
             RAY_CURRENT.write_text(previous)
@@ -483,38 +596,59 @@ def _pid(node, kind: str) -> int | None:
 
 def prepare_model(home: Path) -> None:
     """A production model in ``home``: trained on the real BTS catalogue if none is registered."""
-    from cosmic_ray.ops import pipeline
-    from cosmic_ray.learn import registry
     from cosmic_ray.core.config import DataConfig, EpisodeConfig, ScalingConfig, Settings, TrainConfig
     from cosmic_ray.ingest.batch import ingest
+    from cosmic_ray.learn import registry
+    from cosmic_ray.ops import pipeline
 
     settings = Settings(home=home)
     if registry.production_version(settings) is not None:
         return
-    ingest("catalog", [shared_data() / "ztf-bts" / "bts_dev_lightcurves.csv.gz"], settings.lake_dir, settings.quarantine_dir)
-    cfg = TrainConfig(seed=0, epochs=3, lr=3e-3, data=DataConfig(max_objects_per_class=80),
-                      episodes=EpisodeConfig(n_way=4, k_shot=5, n_query=5, per_epoch=25), scaling=ScalingConfig(num_workers=2))
+    ingest(
+        "catalog",
+        [shared_data() / "ztf-bts" / "bts_dev_lightcurves.csv.gz"],
+        settings.lake_dir,
+        settings.quarantine_dir,
+    )
+    cfg = TrainConfig(
+        seed=0,
+        epochs=3,
+        lr=3e-3,
+        data=DataConfig(max_objects_per_class=80),
+        episodes=EpisodeConfig(n_way=4, k_shot=5, n_query=5, per_epoch=25),
+        scaling=ScalingConfig(num_workers=2),
+    )
     report = pipeline.train_from_lake(settings, cfg)
     log.info("trained and registered model version %s", report.version)
 
 
 def print_table(result: dict) -> None:
     w = sys.stderr.write
-    w(f"\nnight replay: {result['alerts']} alerts in {result['seconds']} s (truncated: {result['truncated']}), load average {result['load_average']}\n")
-    w(f"  lake: {result['in_lake']} in, {result['lost_in_lake']} lost, {result['doubled_in_lake']} doubled | "
-      f"passed pre-filters {result['passed_prefilter']}, stored {result['stored']}, passed but not stored {result['passed_not_stored']}\n")
+    w(
+        f"\nnight replay: {result['alerts']} alerts in {result['seconds']} s (truncated: {result['truncated']}), load average {result['load_average']}\n"
+    )
+    w(
+        f"  lake: {result['in_lake']} in, {result['lost_in_lake']} lost, {result['doubled_in_lake']} doubled | "
+        f"passed pre-filters {result['passed_prefilter']}, stored {result['stored']}, passed but not stored {result['passed_not_stored']}\n"
+    )
     w(f"  {'phase':8s} {'waves':>5s} {'alerts':>7s} {'classified':>10s} {'alerts/s':>9s} {'p50 s':>8s} {'p99 s':>8s}\n")
     for kind in ("steady", "burst"):
         r = result[kind]
         if r:
-            w(f"  {kind:8s} {r['waves']:5d} {r['alerts']:7d} {r['classified']:10d} {r['alerts_per_s_mean']:9.1f} {r['p50_latency_s']:8.3f} {r['p99_latency_s']:8.3f}\n")
+            w(
+                f"  {kind:8s} {r['waves']:5d} {r['alerts']:7d} {r['classified']:10d} {r['alerts_per_s_mean']:9.1f} {r['p50_latency_s']:8.3f} {r['p99_latency_s']:8.3f}\n"
+            )
     w(f"  baseline: bare fastavro decode, 1 core: {result['bare_fastavro_alerts_per_s_1core']} alerts/s\n")
     w(f"  {'process':20s} {'warm MiB':>9s} {'peak':>8s} {'last':>8s} {'growth':>8s}\n")
     for name, m in result["memory_mb"].items():
         w(f"  {name:20s} {m['warm_mb']:9.1f} {m['peak_mb']:8.1f} {m['last_mb']:8.1f} {m['growth_mb']:8.1f}\n")
     w("  RSS (MiB) at the end of each wave:\n")
     for name in result["memory_mb"]:
-        w(f"  {name:20s} " + " ".join(f"{wave['rss_mb'].get(name, float('nan')):6.0f}" for wave in result["waves"]) + "\n")
+        w(
+            f"  {name:20s} "
+            + " ".join(f"{wave['rss_mb'].get(name, float('nan')):6.0f}" for wave in result["waves"])
+            + "\n"
+        )
 
 
 def main() -> None:
@@ -523,13 +657,19 @@ def main() -> None:
         return
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--alerts", type=int, default=100_000)
-    parser.add_argument("--burst", type=int, default=10_000, help="Files renamed in at once (also the wave size of the steady phase).")
+    parser.add_argument(
+        "--burst", type=int, default=10_000, help="Files renamed in at once (also the wave size of the steady phase)."
+    )
     parser.add_argument("--rate", type=float, default=150.0, help="Alerts per second of the steady phase.")
     parser.add_argument("--steady-fraction", type=float, default=0.5)
     parser.add_argument("--batch-files", type=int, default=500, help="The watcher's micro-batch.")
-    parser.add_argument("--max-seconds", type=float, default=3600, help="No new wave after this; the run then drains and reports.")
+    parser.add_argument(
+        "--max-seconds", type=float, default=3600, help="No new wave after this; the run then drains and reports."
+    )
     parser.add_argument("--sample-s", type=float, default=2.0)
-    parser.add_argument("--home", type=Path, default=None, help="A home with a production model (default: train one in the work dir).")
+    parser.add_argument(
+        "--home", type=Path, default=None, help="A home with a production model (default: train one in the work dir)."
+    )
     parser.add_argument("--workdir", type=Path, default=None)
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
@@ -542,8 +682,8 @@ def main() -> None:
     try:
         import ray
 
-        from cosmic_ray.ops import deploy as serving
         from cosmic_ray.core.config import Settings
+        from cosmic_ray.ops import deploy as serving
 
         ray.init(address=cluster.address, log_to_driver=False)
         prepare_model(home)
@@ -552,9 +692,17 @@ def main() -> None:
         import ray._private.ray_constants as rc
 
         result = replay(
-            ray_address=cluster.address, store_url=settings.event_store_url, workdir=workdir, alerts=args.alerts, burst=args.burst,
-            rate=args.rate, steady_fraction=args.steady_fraction, max_seconds=args.max_seconds, batch_files=args.batch_files,
-            raylet_pid=_pid(cluster.head_node, rc.PROCESS_TYPE_RAYLET), gcs_pid=_pid(cluster.head_node, rc.PROCESS_TYPE_GCS_SERVER),
+            ray_address=cluster.address,
+            store_url=settings.event_store_url,
+            workdir=workdir,
+            alerts=args.alerts,
+            burst=args.burst,
+            rate=args.rate,
+            steady_fraction=args.steady_fraction,
+            max_seconds=args.max_seconds,
+            batch_files=args.batch_files,
+            raylet_pid=_pid(cluster.head_node, rc.PROCESS_TYPE_RAYLET),
+            gcs_pid=_pid(cluster.head_node, rc.PROCESS_TYPE_GCS_SERVER),
             sample_s=args.sample_s,
         )
         result["command"] = " ".join(sys.argv)

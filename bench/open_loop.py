@@ -38,7 +38,9 @@ class _Connection(asyncio.Protocol):
                 return
             head = bytes(self.buffer[:end]).split(b"\r\n")
             self.status = int(head[0].split(b" ", 2)[1])
-            length = next((int(line.split(b":", 1)[1]) for line in head[1:] if line[:15].lower() == b"content-length:"), 0)
+            length = next(
+                (int(line.split(b":", 1)[1]) for line in head[1:] if line[:15].lower() == b"content-length:"), 0
+            )
             self.need = end + 4 + length
         if len(self.buffer) >= self.need:
             del self.buffer[: self.need]
@@ -71,13 +73,17 @@ def _raw_requests(url: str, bodies: list[dict[str, Any]]) -> tuple[str, int, lis
     out = []
     for body in bodies:
         payload = json.dumps(body, separators=(",", ":")).encode()
-        head = (f"POST {parts.path or '/'} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/json\r\n"
-                f"Content-Length: {len(payload)}\r\n\r\n").encode()
+        head = (
+            f"POST {parts.path or '/'} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(payload)}\r\n\r\n"
+        ).encode()
         out.append(head + payload)
     return host, port, out
 
 
-async def _run(url: str, bodies: list[dict[str, Any]], rate: float, seconds: float, max_connections: int, timeout: float) -> dict[str, Any]:
+async def _run(
+    url: str, bodies: list[dict[str, Any]], rate: float, seconds: float, max_connections: int, timeout: float
+) -> dict[str, Any]:
     loop = asyncio.get_running_loop()
     host, port, raws = _raw_requests(url, bodies)
     idle: list[_Connection] = []
@@ -133,10 +139,23 @@ async def _run(url: str, bodies: list[dict[str, Any]], rate: float, seconds: flo
     elapsed = loop.time() - start
     for conn in idle:
         conn.transport.close()
-    return {"latencies": latencies, "failures": failures, "elapsed": elapsed, "connections": opened, "offered_per_s": rate}
+    return {
+        "latencies": latencies,
+        "failures": failures,
+        "elapsed": elapsed,
+        "connections": opened,
+        "offered_per_s": rate,
+    }
 
 
-def open_loop(url: str, bodies: list[dict[str, Any]], rate: float, seconds: float, max_connections: int = 512, timeout: float = 30.0) -> dict[str, Any]:
+def open_loop(
+    url: str,
+    bodies: list[dict[str, Any]],
+    rate: float,
+    seconds: float,
+    max_connections: int = 512,
+    timeout: float = 30.0,
+) -> dict[str, Any]:
     """``rate`` POSTs a second for ``seconds`` to ``url`` (bodies in turn): latencies (s, from each
     request's due time) of the 200 answers, failures by kind, elapsed seconds, connections opened."""
     return asyncio.run(_run(url, bodies, rate, seconds, max_connections, timeout))

@@ -128,7 +128,9 @@ async def _post_ok(session, url: str, payload: bytes) -> bool:
         return False
 
 
-async def _closed_loop(url: str, bodies: list[dict[str, Any]], concurrency: int, seconds: float, max_requests: int, per_request: int) -> dict[str, Any]:
+async def _closed_loop(
+    url: str, bodies: list[dict[str, Any]], concurrency: int, seconds: float, max_requests: int, per_request: int
+) -> dict[str, Any]:
     import aiohttp
 
     latencies: list[float] = []
@@ -166,8 +168,15 @@ def open_loop(url, bodies, rate, seconds, rounds: int = 1, settle: float = 1.0, 
         if CLIENT["wrk"]:  # wrk_post.lua's open-loop mode: ~0.02 ms of client CPU per request
             files = _WRK_BODIES.get(id(bodies)) or _WRK_BODIES.setdefault(id(bodies), wrk_client.Bodies(bodies))
             found = wrk_client.open_loop(url, files, rate, seconds)
-            slices.append({"latencies": found["_latencies"], "elapsed": seconds, "failures": {"any": found["failures"]},
-                           "late": found["late"], "max_late_ms": found["max_late_ms"]})
+            slices.append(
+                {
+                    "latencies": found["_latencies"],
+                    "elapsed": seconds,
+                    "failures": {"any": found["failures"]},
+                    "late": found["late"],
+                    "max_late_ms": found["max_late_ms"],
+                }
+            )
         else:
             found = open_loop_client.open_loop(url, bodies, rate, seconds, max_connections)
             slices.append({**found, "late": None, "max_late_ms": None})
@@ -179,15 +188,22 @@ def open_loop(url, bodies, rate, seconds, rounds: int = 1, settle: float = 1.0, 
     out["p999_ms"] = round(lat[min(len(lat) - 1, int(0.999 * len(lat)))] * 1000, 1) if lat else float("nan")
     out["p99_ms_per_round"] = [summarize(found["latencies"], 0, found["elapsed"])["p99_ms"] for found in slices]
     out["client"] = "wrk (open loop)" if CLIENT["wrk"] else "asyncio (bench/open_loop.py)"
-    if CLIENT["wrk"]:  # requests written over 1 ms after their due time (every connection busy): their wait is not in the latencies
-        out.update(late=sum(found["late"] for found in slices), max_late_ms=max(found["max_late_ms"] for found in slices))
+    if CLIENT[
+        "wrk"
+    ]:  # requests written over 1 ms after their due time (every connection busy): their wait is not in the latencies
+        out.update(
+            late=sum(found["late"] for found in slices), max_late_ms=max(found["max_late_ms"] for found in slices)
+        )
     out.update(offered_per_s=rate, failures_by_kind=failures)
     return out
 
 
 def summarize(latencies: list[float], failures: int, elapsed: float, per_request: int = 1) -> dict[str, Any]:
     lat = sorted(latencies)
-    q = lambda p: lat[min(len(lat) - 1, int(p * len(lat)))] * 1000 if lat else float("nan")
+
+    def q(p):
+        return lat[min(len(lat) - 1, int(p * len(lat)))] * 1000 if lat else float("nan")
+
     return {
         "requests": len(lat),
         "failures": failures,
@@ -202,7 +218,12 @@ def summarize(latencies: list[float], failures: int, elapsed: float, per_request
 
 def pooled(parts: list[dict[str, Any]], per_request: int = 1) -> dict[str, Any]:
     """One figure from the slices of the rounds: requests over summed time, percentiles over every latency."""
-    out = summarize([x for p in parts for x in p["_latencies"]], sum(p["failures"] for p in parts), sum(p["seconds"] for p in parts), per_request)
+    out = summarize(
+        [x for p in parts for x in p["_latencies"]],
+        sum(p["failures"] for p in parts),
+        sum(p["seconds"] for p in parts),
+        per_request,
+    )
     out.pop("_latencies")
     out["per_round"] = [p["req_per_s"] for p in parts]
     return out
@@ -288,7 +309,9 @@ def cpu_by_role(before: dict[int, float], after: dict[int, float], requests: int
     out: dict[str, float] = {}
     for pid, end in after.items():
         out[role(pid)] = out.get(role(pid), 0.0) + end - before.get(pid, 0.0)
-    return {k: round(v * 1000 / max(requests, 1), 2) for k, v in sorted(out.items(), key=lambda kv: -kv[1]) if v > 0.005}
+    return {
+        k: round(v * 1000 / max(requests, 1), 2) for k, v in sorted(out.items(), key=lambda kv: -kv[1]) if v > 0.005
+    }
 
 
 def cpu_snapshot() -> dict[int, float]:
@@ -300,7 +323,9 @@ def classify_items(classifier, items: list[dict[str, Any]], neighbours: int = 5)
     """What a model replica does per batch: featurize + one forward (as ProtoNetModel._classify)."""
     from cosmic_ray.learn.features import featurize_objects
 
-    return classifier.predict_features(featurize_objects([item["rows"] for item in items], classifier.max_len), neighbours=neighbours)
+    return classifier.predict_features(
+        featurize_objects([item["rows"] for item in items], classifier.max_len), neighbours=neighbours
+    )
 
 
 def in_process(classifier, items, batch: int, seconds: float) -> dict[str, Any]:
@@ -315,7 +340,12 @@ def in_process(classifier, items, batch: int, seconds: float) -> dict[str, Any]:
 
 def pooled_in_process(parts: list[dict[str, Any]]) -> dict[str, Any]:
     seconds, done = sum(p["seconds"] for p in parts), sum(p["light_curves"] for p in parts)
-    return {"lc_per_s": round(done / seconds, 1), "seconds": round(seconds, 2), "light_curves": done, "per_round": [p["lc_per_s"] for p in parts]}
+    return {
+        "lc_per_s": round(done / seconds, 1),
+        "seconds": round(seconds, 2),
+        "light_curves": done,
+        "per_round": [p["lc_per_s"] for p in parts],
+    }
 
 
 # ------------------------------------------------------------------------ (d) plain uvicorn server
@@ -325,10 +355,10 @@ def plain_app():
     import torch
     from fastapi import FastAPI, HTTPException
 
-    from cosmic_ray.learn import registry
-    from cosmic_ray.serve.schemas import PredictRequest, PredictResponse
     from cosmic_ray.core.config import Settings
+    from cosmic_ray.learn import registry
     from cosmic_ray.serve.app import request_to_item
+    from cosmic_ray.serve.schemas import PredictRequest, PredictResponse
 
     torch.set_num_threads(1)
     classifier, registered = registry.load_model(Settings())
@@ -344,10 +374,17 @@ def plain_app():
         (p,) = classify_items(classifier, [request_to_item(body)]) or [None]
         if p is None:
             raise HTTPException(422, "no usable detection")
-        return PredictResponse(object_id=body.lightcurve.object_id if body.lightcurve else str(body.alert.get("objectId")),
-                               **{"class": p.label}, probabilities=p.probabilities, open_set_score=p.open_set_score, novel=p.novel,
-                               rare=False, neighbours=p.neighbours, model_version=registered.version,
-                               latency_ms=(time.perf_counter() - start) * 1000)
+        return PredictResponse(
+            object_id=body.lightcurve.object_id if body.lightcurve else str(body.alert.get("objectId")),
+            **{"class": p.label},
+            probabilities=p.probabilities,
+            open_set_score=p.open_set_score,
+            novel=p.novel,
+            rare=False,
+            neighbours=p.neighbours,
+            model_version=registered.version,
+            latency_ms=(time.perf_counter() - start) * 1000,
+        )
 
     return app
 
@@ -356,8 +393,16 @@ def plain_server(port: int, workers: int) -> None:
     """The plain server on ``port`` with ``workers`` uvicorn worker processes."""
     import uvicorn
 
-    uvicorn.run("serve_load:plain_app", factory=True, app_dir=str(Path(__file__).parent), host="127.0.0.1", port=port,
-                workers=workers, log_level="warning", access_log=False)
+    uvicorn.run(
+        "serve_load:plain_app",
+        factory=True,
+        app_dir=str(Path(__file__).parent),
+        host="127.0.0.1",
+        port=port,
+        workers=workers,
+        log_level="warning",
+        access_log=False,
+    )
 
 
 # ------------------------------------------------------------------------ the run
@@ -365,8 +410,8 @@ def prepare(settings) -> None:
     """No production model in this home: ingest the default data and train a small one (~2 min)."""
     import ray
 
-    from cosmic_ray.ops import pipeline
     from cosmic_ray.core.config import DataConfig, EpisodeConfig, TrainConfig
+    from cosmic_ray.ops import pipeline
 
     log.info("no production model in %s: ingesting and training a small one first", settings.home_dir)
     ray.init(address="local", num_cpus=4, include_dashboard=False, log_to_driver=False)
@@ -383,7 +428,14 @@ class PlainServer:
 
     def __init__(self, args):
         self.port = free_port()
-        command = [sys.executable, __file__, "--plain-server", str(self.port), "--plain-workers", str(args.plain_workers)]
+        command = [
+            sys.executable,
+            __file__,
+            "--plain-server",
+            str(self.port),
+            "--plain-workers",
+            str(args.plain_workers),
+        ]
         self.proc = subprocess.Popen(command, env={**os.environ, "OMP_NUM_THREADS": "1"})
         self.url = f"http://127.0.0.1:{self.port}/predict"
 
@@ -419,7 +471,12 @@ def memory_phase(url: str, bodies, args) -> dict[str, Any]:
                 names[pid] = name
                 samples.setdefault(pid, []).append((minute, rss))
         log.info("(m) %.1f min: %s", minute, {f"{names[p]}:{p}": round(v[-1][1]) for p, v in samples.items()})
-    out = {"minutes": round((time.perf_counter() - start) / 60, 1), "requests": requests, "failures": failures, "processes": {}}
+    out = {
+        "minutes": round((time.perf_counter() - start) / 60, 1),
+        "requests": requests,
+        "failures": failures,
+        "processes": {},
+    }
     for pid, points in samples.items():
         if len(points) < 4:
             continue
@@ -427,8 +484,11 @@ def memory_phase(url: str, bodies, args) -> dict[str, Any]:
         xs, ys = [m for m, _ in points], [v for _, v in points]
         slope = statistics.linear_regression(xs, ys).slope
         out["processes"][f"{names[pid]}:{pid}"] = {
-            "rss_first_mib": round(first, 1), "rss_last_mib": round(last, 1), "rss_max_mib": round(max(ys), 1),
-            "growth_pct": round((last - first) / first * 100, 2), "slope_mib_per_min": round(slope, 3),
+            "rss_first_mib": round(first, 1),
+            "rss_last_mib": round(last, 1),
+            "rss_max_mib": round(max(ys), 1),
+            "growth_pct": round((last - first) / first * 100, 2),
+            "slope_mib_per_min": round(slope, 3),
         }
     out["flat"] = all(abs(p["growth_pct"]) < 5 for p in out["processes"].values()) if out["processes"] else None
     return out
@@ -437,9 +497,9 @@ def memory_phase(url: str, bodies, args) -> dict[str, Any]:
 def run(args) -> dict[str, Any]:
     import torch
 
+    from cosmic_ray.core.config import Settings
     from cosmic_ray.learn import registry
     from cosmic_ray.ops import deploy as serving
-    from cosmic_ray.core.config import Settings
     from cosmic_ray.serve.app import points_to_rows
     from cosmic_ray.serve.store import EventStore
 
@@ -447,17 +507,26 @@ def run(args) -> dict[str, Any]:
     CLIENT["wrk"] = args.client == "wrk" or (args.client == "auto" and wrk_client.available())
     tmp = Path(tempfile.mkdtemp(prefix="serve_load_"))
     base = Settings()
-    settings = Settings(home=base.home, mlflow_tracking_uri=base.mlflow_tracking_uri, store_url=f"sqlite:///{tmp / 'events.db'}", app_port=free_port())
+    settings = Settings(
+        home=base.home,
+        mlflow_tracking_uri=base.mlflow_tracking_uri,
+        store_url=f"sqlite:///{tmp / 'events.db'}",
+        app_port=free_port(),
+    )
     if registry.production_version(settings) is None:
         prepare(settings)
     classifier, registered = registry.load_model(settings)
     curves = lake_lightcurves(settings, 512)
     bodies = [{"lightcurve": c} for c in curves]
     items = [{"object_id": c["object_id"], "rows": points_to_rows(c["object_id"], c["points"])} for c in curves]
-    results: dict[str, Any] = {"model_version": registered.version, "cores": os.cpu_count(), "haproxy": not args.no_haproxy,
-                               "client": "wrk" if CLIENT["wrk"] else "aiohttp",
-                               "plain_workers": args.plain_workers,
-                               "load_average_start": os.getloadavg()}
+    results: dict[str, Any] = {
+        "model_version": registered.version,
+        "cores": os.cpu_count(),
+        "haproxy": not args.no_haproxy,
+        "client": "wrk" if CLIENT["wrk"] else "aiohttp",
+        "plain_workers": args.plain_workers,
+        "load_average_start": os.getloadavg(),
+    }
 
     plain = PlainServer(args)
     log.info("starting Ray and the Serve app (the plain server starts beside it)")
@@ -473,7 +542,9 @@ def run(args) -> dict[str, Any]:
         results["config"] = {d["name"]: {k: v for k, v in d.items() if k != "name"} for d in app_cfg["deployments"]}
         plain.ready(bodies, args.concurrency)
         closed_loop(f"{url}/predict", bodies, args.concurrency, 2.0, 10**9)  # warm-up (and autoscaling)
-        batch_bodies = [{"items": bodies[i : i + args.batch]} for i in range(0, len(bodies) - args.batch + 1, args.batch)]
+        batch_bodies = [
+            {"items": bodies[i : i + args.batch]} for i in range(0, len(bodies) - args.batch + 1, args.batch)
+        ]
 
         # Rounds of short slices (a, d, c, b; reversed every other round): a load that other work puts
         # on the machine falls on every phase alike instead of on whichever phase it coincides with.
@@ -487,7 +558,16 @@ def run(args) -> dict[str, Any]:
             if name == "a":
                 slices["a"].append(in_process(classifier, items, args.batch, part))
             elif name == "b":
-                slices["b"].append(closed_loop(f"{url}/predict/batch", batch_bodies, args.batch_concurrency, part, args.max_requests, per_request=args.batch))
+                slices["b"].append(
+                    closed_loop(
+                        f"{url}/predict/batch",
+                        batch_bodies,
+                        args.batch_concurrency,
+                        part,
+                        args.max_requests,
+                        per_request=args.batch,
+                    )
+                )
             elif name == "c":
                 before = cpu_snapshot()
                 slices["c"].append(closed_loop(f"{url}/predict", bodies, args.concurrency, part, args.max_requests))
@@ -498,7 +578,11 @@ def run(args) -> dict[str, Any]:
                 before = cpu_snapshot()
                 slices["d"].append(closed_loop(plain.url, bodies, args.concurrency, part, args.max_requests))
                 after = cpu_snapshot()
-                others_during_d += sum(v - before.get(pid, 0.0) for pid, v in after.items() if role(pid) not in ("plain server (d)", "client (this bench)"))
+                others_during_d += sum(
+                    v - before.get(pid, 0.0)
+                    for pid, v in after.items()
+                    if role(pid) not in ("plain server (d)", "client (this bench)")
+                )
 
         for r in range(args.rounds):
             order = "adcb" if r % 2 == 0 else "bcda"
@@ -511,7 +595,9 @@ def run(args) -> dict[str, Any]:
         results["c_serve_single"] = pooled(slices["c"])
         results["d_plain_single"] = pooled(slices["d"])
         results["c_cpu_ms_per_request"] = cpu_by_role({}, cpu_c["after"], results["c_serve_single"]["requests"])
-        results["serve_idle_cpu_during_d_pct_of_a_core"] = round(100 * others_during_d / max(results["d_plain_single"]["seconds"], 1e-9), 1)
+        results["serve_idle_cpu_during_d_pct_of_a_core"] = round(
+            100 * others_during_d / max(results["d_plain_single"]["seconds"], 1e-9), 1
+        )
 
         if args.sweep:
             log.info("(g) /predict at %s clients in flight", args.sweep)
@@ -520,12 +606,16 @@ def run(args) -> dict[str, Any]:
                 found = closed_loop(f"{url}/predict", bodies, concurrency, args.sweep_seconds, 10**9)
                 found.pop("_latencies")
                 found["concurrency"] = concurrency
-                found["meets_350_p99_100"] = found["req_per_s"] >= 350 and found["p99_ms"] < 100 and found["failures"] == 0
+                found["meets_350_p99_100"] = (
+                    found["req_per_s"] >= 350 and found["p99_ms"] < 100 and found["failures"] == 0
+                )
                 results["g_concurrency_sweep"].append(found)
 
         if args.rate:
             log.info("(f) /predict at a fixed %.0f req/s, Serve (%d slices) then plain", args.rate, args.rate_rounds)
-            results["f_serve_fixed_rate"] = open_loop(f"{url}/predict", bodies, args.rate, args.rate_seconds, args.rate_rounds, args.settle)
+            results["f_serve_fixed_rate"] = open_loop(
+                f"{url}/predict", bodies, args.rate, args.rate_seconds, args.rate_rounds, args.settle
+            )
             results["f_plain_fixed_rate"] = open_loop(plain.url, bodies, args.rate, args.rate_seconds, 1, args.settle)
 
         log.info("(e) %d-alert burst through the live path", args.burst)
@@ -535,11 +625,17 @@ def run(args) -> dict[str, Any]:
         store = EventStore(settings.event_store_url)
         start = time.perf_counter()
         outcome = live.classify_and_store(alerts, live.model_handle(), store)
-        results["e_live_burst"] = {**outcome.to_dict(), "seconds": round(time.perf_counter() - start, 2), "stored_total": store.count_classifications()}
+        results["e_live_burst"] = {
+            **outcome.to_dict(),
+            "seconds": round(time.perf_counter() - start, 2),
+            "stored_total": store.count_classifications(),
+        }
         from ray import serve
 
-        results["replicas"] = {name: sum(dep.replica_states.values()) if hasattr(dep, "replica_states") else None
-                               for name, dep in serve.status().applications["cosmic_ray"].deployments.items()}
+        results["replicas"] = {
+            name: sum(dep.replica_states.values()) if hasattr(dep, "replica_states") else None
+            for name, dep in serve.status().applications["cosmic_ray"].deployments.items()
+        }
         if args.memory_minutes:
             log.info("(m) %.0f minutes of /predict load, replicas' RSS sampled", args.memory_minutes)
             results["m_memory"] = memory_phase(url, bodies, args)
@@ -564,35 +660,74 @@ def render(r: dict[str, Any]) -> str:
     a, b, c, d, e = r["a_in_process"], r["b_serve_batch"], r["c_serve_single"], r["d_plain_single"], r["e_live_burst"]
     rows = [
         ("(a) model in-process", f"{a['lc_per_s']:.0f} lc/s", f"rounds {a['per_round']}", "baseline"),
-        ("(b) Serve /predict/batch", f"{b['lc_per_s']:.0f} lc/s", f"p50 {b['p50_ms']} ms, p99 {b['p99_ms']} ms, failures {b['failures']}",
-         f"{r['ratios']['batch_vs_in_process']:.0%} of (a) (target >= 70%)"),
-        ("(c) Serve /predict", f"{c['req_per_s']:.0f} req/s", f"p50 {c['p50_ms']} ms, p99 {c['p99_ms']} ms, failures {c['failures']}",
-         f"{(r['ratios']['single_vs_plain'] or 0):.0%} of (d) (target >= 80%; 350 req/s, p99 < 100 ms)"),
-        ("(d) plain uvicorn /predict", f"{d['req_per_s']:.0f} req/s", f"p50 {d['p50_ms']} ms, p99 {d['p99_ms']} ms, failures {d['failures']}",
-         f"baseline ({r['plain_workers']} workers)"),
+        (
+            "(b) Serve /predict/batch",
+            f"{b['lc_per_s']:.0f} lc/s",
+            f"p50 {b['p50_ms']} ms, p99 {b['p99_ms']} ms, failures {b['failures']}",
+            f"{r['ratios']['batch_vs_in_process']:.0%} of (a) (target >= 70%)",
+        ),
+        (
+            "(c) Serve /predict",
+            f"{c['req_per_s']:.0f} req/s",
+            f"p50 {c['p50_ms']} ms, p99 {c['p99_ms']} ms, failures {c['failures']}",
+            f"{(r['ratios']['single_vs_plain'] or 0):.0%} of (d) (target >= 80%; 350 req/s, p99 < 100 ms)",
+        ),
+        (
+            "(d) plain uvicorn /predict",
+            f"{d['req_per_s']:.0f} req/s",
+            f"p50 {d['p50_ms']} ms, p99 {d['p99_ms']} ms, failures {d['failures']}",
+            f"baseline ({r['plain_workers']} workers)",
+        ),
         ("(e) live burst", f"{e['alerts']} alerts in {e['seconds']} s", f"stored {e['stored']}", "target < 60 s"),
     ]
-    for key, label in (("f_serve_fixed_rate", "(f) Serve /predict, fixed rate"), ("f_plain_fixed_rate", "(f) plain, fixed rate")):
+    for key, label in (
+        ("f_serve_fixed_rate", "(f) Serve /predict, fixed rate"),
+        ("f_plain_fixed_rate", "(f) plain, fixed rate"),
+    ):
         if key in r:
             f = r[key]
             met = f["p99_ms"] < 100 and f["failures"] == 0 and f["offered_per_s"] >= 350 and not f.get("late")
-            rows.append((label, f"{f['req_per_s']:.0f} of {f['offered_per_s']:.0f} req/s",
-                         f"p50 {f['p50_ms']} ms, p99 {f['p99_ms']} ms (slices {f['p99_ms_per_round']}), failures {f['failures']}"
-                         + (f", late {f['late']}" if f.get("late") is not None else ""),
-                         ("p99 < 100 ms at 350 req/s: " + ("met" if met else "not met")) if key.startswith("f_serve") else "same schedule"))
+            rows.append(
+                (
+                    label,
+                    f"{f['req_per_s']:.0f} of {f['offered_per_s']:.0f} req/s",
+                    f"p50 {f['p50_ms']} ms, p99 {f['p99_ms']} ms (slices {f['p99_ms_per_round']}), failures {f['failures']}"
+                    + (f", late {f['late']}" if f.get("late") is not None else ""),
+                    ("p99 < 100 ms at 350 req/s: " + ("met" if met else "not met"))
+                    if key.startswith("f_serve")
+                    else "same schedule",
+                )
+            )
     for g in r.get("g_concurrency_sweep", []):
-        rows.append((f"(g) Serve /predict, {g['concurrency']} in flight", f"{g['req_per_s']:.0f} req/s",
-                     f"p50 {g['p50_ms']} ms, p99 {g['p99_ms']} ms, failures {g['failures']}",
-                     "350 req/s with p99 < 100 ms: " + ("met" if g["meets_350_p99_100"] else "not met")))
+        rows.append(
+            (
+                f"(g) Serve /predict, {g['concurrency']} in flight",
+                f"{g['req_per_s']:.0f} req/s",
+                f"p50 {g['p50_ms']} ms, p99 {g['p99_ms']} ms, failures {g['failures']}",
+                "350 req/s with p99 < 100 ms: " + ("met" if g["meets_350_p99_100"] else "not met"),
+            )
+        )
     if "m_memory" in r:
         m = r["m_memory"]
-        growth = ", ".join(f"{k.split(':')[0]} {v['rss_first_mib']:.0f}->{v['rss_last_mib']:.0f} MiB" for k, v in m["processes"].items())
-        rows.append(("(m) memory under load", f"{m['minutes']} min, {m['requests']} req", growth[:90], f"flat (< 5% growth): {m['flat']}"))
+        growth = ", ".join(
+            f"{k.split(':')[0]} {v['rss_first_mib']:.0f}->{v['rss_last_mib']:.0f} MiB"
+            for k, v in m["processes"].items()
+        )
+        rows.append(
+            (
+                "(m) memory under load",
+                f"{m['minutes']} min, {m['requests']} req",
+                growth[:90],
+                f"flat (< 5% growth): {m['flat']}",
+            )
+        )
     width = max(len(x[0]) for x in rows)
     lines = [f"{n:<{width}}  {v:>22}  {m:<60}  {t}" for n, v, m, t in rows]
     lines.append("(c) CPU ms per request: " + ", ".join(f"{k} {v}" for k, v in r["c_cpu_ms_per_request"].items()))
-    lines.append(f"req/s per round: (c) {c['per_round']}, (d) {d['per_round']}; idle Serve during (d): "
-                 f"{r['serve_idle_cpu_during_d_pct_of_a_core']}% of a core")
+    lines.append(
+        f"req/s per round: (c) {c['per_round']}, (d) {d['per_round']}; idle Serve during (d): "
+        f"{r['serve_idle_cpu_during_d_pct_of_a_core']}% of a core"
+    )
     lines.append(f"closed-loop client: {r.get('client', 'aiohttp')}")
     lines.append(f"load average: start {r['load_average_start'][0]:.2f}, end {r['load_average_end'][0]:.2f}")
     return "\n".join(lines)
@@ -600,30 +735,65 @@ def render(r: dict[str, Any]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--seconds", type=float, default=10.0, help="Length of each of (a)-(d), summed over the rounds.")
+    parser.add_argument(
+        "--seconds", type=float, default=10.0, help="Length of each of (a)-(d), summed over the rounds."
+    )
     parser.add_argument("--max-requests", type=int, default=50_000, help="Most requests per phase.")
     parser.add_argument("--rounds", type=int, default=4, help="Each of (a)-(d) runs in this many slices, interleaved.")
-    parser.add_argument("--settle", type=float, default=1.0,
-                        help="Seconds between slices: requests still in flight from one slice (a batch request is ~0.3 s of model work) "
-                             "are not charged to the next slice's clock and CPU.")
+    parser.add_argument(
+        "--settle",
+        type=float,
+        default=1.0,
+        help="Seconds between slices: requests still in flight from one slice (a batch request is ~0.3 s of model work) "
+        "are not charged to the next slice's clock and CPU.",
+    )
     parser.add_argument("--concurrency", type=int, default=32, help="Clients in flight for (c) and (d).")
-    parser.add_argument("--batch", type=int, default=64, help="Light curves per /predict/batch request and per in-process call.")
+    parser.add_argument(
+        "--batch", type=int, default=64, help="Light curves per /predict/batch request and per in-process call."
+    )
     parser.add_argument("--batch-concurrency", type=int, default=4, help="Batch requests in flight for (b).")
     parser.add_argument("--burst", type=int, default=10_000, help="Alerts in the live-path burst.")
-    parser.add_argument("--no-haproxy", action="store_true",
-                        help="Serve's default Python proxy actor instead of RAY_SERVE_ENABLE_HA_PROXY=1 + RAY_SERVE_THROUGHPUT_OPTIMIZED=1.")
-    parser.add_argument("--rate", type=float, default=350.0, help="(f): /predict on a fixed schedule of this many req/s (0: skip).")
+    parser.add_argument(
+        "--no-haproxy",
+        action="store_true",
+        help="Serve's default Python proxy actor instead of RAY_SERVE_ENABLE_HA_PROXY=1 + RAY_SERVE_THROUGHPUT_OPTIMIZED=1.",
+    )
+    parser.add_argument(
+        "--rate", type=float, default=350.0, help="(f): /predict on a fixed schedule of this many req/s (0: skip)."
+    )
     parser.add_argument("--rate-seconds", type=float, default=10.0, help="Length of each (f) slice.")
-    parser.add_argument("--rate-rounds", type=int, default=3,
-                        help="(f) slices for Serve, pooled (the plain server, which cannot hold 350 req/s here, gets one).")
-    parser.add_argument("--client", choices=("auto", "wrk", "aiohttp"), default="auto",
-                        help="closed-loop load generator: wrk (C, ~0.02 ms CPU per request) when installed, else asyncio/aiohttp (~0.3 ms).")
-    parser.add_argument("--sweep", type=int, nargs="*", default=[8, 16, 24, 32, 64],
-                        help="(g): /predict closed loop at each of these numbers of requests in flight (none: skip).")
+    parser.add_argument(
+        "--rate-rounds",
+        type=int,
+        default=3,
+        help="(f) slices for Serve, pooled (the plain server, which cannot hold 350 req/s here, gets one).",
+    )
+    parser.add_argument(
+        "--client",
+        choices=("auto", "wrk", "aiohttp"),
+        default="auto",
+        help="closed-loop load generator: wrk (C, ~0.02 ms CPU per request) when installed, else asyncio/aiohttp (~0.3 ms).",
+    )
+    parser.add_argument(
+        "--sweep",
+        type=int,
+        nargs="*",
+        default=[8, 16, 24, 32, 64],
+        help="(g): /predict closed loop at each of these numbers of requests in flight (none: skip).",
+    )
     parser.add_argument("--sweep-seconds", type=float, default=6.0, help="Length of each (g) point.")
-    parser.add_argument("--memory-minutes", type=float, default=0.0, help="Also run (m): /predict load this long, replicas' RSS sampled.")
-    parser.add_argument("--plain-workers", type=int, default=os.cpu_count() or 1,
-                        help="uvicorn worker processes of the plain server (d); default: one per core, the most it can use here.")
+    parser.add_argument(
+        "--memory-minutes",
+        type=float,
+        default=0.0,
+        help="Also run (m): /predict load this long, replicas' RSS sampled.",
+    )
+    parser.add_argument(
+        "--plain-workers",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="uvicorn worker processes of the plain server (d); default: one per core, the most it can use here.",
+    )
     parser.add_argument("--plain-server", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(message)s")

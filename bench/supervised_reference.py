@@ -30,14 +30,15 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bts_cv import MAX_LEN, BtsFolds, add_common_arguments, load_bts_folds, quiet_single_thread  # noqa: E402
+
+from cosmic_ray.core.config import DataConfig, load_train_config  # noqa: E402
+from cosmic_ray.core.taxonomy import OTHER, SUPPORT_ONLY  # noqa: E402
 from cosmic_ray.learn import evaluate as ev  # noqa: E402
 from cosmic_ray.learn.classifier import build_classifier  # noqa: E402
-from cosmic_ray.core.config import DataConfig, load_train_config  # noqa: E402
 from cosmic_ray.learn.model import ProtoNetConfig  # noqa: E402
-from cosmic_ray.core.taxonomy import OTHER, SUPPORT_ONLY  # noqa: E402
 from cosmic_ray.learn.train import fit_local  # noqa: E402
 from cosmic_ray.learn.trainset import attach_views, build_training_set  # noqa: E402
-from bts_cv import MAX_LEN, BtsFolds, add_common_arguments, load_bts_folds, quiet_single_thread  # noqa: E402
 
 log = logging.getLogger("supervised_reference")
 
@@ -56,18 +57,28 @@ def conventional_models(seed: int) -> dict:
             QuantileTransformer(n_quantiles=101, output_distribution="normal", random_state=seed),
             LogisticRegression(C=0.3, class_weight="balanced", max_iter=3000),
         ),
-        "gradient_boosting": lambda: HistGradientBoostingClassifier(class_weight="balanced", max_iter=200, learning_rate=0.05, random_state=seed),
+        "gradient_boosting": lambda: HistGradientBoostingClassifier(
+            class_weight="balanced", max_iter=200, learning_rate=0.05, random_state=seed
+        ),
     }
 
 
-def protonet_all_labels(cv: BtsFolds, train_rows: np.ndarray, test_rows: np.ndarray, cfg, seed: int, epochs: int, per_epoch: int) -> np.ndarray:
+def protonet_all_labels(
+    cv: BtsFolds, train_rows: np.ndarray, test_rows: np.ndarray, cfg, seed: int, epochs: int, per_epoch: int
+) -> np.ndarray:
     """Train the ProtoNet on every class of the training rows (none held back); predict the test rows."""
     data_cfg = DataConfig(min_objects_per_class=3)  # TDE has 4 BTS objects in a training fold
     data, stats = build_training_set(cv.take(train_rows), data_cfg, 0.05, seed, support_only=())
     attach_views(data, cv.views, stats)
     arch = ProtoNetConfig(seq_channels=data.seq.shape[2], n_feats=data.feats.shape[1], **cfg.model.model_dump())
-    episodes = {"n_way": len(data.class_names), "k_shot": cfg.episodes.k_shot, "n_query": cfg.episodes.n_query, "per_epoch": per_epoch, "min_objects": 2,
-                "held_out_per_epoch": cfg.episodes.held_out_per_epoch}
+    episodes = {
+        "n_way": len(data.class_names),
+        "k_shot": cfg.episodes.k_shot,
+        "n_query": cfg.episodes.n_query,
+        "per_epoch": per_epoch,
+        "min_objects": 2,
+        "held_out_per_epoch": cfg.episodes.held_out_per_epoch,
+    }
     out = fit_local(data, arch, epochs=epochs, lr=cfg.lr, episodes=episodes, seed=seed)
     clf = build_classifier(out.state_dict, arch, data, stats.mean, stats.std, MAX_LEN)
     test = cv.take(test_rows)
@@ -88,17 +99,27 @@ def main() -> None:
     scored = coarse != OTHER  # the objects and classes the few-shot report scores
     classes = sorted(set(coarse[scored]))
     x = ev._x(arrays["feats"])
-    preds = {name: np.empty(len(coarse), dtype=object) for name in ["protonet_all_labels", *conventional_models(args.seed)]}
+    preds = {
+        name: np.empty(len(coarse), dtype=object) for name in ["protonet_all_labels", *conventional_models(args.seed)]
+    }
     for f in range(args.folds):
         train_rows, test_rows = np.flatnonzero((fold != f) & scored), np.flatnonzero((fold == f) & scored)
-        preds["protonet_all_labels"][test_rows] = protonet_all_labels(cv, train_rows, test_rows, cfg, args.seed + f, args.epochs, args.per_epoch)
+        preds["protonet_all_labels"][test_rows] = protonet_all_labels(
+            cv, train_rows, test_rows, cfg, args.seed + f, args.epochs, args.per_epoch
+        )
         for name, make in conventional_models(args.seed + f).items():
             model = make().fit(x[train_rows], coarse[train_rows])
             preds[name][test_rows] = model.predict(x[test_rows])
         log.info("fold %d/%d done, %.0f s so far", f + 1, args.folds, time.perf_counter() - t_start)
 
     rows = np.flatnonzero(scored)
-    result: dict = {"command": " ".join(sys.argv), "seed": args.seed, "folds": args.folds, "classes": classes, "models": {}}
+    result: dict = {
+        "command": " ".join(sys.argv),
+        "seed": args.seed,
+        "folds": args.folds,
+        "classes": classes,
+        "models": {},
+    }
     for name, pred in preds.items():
         s = ev.Scored(classes=classes, truth=coarse[rows], preds=pred[rows][None, :])
         metrics = ev.classification_metrics(s.truth, s.preds[0], classes)
@@ -107,12 +128,18 @@ def main() -> None:
             "balanced_accuracy": metrics["balanced_accuracy"],
             "recall": {c: metrics["classes"][c]["recall"] for c in classes},
             "f1": {c: metrics["classes"][c]["f1"] for c in classes},
-            "intervals": {key.replace("kshot_recall.", "recall."): value for key, value in ev.bootstrap_summary(s, list(SUPPORT_ONLY), args.boot, args.seed).items()
-                          if key != "open_set_auroc"},  # no open-set score here: every class is trained
+            "intervals": {
+                key.replace("kshot_recall.", "recall."): value
+                for key, value in ev.bootstrap_summary(s, list(SUPPORT_ONLY), args.boot, args.seed).items()
+                if key != "open_set_auroc"
+            },  # no open-set score here: every class is trained
         }
         low, high = result["models"][name]["intervals"]["macro_f1"]
-        print(f"{name:24s} macro-F1 {metrics['macro_f1']:.3f} [{low:.3f}, {high:.3f}]  "
-              + "  ".join(f"{c} recall {metrics['classes'][c]['recall']:.2f}" for c in SUPPORT_ONLY), file=sys.stderr)
+        print(
+            f"{name:24s} macro-F1 {metrics['macro_f1']:.3f} [{low:.3f}, {high:.3f}]  "
+            + "  ".join(f"{c} recall {metrics['classes'][c]['recall']:.2f}" for c in SUPPORT_ONLY),
+            file=sys.stderr,
+        )
     result["seconds"] = round(time.perf_counter() - t_start, 1)
     args.out.write_text(json.dumps(result, indent=2))
     print(json.dumps(result, indent=2))

@@ -28,7 +28,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
-def synthetic_set(n: int = 1200, max_len: int = 64, channels: int = 9, n_feats: int = 59, classes: int = 7, seed: int = 0):
+def synthetic_set(
+    n: int = 1200, max_len: int = 64, channels: int = 9, n_feats: int = 59, classes: int = 7, seed: int = 0
+):
     from cosmic_ray.learn.train import TrainingSet
 
     rng = np.random.default_rng(seed)
@@ -82,7 +84,7 @@ def main() -> None:
             plain_eps.append(steady(fit_local(data, arch, device=device, **common)))  # drifts in machine load cancel
     finally:
         ray.shutdown()
-    ratios = [r / ((a + b) / 2) for r, a, b in zip(ray_eps, plain_eps[:-1], plain_eps[1:])]
+    ratios = [r / ((a + b) / 2) for r, a, b in zip(ray_eps, plain_eps[:-1], plain_eps[1:], strict=False)]
     ratio = float(np.median(ratios))
     result = {
         "device": device,

@@ -39,16 +39,30 @@ class Bodies:
 def _run(url: str, bodies: Bodies, connections: int, seconds: float, extra_env: dict[str, str]) -> dict[str, Any]:
     timeout = max(10, int(seconds) + 5)
     proc = subprocess.run(
-        ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s", f"--timeout={timeout}s", "-s", str(SCRIPT), url],
-        capture_output=True, text=True, env={**os.environ, "WRK_BODIES": str(bodies.path), **extra_env}, timeout=seconds + 60,
+        [
+            "wrk",
+            "-t1",
+            f"-c{connections}",
+            f"-d{max(1, round(seconds))}s",
+            f"--timeout={timeout}s",
+            "-s",
+            str(SCRIPT),
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "WRK_BODIES": str(bodies.path), **extra_env},
+        timeout=seconds + 60,
     )
-    line = next((l for l in proc.stdout.splitlines() if l.startswith("WRKJSON ")), None)
+    line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("WRKJSON ")), None)
     if line is None:
         raise RuntimeError(f"wrk gave no summary (exit {proc.returncode}): {proc.stderr.strip()[:300]}")
-    return json.loads(line[len("WRKJSON "):])
+    return json.loads(line[len("WRKJSON ") :])
 
 
-def open_loop(url: str, bodies: Bodies, rate: float, seconds: float, connections: int = 128, drain: float = 3.0) -> dict[str, Any]:
+def open_loop(
+    url: str, bodies: Bodies, rate: float, seconds: float, connections: int = 128, drain: float = 3.0
+) -> dict[str, Any]:
     """``rate`` requests/s due on a fixed schedule for ``seconds`` (wrk_post.lua's open-loop mode;
     ``connections`` must exceed the requests ever in flight, or requests go out late: ``late`` counts
     them and ``max_late_ms`` says by how much). Latency quantiles as :func:`closed_loop`'s."""
@@ -56,7 +70,10 @@ def open_loop(url: str, bodies: Bodies, rate: float, seconds: float, connections
     found = _run(url, bodies, connections, seconds + drain, {"WRK_RATE": str(rate), "WRK_COUNT": str(count)})
     ok = found["requests"] - found["status_errors"]
     lat = sorted(q / 1e6 for q in found["quantiles_us"])
-    q = lambda p: lat[min(len(lat) - 1, int(p * len(lat)))] * 1000
+
+    def q(p):
+        return lat[min(len(lat) - 1, int(p * len(lat)))] * 1000
+
     return {
         "requests": ok,
         "scheduled": count,
@@ -82,7 +99,10 @@ def closed_loop(url: str, bodies: Bodies, concurrency: int, seconds: float, per_
     ok = found["requests"] - found["status_errors"]
     quantiles = [q / 1e6 for q in found["quantiles_us"]]
     lat = sorted(quantiles)
-    q = lambda p: lat[min(len(lat) - 1, int(p * len(lat)))] * 1000
+
+    def q(p):
+        return lat[min(len(lat) - 1, int(p * len(lat)))] * 1000
+
     return {
         "requests": ok,
         "failures": found["status_errors"] + found["socket_errors"],

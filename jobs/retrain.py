@@ -17,7 +17,9 @@ import sys
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", default="configs/retrain.yaml", help="retrain config (YAML)")
-    parser.add_argument("--as-of", default=None, help="last night of the window, YYYYMMDD (default: latest in the lake)")
+    parser.add_argument(
+        "--as-of", default=None, help="last night of the window, YYYYMMDD (default: latest in the lake)"
+    )
     args = parser.parse_args(argv)
     # Inside a Ray job driver, loading torch after scikit-learn aborts in MKL ("Cannot load
     # libtorch_cpu.so"; seen with torch 2.13 CPU on Ray 2.60): load torch first.
@@ -27,9 +29,9 @@ def main(argv: list[str] | None = None) -> int:
 
     import ray
 
-    from cosmic_ray.ops import retrain
     from cosmic_ray.core.config import Settings, load_retrain_config, load_train_config
     from cosmic_ray.core.errors import CosmicRayError
+    from cosmic_ray.ops import retrain
 
     try:
         rcfg = load_retrain_config(args.config)

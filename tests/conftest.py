@@ -124,4 +124,7 @@ def accounts(event_store):
     """An astronomer and a viewer, each with an API token: ``{"astronomer": token, "viewer": token}``."""
     event_store.add_user("ada", "astronomer password 1", role="astronomer")
     event_store.add_user("vic", "viewer password 1", role="viewer")
-    return {"astronomer": event_store.create_token("ada", "tests").token, "viewer": event_store.create_token("vic", "tests").token}
+    return {
+        "astronomer": event_store.create_token("ada", "tests").token,
+        "viewer": event_store.create_token("vic", "tests").token,
+    }

@@ -29,7 +29,12 @@ def start_cluster(head_cpus: float, worker_cpus: list[float], **head_args):
         cluster = Cluster(
             initialize_head=True,
             connect=False,
-            head_node_args={"num_cpus": head_cpus, "include_dashboard": False, "dashboard_agent_listen_port": free_port(), **head_args},
+            head_node_args={
+                "num_cpus": head_cpus,
+                "include_dashboard": False,
+                "dashboard_agent_listen_port": free_port(),
+                **head_args,
+            },
         )
         for cpus in worker_cpus:
             add_node(cluster, cpus)

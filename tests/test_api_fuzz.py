@@ -47,8 +47,10 @@ def test_no_5xx_and_answers_match_the_schema(served):
             SENT["5xx"] += response.status_code >= 500
             try:
                 case.validate_response(response, checks=checks)
-            except (Exception, BaseExceptionGroup) as exc:  # schemathesis raises a group of check failures
-                failures.append(f"{operation.method.upper()} {operation.path}: {response.status_code} {response.text[:200]} body={str(case.body)[:400]}")
+            except (Exception, BaseExceptionGroup):  # schemathesis raises a group of check failures
+                failures.append(
+                    f"{operation.method.upper()} {operation.path}: {response.status_code} {response.text[:200]} body={str(case.body)[:400]}"
+                )
     assert operations >= 8
     assert failures == [], failures[:5]
 
@@ -74,13 +76,14 @@ def test_streamed_oversized_body_gets_413(served, settings):
     limit = settings.max_body_bytes
     body = b'{"lightcurve": {"object_id": "big", "points": [' + b"0" * (limit + 1024) + b"]}}"
     with httpx.Client(base_url=served, timeout=30) as client:
-            def chunks():  # no Content-Length: the limit is enforced while streaming
-                step = 1 << 20
-                for start in range(0, len(body), step):
-                    yield body[start : start + step]
 
-            start = time.perf_counter()
-            streamed = client.post("/predict", content=chunks(), headers={"content-type": "application/json"})
-            took = time.perf_counter() - start
-            assert streamed.status_code == 413, streamed.text[:200]
-            assert took < 2.0, f"streamed 413 took {took:.2f} s"
+        def chunks():  # no Content-Length: the limit is enforced while streaming
+            step = 1 << 20
+            for start in range(0, len(body), step):
+                yield body[start : start + step]
+
+        start = time.perf_counter()
+        streamed = client.post("/predict", content=chunks(), headers={"content-type": "application/json"})
+        took = time.perf_counter() - start
+        assert streamed.status_code == 413, streamed.text[:200]
+        assert took < 2.0, f"streamed 413 took {took:.2f} s"

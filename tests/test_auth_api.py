@@ -34,12 +34,21 @@ def test_login_sets_a_strict_http_only_cookie_and_me_answers(served, accounts):
 def test_bad_logins_get_a_generic_401_then_429_with_retry_after(served, event_store):
     event_store.add_user("mallory-target", "the real password 9", role="viewer")
     unknown = httpx.post(f"{served}/auth/login", json={"username": "nobody", "password": "whatever123"}, timeout=60)
-    wrong = httpx.post(f"{served}/auth/login", json={"username": "mallory-target", "password": "guess number 1"}, timeout=60)
+    wrong = httpx.post(
+        f"{served}/auth/login", json={"username": "mallory-target", "password": "guess number 1"}, timeout=60
+    )
     assert unknown.status_code == wrong.status_code == 401
     assert unknown.json() == wrong.json()  # no hint whether the account exists
     for i in range(2, 6):
-        assert httpx.post(f"{served}/auth/login", json={"username": "mallory-target", "password": f"guess number {i}"}, timeout=60).status_code == 401
-    blocked = httpx.post(f"{served}/auth/login", json={"username": "mallory-target", "password": "the real password 9"}, timeout=60)
+        assert (
+            httpx.post(
+                f"{served}/auth/login", json={"username": "mallory-target", "password": f"guess number {i}"}, timeout=60
+            ).status_code
+            == 401
+        )
+    blocked = httpx.post(
+        f"{served}/auth/login", json={"username": "mallory-target", "password": "the real password 9"}, timeout=60
+    )
     assert blocked.status_code == 429 and int(blocked.headers["retry-after"]) > 0
     assert httpx.post(f"{served}/auth/login", json={"username": "mallory-target"}, timeout=30).status_code == 422
 
@@ -48,13 +57,22 @@ def test_writes_need_an_astronomer(served, accounts):
     body = {"name": "Anything", "object_ids": ["ZTF18abcdefg"]}
     anonymous = httpx.post(f"{served}/classes", json=body, timeout=30)
     assert anonymous.status_code == 401 and anonymous.headers["www-authenticate"] == "Bearer"
-    viewer = httpx.post(f"{served}/classes", json=body, headers={"Authorization": f"Bearer {accounts['viewer']}"}, timeout=30)
+    viewer = httpx.post(
+        f"{served}/classes", json=body, headers={"Authorization": f"Bearer {accounts['viewer']}"}, timeout=30
+    )
     assert viewer.status_code == 403
     forged = httpx.post(f"{served}/classes", json=body, headers={"Authorization": "Bearer crt_not-a-token"}, timeout=30)
     assert forged.status_code == 401
-    assert httpx.delete(f"{served}/classes/Anything", headers={"Authorization": f"Bearer {accounts['viewer']}"}, timeout=30).status_code == 403
+    assert (
+        httpx.delete(
+            f"{served}/classes/Anything", headers={"Authorization": f"Bearer {accounts['viewer']}"}, timeout=30
+        ).status_code
+        == 403
+    )
     assert httpx.post(f"{served}/model/reload", timeout=30).status_code == 401
-    reload = httpx.post(f"{served}/model/reload", headers={"Authorization": f"Bearer {accounts['astronomer']}"}, timeout=60)
+    reload = httpx.post(
+        f"{served}/model/reload", headers={"Authorization": f"Bearer {accounts['astronomer']}"}, timeout=60
+    )
     assert reload.status_code == 200 and reload.json()["version"]
     # reads stay open by default
     assert httpx.get(f"{served}/classes", timeout=30).status_code == 200
@@ -77,7 +95,10 @@ def test_cli_users_and_tokens(settings, event_store, served):
     me = httpx.get(f"{served}/auth/me", headers={"Authorization": f"Bearer {token['token']}"}, timeout=30)
     assert me.json() == {"username": "grace", "role": "astronomer"}
     assert run("tokens", "revoke", str(token["id"])).returncode == 0
-    assert httpx.get(f"{served}/auth/me", headers={"Authorization": f"Bearer {token['token']}"}, timeout=30).status_code == 401
+    assert (
+        httpx.get(f"{served}/auth/me", headers={"Authorization": f"Bearer {token['token']}"}, timeout=30).status_code
+        == 401
+    )
     assert run("users", "passwd", "grace", "--password-stdin", stdin="short\n").returncode != 0
     assert run("users", "passwd", "grace", "--password-stdin", stdin="a newer long password\n").returncode == 0
     assert event_store.authenticate("grace", "a newer long password") is not None

@@ -21,10 +21,10 @@ import pytest
 from astropy import units as u
 from astropy.coordinates import SkyCoord, match_coordinates_sky
 
-from cosmic_ray.sources import crossmatch as xm
 from cosmic_ray.core.errors import SourceError
 from cosmic_ray.core.lightcurve import SCHEMA
 from cosmic_ray.sources import catalog, catalogs, get_source
+from cosmic_ray.sources import crossmatch as xm
 from cosmic_ray.sources.ztf import RawInput
 
 REPO = Path(__file__).resolve().parents[1]
@@ -139,7 +139,9 @@ def test_slsne_ztf_bands_and_ab_values(slsne: catalogs.ParseResult) -> None:
     # positions from sne_data.txt
     meta = pd.read_csv(shared("slsne", "sne_data.txt"), sep=r"\s+", dtype={"Name": str}).set_index("Name")
     one = df[df["object_id"] == "2019ujb"].iloc[0]
-    assert one["ra"] == pytest.approx(meta.loc["2019ujb", "RA_deg"]) and one["dec"] == pytest.approx(meta.loc["2019ujb", "DEC_deg"])
+    assert one["ra"] == pytest.approx(meta.loc["2019ujb", "RA_deg"]) and one["dec"] == pytest.approx(
+        meta.loc["2019ujb", "DEC_deg"]
+    )
 
 
 def test_slsne_limits_and_flux(slsne: catalogs.ParseResult) -> None:
@@ -167,7 +169,9 @@ def test_tde_rows_and_conversion(tde: catalogs.ParseResult) -> None:
     assert len(set(table.column("object_id").to_pylist())) == raw["name"].nunique() == 41
     df = table.to_pandas()
     # Swift "W1" is UVOT's UVW1 (Vega, +1.51), not WISE W1
-    sw = raw[(raw["telescope"] == "Swift") & (raw["band"] == "W1") & raw["system"].isna() & raw["e_magnitude"].notna()].iloc[0]
+    sw = raw[
+        (raw["telescope"] == "Swift") & (raw["band"] == "W1") & raw["system"].isna() & raw["e_magnitude"].notna()
+    ].iloc[0]
     got = df[(df["object_id"] == sw["name"]) & (df["mjd"] == sw["time"]) & (df["band"] == "swift_UVW1")]
     assert len(got) >= 1 and got["mag"].to_numpy() == pytest.approx(np.full(len(got), sw["magnitude"] + 1.51))
     assert not df["band"].eq("swift_W1").any()
@@ -264,12 +268,21 @@ def test_normalise_other_names() -> None:
     assert xm.name_key("PS1-10jh") == xm.name_key("PS110jh")
     assert xm.name_key("ASASSN-15oi") == xm.name_key("ASASSN15oi")
     assert xm.name_key("SN1000") != xm.name_key("1000")  # not an IAU designation
-    assert xm.split_aliases("AT 2019dsg (ZTF19aapreis);PS16dtm (2016ezh)") == ["AT 2019dsg", "ZTF19aapreis", "PS16dtm", "2016ezh"]
+    assert xm.split_aliases("AT 2019dsg (ZTF19aapreis);PS16dtm (2016ezh)") == [
+        "AT 2019dsg",
+        "ZTF19aapreis",
+        "PS16dtm",
+        "2016ezh",
+    ]
 
 
 def test_name_variants_map_to_one_event() -> None:
-    m = xm.build_crossmatch([xm.Entry("a", "AT2019abc"), xm.Entry("b", "SN2019abc"), xm.Entry("c", "ZTF19aaaaaaa", ("AT 2019abc",))])
-    assert m.canonical("a", "AT2019abc") == m.canonical("b", "SN2019abc") == m.canonical("c", "ZTF19aaaaaaa") == "2019abc"
+    m = xm.build_crossmatch(
+        [xm.Entry("a", "AT2019abc"), xm.Entry("b", "SN2019abc"), xm.Entry("c", "ZTF19aaaaaaa", ("AT 2019abc",))]
+    )
+    assert (
+        m.canonical("a", "AT2019abc") == m.canonical("b", "SN2019abc") == m.canonical("c", "ZTF19aaaaaaa") == "2019abc"
+    )
     assert len(set(m.ids.values())) == 1
     assert m.canonical("zz", "SN 2019abc") == "2019abc"  # unknown catalogue: by name
 
@@ -285,8 +298,13 @@ def test_untrusted_alias_list_is_not_followed() -> None:
 def test_position_match_and_guard() -> None:
     ra, dec = 150.0, 2.0
     near = 1.5 / 3600  # 1.5 arcsec in dec
-    m = xm.build_crossmatch([xm.Entry("a", "foo", (), ra, dec), xm.Entry("b", "bar", (), ra, dec + near),
-                             xm.Entry("c", "baz", (), ra, dec + 10 / 3600)])
+    m = xm.build_crossmatch(
+        [
+            xm.Entry("a", "foo", (), ra, dec),
+            xm.Entry("b", "bar", (), ra, dec + near),
+            xm.Entry("c", "baz", (), ra, dec + 10 / 3600),
+        ]
+    )
     assert m.canonical("a", "foo") == m.canonical("b", "bar") != m.canonical("c", "baz")
     # two different IAU events in one galaxy stay two events
     g = xm.build_crossmatch([xm.Entry("a", "2019aaa", (), ra, dec), xm.Entry("b", "SN2020bbb", (), ra, dec + near)])
@@ -317,7 +335,7 @@ def test_alerce_bts_overlap_and_tde_duplicates(match: xm.CrossMatch) -> None:
     labels = pd.read_csv(shared("alerce-sne", "30_sne_labels.csv"), dtype=str)
     common = set(labels["objectId"]) & set(bts["ZTFID"])
     assert len(common) >= 1
-    iau_of = dict(zip(bts["ZTFID"], bts["IAUID"]))
+    iau_of = dict(zip(bts["ZTFID"], bts["IAUID"], strict=False))
     assert match.shared("alerce", "ztf_bts") == {xm.normalise_name(iau_of[z]) for z in common}
     for z in common:
         assert match.canonical("alerce", z) == match.canonical("ztf_bts", z)
@@ -326,7 +344,9 @@ def test_alerce_bts_overlap_and_tde_duplicates(match: xm.CrossMatch) -> None:
 
 
 def test_canonical_ids_of_tables(match: xm.CrossMatch, slsne: catalogs.ParseResult) -> None:
-    bts_lc = catalog.parse(RawInput("bts", shared("ztf-bts", "bts_dev_lightcurves.csv.gz").read_bytes()), source="ztf_bts").table
+    bts_lc = catalog.parse(
+        RawInput("bts", shared("ztf-bts", "bts_dev_lightcurves.csv.gz").read_bytes()), source="ztf_bts"
+    ).table
     sl = xm.canonical_ids(slsne.table, match)  # catalogue read from the source column
     bt = xm.canonical_ids(bts_lc, match)
     assert len(sl) == len(set(slsne.table.column("object_id").to_pylist()))

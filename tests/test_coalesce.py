@@ -92,7 +92,12 @@ def test_settings_are_checked():
         Coalescer(SlowModel(), max_items=0)
     coalescer = Coalescer(SlowModel())
     coalescer.configure(max_items=8, max_in_flight=3, eager_in_flight=2, parallel_at=4)
-    assert (coalescer.max_items, coalescer.max_in_flight, coalescer.eager_in_flight, coalescer.parallel_at) == (8, 3, 2, 4)
+    assert (coalescer.max_items, coalescer.max_in_flight, coalescer.eager_in_flight, coalescer.parallel_at) == (
+        8,
+        3,
+        2,
+        4,
+    )
     with pytest.raises(ValueError):
         coalescer.configure(max_in_flight=0)
 
@@ -125,7 +130,9 @@ def test_each_batch_size_is_reported_as_it_leaves():
     sizes: list[int] = []
 
     async def main():
-        coalescer = Coalescer(SlowModel(seconds=0.01), max_items=8, max_in_flight=1, eager_in_flight=1, on_batch=sizes.append)
+        coalescer = Coalescer(
+            SlowModel(seconds=0.01), max_items=8, max_in_flight=1, eager_in_flight=1, on_batch=sizes.append
+        )
         return await asyncio.gather(*(coalescer.submit(i) for i in range(20)))
 
     assert asyncio.run(main()) == [2 * i for i in range(20)]

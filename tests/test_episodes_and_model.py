@@ -17,7 +17,7 @@ def test_episode_support_and_query_are_disjoint_and_class_pure():
         e = sample_episode(labels, n_way=4, k_shot=5, n_query=4, rng=rng)
         assert e.support.shape == (4, 5) and e.query.shape == (4, 4)
         assert not set(e.support.ravel()) & set(e.query.ravel())
-        for c, sup, qry in zip(e.classes, e.support, e.query):
+        for c, sup, qry in zip(e.classes, e.support, e.query, strict=False):
             assert (labels[sup] == c).all() and (labels[qry] == c).all()
         assert 5 not in e.classes  # class 5 has too few objects for 5 + 4
 
@@ -63,7 +63,7 @@ def test_small_classes_join_with_repeats_but_stay_disjoint():
     for _ in range(200):
         e = sample_episode(labels, n_way=4, k_shot=5, n_query=5, rng=rng, min_objects=2)
         assert e.support.shape == (4, 5) and e.query.shape == (4, 5)
-        for c, sup, qry in zip(e.classes, e.support, e.query):
+        for c, sup, qry in zip(e.classes, e.support, e.query, strict=False):
             assert (labels[sup] == c).all() and (labels[qry] == c).all()
             assert not set(sup) & set(qry)  # repeats only within a side
 
@@ -107,7 +107,7 @@ def test_a_source_moved_farther_is_fainter_and_slower_and_nearer_the_reverse():
     t, m = np.array([100.0, 110.0, 130.0]), np.array([18.0, 17.5, 18.5])
     far_t, far_m = move_source(t, m, 0.5)
     np.testing.assert_allclose(far_m, m + 0.5)
-    z = REFERENCE_Z * 10 ** 0.1  # 0.5 mag farther: distance x 10**0.1
+    z = REFERENCE_Z * 10**0.1  # 0.5 mag farther: distance x 10**0.1
     np.testing.assert_allclose(far_t, 100.0 + (t - 100.0) * (1 + z) / (1 + REFERENCE_Z))
     near_t, near_m = move_source(t, m, -0.5)
     assert near_t[0] == 100.0 and near_t[-1] < 130.0 < far_t[-1] and (near_m < m).all()
@@ -216,7 +216,7 @@ def test_fade_times_read_off_the_decline():
     t = np.arange(0.0, 60.0, 2.0)
     m = np.where(t <= 10, 19.0 - 0.1 * t, 18.0 + 0.05 * (t - 10))  # peak at day 10, 0.05 mag/day after
     band = np.asarray(["g"] * len(t), dtype=object)
-    feats = dict(zip(feature_names(), object_arrays(t, band, m, np.full(len(t), 0.05), 64)[2]))
+    feats = dict(zip(feature_names(), object_arrays(t, band, m, np.full(len(t), 0.05), 64)[2], strict=False))
     assert FEATURE_BANDS == ("g", "r")
     np.testing.assert_allclose(feats["fade_05_days_log_g"], np.log1p(10.0), rtol=1e-4)
     np.testing.assert_allclose(feats["fade_10_days_log_g"], np.log1p(20.0), rtol=1e-4)
@@ -251,15 +251,22 @@ def test_held_out_classes_rotate_through_every_class_and_leave_two():
 
 def test_an_epoch_with_a_held_out_class_never_shows_it_and_validation_registers_it():
     from cosmic_ray.learn.model import LightCurveEncoder, ProtoNetConfig
-    from cosmic_ray.learn.train import _tensors, epoch_held_out, episode_rows, validation_metrics
+    from cosmic_ray.learn.train import _tensors, episode_rows, epoch_held_out, validation_metrics
 
     rng = np.random.default_rng(0)
     n, labels = 90, np.repeat(np.arange(3), 30)
     config = {
         "episodes": {"n_way": 3, "k_shot": 3, "n_query": 3, "per_epoch": 5, "min_objects": 2, "held_out_per_epoch": 1},
-        "seed": 11, "labels": labels, "train_idx": np.arange(n)[np.arange(n) % 5 != 0], "val_idx": np.arange(n)[np.arange(n) % 5 == 0],
-        "n_views": 0, "n_objects": n, "class_names": ["a", "b", "c"],
-        "seq": rng.normal(size=(n, 6, 9)).astype(np.float32), "length": np.full(n, 6), "feats": rng.normal(size=(n, 4)).astype(np.float32),
+        "seed": 11,
+        "labels": labels,
+        "train_idx": np.arange(n)[np.arange(n) % 5 != 0],
+        "val_idx": np.arange(n)[np.arange(n) % 5 == 0],
+        "n_views": 0,
+        "n_objects": n,
+        "class_names": ["a", "b", "c"],
+        "seq": rng.normal(size=(n, 6, 9)).astype(np.float32),
+        "length": np.full(n, 6),
+        "feats": rng.normal(size=(n, 4)).astype(np.float32),
     }
     seen = set()
     for epoch in range(3):
@@ -272,13 +279,17 @@ def test_an_epoch_with_a_held_out_class_never_shows_it_and_validation_registers_
             assert n_way == 2 and not np.isin(labels[rows], held).any()
     assert seen == {0, 1, 2}
     # embedding = the features alone (learned part scaled to 0): class c sits at 10 * e_c
-    enc = LightCurveEncoder(ProtoNetConfig(seq_channels=9, n_feats=4, hidden=8, embed_dim=3, learned_scale=0.0, quantile_features=False)).eval()
+    enc = LightCurveEncoder(
+        ProtoNetConfig(seq_channels=9, n_feats=4, hidden=8, embed_dim=3, learned_scale=0.0, quantile_features=False)
+    ).eval()
     config["feats"] = (10.0 * np.eye(4)[labels] + rng.normal(0, 0.1, (n, 4))).astype(np.float32)
     held = epoch_held_out(config, 0)
     metrics = validation_metrics(enc, _tensors(config), torch.device("cpu"), held_out=held, k_shot=3)
     assert metrics["val_novel_accuracy"] == 1.0 and metrics["val_accuracy"] == 1.0
     other = [c for c in range(3) if c != held[0]][0]
     config["feats"][labels == held[0]] = config["feats"][labels == other]  # the novel class now looks like another one
-    confused = validation_metrics(enc, _tensors(config), torch.device("cpu"), held_out=held, k_shot=3)["val_novel_accuracy"]
+    confused = validation_metrics(enc, _tensors(config), torch.device("cpu"), held_out=held, k_shot=3)[
+        "val_novel_accuracy"
+    ]
     assert confused < 0.8
     assert "val_novel_accuracy" not in validation_metrics(enc, _tensors(config), torch.device("cpu"))

@@ -31,14 +31,21 @@ def test_auroc_counts_pairs_and_ties():
 
 def test_summarize_kshot_recall_open_set_and_phases():
     truth = np.array(["Ia", "Ia", "II", "II", "SLSN", "SLSN"], dtype=object)
-    preds = np.array([
-        ["Ia", "Ia", "II", "II", "SLSN", "Ia"],  # draw 0: SLSN recall 0.5
-        ["Ia", "II", "II", "II", "SLSN", "SLSN"],  # draw 1: SLSN recall 1.0
-    ], dtype=object)
+    preds = np.array(
+        [
+            ["Ia", "Ia", "II", "II", "SLSN", "Ia"],  # draw 0: SLSN recall 0.5
+            ["Ia", "II", "II", "II", "SLSN", "SLSN"],  # draw 1: SLSN recall 1.0
+        ],
+        dtype=object,
+    )
     scored = ev.Scored(
-        classes=["Ia", "II", "SLSN"], truth=truth, preds=preds,
-        phase_truth={"3": truth[:4]}, phase_preds={"3": preds[:, :4]},
-        open_pos={"SLSN": np.array([5.0, 1.5])}, open_neg={"SLSN": np.array([1.0, 2.0, 0.5, 0.2])},
+        classes=["Ia", "II", "SLSN"],
+        truth=truth,
+        preds=preds,
+        phase_truth={"3": truth[:4]},
+        phase_preds={"3": preds[:, :4]},
+        open_pos={"SLSN": np.array([5.0, 1.5])},
+        open_neg={"SLSN": np.array([1.0, 2.0, 0.5, 0.2])},
     )
     report = ev.summarize(scored, ["SLSN"], "models:/x/1", k=5)
     assert set(report) == set(ev.REPORT_KEYS) - {"baseline"}
@@ -61,13 +68,24 @@ def test_with_class_matches_the_mean_embedding_and_leaves_the_original_alone():
     torch.manual_seed(0)
     arch = ProtoNetConfig(seq_channels=9, n_feats=4, hidden=8, embed_dim=3)
     clf = ProtoNetClassifier(
-        arch=arch, state_dict=LightCurveEncoder(arch).state_dict(), class_names=["a", "b"],
-        prototypes=np.zeros((2, arch.out_dim), np.float32), feat_mean=np.zeros(4, np.float32), feat_std=np.ones(4, np.float32),
-        calibration=np.array([0.5, 1.0]), ref_embeddings=np.zeros((0, arch.out_dim), np.float32), ref_ids=np.array([]),
-        ref_labels=np.array([]), max_len=6,
+        arch=arch,
+        state_dict=LightCurveEncoder(arch).state_dict(),
+        class_names=["a", "b"],
+        prototypes=np.zeros((2, arch.out_dim), np.float32),
+        feat_mean=np.zeros(4, np.float32),
+        feat_std=np.ones(4, np.float32),
+        calibration=np.array([0.5, 1.0]),
+        ref_embeddings=np.zeros((0, arch.out_dim), np.float32),
+        ref_ids=np.array([]),
+        ref_labels=np.array([]),
+        max_len=6,
     )
     rng = np.random.default_rng(0)
-    seq, length, feats = rng.normal(size=(5, 6, 9)).astype(np.float32), np.array([6, 5, 4, 3, 6]), rng.normal(size=(5, 4))
+    seq, length, feats = (
+        rng.normal(size=(5, 6, 9)).astype(np.float32),
+        np.array([6, 5, 4, 3, 6]),
+        rng.normal(size=(5, 4)),
+    )
     new = clf.with_class("SLSN-I", seq, length, feats)
     assert new.class_names == ["a", "b", "SLSN-I"] and clf.class_names == ["a", "b"]
     np.testing.assert_allclose(new.prototypes[2], clf.embed(seq, length, feats).mean(axis=0), rtol=1e-5)
@@ -88,11 +106,11 @@ def test_report_on_real_objects_has_the_issue_keys(shared_data):
     import torch
 
     from cosmic_ray.learn.classifier import ProtoNetClassifier
-    from cosmic_ray.learn.features import featurize, feature_names
+    from cosmic_ray.learn.features import feature_names, featurize
     from cosmic_ray.learn.model import LightCurveEncoder, ProtoNetConfig
 
     table = ev.read_table(shared_data / "ztf-bts" / "bts_dev_lightcurves.csv.gz")
-    labels = dict(zip(table.column("object_id").to_pylist(), table.column("label").to_pylist()))
+    labels = dict(zip(table.column("object_id").to_pylist(), table.column("label").to_pylist(), strict=False))
     from cosmic_ray.core.taxonomy import to_coarse
 
     pick = {"SN Ia": [], "SN II": [], "SLSN-I": []}
@@ -109,9 +127,17 @@ def test_report_on_real_objects_has_the_issue_keys(shared_data):
     torch.manual_seed(0)
     arch = ProtoNetConfig(seq_channels=arrays["seq"].shape[2], n_feats=len(feature_names()), hidden=8, embed_dim=4)
     clf = ProtoNetClassifier(
-        arch=arch, state_dict=LightCurveEncoder(arch).state_dict(), class_names=["SN II", "SN Ia"],
-        prototypes=np.zeros((2, arch.out_dim), np.float32), feat_mean=np.zeros(arch.n_feats, np.float32), feat_std=np.ones(arch.n_feats, np.float32),
-        calibration=np.array([1.0]), ref_embeddings=np.zeros((0, arch.out_dim), np.float32), ref_ids=np.array([]), ref_labels=np.array([]), max_len=64,
+        arch=arch,
+        state_dict=LightCurveEncoder(arch).state_dict(),
+        class_names=["SN II", "SN Ia"],
+        prototypes=np.zeros((2, arch.out_dim), np.float32),
+        feat_mean=np.zeros(arch.n_feats, np.float32),
+        feat_std=np.ones(arch.n_feats, np.float32),
+        calibration=np.array([1.0]),
+        ref_embeddings=np.zeros((0, arch.out_dim), np.float32),
+        ref_ids=np.array([]),
+        ref_labels=np.array([]),
+        max_len=64,
     )
     report = ev.evaluate_report(clf, data, train, support_table=train, k=3, draws=2, model_uri="test")
     assert set(report) == set(ev.REPORT_KEYS)
@@ -130,17 +156,35 @@ def test_decision_rule_uses_class_priors_and_novelty_grows_away_from_prototypes(
     from cosmic_ray.learn.model import LightCurveEncoder, ProtoNetConfig
 
     torch.manual_seed(0)
-    arch = ProtoNetConfig(seq_channels=9, n_feats=4, hidden=8, embed_dim=3, feature_block=False, prior_weight=1.0, registered_prior_count=5.0)
+    arch = ProtoNetConfig(
+        seq_channels=9,
+        n_feats=4,
+        hidden=8,
+        embed_dim=3,
+        feature_block=False,
+        prior_weight=1.0,
+        registered_prior_count=5.0,
+    )
     protos = np.array([[0.0, 0.0, 0.0], [2.0, 0.0, 0.0]], np.float32)
     clf = ProtoNetClassifier(
-        arch=arch, state_dict=LightCurveEncoder(arch).state_dict(), class_names=["common", "rare"],
-        prototypes=protos, feat_mean=np.zeros(4, np.float32), feat_std=np.ones(4, np.float32),
-        calibration=np.array([0.5, 1.0]), ref_embeddings=np.zeros((0, 3), np.float32), ref_ids=np.array([]),
-        ref_labels=np.array([]), max_len=6, prior_counts=np.array([100.0, 1.0]),
+        arch=arch,
+        state_dict=LightCurveEncoder(arch).state_dict(),
+        class_names=["common", "rare"],
+        prototypes=protos,
+        feat_mean=np.zeros(4, np.float32),
+        feat_std=np.ones(4, np.float32),
+        calibration=np.array([0.5, 1.0]),
+        ref_embeddings=np.zeros((0, 3), np.float32),
+        ref_ids=np.array([]),
+        ref_labels=np.array([]),
+        max_len=6,
+        prior_counts=np.array([100.0, 1.0]),
     )
     midway = np.array([[1.0, 0.0, 0.0]], np.float32)
     logits = clf.class_logits(midway)
-    np.testing.assert_allclose(logits[0, 0] - logits[0, 1], np.log(100.0), rtol=1e-5)  # equal distances: the prior decides
+    np.testing.assert_allclose(
+        logits[0, 0] - logits[0, 1], np.log(100.0), rtol=1e-5
+    )  # equal distances: the prior decides
     equal = clf._copy(prior_counts=np.array([1.0, 1.0]))
     assert equal.class_logits(np.array([[1.2, 0.0, 0.0]], np.float32)).argmax() == 1
     assert clf.class_logits(np.array([[1.2, 0.0, 0.0]], np.float32)).argmax() == 0
@@ -154,18 +198,24 @@ def test_decision_rule_uses_class_priors_and_novelty_grows_away_from_prototypes(
     assert plain.novelty(np.array([[0.0, 1.5, 1.5]], np.float32))[0] > near
     # a registered class takes the configured prior count; removing it drops its count
     rng = np.random.default_rng(0)
-    new = clf.with_class("new", rng.normal(size=(2, 6, 9)).astype(np.float32), np.array([6, 4]), rng.normal(size=(2, 4)))
+    new = clf.with_class(
+        "new", rng.normal(size=(2, 6, 9)).astype(np.float32), np.array([6, 4]), rng.normal(size=(2, 4))
+    )
     np.testing.assert_allclose(new.counts(), [100.0, 1.0, 5.0])
     np.testing.assert_allclose(new.without_class("rare").counts(), [100.0, 5.0])
     # a model saved without priors keeps equal priors when a class is registered
-    flat = clf._copy(prior_counts=None).with_class("new", rng.normal(size=(2, 6, 9)).astype(np.float32), np.array([6, 4]), rng.normal(size=(2, 4)))
+    flat = clf._copy(prior_counts=None).with_class(
+        "new", rng.normal(size=(2, 6, 9)).astype(np.float32), np.array([6, 4]), rng.normal(size=(2, 4))
+    )
     assert flat.prior_counts is None and (flat.counts() == 1).all()
 
 
 def test_support_draws_take_survey_objects_first():
     ids = np.array(["ZTF19aaaaaaa", "ZTF20bbbbbbb", "SN2019abc", "PS1-10ky", "2018hti", "ZTF21ccccccc"], dtype=object)
     coarse = np.array(["SLSN-I", "SLSN-I", "SLSN-I", "SLSN-I", "SLSN-I", "TDE"], dtype=object)
-    support = ev.LabelledArrays(ids, coarse, np.zeros((6, 4, 9), np.float32), np.full(6, 4), np.zeros((6, 3), np.float32))
+    support = ev.LabelledArrays(
+        ids, coarse, np.zeros((6, 4, 9), np.float32), np.full(6, 4), np.zeros((6, 3), np.float32)
+    )
     for draw in ev.support_draws(support, ["SLSN-I", "TDE"], k=3, draws=5, seed=0):
         assert {0, 1} <= set(draw["SLSN-I"].tolist()) and len(draw["SLSN-I"]) == 3
         assert draw["TDE"].tolist() == [5]
@@ -189,19 +239,34 @@ def test_hybrid_classifier_round_trips_with_its_whitening_and_priors(tmp_path):
     enc.set_feature_whitening(np.diag(np.arange(1.0, nf + 1)))
     rng = np.random.default_rng(1)
     clf = ProtoNetClassifier(
-        arch=arch, state_dict=enc.state_dict(), class_names=["a", "b"],
-        prototypes=rng.normal(size=(2, arch.out_dim)).astype(np.float32), feat_mean=np.zeros(nf, np.float32), feat_std=np.ones(nf, np.float32),
-        calibration=np.array([0.5, 1.0]), ref_embeddings=np.zeros((0, arch.out_dim), np.float32), ref_ids=np.array([]),
-        ref_labels=np.array([]), max_len=6, prior_counts=np.array([30.0, 3.0]),
+        arch=arch,
+        state_dict=enc.state_dict(),
+        class_names=["a", "b"],
+        prototypes=rng.normal(size=(2, arch.out_dim)).astype(np.float32),
+        feat_mean=np.zeros(nf, np.float32),
+        feat_std=np.ones(nf, np.float32),
+        calibration=np.array([0.5, 1.0]),
+        ref_embeddings=np.zeros((0, arch.out_dim), np.float32),
+        ref_ids=np.array([]),
+        ref_labels=np.array([]),
+        max_len=6,
+        prior_counts=np.array([30.0, 3.0]),
     )
     seq, length, feats = rng.normal(size=(4, 6, 9)).astype(np.float32), np.array([6, 5, 4, 3]), rng.normal(size=(4, nf))
     back = ProtoNetClassifier.load(clf.save(tmp_path / "m"))
     np.testing.assert_allclose(back.counts(), [30.0, 3.0])
     np.testing.assert_allclose(back.embed(seq, length, feats), clf.embed(seq, length, feats), rtol=1e-6)
-    assert [p.label for p in back.predict_arrays(np.arange(4), seq, length, feats, 0)] == [p.label for p in clf.predict_arrays(np.arange(4), seq, length, feats, 0)]
+    assert [p.label for p in back.predict_arrays(np.arange(4), seq, length, feats, 0)] == [
+        p.label for p in clf.predict_arrays(np.arange(4), seq, length, feats, 0)
+    ]
     # a bundle written before the hybrid embedding (no feature block in its arch) still loads
     old = ProtoNetConfig(seq_channels=9, n_feats=nf, hidden=8, embed_dim=3, feature_block=False)
-    legacy = clf._copy(arch=old, state_dict=LightCurveEncoder(old).state_dict(), prototypes=np.zeros((2, 3), np.float32), prior_counts=None)
+    legacy = clf._copy(
+        arch=old,
+        state_dict=LightCurveEncoder(old).state_dict(),
+        prototypes=np.zeros((2, 3), np.float32),
+        prior_counts=None,
+    )
     folder = legacy.save(tmp_path / "old")
     bundle = json.loads((folder / "bundle.json").read_text())
     del bundle["arch"]["feature_block"], bundle["feature_names"]
@@ -217,18 +282,25 @@ def test_a_model_trained_on_another_feature_set_is_refused_with_a_reason(tmp_pat
 
     import pytest
 
-    from cosmic_ray.learn.classifier import ProtoNetClassifier
     from cosmic_ray.core.errors import IncompatibleModelError
+    from cosmic_ray.learn.classifier import ProtoNetClassifier
     from cosmic_ray.learn.features import feature_names
     from cosmic_ray.learn.model import LightCurveEncoder, ProtoNetConfig
 
     nf = len(feature_names())
     arch = ProtoNetConfig(seq_channels=9, n_feats=nf, hidden=8, embed_dim=3)
     clf = ProtoNetClassifier(
-        arch=arch, state_dict=LightCurveEncoder(arch).state_dict(), class_names=["a", "b"],
-        prototypes=np.zeros((2, arch.out_dim), np.float32), feat_mean=np.zeros(nf, np.float32), feat_std=np.ones(nf, np.float32),
-        calibration=np.array([0.5, 1.0]), ref_embeddings=np.zeros((0, arch.out_dim), np.float32), ref_ids=np.array([]),
-        ref_labels=np.array([]), max_len=6,
+        arch=arch,
+        state_dict=LightCurveEncoder(arch).state_dict(),
+        class_names=["a", "b"],
+        prototypes=np.zeros((2, arch.out_dim), np.float32),
+        feat_mean=np.zeros(nf, np.float32),
+        feat_std=np.ones(nf, np.float32),
+        calibration=np.array([0.5, 1.0]),
+        ref_embeddings=np.zeros((0, arch.out_dim), np.float32),
+        ref_ids=np.array([]),
+        ref_labels=np.array([]),
+        max_len=6,
     )
     folder = clf.save(tmp_path / "m")
     assert ProtoNetClassifier.load(folder).arch.n_feats == nf
@@ -264,8 +336,12 @@ def test_ranking_summary_reads_a_follow_up_list_off_the_rare_class_probability()
     order = np.r_[96, 97, 98, np.arange(0, 46), 99, np.arange(46, 96)]  # the SLSN-I at ranks 1, 2, 3 and 50
     probs = np.empty(100)
     probs[order] = score
-    scored = ev.Scored(classes=["SN Ia", "SLSN-I"], truth=truth, preds=np.full((2, 100), "SN Ia", dtype=object),
-                       rare_scores={"SLSN-I": np.stack([probs, probs])})
+    scored = ev.Scored(
+        classes=["SN Ia", "SLSN-I"],
+        truth=truth,
+        preds=np.full((2, 100), "SN Ia", dtype=object),
+        rare_scores={"SLSN-I": np.stack([probs, probs])},
+    )
     got = ev.ranking_summary(scored)["SLSN-I"]
     assert got["recall_at_top"] == {"1%": 0.25, "2%": 0.5, "5%": 0.75, "10%": 0.75}
     assert got["auroc"] == pytest.approx((3 * 96 + 50) / (4 * 96))

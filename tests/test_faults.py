@@ -57,7 +57,10 @@ def test_proxy_killed_under_load_comes_back(served):
     assert result["answering_again_s"] < 60, result
     # requests after the outage are answered again, and the app is healthy on the same port
     assert httpx.get(f"{served}/healthz", timeout=30).status_code == 200
-    lc = {"object_id": "after-proxy-kill", "points": [{"mjd": 59000.0 + k, "band": "g", "mag": 19.0, "magerr": 0.05} for k in range(5)]}
+    lc = {
+        "object_id": "after-proxy-kill",
+        "points": [{"mjd": 59000.0 + k, "band": "g", "mag": 19.0, "magerr": 0.05} for k in range(5)],
+    }
     assert httpx.post(f"{served}/predict", json={"lightcurve": lc}, timeout=60).status_code == 200
 
 
@@ -68,10 +71,10 @@ def _closed_port() -> int:
 
 
 def test_mlflow_down_when_a_retrain_finishes_keeps_the_served_model(served, trained, settings, monkeypatch, tmp_path):
-    from cosmic_ray.ops import retrain
-    from cosmic_ray.core.config import RetrainConfig
-
     from conftest import SMALL
+
+    from cosmic_ray.core.config import RetrainConfig
+    from cosmic_ray.ops import retrain
 
     before = httpx.get(f"{served}/model", timeout=30).json()["version"]
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
@@ -89,7 +92,10 @@ def test_mlflow_down_when_a_retrain_finishes_keeps_the_served_model(served, trai
     # serving is untouched: same version, no reload error, and it still classifies
     info = httpx.get(f"{served}/model", timeout=30).json()
     assert info["version"] == before == trained.version and info["last_reload_error"] is None
-    lc = {"object_id": "after-mlflow-down", "points": [{"mjd": 59000.0 + k, "band": "g", "mag": 19.0, "magerr": 0.05} for k in range(5)]}
+    lc = {
+        "object_id": "after-mlflow-down",
+        "points": [{"mjd": 59000.0 + k, "band": "g", "mag": 19.0, "magerr": 0.05} for k in range(5)],
+    }
     assert httpx.post(f"{served}/predict", json={"lightcurve": lc}, timeout=60).json()["model_version"] == before
 
 
@@ -101,7 +107,14 @@ def test_jobs_retrain_exits_non_zero_with_the_reason(settings, tmp_path):
     bad = tmp_path / "retrain.yaml"
     bad.write_text("train_config: does/not/exist.yaml\nwindow_nights: 3\n")
     env = {"PATH": "/usr/bin:/bin", "COSMIC_RAY_HOME": str(tmp_path), "RAY_USAGE_STATS_ENABLED": "0"}
-    done = subprocess.run([sys.executable, str(REPO / "jobs" / "retrain.py"), "--config", str(bad)], cwd=REPO, env=env, capture_output=True, text=True, timeout=180)
+    done = subprocess.run(
+        [sys.executable, str(REPO / "jobs" / "retrain.py"), "--config", str(bad)],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     assert done.returncode != 0
     assert "retrain failed" in done.stderr and "does/not/exist.yaml" in done.stderr, done.stderr[-800:]
     assert "Traceback" not in done.stderr
@@ -113,10 +126,20 @@ def test_users_tokens_and_classifications_survive_a_redeploy(served, accounts, e
     from cosmic_ray.ops import deploy as serving
 
     candid = 9_000_000_000_000_000_123
-    event_store.record_classifications([{
-        "candid": candid, "object_id": "ZTFfault0001", "class": "SN Ia", "probabilities": {"SN Ia": 1.0},
-        "open_set_score": 0.1, "novel": False, "rare": False, "model_version": trained.version,
-    }])
+    event_store.record_classifications(
+        [
+            {
+                "candid": candid,
+                "object_id": "ZTFfault0001",
+                "class": "SN Ia",
+                "probabilities": {"SN Ia": 1.0},
+                "open_set_score": 0.1,
+                "novel": False,
+                "rare": False,
+                "model_version": trained.version,
+            }
+        ]
+    )
     auth = {"Authorization": f"Bearer {accounts['astronomer']}"}
     assert httpx.get(f"{served}/auth/me", headers=auth, timeout=30).json()["username"] == "ada"
 
@@ -148,15 +171,28 @@ def test_small_night_replay_loses_nothing_end_to_end(served, settings, tmp_path)
     node = ray._private.worker._global_node
     raylet = node.all_processes["raylet"][0].process.pid
     result = replay_bench.replay(
-        ray_address=ray.get_runtime_context().gcs_address, store_url=settings.event_store_url, workdir=tmp_path,
-        alerts=2000, burst=1000, rate=400, max_seconds=120, drain_timeout=120, raylet_pid=raylet, sample_s=1.0,
+        ray_address=ray.get_runtime_context().gcs_address,
+        store_url=settings.event_store_url,
+        workdir=tmp_path,
+        alerts=2000,
+        burst=1000,
+        rate=400,
+        max_seconds=120,
+        drain_timeout=120,
+        raylet_pid=raylet,
+        sample_s=1.0,
         first_copy=3000,  # copies no other test makes
     )
-    print(f"\nnight replay (2,000): {json.dumps({k: result[k] for k in ('steady', 'burst', 'stored', 'passed_prefilter', 'seconds')})}")
+    print(
+        f"\nnight replay (2,000): {json.dumps({k: result[k] for k in ('steady', 'burst', 'stored', 'passed_prefilter', 'seconds')})}"
+    )
     assert not result["truncated"], result
     assert result["alerts"] == result["in_lake"] == 2000 and result["lost_in_lake"] == result["doubled_in_lake"] == 0
     assert 0 < result["passed_prefilter"] < 2000  # the pre-filters really decided
-    assert result["stored"] == result["passed_prefilter"] and result["passed_not_stored"] == result["stored_not_passed"] == 0
+    assert (
+        result["stored"] == result["passed_prefilter"]
+        and result["passed_not_stored"] == result["stored_not_passed"] == 0
+    )
     assert result["steady"]["classified"] + result["burst"]["classified"] == result["stored"]
     assert result["burst"]["p99_latency_s"] < 60 and result["burst"]["alerts_per_s_mean"] > 10
     assert {"watcher", "model replica 1", "raylet"} <= set(result["memory_mb"])

@@ -90,7 +90,9 @@ def test_worker_node_removed_during_training_resumes_from_checkpoint_and_registe
     Lake(home / "lake").append(catalog.parse(ztf.RawInput(str(bts), bts.read_bytes())).table)
     epochs = 6
     cfg = TrainConfig(
-        seed=0, epochs=epochs, lr=3e-3,
+        seed=0,
+        epochs=epochs,
+        lr=3e-3,
         data=DataConfig(max_objects_per_class=40),
         episodes=EpisodeConfig(n_way=4, k_shot=5, n_query=5, per_epoch=40),
         scaling=ScalingConfig(num_workers=2),
@@ -102,19 +104,31 @@ def test_worker_node_removed_during_training_resumes_from_checkpoint_and_registe
     log_path = tmp_path / "driver.log"
     try:
         env = _env(
-            FAULT_RAY_ADDRESS=cluster.address, COSMIC_RAY_HOME=str(home), FAULT_TRACKING_URI=tracking,
-            FAULT_TRAIN_CONFIG=cfg.model_dump_json(), FAULT_STORAGE=str(storage),
+            FAULT_RAY_ADDRESS=cluster.address,
+            COSMIC_RAY_HOME=str(home),
+            FAULT_TRACKING_URI=tracking,
+            FAULT_TRAIN_CONFIG=cfg.model_dump_json(),
+            FAULT_STORAGE=str(storage),
         )
         watch = CheckpointWatch(storage)
         with log_path.open("w") as log:
-            driver = subprocess.Popen([sys.executable, "-c", TRAIN_DRIVER], cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=log, text=True)
+            driver = subprocess.Popen(
+                [sys.executable, "-c", TRAIN_DRIVER],
+                cwd=tmp_path,
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=log,
+                text=True,
+            )
             deadline = time.monotonic() + 600
             # two checkpoint folders: the first is then committed (a folder appears before every worker
             # has reported that epoch; a fault in between rightly restarts from the previous commit)
             while len(watch.order) < 2 and driver.poll() is None and time.monotonic() < deadline:
                 watch.poll()
                 time.sleep(0.1)
-            assert len(watch.order) >= 2, f"no checkpoints appeared; driver rc={driver.poll()}: {log_path.read_text()[-3000:]}"
+            assert len(watch.order) >= 2, (
+                f"no checkpoints appeared; driver rc={driver.poll()}: {log_path.read_text()[-3000:]}"
+            )
             # (fault) one worker node disappears at once (processes killed, no draining)
             victim = next(iter(cluster.worker_nodes))
             cluster.remove_node(victim, allow_graceful=False)
@@ -158,8 +172,8 @@ def test_worker_node_removed_during_training_resumes_from_checkpoint_and_registe
     assert [h["epoch"] for h in report["history"]] == list(range(epochs))
 
     # the final model is complete: registered, loads, and classifies a real alert's light curve
-    from cosmic_ray.learn import registry
     from cosmic_ray.core.config import Settings
+    from cosmic_ray.learn import registry
     from cosmic_ray.learn.features import featurize
 
     settings = Settings(home=home, mlflow_tracking_uri=tracking)
@@ -179,9 +193,16 @@ NEW_CLASS = "Fault-Restart-Class"
 
 def _serve_up(cluster, home: Path, tracking: str, port: int, log: Path) -> float:
     """`cosmic-ray serve up` against ``cluster``: the operator's one command. Returns its seconds."""
-    env = _env(RAY_ADDRESS=cluster.address, COSMIC_RAY_HOME=str(home), COSMIC_RAY_MLFLOW_TRACKING_URI=tracking, COSMIC_RAY_APP_PORT=str(port))
+    env = _env(
+        RAY_ADDRESS=cluster.address,
+        COSMIC_RAY_HOME=str(home),
+        COSMIC_RAY_MLFLOW_TRACKING_URI=tracking,
+        COSMIC_RAY_APP_PORT=str(port),
+    )
     start = time.monotonic()
-    proc = subprocess.run([str(BIN / "cosmic-ray"), "serve", "up"], cwd=REPO, env=env, capture_output=True, text=True, timeout=400)
+    proc = subprocess.run(
+        [str(BIN / "cosmic-ray"), "serve", "up"], cwd=REPO, env=env, capture_output=True, text=True, timeout=400
+    )
     with log.open("a") as f:
         f.write(proc.stdout + proc.stderr)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
@@ -226,7 +247,13 @@ def _support_lightcurves(shared_data: Path, avoid: list[str], k: int = 5) -> tup
         by_label.setdefault(labels[o], []).append(o)
     label, objects = max(by_label.items(), key=lambda kv: len(kv[1]))
     curves = [
-        {"object_id": o, "points": [{"mjd": float(p["mjd"]), "band": p["band"], "mag": float(p["mag"]), "magerr": float(p["magerr"])} for p in rows[o][:64]]}
+        {
+            "object_id": o,
+            "points": [
+                {"mjd": float(p["mjd"]), "band": p["band"], "mag": float(p["mag"]), "magerr": float(p["magerr"])}
+                for p in rows[o][:64]
+            ],
+        }
         for o in objects[:k]
     ]
     return label, curves
@@ -234,7 +261,11 @@ def _support_lightcurves(shared_data: Path, avoid: list[str], k: int = 5) -> tup
 
 def _alert_lightcurve(shared_data: Path) -> dict:
     table = _real_lightcurve_table(shared_data).to_pylist()
-    points = [{"mjd": r["mjd"], "band": r["band"], "mag": r["mag"], "magerr": r["magerr"] or 0.0, "is_limit": r["is_limit"]} for r in table if r["mag"] is not None]
+    points = [
+        {"mjd": r["mjd"], "band": r["band"], "mag": r["mag"], "magerr": r["magerr"] or 0.0, "is_limit": r["is_limit"]}
+        for r in table
+        if r["mag"] is not None
+    ]
     return {"object_id": table[0]["object_id"], "points": points}
 
 
@@ -278,25 +309,38 @@ def test_whole_cluster_restart_keeps_classes_users_classifications_and_serves_th
     first = start_cluster(4, [])
     try:
         up_first = _serve_up(first, home, tracking, port, log)
-        from cosmic_ray.learn import registry
         from cosmic_ray.core.config import Settings
+        from cosmic_ray.learn import registry
 
         production = registry.production_version(Settings(home=home, mlflow_tracking_uri=tracking))
         assert any("haproxy" in name for name in _listeners(port)), _listeners(port)  # HAProxy answers the port
         version = httpx.get(f"{url}/model", timeout=30).json()["version"]
         assert production is not None and version == production.version  # served without naming a version
         label, curves = _support_lightcurves(shared_data, trained.classes)
-        created = httpx.post(f"{url}/classes", json={"name": NEW_CLASS, "lightcurves": curves}, headers=auth, timeout=120)
+        created = httpx.post(
+            f"{url}/classes", json={"name": NEW_CLASS, "lightcurves": curves}, headers=auth, timeout=120
+        )
         assert created.status_code == 201, created.text
         probe = _alert_lightcurve(shared_data)
         answer = _predict_with_class(url, probe)
         assert answer["model_version"] == version
         # classifications stored by the live path's store call, from this model's real answer
         candids = [9_100_000_000_000_000_000 + i for i in range(3)]
-        store.record_classifications([{
-            "candid": c, "object_id": probe["object_id"], "class": answer["class"], "probabilities": answer["probabilities"],
-            "open_set_score": answer["open_set_score"], "novel": answer["novel"], "rare": False, "model_version": version,
-        } for c in candids])
+        store.record_classifications(
+            [
+                {
+                    "candid": c,
+                    "object_id": probe["object_id"],
+                    "class": answer["class"],
+                    "probabilities": answer["probabilities"],
+                    "open_set_score": answer["open_set_score"],
+                    "novel": answer["novel"],
+                    "rare": False,
+                    "model_version": version,
+                }
+                for c in candids
+            ]
+        )
         stored_before = store.count_classifications()
     finally:
         t0 = time.monotonic()
@@ -309,7 +353,9 @@ def test_whole_cluster_restart_keeps_classes_users_classifications_and_serves_th
     second = start_cluster(4, [])  # a fresh cluster: nothing of the first one's GCS is left
     try:
         up_second = _serve_up(second, home, tracking, port, log)
-        print(f"\nserve up {up_first:.1f} s; whole cluster down {down_s:.1f} s; fresh cluster + serve up {up_second:.1f} s")
+        print(
+            f"\nserve up {up_first:.1f} s; whole cluster down {down_s:.1f} s; fresh cluster + serve up {up_second:.1f} s"
+        )
         info = httpx.get(f"{url}/model", timeout=30).json()
         assert info["version"] == version and NEW_CLASS in info["classes"]
         again = _predict_with_class(url, probe)
@@ -318,7 +364,10 @@ def test_whole_cluster_restart_keeps_classes_users_classifications_and_serves_th
         classes = httpx.get(f"{url}/classes", timeout=30).json()
         mine = next(c for c in classes if c["name"] == NEW_CLASS)
         assert mine["source"] == "registered" and mine["created_by"] == "rita"
-        assert httpx.get(f"{url}/auth/me", headers=auth, timeout=30).json() == {"username": "rita", "role": "astronomer"}
+        assert httpx.get(f"{url}/auth/me", headers=auth, timeout=30).json() == {
+            "username": "rita",
+            "role": "astronomer",
+        }
         login = httpx.post(f"{url}/auth/login", json={"username": "rita", "password": "restart password 1"}, timeout=60)
         assert login.status_code == 200
         alerts = httpx.get(f"{url}/alerts", params={"limit": 1000}, timeout=30).json()

@@ -9,15 +9,17 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cosmic_ray.learn import evaluate as ev
 from cosmic_ray.core.taxonomy import to_coarse
+from cosmic_ray.learn import evaluate as ev
 
 
 @pytest.fixture(scope="module")
 def truth(shared_data):
     import pandas as pd
 
-    df = pd.read_csv(shared_data / "ztf-bts" / "bts_dev_lightcurves.csv.gz", usecols=["object_id", "label"]).drop_duplicates("object_id")
+    df = pd.read_csv(
+        shared_data / "ztf-bts" / "bts_dev_lightcurves.csv.gz", usecols=["object_id", "label"]
+    ).drop_duplicates("object_id")
     coarse = np.asarray([to_coarse(x) for x in df["label"]], dtype=object)
     keep = np.isin(coarse, ["SN Ia", "SN II", "SN Ibc", "SN IIn"])
     return coarse[keep][:400]
@@ -44,7 +46,9 @@ def test_clearly_better_model_is_promoted(truth):
 def test_equal_or_worse_model_is_not_promoted(truth):
     classes = sorted(set(truth))
     same = _corrupt(truth, 0.3, 3)
-    assert not ev.gate_decision(ev.paired_bootstrap(truth, same, same.copy(), classes, "balanced_accuracy", n_boot=300))[0]
+    assert not ev.gate_decision(
+        ev.paired_bootstrap(truth, same, same.copy(), classes, "balanced_accuracy", n_boot=300)
+    )[0]
     # a different model of the same quality: the interval straddles 0
     other = _corrupt(truth, 0.3, 4)
     assert not ev.gate_decision(ev.paired_bootstrap(truth, other, same, classes, "macro_f1", n_boot=300))[0]

@@ -17,10 +17,10 @@ def test_equal_candidate_is_not_promoted_and_the_decision_is_recorded(trained, s
     import pyarrow.compute as pc
     from mlflow.tracking import MlflowClient
 
+    from cosmic_ray.core.taxonomy import to_coarse
     from cosmic_ray.learn import registry
     from cosmic_ray.learn.evaluate import read_table
     from cosmic_ray.learn.features import featurize
-    from cosmic_ray.core.taxonomy import to_coarse
 
     production, current = registry.load_model(settings)
     table = read_table(shared_data / "ztf-bts" / "bts_dev_lightcurves.csv.gz")
@@ -28,10 +28,17 @@ def test_equal_candidate_is_not_promoted_and_the_decision_is_recorded(trained, s
     arrays = featurize(table.filter(pc.is_in(table.column("object_id"), pa.array(ids))), production.max_len)
     truth = np.asarray([to_coarse(x) for x in arrays["label"]], dtype=object)
     keep = np.isin(truth, production.class_names) & (arrays["length"] >= 3)
-    preds = production.predict_arrays(arrays["object_id"][keep], arrays["seq"][keep], arrays["length"][keep], arrays["feats"][keep], neighbours=0)
+    preds = production.predict_arrays(
+        arrays["object_id"][keep], arrays["seq"][keep], arrays["length"][keep], arrays["feats"][keep], neighbours=0
+    )
     gate_data = registry.GateData(
-        object_id=arrays["object_id"][keep], truth=truth[keep], seq=arrays["seq"][keep], length=arrays["length"][keep],
-        feats=arrays["feats"][keep], classes=list(production.class_names), candidate_pred=np.asarray([p.label for p in preds], dtype=object),
+        object_id=arrays["object_id"][keep],
+        truth=truth[keep],
+        seq=arrays["seq"][keep],
+        length=arrays["length"][keep],
+        feats=arrays["feats"][keep],
+        classes=list(production.class_names),
+        candidate_pred=np.asarray([p.label for p in preds], dtype=object),
     )
     candidate = registry.log_and_register(settings, production, {"test": "gate"}, [], {"balanced_accuracy": 1.0})
     decision = registry.promote_if_better(settings, candidate, "balanced_accuracy", validation=gate_data, n_boot=300)

@@ -26,7 +26,8 @@ from typing import Any
 import fastavro
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, Phase, given, settings, strategies as st
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
 
 from cosmic_ray.core.errors import CosmicRayError
 from cosmic_ray.sources import catalog, tess, ztf
@@ -49,7 +50,10 @@ def _load_real() -> list[tuple[dict, dict]]:
     """(writer schema, record) of the first real packet of each schema version, cutouts dropped."""
     import os
 
-    root = Path(os.environ.get("COSMIC_RAY_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data")) / "ztf-alerts"
+    root = (
+        Path(os.environ.get("COSMIC_RAY_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+        / "ztf-alerts"
+    )
     out: dict[str, tuple[dict, dict]] = {}
     for path in sorted(root.rglob("*.avro")):
         with open(path, "rb") as handle:
@@ -63,7 +67,6 @@ def _load_real() -> list[tuple[dict, dict]]:
 
 
 REAL = _load_real()
-
 
 
 def _avro_bytes(schema: dict, record: dict) -> bytes:
@@ -118,7 +121,22 @@ def _mutate_json(data, record: dict) -> dict:
     """Anything a JSON client can send: types need not match the Avro schema."""
     rec = copy.deepcopy({k: v for k, v in record.items() if not k.startswith("cutout")})
     for _ in range(data.draw(st.integers(1, 4), label="n_mutations")):
-        op = data.draw(st.sampled_from(["drop_top", "drop_cand", "drop_prv", "wrong_type", "special", "prv_order", "prv_huge", "prv_kind", "fp"]), label="op")
+        op = data.draw(
+            st.sampled_from(
+                [
+                    "drop_top",
+                    "drop_cand",
+                    "drop_prv",
+                    "wrong_type",
+                    "special",
+                    "prv_order",
+                    "prv_huge",
+                    "prv_kind",
+                    "fp",
+                ]
+            ),
+            label="op",
+        )
         cand = rec.get("candidate") if isinstance(rec.get("candidate"), dict) else None
         prv = rec.get("prv_candidates") if isinstance(rec.get("prv_candidates"), list) else None
         if op == "drop_top" and rec:
@@ -133,15 +151,28 @@ def _mutate_json(data, record: dict) -> dict:
             where = data.draw(st.sampled_from(["top", "cand", "prv_item", "prv"]), label="where")
             value = data.draw(ANY_JSON, label="value")
             if where == "top":
-                rec[data.draw(st.sampled_from(["objectId", "candid", "candidate", "prv_candidates", "fp_hists", "schemavsn"]))] = value
+                rec[
+                    data.draw(
+                        st.sampled_from(["objectId", "candid", "candidate", "prv_candidates", "fp_hists", "schemavsn"])
+                    )
+                ] = value
             elif where == "cand" and cand is not None:
                 cand[data.draw(st.sampled_from([*NUMERIC, "isdiffpos", "candid"]))] = value
             elif where == "prv_item" and prv:
                 prv[data.draw(st.integers(0, len(prv) - 1))] = value
             elif where == "prv" and prv:
-                prv[data.draw(st.integers(0, len(prv) - 1))] = {"candid": value, "jd": value, "fid": value, "magpsf": value}
+                prv[data.draw(st.integers(0, len(prv) - 1))] = {
+                    "candid": value,
+                    "jd": value,
+                    "fid": value,
+                    "magpsf": value,
+                }
         elif op == "special":
-            target = cand if (cand is not None and (not prv or data.draw(st.booleans()))) else (data.draw(st.sampled_from(prv)) if prv else None)
+            target = (
+                cand
+                if (cand is not None and (not prv or data.draw(st.booleans())))
+                else (data.draw(st.sampled_from(prv)) if prv else None)
+            )
             if isinstance(target, dict):
                 target[data.draw(st.sampled_from(NUMERIC))] = data.draw(SPECIAL)
         elif op == "prv_order" and prv:
@@ -157,7 +188,11 @@ def _mutate_json(data, record: dict) -> dict:
             else:
                 rec["prv_candidates"] = None
         elif op == "prv_huge":
-            seed = copy.deepcopy(prv[0]) if prv and isinstance(prv[0], dict) else {"jd": 2459000.5, "fid": 1, "diffmaglim": 20.0}
+            seed = (
+                copy.deepcopy(prv[0])
+                if prv and isinstance(prv[0], dict)
+                else {"jd": 2459000.5, "fid": 1, "diffmaglim": 20.0}
+            )
             rec["prv_candidates"] = [dict(seed) for _ in range(data.draw(st.sampled_from([5_000, 20_000])))]
         elif op == "prv_kind" and prv:  # a limit that claims to be a detection and the reverse
             i = data.draw(st.integers(0, len(prv) - 1))
@@ -168,7 +203,9 @@ def _mutate_json(data, record: dict) -> dict:
             if fps and isinstance(fps[0], dict):
                 fps[0][data.draw(st.sampled_from(FORCED_NUMERIC))] = data.draw(SPECIAL | ANY_JSON)
             else:
-                rec["fp_hists"] = data.draw(st.lists(st.fixed_dictionaries({k: SPECIAL for k in FORCED_NUMERIC}), max_size=3) | ANY_JSON)
+                rec["fp_hists"] = data.draw(
+                    st.lists(st.fixed_dictionaries({k: SPECIAL for k in FORCED_NUMERIC}), max_size=3) | ANY_JSON
+                )
     return rec
 
 
@@ -228,9 +265,15 @@ def _mutate_avro(data, schema: dict, record: dict) -> tuple[dict, dict]:
             f["type"] = ["null", "bytes"] if f["type"] != "null" else "null"
             f["default"] = None
     for _ in range(data.draw(st.integers(1, 4), label="n_mutations")):
-        op = data.draw(st.sampled_from(["special", "null", "prv_order", "prv_huge", "drop_field", "drop_top", "fid"]), label="op")
+        op = data.draw(
+            st.sampled_from(["special", "null", "prv_order", "prv_huge", "drop_field", "drop_top", "fid"]), label="op"
+        )
         prv = rec.get("prv_candidates") or []
-        targets = [("candidate", rec["candidate"])] + [("prv_candidate", p) for p in prv] if isinstance(rec.get("candidate"), dict) else []
+        targets = (
+            [("candidate", rec["candidate"])] + [("prv_candidate", p) for p in prv]
+            if isinstance(rec.get("candidate"), dict)
+            else []
+        )
         if op == "special" and targets:
             suffix, target = data.draw(st.sampled_from(targets))
             field = data.draw(st.sampled_from(["jd", "magpsf", "sigmapsf", "diffmaglim", "ra", "dec", "rb", "drb"]))
@@ -264,14 +307,18 @@ def _mutate_avro(data, schema: dict, record: dict) -> tuple[dict, dict]:
             suffix = data.draw(st.sampled_from(["candidate", "prv_candidate"]))
             recs = _records_named(schema, suffix)
             if recs:
-                name = data.draw(st.sampled_from(["jd", "magpsf", "sigmapsf", "fid", "diffmaglim", "candid", "isdiffpos"]))
+                name = data.draw(
+                    st.sampled_from(["jd", "magpsf", "sigmapsf", "fid", "diffmaglim", "candid", "isdiffpos"])
+                )
                 for r in recs:
                     r["fields"] = [f for f in r["fields"] if f["name"] != name]
                 for _, target in targets:
                     if (suffix == "candidate") == (target is rec.get("candidate")):
                         target.pop(name, None)
         elif op == "drop_top":
-            name = data.draw(st.sampled_from(["objectId", "candid", "candidate", "prv_candidates", "fp_hists", "schemavsn"]))
+            name = data.draw(
+                st.sampled_from(["objectId", "candid", "candidate", "prv_candidates", "fp_hists", "schemavsn"])
+            )
             schema["fields"] = [f for f in schema["fields"] if f["name"] != name]
             rec.pop(name, None)
     return schema, rec
@@ -326,8 +373,27 @@ def test_tarball_garbage_is_one_bad_input():
 
 # ------------------------------------------------------------------ catalogue CSV
 CELL = st.one_of(
-    st.sampled_from(["", "nan", "NaN", "inf", "-inf", "-1", "0", "1e400", "19.5", "0.05", "58000.5", "abc", "true", "g", '"a,b"', "null"]),
-    st.text(alphabet=st.characters(blacklist_categories=["Cs"], blacklist_characters="\r\n,\""), max_size=6),
+    st.sampled_from(
+        [
+            "",
+            "nan",
+            "NaN",
+            "inf",
+            "-inf",
+            "-1",
+            "0",
+            "1e400",
+            "19.5",
+            "0.05",
+            "58000.5",
+            "abc",
+            "true",
+            "g",
+            '"a,b"',
+            "null",
+        ]
+    ),
+    st.text(alphabet=st.characters(blacklist_categories=["Cs"], blacklist_characters='\r\n,"'), max_size=6),
     st.floats(allow_nan=True, allow_infinity=True).map(repr),
 )
 COLUMNS = ["object_id", "label", "mjd", "band", "mag", "magerr", "is_limit", "source"]
@@ -362,7 +428,9 @@ def test_catalog_source_column_cannot_pick_a_lake_path(tmp_path):
     assert result.table.column("object_id").to_pylist() == ["B"]
     assert any("source" in reason for _, reason in result.quarantined)
     lake_root = tmp_path / "a" / "b" / "lake"
-    bad = result.table.set_column(1, "source", __import__("pyarrow").array(["../../../escaped"] * result.table.num_rows))
+    bad = result.table.set_column(
+        1, "source", __import__("pyarrow").array(["../../../escaped"] * result.table.num_rows)
+    )
     with pytest.raises(CosmicRayError):
         Lake(lake_root).append(bad)
     assert not any(p for p in tmp_path.rglob("*") if "escaped" in str(p))
@@ -372,7 +440,11 @@ def test_catalog_source_column_cannot_pick_a_lake_path(tmp_path):
 def _fits_bytes(cols: dict[str, np.ndarray], header: dict[str, Any], primary: dict[str, Any], extname: str) -> bytes:
     from astropy.io import fits
 
-    hdu = fits.BinTableHDU.from_columns([fits.Column(name=k, array=v, format=_fmt(v)) for k, v in cols.items()] or [fits.Column(name="DUMMY", array=np.zeros(1), format="D")], name=extname)
+    hdu = fits.BinTableHDU.from_columns(
+        [fits.Column(name=k, array=v, format=_fmt(v)) for k, v in cols.items()]
+        or [fits.Column(name="DUMMY", array=np.zeros(1), format="D")],
+        name=extname,
+    )
     for k, v in header.items():
         hdu.header[k] = v
     prim = fits.PrimaryHDU()
@@ -395,12 +467,18 @@ FLOATS = st.floats(allow_nan=True, allow_infinity=True, width=64) | st.sampled_f
 @HYPO
 @given(
     n=st.integers(0, 40),
-    present=st.sets(st.sampled_from(["TIME", "QUALITY", "PDCSAP_FLUX", "PDCSAP_FLUX_ERR", "KSPSAP_FLUX", "SAP_FLUX"]), max_size=6),
+    present=st.sets(
+        st.sampled_from(["TIME", "QUALITY", "PDCSAP_FLUX", "PDCSAP_FLUX_ERR", "KSPSAP_FLUX", "SAP_FLUX"]), max_size=6
+    ),
     time_kind=st.sampled_from(["float", "string", "int"]),
     values=st.lists(FLOATS, min_size=1, max_size=8),
     header=st.dictionaries(
         st.sampled_from(["TICID", "OBJECT", "TIMESYS", "BJDREFI", "BJDREFF", "RA_OBJ", "DEC_OBJ"]),
-        st.one_of(st.sampled_from(["TIC 123", "TDB", "UTC", "abc", "", "TIC"]), st.integers(-5, 10**9), st.floats(allow_nan=False, allow_infinity=False)),
+        st.one_of(
+            st.sampled_from(["TIC 123", "TDB", "UTC", "abc", "", "TIC"]),
+            st.integers(-5, 10**9),
+            st.floats(allow_nan=False, allow_infinity=False),
+        ),
         max_size=7,
     ),
     extname=st.sampled_from(["LIGHTCURVE", "PIXELS", "OTHER"]),
@@ -443,7 +521,15 @@ def test_random_bytes_are_quarantined_by_every_file_parser(data):
 # ------------------------------------------------------------------ the API's JSON path
 JSONISH = st.recursive(
     st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats() | st.text(max_size=10),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.sampled_from(["mjd", "band", "mag", "magerr", "is_limit", "object_id", "points", "x"]) | st.text(max_size=4), inner, max_size=5),
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.dictionaries(
+            st.sampled_from(["mjd", "band", "mag", "magerr", "is_limit", "object_id", "points", "x"])
+            | st.text(max_size=4),
+            inner,
+            max_size=5,
+        )
+    ),
     max_leaves=12,
 )
 POINT = st.fixed_dictionaries(
@@ -452,7 +538,19 @@ POINT = st.fixed_dictionaries(
 )
 BODY = st.one_of(
     JSONISH,
-    st.fixed_dictionaries({}, optional={"lightcurve": st.fixed_dictionaries({}, optional={"object_id": st.text(max_size=140) | JSONISH, "points": st.lists(POINT, max_size=6) | JSONISH}), "alert": JSONISH}),
+    st.fixed_dictionaries(
+        {},
+        optional={
+            "lightcurve": st.fixed_dictionaries(
+                {},
+                optional={
+                    "object_id": st.text(max_size=140) | JSONISH,
+                    "points": st.lists(POINT, max_size=6) | JSONISH,
+                },
+            ),
+            "alert": JSONISH,
+        },
+    ),
 )
 
 
@@ -462,8 +560,8 @@ def test_predict_request_is_valid_or_a_422_never_a_crash(body, which, use_real):
     from fastapi import HTTPException
     from pydantic import ValidationError
 
-    from cosmic_ray.serve.schemas import PredictRequest
     from cosmic_ray.serve.app import request_to_item
+    from cosmic_ray.serve.schemas import PredictRequest
 
     if use_real and isinstance(body, dict):
         body = {"alert": {k: v for k, v in REAL[which][1].items() if not k.startswith("cutout")}}
@@ -474,7 +572,9 @@ def test_predict_request_is_valid_or_a_422_never_a_crash(body, which, use_real):
         return
     assert (request.alert is None) != (request.lightcurve is None)
     if request.lightcurve is not None:
-        assert all(math.isfinite(p.mjd) and math.isfinite(p.mag) and 0 <= p.magerr <= 10 for p in request.lightcurve.points)
+        assert all(
+            math.isfinite(p.mjd) and math.isfinite(p.mag) and 0 <= p.magerr <= 10 for p in request.lightcurve.points
+        )
     try:
         item = request_to_item(request)
     except HTTPException as exc:

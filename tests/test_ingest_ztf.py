@@ -13,9 +13,9 @@ import fastavro
 import pyarrow.compute as pc
 import pytest
 
+from cosmic_ray.core.lightcurve import rows_to_table
 from cosmic_ray.ingest.batch import ingest
 from cosmic_ray.ingest.lake import Lake
-from cosmic_ray.core.lightcurve import rows_to_table
 from cosmic_ray.sources import ztf
 
 

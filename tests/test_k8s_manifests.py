@@ -52,7 +52,11 @@ RAY_KINDS = {"RayCluster", "RayService", "RayJob", "RayCronJob"}
 CLUSTER_SCOPED_KINDS = {"Namespace", "PersistentVolume", "StorageClass", "ClusterRole", "ClusterRoleBinding"}
 RAY_HEALTH_PATHS = {"/api/gcs_healthz", "/api/local_raylet_healthz", "/api/healthz", "/-/healthz"}
 RAY_POD_ENV = (
-    "COSMIC_RAY_HOME", "MLFLOW_TRACKING_URI", "COSMIC_RAY_STORE_URL", "RAY_AUTH_MODE", "RAY_USAGE_STATS_ENABLED",
+    "COSMIC_RAY_HOME",
+    "MLFLOW_TRACKING_URI",
+    "COSMIC_RAY_STORE_URL",
+    "RAY_AUTH_MODE",
+    "RAY_USAGE_STATS_ENABLED",
 )
 _YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
@@ -232,8 +236,18 @@ def env_of(container: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 def quantity(value: Any) -> float:
     """A Kubernetes resource quantity ("500m", "4Gi", 2) as a number of base units."""
-    factors = {"m": 1e-3, "k": 1e3, "K": 1e3, "M": 1e6, "G": 1e9, "T": 1e12,
-               "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}
+    factors = {
+        "m": 1e-3,
+        "k": 1e3,
+        "K": 1e3,
+        "M": 1e6,
+        "G": 1e9,
+        "T": 1e12,
+        "Ki": 2**10,
+        "Mi": 2**20,
+        "Gi": 2**30,
+        "Ti": 2**40,
+    }
     match = re.fullmatch(r"([0-9.]+)([a-zA-Z]*)", str(value))
     assert match and match.group(2) in ("", *factors), f"not a quantity: {value!r}"
     return float(match.group(1)) * factors.get(match.group(2), 1)
@@ -258,8 +272,10 @@ def make_strict(schema: Any) -> Any:
     rejecting it; ``kubectl apply`` asks for strict validation, which turns that into an error.
     """
     if isinstance(schema, dict):
-        if "properties" in schema and "additionalProperties" not in schema and not schema.get(
-            "x-kubernetes-preserve-unknown-fields"
+        if (
+            "properties" in schema
+            and "additionalProperties" not in schema
+            and not schema.get("x-kubernetes-preserve-unknown-fields")
         ):
             schema["additionalProperties"] = False
         for value in schema.values():
@@ -369,8 +385,17 @@ def kuberay_operator_errors(doc: dict[str, Any]) -> list[str]:
 def test_kustomization_renders_everything_into_the_namespace() -> None:
     tool, docs = rendered()
     kinds = {d["kind"] for d in docs}
-    expected = {"Namespace", "PersistentVolumeClaim", "StatefulSet", "Deployment", "Service", "ConfigMap",
-                "RayCluster", "RayService", "RayCronJob"}
+    expected = {
+        "Namespace",
+        "PersistentVolumeClaim",
+        "StatefulSet",
+        "Deployment",
+        "Service",
+        "ConfigMap",
+        "RayCluster",
+        "RayService",
+        "RayCronJob",
+    }
     assert expected <= kinds, f"{tool}: missing {expected - kinds}"
     assert find("Namespace", NAMESPACE), f"{tool}: no Namespace {NAMESPACE}"
     ids = [doc_id(d) for d in docs]
@@ -594,8 +619,9 @@ def test_no_secret_value_is_committed() -> None:
         for generator in doc.get("secretGenerator", []):
             assert not generator.get("literals"), f"{where}: secretGenerator literals"
             for entry in [*generator.get("envs", []), *generator.get("files", [])]:
-                tracked = subprocess.run(["git", "ls-files", str(K8S / entry.split("=")[-1])],
-                                         cwd=REPO, capture_output=True, text=True).stdout
+                tracked = subprocess.run(
+                    ["git", "ls-files", str(K8S / entry.split("=")[-1])], cwd=REPO, capture_output=True, text=True
+                ).stdout
                 assert not tracked, f"{where}: secretGenerator reads the committed file {entry}"
         for var in iter_env(doc):
             if secret_name.search(var["name"]):
@@ -695,8 +721,11 @@ def test_dockerfile_installs_the_project_and_copies_what_jobs_need() -> None:
     runs = " ".join(" ".join(c.value) for c in commands if c.cmd == "RUN")
     assert re.search(r"pip install \.(\s|$)", runs), "the Dockerfile must `pip install .` the project"
     assert {"configs", "jobs"} <= dockerfile_app_dirs()
-    ignored = [line.strip() for line in (REPO / ".dockerignore").read_text().splitlines()
-               if line.strip() and not line.startswith("#")]
+    ignored = [
+        line.strip()
+        for line in (REPO / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
     assert {".venv", ".git"} <= set(ignored), ".dockerignore must keep .venv and .git out of the build"
     for command in commands:
         if command.cmd == "COPY" and not any(f.startswith("--from") for f in command.flags):

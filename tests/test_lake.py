@@ -62,8 +62,11 @@ def test_key_index_matches_exact_string_keys_on_real_alerts(shared_data):
     seen: set[tuple] = set()
     expected = []
     for r in rows:
-        key = (r["source"], r["candid"]) if r["candid"] is not None else (
-            r["source"], r["object_id"], r["band"], round(r["mjd"] * 1e6), r["is_limit"])
+        key = (
+            (r["source"], r["candid"])
+            if r["candid"] is not None
+            else (r["source"], r["object_id"], r["band"], round(r["mjd"] * 1e6), r["is_limit"])
+        )
         expected.append(key not in seen)
         seen.add(key)
     limits = sum(1 for r in rows if r["candid"] is None)
@@ -71,7 +74,9 @@ def test_key_index_matches_exact_string_keys_on_real_alerts(shared_data):
 
     index = PointKeyIndex()
     half = len(tables) // 2
-    got = np.concatenate([index.add_new(pa.concat_tables(tables[:half])), index.add_new(pa.concat_tables(tables[half:]))])
+    got = np.concatenate(
+        [index.add_new(pa.concat_tables(tables[:half])), index.add_new(pa.concat_tables(tables[half:]))]
+    )
     assert got.tolist() == expected
     assert len(index) == sum(expected)
     assert not index.add_new(table).any()  # everything is known now

@@ -10,9 +10,8 @@ from pathlib import Path
 
 import fastavro
 import httpx
-import pytest
-
 from conftest import SMALL
+
 
 def _alert(path: Path) -> dict:
     with open(path, "rb") as handle:
@@ -68,7 +67,14 @@ def test_malformed_alert_gets_422_and_the_service_keeps_answering(served, shared
     bad = [
         {"alert": {"objectId": "ZTF21abiuvdk"}},  # no candidate
         {"alert": {"objectId": "x", "candid": 1, "candidate": {"jd": "yesterday", "fid": 1}}},
-        {"alert": {"objectId": "x", "candid": 1, "candidate": {"jd": 2459000.5, "fid": 1, "magpsf": 18.0, "sigmapsf": 0.1}, "prv_candidates": "oops"}},
+        {
+            "alert": {
+                "objectId": "x",
+                "candid": 1,
+                "candidate": {"jd": 2459000.5, "fid": 1, "magpsf": 18.0, "sigmapsf": 0.1},
+                "prv_candidates": "oops",
+            }
+        },
         {"alert": {}, "lightcurve": {"object_id": "a", "points": []}},
     ]
     for body in bad:
@@ -78,7 +84,9 @@ def test_malformed_alert_gets_422_and_the_service_keeps_answering(served, shared
     infinite = b'{"lightcurve": {"object_id": "a", "points": [{"mjd": 1, "band": "g", "mag": 1e400, "magerr": 0.1}]}}'
     answer = httpx.post(f"{served}/predict", content=infinite, headers={"content-type": "application/json"}, timeout=30)
     assert answer.status_code == 422 and '"mag"' in answer.text  # inf is refused, with where
-    not_json = httpx.post(f"{served}/predict", content=b"{not json", headers={"content-type": "application/json"}, timeout=30)
+    not_json = httpx.post(
+        f"{served}/predict", content=b"{not json", headers={"content-type": "application/json"}, timeout=30
+    )
     assert not_json.status_code == 422
     assert httpx.get(f"{served}/healthz", timeout=30).status_code == 200
     path = next((shared_data / "ztf-alerts" / "pittgoogle" / "alerts-for-testing").glob("*.avro"))
@@ -86,7 +94,10 @@ def test_malformed_alert_gets_422_and_the_service_keeps_answering(served, shared
 
 
 def test_lightcurve_and_batch_requests(served, trained):
-    lc = {"object_id": "ZTF-test", "points": [{"mjd": 59000.0 + i, "band": "gr"[i % 2], "mag": 19.0 - 0.1 * i, "magerr": 0.05} for i in range(8)]}
+    lc = {
+        "object_id": "ZTF-test",
+        "points": [{"mjd": 59000.0 + i, "band": "gr"[i % 2], "mag": 19.0 - 0.1 * i, "magerr": 0.05} for i in range(8)],
+    }
     single = httpx.post(f"{served}/predict", json={"lightcurve": lc}, timeout=60)
     assert single.status_code == 200 and single.json()["class"] in trained.classes
     batch = httpx.post(f"{served}/predict/batch", json={"items": [{"lightcurve": lc}] * 5}, timeout=60)
@@ -98,7 +109,9 @@ def test_lightcurve_and_batch_requests(served, trained):
 
 
 def test_oversized_body_gets_413(served):
-    answer = httpx.post(f"{served}/predict", content=b"x" * (9 * 1024 * 1024), headers={"content-type": "application/json"}, timeout=60)
+    answer = httpx.post(
+        f"{served}/predict", content=b"x" * (9 * 1024 * 1024), headers={"content-type": "application/json"}, timeout=60
+    )
     assert answer.status_code == 413
 
 
@@ -111,17 +124,26 @@ def test_model_and_openapi_routes(served, trained):
 
 def test_cli_ingest_prints_one_json_line(tmp_path, shared_data):
     # RAY_ADDRESS=local: its own in-process cluster, never whatever else runs on the machine
-    env = {**os.environ, "COSMIC_RAY_HOME": str(tmp_path / "home"), "RAY_USAGE_STATS_ENABLED": "0", "RAY_ADDRESS": "local"}
+    env = {
+        **os.environ,
+        "COSMIC_RAY_HOME": str(tmp_path / "home"),
+        "RAY_USAGE_STATS_ENABLED": "0",
+        "RAY_ADDRESS": "local",
+    }
     cli = [sys.executable, "-m", "cosmic_ray.ops.cli", "ingest", "ztf"]
     folder = shared_data / "ztf-alerts" / "pittgoogle" / "misc"
-    proc = subprocess.run([*cli, str(folder), "--lake", str(tmp_path / "lake")], capture_output=True, text=True, env=env, timeout=300)
+    proc = subprocess.run(
+        [*cli, str(folder), "--lake", str(tmp_path / "lake")], capture_output=True, text=True, env=env, timeout=300
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     lines = [line for line in proc.stdout.splitlines() if line.strip()]
     assert len(lines) == 1, proc.stdout
     summary = json.loads(lines[0])
     assert set(summary) == {"source", "inputs", "alerts", "objects", "points", "duplicates", "quarantined", "seconds"}
     assert summary["inputs"] == 2 and summary["alerts"] == 1 and summary["quarantined"] == 1
-    missing = subprocess.run([*cli, str(tmp_path / "nothing-here")], capture_output=True, text=True, env=env, timeout=300)
+    missing = subprocess.run(
+        [*cli, str(tmp_path / "nothing-here")], capture_output=True, text=True, env=env, timeout=300
+    )
     assert missing.returncode != 0 and "does not exist" in missing.stderr
 
 

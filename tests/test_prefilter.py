@@ -74,9 +74,9 @@ def test_routed_alerts_are_kept_and_labelled_in_the_lake(tmp_path, shared_data):
     assert stored.num_rows == 50
     decisions = stored.column("prefilter").to_pylist()
     assert "pass" in decisions and {"bogus", "star"} <= set(decisions)
-    for decision, reason in zip(decisions, stored.column("prefilter_reason").to_pylist()):
+    for decision, reason in zip(decisions, stored.column("prefilter_reason").to_pylist(), strict=False):
         assert (decision == "pass") == (reason == "")
-    routed = {c for c, d in zip(stored.column("alert_candid").to_pylist(), decisions) if d != "pass"}
+    routed = {c for c, d in zip(stored.column("alert_candid").to_pylist(), decisions, strict=False) if d != "pass"}
     points = set(lake.read().column("candid").to_pylist())
     assert routed <= points  # routed-away alerts keep their light-curve points
 

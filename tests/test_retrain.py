@@ -112,7 +112,9 @@ def test_retrain_job_runs_through_ray_job_submit_on_three_nodes(three_node_clust
     train_cfg["episodes"]["per_epoch"] = 15
     train_cfg["data"]["max_objects_per_class"] = 40
     (tmp_path / "train.yaml").write_text(yaml.safe_dump(train_cfg))
-    (tmp_path / "retrain.yaml").write_text(yaml.safe_dump({"train_config": str(tmp_path / "train.yaml"), "window_nights": 30}))
+    (tmp_path / "retrain.yaml").write_text(
+        yaml.safe_dump({"train_config": str(tmp_path / "train.yaml"), "window_nights": 30})
+    )
     env = {
         **os.environ,
         "RAY_AUTH_MODE": "token",
@@ -124,9 +126,18 @@ def test_retrain_job_runs_through_ray_job_submit_on_three_nodes(three_node_clust
     # installed in the environment, as in the KubeRay image. (The --working-dir form of the README
     # is checked below with a short job.)
     cmd = [
-        str(Path(sys.executable).parent / "ray"), "job", "submit", "--address", dashboard,
-        "--runtime-env-json", json.dumps(runtime_env), "--",
-        "python", str(REPO / "jobs" / "retrain.py"), "--config", str(tmp_path / "retrain.yaml"),
+        str(Path(sys.executable).parent / "ray"),
+        "job",
+        "submit",
+        "--address",
+        dashboard,
+        "--runtime-env-json",
+        json.dumps(runtime_env),
+        "--",
+        "python",
+        str(REPO / "jobs" / "retrain.py"),
+        "--config",
+        str(tmp_path / "retrain.yaml"),
     ]
     for _ in range(30):  # the job agent on the head comes up a little after the dashboard
         proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900, cwd=REPO)
@@ -150,8 +161,17 @@ def test_retrain_job_runs_through_ray_job_submit_on_three_nodes(three_node_clust
 
     # the README's form: the repository uploaded as the job's working dir, entrypoint relative to it
     documented = [
-        str(Path(sys.executable).parent / "ray"), "job", "submit", "--address", dashboard, "--working-dir", str(REPO),
-        "--", "python", "jobs/retrain.py", "--help",
+        str(Path(sys.executable).parent / "ray"),
+        "job",
+        "submit",
+        "--address",
+        dashboard,
+        "--working-dir",
+        str(REPO),
+        "--",
+        "python",
+        "jobs/retrain.py",
+        "--help",
     ]
     proc = subprocess.run(documented, capture_output=True, text=True, env=env, timeout=300, cwd=REPO)
     assert proc.returncode == 0 and "--config" in proc.stdout and "succeeded" in proc.stdout + proc.stderr
@@ -167,7 +187,11 @@ def test_retrain_job_fails_with_a_reason_when_the_lake_is_empty(tmp_path):
     (tmp_path / "retrain.yaml").write_text(yaml.safe_dump({"train_config": str(REPO / "configs" / "train.yaml")}))
     proc = subprocess.run(
         [sys.executable, "jobs/retrain.py", "--config", str(tmp_path / "retrain.yaml")],
-        capture_output=True, text=True, env=env, timeout=300, cwd=REPO,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        cwd=REPO,
     )
     assert proc.returncode != 0
     assert "retrain failed" in proc.stderr and "Ingest a labelled catalogue first" in proc.stderr

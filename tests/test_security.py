@@ -21,7 +21,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-from hypothesis import given, settings as hsettings, strategies as st
+from hypothesis import given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.timeout(300)
@@ -44,7 +46,9 @@ def test_every_write_route_refuses_anonymous_and_viewers(served, accounts):
 
     openapi = httpx.get(f"{served}/openapi.json", timeout=30).json()
     in_schema = {(m.upper(), p) for p, ops in openapi["paths"].items() for m in ops if m.upper() in WRITE_METHODS}
-    assert _write_routes_of_the_app() <= in_schema, "a write route is hidden from the schema: it must be checked here too"
+    assert _write_routes_of_the_app() <= in_schema, (
+        "a write route is hidden from the schema: it must be checked here too"
+    )
     protected = sorted(in_schema - PUBLIC_WRITES)
     assert {("POST", "/classes"), ("DELETE", "/classes/{name}"), ("POST", "/model/reload")} <= set(protected)
 
@@ -66,7 +70,9 @@ def test_every_write_route_refuses_anonymous_and_viewers(served, accounts):
             if anonymous.status_code == 401:
                 challenge = anonymous.headers.get("www-authenticate")
                 assert challenge in ("Bearer", ["Bearer"]), challenge
-        assert statuses[(401, 403, 401)] >= 1, f"{method} {path}: never reached the auth check with a valid body: {statuses}"
+        assert statuses[(401, 403, 401)] >= 1, (
+            f"{method} {path}: never reached the auth check with a valid body: {statuses}"
+        )
         checked[f"{method} {path}"] = dict(statuses)
     print(f"write routes checked: {checked}")
 
@@ -101,10 +107,29 @@ def test_passwords_are_never_logged_or_returned(served, event_store, settings, t
     secret_ok = f"right-{uuid.uuid4().hex}"
     secret_bad = f"wrong-{uuid.uuid4().hex}"
     secret_long = f"long-{uuid.uuid4().hex}" * 80  # over the 1024 limit: a 422 must not echo it
-    env = {**os.environ, "COSMIC_RAY_HOME": str(settings.home_dir), "RAY_USAGE_STATS_ENABLED": "0", "COSMIC_RAY_LOG_LEVEL": "DEBUG"}
+    env = {
+        **os.environ,
+        "COSMIC_RAY_HOME": str(settings.home_dir),
+        "RAY_USAGE_STATS_ENABLED": "0",
+        "COSMIC_RAY_LOG_LEVEL": "DEBUG",
+    }
     cli = subprocess.run(
-        [sys.executable, "-m", "cosmic_ray.ops.cli", "users", "add", "pw-check", "--role", "viewer", "--password-stdin"],
-        input=secret_ok + "\n", capture_output=True, text=True, env=env, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "cosmic_ray.ops.cli",
+            "users",
+            "add",
+            "pw-check",
+            "--role",
+            "viewer",
+            "--password-stdin",
+        ],
+        input=secret_ok + "\n",
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
     )
     assert cli.returncode == 0, cli.stderr
     answers = [
@@ -118,13 +143,17 @@ def test_passwords_are_never_logged_or_returned(served, event_store, settings, t
         assert secret not in returned
     # every log file of this Ray session (the app's replicas, the proxy, the controller) and the home folder
     leaked = []
-    for path in _ray_log_files() + [p for p in Path(settings.home_dir).rglob("*") if p.is_file() and p.stat().st_size < 50_000_000]:
+    for path in _ray_log_files() + [
+        p for p in Path(settings.home_dir).rglob("*") if p.is_file() and p.stat().st_size < 50_000_000
+    ]:
         data = path.read_bytes()
         if any(s.encode() in data for s in (secret_ok, secret_bad, secret_long[:60])):
             leaked.append(str(path))
     assert leaked == [], f"a password appears in {leaked}"
     stored = event_store.get_user("pw-check")
-    assert stored is not None and secret_ok not in json.dumps(stored.__dict__ if hasattr(stored, "__dict__") else str(stored), default=str)
+    assert stored is not None and secret_ok not in json.dumps(
+        stored.__dict__ if hasattr(stored, "__dict__") else str(stored), default=str
+    )
 
 
 # ------------------------------------------------------------------ paths from users
@@ -155,7 +184,10 @@ def test_web_static_routes_do_not_leave_their_folders(served):
 
 
 @hsettings(max_examples=200, deadline=None, database=None)
-@given(name=st.text(max_size=120) | st.sampled_from(["..", "../../etc/passwd", "..\\..\\x", "/abs/path", ".hidden", "a/../../b", "\x00", "C:\\x"]))
+@given(
+    name=st.text(max_size=120)
+    | st.sampled_from(["..", "../../etc/passwd", "..\\..\\x", "/abs/path", ".hidden", "a/../../b", "\x00", "C:\\x"])
+)
 def test_quarantine_names_stay_in_the_folder(name, tmp_path_factory):
     from cosmic_ray.ingest.quarantine import quarantine, safe_name
 
@@ -169,11 +201,14 @@ def test_quarantine_names_stay_in_the_folder(name, tmp_path_factory):
 
 
 @hsettings(max_examples=60, deadline=None, database=None)
-@given(source=st.text(min_size=1, max_size=30) | st.sampled_from(["..", "../x", "a/b", "..\\x", ".", "/tmp/x", "x/../../y"]))
+@given(
+    source=st.text(min_size=1, max_size=30)
+    | st.sampled_from(["..", "../x", "a/b", "..\\x", ".", "/tmp/x", "x/../../y"])
+)
 def test_lake_partitions_stay_in_the_lake(source, tmp_path_factory):
     from cosmic_ray.core.errors import CosmicRayError
-    from cosmic_ray.ingest.lake import Lake
     from cosmic_ray.core.lightcurve import points_to_table
+    from cosmic_ray.ingest.lake import Lake
 
     base = tmp_path_factory.mktemp("lake-check")
     root = base / "deep" / "lake"
@@ -199,12 +234,19 @@ SECRET_PATTERNS = {
     "password in a url": re.compile(r"\b[a-z][a-z0-9+.-]*://[^/\s:@'\"]+:([^/\s@'\"]{6,})@"),
     "github/slack token": re.compile(r"\b(ghp_[A-Za-z0-9]{36}|xox[abp]-[A-Za-z0-9-]{20,})"),
 }
-ASSIGNMENT = re.compile(r"""(?i)\b[\w.-]*(secret|password|passwd|token|api_key|apikey)[\w.-]*["']?\s*[:=]\s*["']([^"'\s]{16,})["']""")
+ASSIGNMENT = re.compile(
+    r"""(?i)\b[\w.-]*(secret|password|passwd|token|api_key|apikey)[\w.-]*["']?\s*[:=]\s*["']([^"'\s]{16,})["']"""
+)
 PLACEHOLDER = re.compile(r"(?i)(example|changeme|dummy|placeholder|your[_-]|xxxx|<|\$\{|\$\(|\{\{|not-a-token)")
 
 
 def find_secrets(text: str) -> list[str]:
-    found = [name for name, pattern in SECRET_PATTERNS.items() for m in pattern.finditer(text) if not PLACEHOLDER.search(m.group(0))]
+    found = [
+        name
+        for name, pattern in SECRET_PATTERNS.items()
+        for m in pattern.finditer(text)
+        if not PLACEHOLDER.search(m.group(0))
+    ]
     for m in ASSIGNMENT.finditer(text):
         value = m.group(2)
         if not PLACEHOLDER.search(value) and _entropy(value) > 3.5:
@@ -224,12 +266,18 @@ def test_the_secret_detector_detects():
     ]
     for sample in samples:
         assert find_secrets(sample), sample
-    for harmless in ("password = 'astronomer password 1'", "token = 'crt_not-a-token'", "url = 'https://example.com/x'"):
+    for harmless in (
+        "password = 'astronomer password 1'",
+        "token = 'crt_not-a-token'",
+        "url = 'https://example.com/x'",
+    ):
         assert not find_secrets(harmless), harmless
 
 
 def test_no_secret_in_tracked_files():
-    files = subprocess.run(["git", "ls-files", "-z"], cwd=REPO, capture_output=True, check=True).stdout.decode().split("\0")
+    files = (
+        subprocess.run(["git", "ls-files", "-z"], cwd=REPO, capture_output=True, check=True).stdout.decode().split("\0")
+    )
     hits = []
     scanned = 0
     for name in filter(None, files):
@@ -251,7 +299,11 @@ def test_cors_is_closed_by_default(served):
     origin = "https://evil.example"
     preflight = httpx.options(
         f"{served}/predict",
-        headers={"Origin": origin, "Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "content-type,authorization"},
+        headers={
+            "Origin": origin,
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "content-type,authorization",
+        },
         timeout=30,
     )
     assert "access-control-allow-origin" not in preflight.headers, dict(preflight.headers)
@@ -267,11 +319,15 @@ def test_client_address_believes_forwarded_for_only_from_trusted_proxies():
 
     def request(peer: str, forwarded: str | None = None) -> Request:
         headers = [(b"x-forwarded-for", forwarded.encode())] if forwarded else []
-        return Request({"type": "http", "client": (peer, 5555), "headers": headers, "method": "POST", "path": "/auth/login"})
+        return Request(
+            {"type": "http", "client": (peer, 5555), "headers": headers, "method": "POST", "path": "/auth/login"}
+        )
 
     assert client_address(request("203.0.113.9", "10.0.0.1")) == "203.0.113.9"  # nobody trusted: the header is ignored
     trusted = ["10.1.0.5"]
-    assert client_address(request("203.0.113.9", "198.51.100.7"), trusted) == "203.0.113.9"  # an untrusted peer can't pick its address
+    assert (
+        client_address(request("203.0.113.9", "198.51.100.7"), trusted) == "203.0.113.9"
+    )  # an untrusted peer can't pick its address
     assert client_address(request("10.1.0.5", "198.51.100.7"), trusted) == "198.51.100.7"
     # a client-sent header is prepended to, never trusted: the right-most untrusted hop wins
     assert client_address(request("10.1.0.5", "1.2.3.4, 198.51.100.7"), trusted) == "198.51.100.7"

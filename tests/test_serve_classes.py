@@ -29,7 +29,9 @@ def _wait_all_replicas(predicate, timeout: float = 30.0) -> dict[str, dict]:
         infos = _replica_infos()
         if len(infos) >= 2 and all(predicate(i) for i in infos.values()):
             return infos
-        assert time.monotonic() < deadline, {k: (v["registered_classes"], v["classes_version"]) for k, v in infos.items()}
+        assert time.monotonic() < deadline, {
+            k: (v["registered_classes"], v["classes_version"]) for k, v in infos.items()
+        }
         time.sleep(0.5)
 
 
@@ -55,7 +57,9 @@ def test_register_a_class_live_on_every_replica_persisted_and_removed(served, tr
     before = _replica_infos()
     assert len(before) >= 2, "configs/serve.yaml should run at least two model replicas"
     try:
-        created = httpx.post(f"{served}/classes", json={"name": NEW, "object_ids": support_ids}, headers=auth, timeout=60)
+        created = httpx.post(
+            f"{served}/classes", json={"name": NEW, "object_ids": support_ids}, headers=auth, timeout=60
+        )
         assert created.status_code == 201, created.text
         assert created.json()["support_objects"] == support_ids and created.json()["created_by"] == "ada"
         start = time.monotonic()
@@ -68,21 +72,38 @@ def test_register_a_class_live_on_every_replica_persisted_and_removed(served, tr
         assert [c["name"] for c in listed if c["source"] == "model"] == model_classes
 
         # the new class takes part in predictions
-        lc = {"object_id": "probe", "points": [{"mjd": 59000.0 + 3 * i, "band": "gr"[i % 2], "mag": 19.5 - 0.2 * i, "magerr": 0.05} for i in range(10)]}
+        lc = {
+            "object_id": "probe",
+            "points": [
+                {"mjd": 59000.0 + 3 * i, "band": "gr"[i % 2], "mag": 19.5 - 0.2 * i, "magerr": 0.05} for i in range(10)
+            ],
+        }
         answer = httpx.post(f"{served}/predict", json={"lightcurve": lc}, timeout=60).json()
         assert NEW in answer["probabilities"] and abs(sum(answer["probabilities"].values()) - 1) < 1e-4
 
         # refusals
         again = httpx.post(f"{served}/classes", json={"name": NEW, "object_ids": support_ids}, headers=auth, timeout=60)
         assert again.status_code == 409
-        trained_name = httpx.post(f"{served}/classes", json={"name": trained.classes[0], "object_ids": support_ids}, headers=auth, timeout=60)
+        trained_name = httpx.post(
+            f"{served}/classes", json={"name": trained.classes[0], "object_ids": support_ids}, headers=auth, timeout=60
+        )
         assert trained_name.status_code == 409
-        missing = httpx.post(f"{served}/classes", json={"name": "Ghost", "object_ids": ["ZTF00nothere"]}, headers=auth, timeout=60)
+        missing = httpx.post(
+            f"{served}/classes", json={"name": "Ghost", "object_ids": ["ZTF00nothere"]}, headers=auth, timeout=60
+        )
         assert missing.status_code == 422 and "ZTF00nothere" in missing.text
-        limits_only = {"name": "Ghost", "lightcurves": [{"object_id": "x", "points": [{"mjd": 1, "band": "g", "mag": 20, "is_limit": True}]}]}
+        limits_only = {
+            "name": "Ghost",
+            "lightcurves": [{"object_id": "x", "points": [{"mjd": 1, "band": "g", "mag": 20, "is_limit": True}]}],
+        }
         assert httpx.post(f"{served}/classes", json=limits_only, headers=auth, timeout=60).status_code == 422
         assert httpx.post(f"{served}/classes", json={"name": "Ghost"}, headers=auth, timeout=60).status_code == 422
-        too_many = httpx.post(f"{served}/classes", json={"name": "Ghost", "object_ids": [f"o{i}" for i in range(settings.max_support + 1)]}, headers=auth, timeout=60)
+        too_many = httpx.post(
+            f"{served}/classes",
+            json={"name": "Ghost", "object_ids": [f"o{i}" for i in range(settings.max_support + 1)]},
+            headers=auth,
+            timeout=60,
+        )
         assert too_many.status_code == 413
 
         # restart: the app goes away and comes back; the class is read back from the store

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import threading
 import time
-from pathlib import Path
 
 import httpx
 
@@ -41,10 +40,19 @@ class Load:
         self.workers = [threading.Thread(target=self._run, args=(i,), daemon=True) for i in range(threads)]
 
     def _run(self, i: int) -> None:
-        lc = {"object_id": f"load{i}", "points": [{"mjd": 59000.0 + 2 * k, "band": "gr"[k % 2], "mag": 19.0 - 0.1 * k, "magerr": 0.05} for k in range(8)]}
+        lc = {
+            "object_id": f"load{i}",
+            "points": [
+                {"mjd": 59000.0 + 2 * k, "band": "gr"[k % 2], "mag": 19.0 - 0.1 * k, "magerr": 0.05} for k in range(8)
+            ],
+        }
         deadline = time.monotonic() + self.max_seconds
         with httpx.Client(timeout=30) as client:
-            while not self.stop_event.is_set() and time.monotonic() < deadline and self.ok + len(self.failures) < self.max_requests:
+            while (
+                not self.stop_event.is_set()
+                and time.monotonic() < deadline
+                and self.ok + len(self.failures) < self.max_requests
+            ):
                 try:
                     answer = client.post(f"{self.url}/predict", json={"lightcurve": lc})
                     with self.lock:
@@ -57,7 +65,7 @@ class Load:
                     with self.lock:
                         self.failures.append(("error", repr(exc)))
 
-    def __enter__(self) -> "Load":
+    def __enter__(self) -> Load:
         for w in self.workers:
             w.start()
         return self
@@ -107,7 +115,9 @@ def test_promotion_under_load_and_a_bad_version(served, trained, settings):
 
         client.set_registered_model_alias(settings.model_name, "production", bad.version)
         infos = _wait_all(lambda i: bool(i["last_reload_error"]), timeout=45)
-        assert all(i["version"] == good.version and f"version {bad.version}" in i["last_reload_error"] for i in infos.values())
+        assert all(
+            i["version"] == good.version and f"version {bad.version}" in i["last_reload_error"] for i in infos.values()
+        )
         # through HTTP too: a replica the sampled handle calls did not reach (one the autoscaler added
         # under the load) reports the failure on its next poll; the bad version is never served
         deadline = time.monotonic() + 45
@@ -118,7 +128,10 @@ def test_promotion_under_load_and_a_bad_version(served, trained, settings):
                 break
             assert time.monotonic() < deadline, info
             time.sleep(0.5)
-        lc = {"object_id": "after", "points": [{"mjd": 59000.0 + k, "band": "g", "mag": 19.0, "magerr": 0.05} for k in range(5)]}
+        lc = {
+            "object_id": "after",
+            "points": [{"mjd": 59000.0 + k, "band": "g", "mag": 19.0, "magerr": 0.05} for k in range(5)],
+        }
         answer = httpx.post(f"{served}/predict", json={"lightcurve": lc}, timeout=60)
         assert answer.status_code == 200 and answer.json()["model_version"] == good.version
     finally:  # leave the session's app as it was

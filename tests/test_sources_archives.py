@@ -255,7 +255,11 @@ def test_mast_status_error_CONSTRUCTED_is_quarantined() -> None:
 def test_mast_answers_in_http_wrapping_parse_the_same() -> None:
     body = shared("mast-irsa-responses", "mast", "caom.json").read_bytes()
     wrapped = mast.http_response_bytes(200, body, {"Content-Type": "application/json"})
-    assert mast.split_http_response(wrapped) == (200, {"content-type": "application/json", "content-length": str(len(body))}, body)
+    assert mast.split_http_response(wrapped) == (
+        200,
+        {"content-type": "application/json", "content-length": str(len(body))},
+        body,
+    )
     assert mast.parse(RawInput("w", wrapped)).table.equals(mast.parse(RawInput("b", body)).table)
 
 
@@ -282,7 +286,9 @@ def test_join_anchors_by_position() -> None:
         joined = mast.join_anchors(objects, anchors, radius_arcsec * u.arcsec)
         expected = np.flatnonzero(_sep_arcsec(a_ra, a_dec, ra0, dec0) <= radius_arcsec)
         assert set(joined.column("object_id").to_pylist()) <= {"near"}
-        assert sorted(joined.column("obs_id").to_pylist()) == sorted(anchors.column("obs_id").to_numpy(zero_copy_only=False)[expected])
+        assert sorted(joined.column("obs_id").to_pylist()) == sorted(
+            anchors.column("obs_id").to_numpy(zero_copy_only=False)[expected]
+        )
         seps = joined.column("separation_arcsec").to_numpy()
         assert np.all(np.diff(seps) >= 0)
     assert mast.join_anchors(objects, anchors, 2).num_rows == 0  # 3 arcsec away: outside 2 arcsec
@@ -310,7 +316,9 @@ def test_irsa_ipac_table_CONSTRUCTED() -> None:
     np.testing.assert_allclose(table.column("mjd").to_numpy(), np.asarray(t["mjd"])[keep])
     np.testing.assert_allclose(table.column("mag").to_numpy(), np.asarray(t["mag"])[keep])
     np.testing.assert_allclose(table.column("flux").to_numpy(), 10 ** (-0.4 * (np.asarray(t["mag"])[keep] - 23.9)))
-    assert table.column("band").to_pylist() == [{"zg": "g", "zr": "r", "zi": "i"}[f] for f in np.asarray(t["filtercode"])[keep]]
+    assert table.column("band").to_pylist() == [
+        {"zg": "g", "zr": "r", "zi": "i"}[f] for f in np.asarray(t["filtercode"])[keep]
+    ]
     assert table.column("object_id").to_pylist() == [str(o) for o in np.asarray(t["oid"])[keep]]
     assert set(table.column("source").to_pylist()) == {"ztf_irsa"}  # not difference photometry
     assert table.column("isdiffpos").null_count == table.num_rows
@@ -325,13 +333,17 @@ def test_irsa_csv_CONSTRUCTED_equals_ipac() -> None:
 
 def test_irsa_http_wrapped_and_errors_CONSTRUCTED() -> None:
     body = (CONSTRUCTED / "irsa_ztf_lightcurve_CONSTRUCTED.tbl").read_bytes()
-    ok = irsa.parse(RawInput("ok", mast.http_response_bytes(200, body, {"Content-Type": "text/plain"})), object_id="SN-x")
+    ok = irsa.parse(
+        RawInput("ok", mast.http_response_bytes(200, body, {"Content-Type": "text/plain"})), object_id="SN-x"
+    )
     assert ok.table.num_rows == 15 and set(ok.table.column("object_id").to_pylist()) == {"SN-x"}
     bad = irsa.parse(RawInput("bad", mast.http_response_bytes(503, b"Service Unavailable")))
     assert bad.table.num_rows == 0 and "HTTP 503" in bad.quarantined[0][1]
 
 
-@pytest.mark.parametrize("path", [("ipac_irsa", "most_gator.tbl"), ("ipac_irsa", "Cone.xml"), ("ipac_irsa_ibe", "pos.txt")])
+@pytest.mark.parametrize(
+    "path", [("ipac_irsa", "most_gator.tbl"), ("ipac_irsa", "Cone.xml"), ("ipac_irsa_ibe", "pos.txt")]
+)
 def test_irsa_real_tables_that_are_not_light_curves_are_quarantined(path: tuple[str, str]) -> None:
     result = irsa.parse(raw_of(shared("mast-irsa-responses", *path)))
     assert result.table.num_rows == 0 and len(result.quarantined) == 1
@@ -347,7 +359,9 @@ def test_irsa_build_request_is_inspectable_offline(no_network: None) -> None:
     ids = irsa.build_request([686103400067717, 686203400017193], fmt="csv")
     assert ids.params == (("ID", "686103400067717"), ("ID", "686203400017193"), ("FORMAT", "csv"))
     replay = irsa.build_request(CONSTRUCTED / "irsa_ztf_lightcurve_CONSTRUCTED.tbl")
-    assert isinstance(replay, irsa.RecordedAnswers) and replay.files == (CONSTRUCTED / "irsa_ztf_lightcurve_CONSTRUCTED.tbl",)
+    assert isinstance(replay, irsa.RecordedAnswers) and replay.files == (
+        CONSTRUCTED / "irsa_ztf_lightcurve_CONSTRUCTED.tbl",
+    )
     with pytest.raises(SourceError):
         irsa.build_request((1, 2), fmt="fits")
     with pytest.raises(SourceError):

@@ -17,12 +17,23 @@ def store(tmp_path):
 
 
 def _row(candid: int, label: str = "SN Ia", rare: bool = False) -> dict:
-    return {"candid": candid, "object_id": f"ZTF{candid}", "class": label, "probabilities": {label: 0.9, "other": 0.1},
-            "open_set_score": 0.2, "novel": False, "rare": rare, "model_version": "3"}
+    return {
+        "candid": candid,
+        "object_id": f"ZTF{candid}",
+        "class": label,
+        "probabilities": {label: 0.9, "other": 0.1},
+        "open_set_score": 0.2,
+        "novel": False,
+        "rare": rare,
+        "model_version": "3",
+    }
 
 
 def test_classifications_are_stored_exactly_once_per_candid(store, tmp_path):
-    assert sorted(store.record_classifications([_row(1), _row(2, "TDE", rare=True), _row(2, "TDE", rare=True)])) == [1, 2]
+    assert sorted(store.record_classifications([_row(1), _row(2, "TDE", rare=True), _row(2, "TDE", rare=True)])) == [
+        1,
+        2,
+    ]
     assert store.record_classifications([_row(2), _row(3)]) == [3]
     other = EventStore(f"sqlite:///{tmp_path / 'events.db'}")  # another process's view of the same file
     assert other.record_classifications([_row(1), _row(3)]) == []
@@ -42,11 +53,26 @@ def test_top_candidates_rank_objects_by_a_class_probability_once_each(store):
 
     def row(candid: int, obj: str, p_slsn: float | None) -> dict:
         probs = {"SN Ia": 1.0 - (p_slsn or 0.0)} | ({} if p_slsn is None else {"SLSN-I": p_slsn})
-        return {"candid": candid, "object_id": obj, "class": "SN Ia", "probabilities": probs,
-                "open_set_score": 0.3, "novel": False, "rare": False, "model_version": "4"}
+        return {
+            "candid": candid,
+            "object_id": obj,
+            "class": "SN Ia",
+            "probabilities": probs,
+            "open_set_score": 0.3,
+            "novel": False,
+            "rare": False,
+            "model_version": "4",
+        }
 
-    store.record_classifications([row(1, "ZTFa", 0.10), row(2, "ZTFb", 0.70), row(3, "ZTFa", 0.55),  # ZTFa twice: its best alert counts
-                                  row(4, "ZTFc", 0.20), row(5, "ZTFd", None)])  # ZTFd: a model that did not know SLSN-I
+    store.record_classifications(
+        [
+            row(1, "ZTFa", 0.10),
+            row(2, "ZTFb", 0.70),
+            row(3, "ZTFa", 0.55),  # ZTFa twice: its best alert counts
+            row(4, "ZTFc", 0.20),
+            row(5, "ZTFd", None),
+        ]
+    )  # ZTFd: a model that did not know SLSN-I
     top = store.top_candidates("SLSN-I")
     assert [(r["object_id"], r["candid"]) for r in top] == [("ZTFb", 2), ("ZTFa", 3), ("ZTFc", 4)]
     assert [r["object_id"] for r in store.top_candidates("SLSN-I", limit=2)] == ["ZTFb", "ZTFa"]

@@ -30,7 +30,19 @@ def _drop(mailbox: Path, path: Path, name: str | None = None) -> None:
 
 def _start(mailbox: Path, lake: Path, home: Path) -> subprocess.Popen:
     env = {**os.environ, "COSMIC_RAY_HOME": str(home)}
-    cmd = [sys.executable, "-m", "cosmic_ray.ops.cli", "watch", str(mailbox), "--lake", str(lake), "--interval", "0.1", "--batch-files", "3"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "cosmic_ray.ops.cli",
+        "watch",
+        str(mailbox),
+        "--lake",
+        str(lake),
+        "--interval",
+        "0.1",
+        "--batch-files",
+        "3",
+    ]
     return subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
 
 
@@ -101,7 +113,11 @@ def test_on_batch_gets_the_points_of_alerts_that_passed(tmp_path, shared_data):
     watcher = MailboxWatcher(mailbox, tmp_path / "lake", tmp_path / "q", settle=0.0, on_batch=seen.append)
     assert watcher.step() == 12 and watcher.step() == 0
     stored = Lake(tmp_path / "lake").read_alerts()
-    passed = {c for c, d in zip(stored.column("alert_candid").to_pylist(), stored.column("prefilter").to_pylist()) if d == "pass"}
+    passed = {
+        c
+        for c, d in zip(stored.column("alert_candid").to_pylist(), stored.column("prefilter").to_pylist(), strict=False)
+        if d == "pass"
+    }
     assert len(seen) == 1 and 0 < len(passed) < 12
     assert set(seen[0].column("alert_candid").to_pylist()) == passed
     assert watcher.stats.passed == len(passed) and watcher.stats.alerts == 12

@@ -21,8 +21,16 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 SHOTS = Path(os.environ.get("COSMIC_RAY_SCREENSHOTS") or REPO / "docs" / "screenshots")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 VIEWPORT = {"width": 1280, "height": 800}
 MAX_PNG_BYTES = 400_000
 ASTRONOMER = ("web-ada", "astronomer web password 1")
@@ -55,14 +63,18 @@ def session_context(browser, served, event_store, username):
 
     session_id, _ = event_store.create_session(username, timedelta(hours=1))
     context = browser.new_context(viewport=VIEWPORT)
-    context.add_cookies([{"name": "cr_session", "value": session_id, "url": served, "httpOnly": True, "sameSite": "Strict"}])
+    context.add_cookies(
+        [{"name": "cr_session", "value": session_id, "url": served, "httpOnly": True, "sameSite": "Strict"}]
+    )
     return context
 
 
 def open_dashboard(context, served):
     page = context.new_page()
     page.goto(f"{served}/", wait_until="load")
-    page.wait_for_function("window.dashboardState && window.dashboardState.ready && window.dashboardState.polls >= 1", timeout=60_000)
+    page.wait_for_function(
+        "window.dashboardState && window.dashboardState.ready && window.dashboardState.polls >= 1", timeout=60_000
+    )
     return page
 
 
@@ -78,7 +90,9 @@ def check_and_save(page, name: str) -> Path:
     assert colours > 500, f"{name}: only {colours} colours"
     if len(png) > MAX_PNG_BYTES:  # keep the README light: 256-colour palette, still a faithful picture
         out = io.BytesIO()
-        image.quantize(colors=256, method=Image.Quantize.FASTOCTREE, dither=Image.Dither.NONE).save(out, "PNG", optimize=True)
+        image.quantize(colors=256, method=Image.Quantize.FASTOCTREE, dither=Image.Dither.NONE).save(
+            out, "PNG", optimize=True
+        )
         png = out.getvalue()
     assert len(png) <= MAX_PNG_BYTES, f"{name}: {len(png)} bytes"
     SHOTS.mkdir(parents=True, exist_ok=True)
@@ -135,7 +149,9 @@ def test_login_astronaut_watches_covers_and_is_sad_on_failure(browser, served, w
     errors = []
     page.on("pageerror", lambda e: errors.append(str(e)))
     page.goto(f"{served}/login", wait_until="load")
-    page.wait_for_function("window.astronautState && window.astronautState.ready && window.astronautState.frames > 3", timeout=60_000)
+    page.wait_for_function(
+        "window.astronautState && window.astronautState.ready && window.astronautState.frames > 3", timeout=60_000
+    )
     assert page.evaluate("window.astronautState.webgl")
 
     page.evaluate("document.activeElement.blur()")
@@ -144,7 +160,10 @@ def test_login_astronaut_watches_covers_and_is_sad_on_failure(browser, served, w
 
     page.click("#username")
     page.keyboard.type("w", delay=20)
-    page.wait_for_function("window.astronautState.mode === 'watching' && Math.abs(window.astronautState.headYaw - window.astronautState.targetYaw) < 0.02", timeout=10_000)
+    page.wait_for_function(
+        "window.astronautState.mode === 'watching' && Math.abs(window.astronautState.headYaw - window.astronautState.targetYaw) < 0.02",
+        timeout=10_000,
+    )
     yaw_short = page.evaluate("window.astronautState.headYaw")
     caret_short = page.evaluate("window.astronautState.caret.x")
     page.keyboard.type("eb-ada-is-typing-a-long-name", delay=15)
@@ -158,12 +177,16 @@ def test_login_astronaut_watches_covers_and_is_sad_on_failure(browser, served, w
 
     page.fill("#username", web_users["astronomer"][0])
     page.click("#password")
-    page.wait_for_function("window.astronautState.mode === 'covering' && window.astronautState.handsOnVisor", timeout=10_000)
+    page.wait_for_function(
+        "window.astronautState.mode === 'covering' && window.astronautState.handsOnVisor", timeout=10_000
+    )
     assert page.get_attribute("body", "data-state") == "covering"
 
     page.keyboard.type("not the password")
     page.keyboard.press("Enter")
-    page.wait_for_function("window.astronautState.mode === 'sad' && window.astronautState.failures === 1", timeout=30_000)
+    page.wait_for_function(
+        "window.astronautState.mode === 'sad' && window.astronautState.failures === 1", timeout=30_000
+    )
     page.wait_for_function("Math.abs(window.astronautState.shake) > 0.05", timeout=5_000)  # it shakes
     assert page.evaluate("window.astronautState.lastStatus") == 401
     assert "invalid username or password" in page.inner_text("#message").lower()
@@ -173,7 +196,9 @@ def test_login_astronaut_watches_covers_and_is_sad_on_failure(browser, served, w
     context.close()
 
 
-def test_login_success_reaches_the_dashboard_with_a_just_sent_alert(browser, served, web_users, shared_data, event_store, trained):
+def test_login_success_reaches_the_dashboard_with_a_just_sent_alert(
+    browser, served, web_users, shared_data, event_store, trained
+):
     from cosmic_ray.serve import live
 
     context = browser.new_context(viewport=VIEWPORT)
@@ -186,13 +211,17 @@ def test_login_success_reaches_the_dashboard_with_a_just_sent_alert(browser, ser
     page.wait_for_url(f"{served}/", timeout=30_000)
     cookie = [c for c in context.cookies() if c["name"] == "cr_session"]
     assert cookie and cookie[0]["httpOnly"] and cookie[0]["sameSite"] == "Strict"
-    page.wait_for_function("window.dashboardState && window.dashboardState.ready && window.dashboardState.polls >= 1", timeout=60_000)
+    page.wait_for_function(
+        "window.dashboardState && window.dashboardState.ready && window.dashboardState.polls >= 1", timeout=60_000
+    )
     assert page.inner_text("#me") == web_users["astronomer"][0]
 
     records = fresh_alerts(shared_data, event_store)
     # Playwright's sync API runs an event loop in this thread; a Serve handle's sync calls need another thread
     with ThreadPoolExecutor(1) as pool:
-        result = pool.submit(lambda: live.classify_and_store(records, live.model_handle(), event_store)).result(timeout=120)
+        result = pool.submit(lambda: live.classify_and_store(records, live.model_handle(), event_store)).result(
+            timeout=120
+        )
     assert result.stored >= 1
     stored = event_store.recent_alerts(limit=5)
     candid = next(a["candid"] for a in stored if a["candid"] in {r["candid"] for r in records})
@@ -206,7 +235,10 @@ def test_login_success_reaches_the_dashboard_with_a_just_sent_alert(browser, ser
 
     # the object view: light curve, probabilities, nearest known objects, find similar
     row.locator("a").first.click()
-    page.wait_for_function(f"window.dashboardState.objectId === {alert['object_id']!r} && window.dashboardState.objectReady", timeout=60_000)
+    page.wait_for_function(
+        f"window.dashboardState.objectId === {alert['object_id']!r} && window.dashboardState.objectReady",
+        timeout=60_000,
+    )
     assert page.locator("#lightcurve svg circle.det").count() >= 2
     assert page.locator("#probabilities .bar").count() >= 2
     assert page.locator("#probabilities .bar.top").count() == 1
@@ -223,8 +255,8 @@ def test_login_success_reaches_the_dashboard_with_a_just_sent_alert(browser, ser
 def _lake_objects(settings, n: int) -> list[str]:
     import pyarrow.compute as pc
 
-    from cosmic_ray.learn.features import MODEL_SOURCES
     from cosmic_ray.ingest.lake import Lake
+    from cosmic_ray.learn.features import MODEL_SOURCES
 
     table = Lake(settings.lake_dir).read(sources=list(MODEL_SOURCES))
     table = table.filter(pc.invert(table.column("is_limit")))
@@ -266,10 +298,14 @@ def test_class_registration_from_the_form_by_role(browser, served, web_users, ev
 def test_dashboard_panels_apod_offline_and_screenshots(browser, served, web_users, event_store, trained):
     context = session_context(browser, served, event_store, web_users["viewer"][0])
     page = open_dashboard(context, served)
-    page.wait_for_selector('#apod[data-state="unavailable"]', timeout=30_000)  # offline here: no picture, never a fake one
+    page.wait_for_selector(
+        '#apod[data-state="unavailable"]', timeout=30_000
+    )  # offline here: no picture, never a fake one
     assert page.locator("#apod img").count() == 0
     assert "unavailable" in page.inner_text("#apod").lower()
-    page.wait_for_function(f"document.getElementById('model-version').textContent === 'v{trained.version}'", timeout=30_000)
+    page.wait_for_function(
+        f"document.getElementById('model-version').textContent === 'v{trained.version}'", timeout=30_000
+    )
     page.wait_for_selector("#model-metrics .metric", timeout=60_000)
     assert "balanced accuracy" in page.inner_text("#model-metrics")
     assert page.get_attribute("#ray-link", "href") == "http://127.0.0.1:8265"
@@ -280,15 +316,25 @@ def test_dashboard_panels_apod_offline_and_screenshots(browser, served, web_user
 
     # the follow-up list ranks live objects by the chosen class's probability (GET /candidates)
     # (other tests' alerts are in the same store: the newest of the most probable comes first)
-    top = {"candid": 9_100_000_000_001, "object_id": "ZTFfollowA", "class": "SN Ia", "probabilities": {"SN Ia": 0.0, "SLSN-I": 1.0},
-           "open_set_score": 0.3, "novel": False, "rare": False, "model_version": trained.version}
+    top = {
+        "candid": 9_100_000_000_001,
+        "object_id": "ZTFfollowA",
+        "class": "SN Ia",
+        "probabilities": {"SN Ia": 0.0, "SLSN-I": 1.0},
+        "open_set_score": 0.3,
+        "novel": False,
+        "rare": False,
+        "model_version": trained.version,
+    }
     event_store.record_classifications([top])
     assert event_store.known_candids([top["candid"]]) == {top["candid"]}
     expected = [a["object_id"] for a in event_store.top_candidates("SLSN-I", limit=6)]
     assert expected[0] == "ZTFfollowA"
     assert page.locator("#followup-class option[value='SLSN-I']").count() == 1
     page.select_option("#followup-class", "SLSN-I")
-    page.wait_for_function("document.querySelector('#followup-list li[data-object]')?.dataset.object === 'ZTFfollowA'", timeout=30_000)
+    page.wait_for_function(
+        "document.querySelector('#followup-list li[data-object]')?.dataset.object === 'ZTFfollowA'", timeout=30_000
+    )
     listed = page.locator("#followup-list li[data-object]").evaluate_all("items => items.map(li => li.dataset.object)")
     assert listed == expected, (listed, expected)  # the page shows the store's ranking, in order
     assert page.inner_text("#followup-list li:first-child").rstrip().endswith("100%")
@@ -309,8 +355,12 @@ def test_dashboard_panels_apod_offline_and_screenshots(browser, served, web_user
     solar.goto(f"{served}/solar?t=2024-03-20T03:06:00Z", wait_until="load")
     try:
         # ?t= starts paused: the view renders on demand, so one frame is enough
-        solar.wait_for_function("window.solarState && window.solarState.ready && window.solarState.frames >= 1", timeout=60_000)
+        solar.wait_for_function(
+            "window.solarState && window.solarState.ready && window.solarState.frames >= 1", timeout=60_000
+        )
     except Exception as exc:
-        raise AssertionError(f"/solar did not render: {problems} {solar.evaluate('JSON.stringify(window.solarState || null)')}") from exc
+        raise AssertionError(
+            f"/solar did not render: {problems} {solar.evaluate('JSON.stringify(window.solarState || null)')}"
+        ) from exc
     check_and_save(solar, "solar")
     context.close()

@@ -34,8 +34,14 @@ except ImportError:  # tests/ made a package
 log = logging.getLogger(__name__)
 
 CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
 ]
 VIEWPORT = {"width": 1280, "height": 800}
 PLANETS = ["mercury", "venus", "earth", "mars", "jupiter", "saturn", "uranus", "neptune"]
@@ -130,7 +136,9 @@ def chromium():
 def browser(chromium, base_url, session_id):
     """A browser context logged in (the pages redirect to /login without a session)."""
     context = chromium.new_context(viewport=VIEWPORT)
-    context.add_cookies([{"name": "cr_session", "value": session_id, "url": base_url, "httpOnly": True, "sameSite": "Strict"}])
+    context.add_cookies(
+        [{"name": "cr_session", "value": session_id, "url": base_url, "httpOnly": True, "sameSite": "Strict"}]
+    )
     yield context
     context.close()
 
@@ -186,13 +194,15 @@ def _astropy_truth(iso: str) -> dict:
             v = get_body_barycentric(name, t, ephemeris="builtin").xyz.to_value(u.au) - sun_bary
             planets[name] = _equatorial_to_ecliptic(v)
         # Subsolar point in the mean equator and equinox of date, the frame GMST belongs to.
-        sun = get_body("sun", t, ephemeris="builtin").transform_to(
-            PrecessedGeocentric(equinox=t, obstime=t)
-        )
+        sun = get_body("sun", t, ephemeris="builtin").transform_to(PrecessedGeocentric(equinox=t, obstime=t))
         sub_lon = (sun.ra - gmst).wrap_at(180 * u.deg).deg
         sub_lat = sun.dec.deg
-    return {"jd": float(t.jd), "gmst_deg": float(gmst.deg), "planets": planets,
-            "subsolar": (float(sub_lon), float(sub_lat))}
+    return {
+        "jd": float(t.jd),
+        "gmst_deg": float(gmst.deg),
+        "planets": planets,
+        "subsolar": (float(sub_lon), float(sub_lat)),
+    }
 
 
 def _equatorial_to_ecliptic(v: np.ndarray) -> np.ndarray:
@@ -208,8 +218,7 @@ def _angle_deg(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def _lonlat(v: np.ndarray) -> tuple[float, float]:
-    return (math.degrees(math.atan2(v[1], v[0])) % 360.0,
-            math.degrees(math.asin(v[2] / np.linalg.norm(v))))
+    return (math.degrees(math.atan2(v[1], v[0])) % 360.0, math.degrees(math.asin(v[2] / np.linalg.norm(v))))
 
 
 def _wrap180(x: float) -> float:
@@ -270,8 +279,7 @@ def test_solar_page_matches_astropy(browser, base_url, shots, iso):
         # Day/night: the Sun is overhead where astropy says, and the rendered globe agrees.
         lon_t, lat_t = truth["subsolar"]
         sub = state["subsolar"]
-        sub_err = max(abs(_wrap180(sub["lonDeg"] - lon_t)) * math.cos(math.radians(lat_t)),
-                      abs(sub["latDeg"] - lat_t))
+        sub_err = max(abs(_wrap180(sub["lonDeg"] - lon_t)) * math.cos(math.radians(lat_t)), abs(sub["latDeg"] - lat_t))
         _record("subsolar_deg", sub_err)
         assert sub_err < SUBSOLAR_TOL_DEG, (sub, truth["subsolar"])
         _record("earth_render_deg", state["earthCheckDeg"])
@@ -286,8 +294,9 @@ def test_solar_page_matches_astropy(browser, base_url, shots, iso):
         assert pixels.var() > 0, "the canvas is blank"
         assert len(np.unique(pixels.reshape(-1, pixels.shape[-1]), axis=0)) > 500
         box = page.locator(".earth-frame").bounding_box()
-        inset = pixels[int(box["y"]) + 20:int(box["y"] + box["height"]) - 4,
-                       int(box["x"]) + 4:int(box["x"] + box["width"]) - 4]
+        inset = pixels[
+            int(box["y"]) + 20 : int(box["y"] + box["height"]) - 4, int(box["x"]) + 4 : int(box["x"] + box["width"]) - 4
+        ]
         lum = inset[..., :3].mean(axis=-1)
         assert (lum > 60).mean() > 0.02, "no sunlit Earth in the close-up"
         assert lum.var() > 100, "the Earth close-up is flat"
@@ -369,20 +378,23 @@ def _raw_get(base_url: str, raw_path: str) -> tuple[int, bytes]:
         conn.close()
 
 
-@pytest.mark.parametrize("raw_path", [
-    "/static/js/../../pyproject.toml",
-    "/static/js/../../../pyproject.toml",
-    "/static/js/%2e%2e/%2e%2e/pyproject.toml",
-    "/static/js/..%2f..%2fpyproject.toml",
-    "/static/js/..%2F..%2F..%2Fpyproject.toml",
-    "/vendor/three/../../package.json",
-    "/vendor/three/..%2f..%2f..%2fpyproject.toml",
-    "/vendor/three/%2e%2e/%2e%2e/%2e%2e/cosmic_ray/serve/web.py",
-    "/static/js/%252e%252e/%252e%252e/pyproject.toml",
-    "/static/js//etc/passwd",
-    "/vendor/three//etc/passwd",
-    "/static/node_modules/three/package.json",
-])
+@pytest.mark.parametrize(
+    "raw_path",
+    [
+        "/static/js/../../pyproject.toml",
+        "/static/js/../../../pyproject.toml",
+        "/static/js/%2e%2e/%2e%2e/pyproject.toml",
+        "/static/js/..%2f..%2fpyproject.toml",
+        "/static/js/..%2F..%2F..%2Fpyproject.toml",
+        "/vendor/three/../../package.json",
+        "/vendor/three/..%2f..%2f..%2fpyproject.toml",
+        "/vendor/three/%2e%2e/%2e%2e/%2e%2e/cosmic_ray/serve/web.py",
+        "/static/js/%252e%252e/%252e%252e/pyproject.toml",
+        "/static/js//etc/passwd",
+        "/vendor/three//etc/passwd",
+        "/static/node_modules/three/package.json",
+    ],
+)
 def test_no_path_traversal(base_url, raw_path):
     status, body = _raw_get(base_url, raw_path)
     assert status in (400, 404), (raw_path, status)

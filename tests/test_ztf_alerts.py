@@ -60,7 +60,7 @@ def test_difference_flux_is_signed_by_isdiffpos(shared_data):
     for path in sorted((shared_data / "ztf-alerts").rglob("*.avro")):
         table = ztf.parse(_raw(path)).table
         det = table.filter(pc.and_(pc.equal(table.column("source"), "ztf_alert"), pc.invert(table.column("is_limit"))))
-        for flux, pos in zip(det.column("flux").to_pylist(), det.column("isdiffpos").to_pylist()):
+        for flux, pos in zip(det.column("flux").to_pylist(), det.column("isdiffpos").to_pylist(), strict=False):
             assert (flux > 0) == bool(pos)
             negatives += flux < 0
     assert negatives > 0, "the real packets include negative differences; none were signed negative"
@@ -70,7 +70,9 @@ def test_forced_photometry_of_v4_02_is_read(shared_data):
     path = next((shared_data / "ztf-alerts" / "boom-v4.02").glob("*.avro"))
     with open(path, "rb") as handle:
         record = next(iter(fastavro.reader(handle)))
-    usable = [fp for fp in record["fp_hists"] if fp.get("forcediffimflux") is not None and fp["forcediffimflux"] > -99999]
+    usable = [
+        fp for fp in record["fp_hists"] if fp.get("forcediffimflux") is not None and fp["forcediffimflux"] > -99999
+    ]
     table = ztf.parse(_raw(path)).table
     fp_rows = table.filter(pc.equal(table.column("source"), "ztf_fp"))
     assert fp_rows.num_rows == len(usable) > 0

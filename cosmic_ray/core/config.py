@@ -26,7 +26,9 @@ class Settings(BaseSettings):
     app_port: int = 8000
     dashboard_host: str = "127.0.0.1"
     dashboard_port: int = 8265
-    ray_address: str | None = Field(default=None, validation_alias=AliasChoices("RAY_ADDRESS", "COSMIC_RAY_RAY_ADDRESS"))
+    ray_address: str | None = Field(
+        default=None, validation_alias=AliasChoices("RAY_ADDRESS", "COSMIC_RAY_RAY_ADDRESS")
+    )
     ray_auth_mode: str = Field(
         default="token",
         validation_alias=AliasChoices("RAY_AUTH_MODE", "COSMIC_RAY_RAY_AUTH_MODE"),
@@ -50,18 +52,24 @@ class Settings(BaseSettings):
     cookie_secure: bool = Field(default=False, description="Mark the session cookie Secure (set it behind HTTPS).")
     session_hours: float = Field(default=12.0, gt=0, description="Lifetime of a web login session.")
     login_attempts_per_account: PositiveInt = Field(default=5, description="Failed logins per account per window.")
-    login_attempts_per_address: PositiveInt = Field(default=20, description="Failed login attempts per client address per window.")
+    login_attempts_per_address: PositiveInt = Field(
+        default=20, description="Failed login attempts per client address per window."
+    )
     trusted_proxies: list[str] = Field(
         default_factory=list,
         description="Peer addresses (a load balancer, an ingress controller) whose X-Forwarded-For names the client. "
         "Serve's HAProxy mode adds no such header: behind it, every client shares HAProxy's address.",
     )
     login_window_s: float = Field(default=300.0, gt=0, description="The login rate-limit window.")
-    max_support: PositiveInt = Field(default=100, description="Most support light curves of a class registered at runtime.")
+    max_support: PositiveInt = Field(
+        default=100, description="Most support light curves of a class registered at runtime."
+    )
     # --- live path (cosmic_ray/serve/live.py) ---
     rare_webhook_url: str | None = Field(default=None, description="Slack-compatible webhook notified of rare events.")
     # --- web pages (cosmic_ray/serve/web.py) ---
-    apod_api_key: str | None = Field(default="DEMO_KEY", description="api.nasa.gov key of the dashboard's APOD widget; empty: off.")
+    apod_api_key: str | None = Field(
+        default="DEMO_KEY", description="api.nasa.gov key of the dashboard's APOD widget; empty: off."
+    )
     mlflow_ui_url: str = Field(default="http://127.0.0.1:5000", description="Where the dashboard links the MLflow UI.")
 
     # --- derived paths (never created here) ---
@@ -127,7 +135,8 @@ class EpisodeConfig(_Strict):
     n_query: PositiveInt = 5
     per_epoch: PositiveInt = 50
     held_out_per_epoch: int = Field(
-        default=1, ge=0,
+        default=1,
+        ge=0,
         description="Base classes left out of each epoch's episodes, a different set every epoch (rotating base/novel split); "
         "validation then registers them from k_shot examples (val_novel_accuracy). 0: every class in every epoch.",
     )
@@ -140,13 +149,25 @@ class ModelConfig(_Strict):
     embed_dim: PositiveInt = 32
     layers: PositiveInt = 1
     dropout: float = Field(default=0.1, ge=0, lt=1)
-    feature_block: bool = Field(default=True, description="Append the within-class whitened features to the learned embedding (LDA block).")
-    learned_scale: float = Field(default=0.5, ge=0, description="Norm of the learned part of the embedding when a feature block is on.")
-    whiten_shrinkage: float = Field(default=0.2, ge=0, le=1, description="Shrinkage of the within-class covariance of the whitening.")
-    quantile_features: bool = Field(default=True, description="Features enter as normal scores of their ranks among the training objects.")
+    feature_block: bool = Field(
+        default=True, description="Append the within-class whitened features to the learned embedding (LDA block)."
+    )
+    learned_scale: float = Field(
+        default=0.5, ge=0, description="Norm of the learned part of the embedding when a feature block is on."
+    )
+    whiten_shrinkage: float = Field(
+        default=0.2, ge=0, le=1, description="Shrinkage of the within-class covariance of the whitening."
+    )
+    quantile_features: bool = Field(
+        default=True, description="Features enter as normal scores of their ranks among the training objects."
+    )
     novelty_subspace: bool = Field(default=True, description="Open-set score read in the span of the prototypes.")
-    prior_weight: float = Field(default=1.0, ge=0, description="Weight of log class prior counts in the decision (0: equal priors).")
-    registered_prior_count: float = Field(default=20.0, gt=0, description="Prior count of a class registered from examples.")
+    prior_weight: float = Field(
+        default=1.0, ge=0, description="Weight of log class prior counts in the decision (0: equal priors)."
+    )
+    registered_prior_count: float = Field(
+        default=20.0, gt=0, description="Prior count of a class registered from examples."
+    )
 
 
 class ScalingConfig(_Strict):

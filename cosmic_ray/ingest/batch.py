@@ -20,10 +20,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from cosmic_ray.ingest import prefilter, quarantine
 from cosmic_ray.core.errors import SourceError
-from cosmic_ray.ingest.lake import Lake
 from cosmic_ray.core.lightcurve import SCHEMA, conform
+from cosmic_ray.ingest import prefilter, quarantine
+from cosmic_ray.ingest.lake import Lake
 from cosmic_ray.ingest.prefilter import PrefilterConfig
 from cosmic_ray.sources import get_source
 
@@ -144,7 +144,9 @@ def _from_ipc(data: bytes) -> pa.Table | None:
     return pa.ipc.open_stream(pa.py_buffer(data)).read_all() if data else None
 
 
-def _parse_block(batch: dict[str, np.ndarray], source_name: str, quarantine_dir: str, run_id: str, prefilter_cfg: dict) -> pa.Table:
+def _parse_block(
+    batch: dict[str, np.ndarray], source_name: str, quarantine_dir: str, run_id: str, prefilter_cfg: dict
+) -> pa.Table:
     """Ray Data UDF: a block of paths -> one row carrying the parsed tables (Arrow IPC).
 
     The task reads the files itself (raw bytes, no transparent decompression: a tarball is
@@ -211,7 +213,9 @@ def ingest(
     alerts = written = duplicates = 0
     objects: set[str] = set()
     for batch in ds.iter_batches(batch_format="pyarrow", batch_size=None):
-        for points_ipc, alerts_ipc, n in zip(*(batch.column(c).to_pylist() for c in ("points", "alerts", "n_alerts"))):
+        for points_ipc, alerts_ipc, n in zip(
+            *(batch.column(c).to_pylist() for c in ("points", "alerts", "n_alerts")), strict=False
+        ):
             alerts += n
             points = _from_ipc(points_ipc)
             result = lake.append(points, defer=True)

@@ -23,8 +23,8 @@ import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 
 from cosmic_ray.core.errors import SourceError
-from cosmic_ray.ingest.keyindex import CandidIndex, PointKeyIndex
 from cosmic_ray.core.lightcurve import SCHEMA, conform
+from cosmic_ray.ingest.keyindex import CandidIndex, PointKeyIndex
 
 log = logging.getLogger(__name__)
 
@@ -132,7 +132,7 @@ class Lake:
         runs = pc.run_end_encode(parts)
         ends = runs.run_ends.to_numpy()
         starts = np.concatenate([[0], ends[:-1]])
-        for value, start, end in zip(runs.values.to_pylist(), starts, ends):
+        for value, start, end in zip(runs.values.to_pylist(), starts, ends, strict=False):
             source, night = value.rsplit("\x1f", 1)  # a source may hold the separator: refused below
             _check_partition(source, night)
             chunk = table.slice(int(start), int(end - start)).drop_columns(list(PARTITION_COLUMNS))
@@ -187,7 +187,7 @@ class Lake:
         runs = pc.run_end_encode(table.column("night").combine_chunks())
         ends = runs.run_ends.to_numpy()
         starts = np.concatenate([[0], ends[:-1]])
-        for night, start, end in zip(runs.values.to_pylist(), starts, ends):
+        for night, start, end in zip(runs.values.to_pylist(), starts, ends, strict=False):
             chunk = table.slice(int(start), int(end - start)).drop_columns(["night"])
             self._write_file(self.alerts_root / f"night={night}", chunk)
 
@@ -214,6 +214,4 @@ class Lake:
         """The light-curve files (not the per-alert table, not temporary files)."""
         if not self.root.is_dir():
             return []
-        return sorted(
-            p for p in self.root.glob("source=*/night=*/*.parquet") if not p.name.startswith(".")
-        )
+        return sorted(p for p in self.root.glob("source=*/night=*/*.parquet") if not p.name.startswith("."))

@@ -38,7 +38,9 @@ class PrefilterConfig(BaseModel):
     # known solar-system object within this distance (arcsec) and at least this bright (mag)
     solar_system: bool = True
     ss_max_distance_arcsec: float = Field(default=5.0, gt=0)
-    ss_max_magnitude: float = Field(default=23.0, description="Only known objects brighter than this explain a detection.")
+    ss_max_magnitude: float = Field(
+        default=23.0, description="Only known objects brighter than this explain a detection."
+    )
     # stellar counterpart in PS1: star-galaxy score above and distance below
     stars: bool = True
     star_min_sgscore: float = Field(default=0.5, ge=0, le=1)
@@ -67,21 +69,24 @@ def decide(table: pa.Table, cfg: PrefilterConfig = PrefilterConfig()) -> tuple[l
         has_drb = np.isfinite(drb)
         bogus = np.where(has_drb, drb < cfg.min_drb, np.isfinite(rb) & (rb < cfg.min_rb))
         why = [
-            f"drb={d:.3f}<{cfg.min_drb}" if np.isfinite(d) else f"rb={r:.3f}<{cfg.min_rb}" for d, r in zip(drb, rb)
+            f"drb={d:.3f}<{cfg.min_drb}" if np.isfinite(d) else f"rb={r:.3f}<{cfg.min_rb}"
+            for d, r in zip(drb, rb, strict=False)
         ]
         rules.append(("bogus", bogus, why))
         if cfg.solar_system:
             dist, mag = _col(table, "ssdistnr"), _col(table, "ssmagnr")
             known = (dist >= 0) & (dist <= cfg.ss_max_distance_arcsec) & (mag >= 0) & (mag <= cfg.ss_max_magnitude)
             why = [
-                f"ssdistnr={d:.2f}<={cfg.ss_max_distance_arcsec}\" ssmagnr={m:.2f}<={cfg.ss_max_magnitude}" for d, m in zip(dist, mag)
+                f'ssdistnr={d:.2f}<={cfg.ss_max_distance_arcsec}" ssmagnr={m:.2f}<={cfg.ss_max_magnitude}'
+                for d, m in zip(dist, mag, strict=False)
             ]
             rules.append(("solar_system", known, why))
         if cfg.stars:
             score, dist = _col(table, "sgscore1"), _col(table, "distpsnr1")
             star = (score > cfg.star_min_sgscore) & (dist >= 0) & (dist < cfg.star_max_distance_arcsec)
             why = [
-                f"sgscore1={s:.3f}>{cfg.star_min_sgscore} distpsnr1={d:.2f}<{cfg.star_max_distance_arcsec}\"" for s, d in zip(score, dist)
+                f'sgscore1={s:.3f}>{cfg.star_min_sgscore} distpsnr1={d:.2f}<{cfg.star_max_distance_arcsec}"'
+                for s, d in zip(score, dist, strict=False)
             ]
             rules.append(("star", star, why))
     decisions: list[str] = []

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import csv
 import gzip
-import math
 from pathlib import Path
 
 import fastavro
@@ -16,9 +15,17 @@ import numpy as np
 SIMULATED_SCHEMA_VERSION = "SIMULATED-ztf-4.02-subset"
 
 _CANDIDATE_FIELDS = [
-    ("jd", "double"), ("fid", "int"), ("magpsf", ["null", "float"]), ("sigmapsf", ["null", "float"]),
-    ("diffmaglim", ["null", "float"]), ("isdiffpos", ["null", "string"]), ("ra", ["null", "double"]),
-    ("dec", ["null", "double"]), ("rb", ["null", "float"]), ("drb", ["null", "float"]), ("candid", ["null", "long"]),
+    ("jd", "double"),
+    ("fid", "int"),
+    ("magpsf", ["null", "float"]),
+    ("sigmapsf", ["null", "float"]),
+    ("diffmaglim", ["null", "float"]),
+    ("isdiffpos", ["null", "string"]),
+    ("ra", ["null", "double"]),
+    ("dec", ["null", "double"]),
+    ("rb", ["null", "float"]),
+    ("drb", ["null", "float"]),
+    ("candid", ["null", "long"]),
 ]
 
 ALERT_SCHEMA = {
@@ -31,8 +38,32 @@ ALERT_SCHEMA = {
         {"name": "publisher", "type": "string"},
         {"name": "objectId", "type": "string"},
         {"name": "candid", "type": "long"},
-        {"name": "candidate", "type": {"type": "record", "name": "candidate", "fields": [{"name": n, "type": t} for n, t in _CANDIDATE_FIELDS]}},
-        {"name": "prv_candidates", "type": ["null", {"type": "array", "items": {"type": "record", "name": "prv_candidate", "fields": [{"name": n, "type": t, "default": None} if isinstance(t, list) else {"name": n, "type": t} for n, t in _CANDIDATE_FIELDS]}}], "default": None},
+        {
+            "name": "candidate",
+            "type": {
+                "type": "record",
+                "name": "candidate",
+                "fields": [{"name": n, "type": t} for n, t in _CANDIDATE_FIELDS],
+            },
+        },
+        {
+            "name": "prv_candidates",
+            "type": [
+                "null",
+                {
+                    "type": "array",
+                    "items": {
+                        "type": "record",
+                        "name": "prv_candidate",
+                        "fields": [
+                            {"name": n, "type": t, "default": None} if isinstance(t, list) else {"name": n, "type": t}
+                            for n, t in _CANDIDATE_FIELDS
+                        ],
+                    },
+                },
+            ],
+            "default": None,
+        },
     ],
 }
 
@@ -75,8 +106,10 @@ def write_labelled_catalog(path: Path, n_per_class: int = 30, seed: int = 0) -> 
             for i in range(n_per_class):
                 mjd, band, mag, err = _simulate_object(rng, label)
                 oid = f"SIMULATED-{label.replace(' ', '_')}-{i:03d}"
-                for row in zip(mjd, band, mag, err):
-                    writer.writerow([oid, label, f"{row[0]:.5f}", row[1], f"{row[2]:.4f}", f"{row[3]:.4f}", "false", "simulated"])
+                for row in zip(mjd, band, mag, err, strict=False):
+                    writer.writerow(
+                        [oid, label, f"{row[0]:.5f}", row[1], f"{row[2]:.4f}", f"{row[3]:.4f}", "false", "simulated"]
+                    )
     return path
 
 
@@ -92,11 +125,19 @@ def write_alert_stream(folder: Path, n_objects: int = 10, seed: int = 1) -> list
         obj = f"ZTFSIM{i:06d}"
         cands = [
             {
-                "jd": float(m + 2400000.5), "fid": 1 if b == "g" else 2, "magpsf": float(x), "sigmapsf": float(e),
-                "diffmaglim": 20.5, "isdiffpos": "t", "ra": 150.0 + i, "dec": 2.0, "rb": 0.9, "drb": 0.99,
+                "jd": float(m + 2400000.5),
+                "fid": 1 if b == "g" else 2,
+                "magpsf": float(x),
+                "sigmapsf": float(e),
+                "diffmaglim": 20.5,
+                "isdiffpos": "t",
+                "ra": 150.0 + i,
+                "dec": 2.0,
+                "rb": 0.9,
+                "drb": 0.99,
                 "candid": int(1_000_000_000 + 1000 * i + j),
             }
-            for j, (m, b, x, e) in enumerate(zip(mjd[:n], band[:n], mag[:n], err[:n]))
+            for j, (m, b, x, e) in enumerate(zip(mjd[:n], band[:n], mag[:n], err[:n], strict=False))
         ]
         record = {
             "schemavsn": SIMULATED_SCHEMA_VERSION,
@@ -111,4 +152,3 @@ def write_alert_stream(folder: Path, n_objects: int = 10, seed: int = 1) -> list
             fastavro.writer(handle, fastavro.parse_schema(ALERT_SCHEMA), [record])
         out.append(path)
     return out
-

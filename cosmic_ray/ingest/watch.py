@@ -121,7 +121,9 @@ class MailboxWatcher:
             try:
                 self.on_batch(parsed.points.filter(pc.is_in(parsed.points.column("alert_candid"), keep)))
             except Exception as exc:  # noqa: BLE001 - any failure of the hook: retry the batch later
-                log.warning("watch: the live hook failed (%s); %d files stay in the mailbox for the next round", exc, len(items))
+                log.warning(
+                    "watch: the live hook failed (%s); %d files stay in the mailbox for the next round", exc, len(items)
+                )
                 self.stats.hook_failures += 1
                 return 0
         self.done.mkdir(exist_ok=True)

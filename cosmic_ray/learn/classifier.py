@@ -18,7 +18,6 @@ import torch
 from cosmic_ray.core.errors import IncompatibleModelError
 from cosmic_ray.learn.model import LightCurveEncoder, ProtoNetConfig, normalise_features, squared_distances
 
-
 OUTLIER_SD = 8.0  # novelty: squared distance off the prototypes' span counts beyond mean + this many sd
 
 
@@ -80,7 +79,7 @@ class ProtoNetClassifier:
         return out.numpy()
 
     # --- classes from examples (no retraining) ---
-    def with_class(self, name: str, seq: np.ndarray, length: np.ndarray, feats: np.ndarray) -> "ProtoNetClassifier":
+    def with_class(self, name: str, seq: np.ndarray, length: np.ndarray, feats: np.ndarray) -> ProtoNetClassifier:
         """A copy of this classifier that also knows class ``name``, learned from K examples.
 
         The prototype is the mean embedding of the examples; the encoder, the other prototypes
@@ -120,13 +119,16 @@ class ProtoNetClassifier:
         meta = {**self.meta, "registered_classes": {**self.meta.get("registered_classes", {}), name: int(len(seq))}}
         return self._copy(class_names=names, prototypes=protos, meta=meta, prior_counts=counts)
 
-    def without_class(self, name: str) -> "ProtoNetClassifier":
+    def without_class(self, name: str) -> ProtoNetClassifier:
         """A copy without class ``name``'s prototype (leave-one-class-out open-set evaluation)."""
         keep = [i for i, c in enumerate(self.class_names) if c != name]
-        return self._copy(class_names=[self.class_names[i] for i in keep], prototypes=self.prototypes[keep],
-                          prior_counts=None if self.prior_counts is None else self.counts()[keep])
+        return self._copy(
+            class_names=[self.class_names[i] for i in keep],
+            prototypes=self.prototypes[keep],
+            prior_counts=None if self.prior_counts is None else self.counts()[keep],
+        )
 
-    def _copy(self, **changes: Any) -> "ProtoNetClassifier":
+    def _copy(self, **changes: Any) -> ProtoNetClassifier:
         clone = dataclasses.replace(self, **changes)  # rebuilds the encoder from the same weights
         return clone
 
@@ -137,17 +139,24 @@ class ProtoNetClassifier:
             return np.ones(len(self.class_names))
         return np.asarray(self.prior_counts, dtype=float)
 
-    def class_logits(self, emb: np.ndarray, protos: np.ndarray | None = None, counts: np.ndarray | None = None) -> np.ndarray:
+    def class_logits(
+        self, emb: np.ndarray, protos: np.ndarray | None = None, counts: np.ndarray | None = None
+    ) -> np.ndarray:
         """Log-posteriors up to a constant: ``-d^2 / 2 + prior_weight * log(count)``, (N, D) -> (N, K).
 
         ``protos``/``counts`` default to the model's; evaluation passes other prototype sets
         (registered support draws, leave-one-class-out)."""
         protos = self.prototypes if protos is None else protos
         counts = self.counts() if counts is None else np.asarray(counts, dtype=float)
-        d2 = squared_distances(torch.from_numpy(np.ascontiguousarray(emb, dtype=np.float32)), torch.from_numpy(np.ascontiguousarray(protos, dtype=np.float32))).numpy()
+        d2 = squared_distances(
+            torch.from_numpy(np.ascontiguousarray(emb, dtype=np.float32)),
+            torch.from_numpy(np.ascontiguousarray(protos, dtype=np.float32)),
+        ).numpy()
         return -0.5 * d2 + self.arch.prior_weight * np.log(np.maximum(counts, 1e-9))  # (N, K)
 
-    def novelty(self, emb: np.ndarray, protos: np.ndarray | None = None, counts: np.ndarray | None = None) -> np.ndarray:
+    def novelty(
+        self, emb: np.ndarray, protos: np.ndarray | None = None, counts: np.ndarray | None = None
+    ) -> np.ndarray:
         """Raw open-set score: minus the log-density of ``emb`` under the prior-weighted mixture of the
         known classes (high far from every prototype, and near the prototypes of rare classes only).
 
@@ -175,7 +184,9 @@ class ProtoNetClassifier:
         """Fraction of held-out known-class objects with a lower :meth:`novelty`: ~U(0,1) for known, -> 1 for unknown."""
         return np.searchsorted(self.calibration, novelty, side="right") / max(len(self.calibration), 1)
 
-    def predict_arrays(self, object_ids: np.ndarray, seq: np.ndarray, length: np.ndarray, feats: np.ndarray, neighbours: int = 5) -> list[Prediction]:
+    def predict_arrays(
+        self, object_ids: np.ndarray, seq: np.ndarray, length: np.ndarray, feats: np.ndarray, neighbours: int = 5
+    ) -> list[Prediction]:
         emb = self.embed(seq, length, feats)  # (N, D)
         logits = self.class_logits(emb)  # (N, K)
         probs = np.exp(logits - logits.max(axis=1, keepdims=True))
@@ -190,14 +201,18 @@ class ProtoNetClassifier:
             if ref_d is not None:
                 order = np.argsort(ref_d[i])[:neighbours]
                 near = [
-                    {"object_id": str(self.ref_ids[j]), "label": str(self.ref_labels[j]), "distance": float(ref_d[i, j])}
+                    {
+                        "object_id": str(self.ref_ids[j]),
+                        "label": str(self.ref_labels[j]),
+                        "distance": float(ref_d[i, j]),
+                    }
                     for j in order
                 ]
             preds.append(
                 Prediction(
                     object_id=str(oid),
                     label=self.class_names[int(probs[i].argmax())],
-                    probabilities={c: float(p) for c, p in zip(self.class_names, probs[i])},
+                    probabilities={c: float(p) for c, p in zip(self.class_names, probs[i], strict=False)},
                     open_set_score=float(scores[i]),
                     novel=bool(scores[i] > self.novelty_threshold),
                     neighbours=near,
@@ -236,7 +251,7 @@ class ProtoNetClassifier:
         return folder
 
     @classmethod
-    def load(cls, folder: Path | str) -> "ProtoNetClassifier":
+    def load(cls, folder: Path | str) -> ProtoNetClassifier:
         """Rebuild a saved classifier.
 
         Raises:
@@ -298,7 +313,7 @@ def _check_features(bundle: dict[str, Any]) -> None:
 def build_classifier(
     state_dict: dict[str, torch.Tensor],
     arch: ProtoNetConfig,
-    data: "TrainingSet",
+    data: TrainingSet,
     feat_mean: np.ndarray,
     feat_std: np.ndarray,
     max_len: int,
@@ -330,7 +345,11 @@ def build_classifier(
     tr, va = data.train_idx, data.val_idx
     protos = np.stack([emb[tr][data.labels[tr] == k].mean(axis=0) for k in range(len(data.class_names))])  # (K, D)
     clf.prototypes = protos.astype(np.float32)
-    counts = data.class_counts if data.class_counts is not None else np.bincount(data.labels, minlength=len(data.class_names))
+    counts = (
+        data.class_counts
+        if data.class_counts is not None
+        else np.bincount(data.labels, minlength=len(data.class_names))
+    )
     clf.prior_counts = np.maximum(np.asarray(counts, dtype=float), 1.0)
     held_out = va if len(va) else tr
     clf.calibration = np.sort(clf.novelty(emb[held_out]))

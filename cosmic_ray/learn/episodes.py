@@ -100,7 +100,9 @@ def fixed_validation(object_ids: np.ndarray, labels: np.ndarray, fraction: float
     return mask
 
 
-def stratified_split(labels: np.ndarray, fraction: float, rng: np.random.Generator, min_val: int = 1) -> tuple[np.ndarray, np.ndarray]:
+def stratified_split(
+    labels: np.ndarray, fraction: float, rng: np.random.Generator, min_val: int = 1
+) -> tuple[np.ndarray, np.ndarray]:
     """Object-disjoint train/validation split keeping every class on both sides where it can."""
     train, val = [], []
     for c in np.unique(labels):

@@ -31,8 +31,9 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -40,7 +41,16 @@ log = logging.getLogger(__name__)
 
 PHASES = (3, 10, 30)
 REPORT_KEYS = (
-    "model_uri", "k", "draws", "classes", "macro_f1", "balanced_accuracy", "kshot_recall", "open_set_auroc", "by_phase", "baseline",
+    "model_uri",
+    "k",
+    "draws",
+    "classes",
+    "macro_f1",
+    "balanced_accuracy",
+    "kshot_recall",
+    "open_set_auroc",
+    "by_phase",
+    "baseline",
 )
 
 
@@ -59,7 +69,10 @@ def classification_metrics(y_true: list[str] | np.ndarray, y_pred: list[str] | n
     p, r, f, s = precision_recall_fscore_support(y_true, y_pred, labels=classes, zero_division=0)
     present = s > 0
     return {
-        "classes": {c: {"precision": float(pi), "recall": float(ri), "f1": float(fi), "support": int(si)} for c, pi, ri, fi, si in zip(classes, p, r, f, s)},
+        "classes": {
+            c: {"precision": float(pi), "recall": float(ri), "f1": float(fi), "support": int(si)}
+            for c, pi, ri, fi, si in zip(classes, p, r, f, s, strict=False)
+        },
         "macro_f1": float(np.mean(f[present])) if present.any() else 0.0,
         "balanced_accuracy": float(np.mean(r[present])) if present.any() else 0.0,
         "accuracy": float(np.mean(y_true == y_pred)) if len(y_true) else 0.0,
@@ -103,7 +116,7 @@ def auroc(positive: np.ndarray, negative: np.ndarray) -> float:
     # average ranks over ties
     starts = np.flatnonzero(np.concatenate([[True], sorted_scores[1:] != sorted_scores[:-1]]))
     ends = np.concatenate([starts[1:], [len(both)]])
-    for s, e in zip(starts, ends):
+    for s, e in zip(starts, ends, strict=False):
         ranks[order[s:e]] = (s + e + 1) / 2.0
     u = ranks[: len(positive)].sum() - len(positive) * (len(positive) + 1) / 2.0
     return float(u / (len(positive) * len(negative)))
@@ -192,7 +205,9 @@ class Scored:
     phase_preds: dict[str, np.ndarray] = field(default_factory=dict)  # days -> (draws, N_p)
     open_pos: dict[str, np.ndarray] = field(default_factory=dict)  # rare class -> open-set scores of its objects
     open_neg: dict[str, np.ndarray] = field(default_factory=dict)  # rare class -> scores of base-class objects
-    rare_scores: dict[str, np.ndarray] = field(default_factory=dict)  # rare class -> (draws, N) its probability per object
+    rare_scores: dict[str, np.ndarray] = field(
+        default_factory=dict
+    )  # rare class -> (draws, N) its probability per object
 
 
 def concat_scored(parts: list[Scored]) -> Scored:
@@ -207,7 +222,11 @@ def concat_scored(parts: list[Scored]) -> Scored:
         phase_preds={d: cat([p.phase_preds[d] for p in parts], axis=1) for d in first.phase_preds},
         open_pos={c: cat([p.open_pos[c] for p in parts if c in p.open_pos]) for c in first.open_pos},
         open_neg={c: cat([p.open_neg[c] for p in parts if c in p.open_neg]) for c in first.open_neg},
-        rare_scores={c: cat([p.rare_scores[c] for p in parts], axis=1) for c in first.rare_scores if all(c in p.rare_scores for p in parts)},
+        rare_scores={
+            c: cat([p.rare_scores[c] for p in parts], axis=1)
+            for c in first.rare_scores
+            if all(c in p.rare_scores for p in parts)
+        },
     )
 
 
@@ -255,7 +274,9 @@ def summarize(scored: Scored, rare: list[str], model_uri: str, k: int) -> dict[s
     }
 
 
-def bootstrap_summary(scored: Scored, rare: list[str], n_boot: int = 1000, seed: int = 0, alpha: float = 0.05) -> dict[str, Any]:
+def bootstrap_summary(
+    scored: Scored, rare: list[str], n_boot: int = 1000, seed: int = 0, alpha: float = 0.05
+) -> dict[str, Any]:
     """95% (by default) bootstrap intervals of the headline figures, resampling objects
     (stratified by class, so a 5-object class keeps 5 objects) and averaging over draws."""
     rng = np.random.default_rng(seed)
@@ -283,7 +304,9 @@ def bootstrap_summary(scored: Scored, rare: list[str], n_boot: int = 1000, seed:
         for days, members in phase_by_class.items():
             j = np.concatenate([rng.choice(m, len(m)) for m in members])
             tt, pp = scored.phase_truth[days][j], scored.phase_preds[days][:, j]
-            reps[f"by_phase.{days}.macro_f1"].append(np.mean([macro_f1(tt, pp[d], scored.classes) for d in range(draws)]))
+            reps[f"by_phase.{days}.macro_f1"].append(
+                np.mean([macro_f1(tt, pp[d], scored.classes) for d in range(draws)])
+            )
     return {name: list(bootstrap_interval(np.asarray(v), alpha)) for name, v in reps.items()}
 
 
@@ -300,8 +323,10 @@ class LabelledArrays:
     length: np.ndarray
     feats: np.ndarray  # raw (not normalised)
 
-    def take(self, rows: np.ndarray) -> "LabelledArrays":
-        return LabelledArrays(self.object_id[rows], self.coarse[rows], self.seq[rows], self.length[rows], self.feats[rows])
+    def take(self, rows: np.ndarray) -> LabelledArrays:
+        return LabelledArrays(
+            self.object_id[rows], self.coarse[rows], self.seq[rows], self.length[rows], self.feats[rows]
+        )
 
     def __len__(self) -> int:
         return len(self.object_id)
@@ -313,7 +338,9 @@ def labelled_arrays(arrays: dict[str, np.ndarray], min_points: int = 1) -> Label
 
     coarse = np.asarray([to_coarse(label) if label else OTHER for label in arrays["label"]], dtype=object)
     keep = np.flatnonzero(arrays["length"] >= min_points)
-    return LabelledArrays(arrays["object_id"][keep], coarse[keep], arrays["seq"][keep], arrays["length"][keep], arrays["feats"][keep])
+    return LabelledArrays(
+        arrays["object_id"][keep], coarse[keep], arrays["seq"][keep], arrays["length"][keep], arrays["feats"][keep]
+    )
 
 
 def featurize_labelled(table, max_len: int, min_points: int = 1) -> LabelledArrays:
@@ -330,7 +357,9 @@ def is_survey_object(object_id: str) -> bool:
     return bool(_ZTF_NAME.match(str(object_id)))
 
 
-def support_draws(support: LabelledArrays, rare: list[str], k: int, draws: int, seed: int) -> list[dict[str, np.ndarray]]:
+def support_draws(
+    support: LabelledArrays, rare: list[str], k: int, draws: int, seed: int
+) -> list[dict[str, np.ndarray]]:
     """For each draw, class -> K row indices of ``support`` (seeded; fewer if the class has fewer).
 
     Support objects of the survey itself (:func:`is_survey_object`) are drawn first; objects of
@@ -407,7 +436,9 @@ def score_protonet(
     return scored
 
 
-def _rare_probabilities(decisions: list[tuple[list[str], np.ndarray]], rare: list[str], n: int) -> dict[str, np.ndarray]:
+def _rare_probabilities(
+    decisions: list[tuple[list[str], np.ndarray]], rare: list[str], n: int
+) -> dict[str, np.ndarray]:
     """Rare class -> (draws, N) its posterior probability (softmax of the logits) per object; NaN in
     a draw without that class."""
     out = {c: np.full((len(decisions), n), np.nan) for c in rare}
@@ -434,8 +465,13 @@ def ranking_summary(scored: Scored, top: tuple[float, ...] = (0.01, 0.02, 0.05, 
         recall = {}
         for frac in top:
             n_top = max(1, int(round(frac * len(mine))))
-            recall[f"{100 * frac:g}%"] = float(np.mean([mine[np.argsort(-scores[d], kind="stable")[:n_top]].sum() / mine.sum() for d in ok]))
-        out[c] = {"auroc": float(np.mean([auroc(scores[d][mine], scores[d][~mine]) for d in ok])), "recall_at_top": recall}
+            recall[f"{100 * frac:g}%"] = float(
+                np.mean([mine[np.argsort(-scores[d], kind="stable")[:n_top]].sum() / mine.sum() for d in ok])
+            )
+        out[c] = {
+            "auroc": float(np.mean([auroc(scores[d][mine], scores[d][~mine]) for d in ok])),
+            "recall_at_top": recall,
+        }
     return out
 
 
@@ -561,7 +597,9 @@ def prepare_inputs(
     train = featurize_labelled(train_table, max_len, 3)
     train = train.take(np.flatnonzero([key(o) not in data_events for o in train.object_id]))
     if not len(train):
-        raise ValueError("no training object is left for the baseline once the data's events are removed: pass --train with other objects than --data")
+        raise ValueError(
+            "no training object is left for the baseline once the data's events are removed: pass --train with other objects than --data"
+        )
     seen = set(map(str, getattr(classifier, "ref_ids", []))) & {str(o) for o in kept_ids}
     if seen:
         log.warning("%d data objects were training objects of this model: its figures are optimistic", len(seen))
@@ -571,9 +609,13 @@ def prepare_inputs(
 def score_all(classifier, inputs: EvaluationInputs, k: int, draws: int, seed: int = 0) -> tuple[Scored, Scored]:
     """(ProtoNet, baseline) predictions on the same objects with the same support draws."""
     n_draws = draws if inputs.rare else 1
-    chosen = support_draws(inputs.support, inputs.rare, k, n_draws, seed) if inputs.support is not None else [{}] * n_draws
+    chosen = (
+        support_draws(inputs.support, inputs.rare, k, n_draws, seed) if inputs.support is not None else [{}] * n_draws
+    )
     model = score_protonet(classifier, inputs.data, inputs.phases, inputs.support, inputs.rare, chosen, inputs.classes)
-    base = score_baseline(inputs.train, inputs.data, inputs.phases, inputs.support, inputs.rare, chosen, inputs.classes, seed)
+    base = score_baseline(
+        inputs.train, inputs.data, inputs.phases, inputs.support, inputs.rare, chosen, inputs.classes, seed
+    )
     return model, base
 
 
@@ -618,10 +660,16 @@ def format_table(report: dict[str, Any]) -> str:
     lines = [f"{'class':<12} {'support':>7}  {'P':>5} {'R':>5} {'F1':>5}   {'base F1':>7}"]
     for name, row in report["classes"].items():
         bf1 = base.get("classes", {}).get(name, {}).get("f1", float("nan"))
-        lines.append(f"{name:<12} {row['support']:>7}  {row['precision']:5.2f} {row['recall']:5.2f} {row['f1']:5.2f}   {bf1:7.2f}")
-    lines.append(f"macro-F1 {report['macro_f1']:.3f} (baseline {base.get('macro_f1', float('nan')):.3f})  "
-                 f"balanced accuracy {report['balanced_accuracy']:.3f} (baseline {base.get('balanced_accuracy', float('nan')):.3f})")
-    lines.append(f"open-set AUROC {report['open_set_auroc']:.3f} (baseline {base.get('open_set_auroc', float('nan')):.3f})")
+        lines.append(
+            f"{name:<12} {row['support']:>7}  {row['precision']:5.2f} {row['recall']:5.2f} {row['f1']:5.2f}   {bf1:7.2f}"
+        )
+    lines.append(
+        f"macro-F1 {report['macro_f1']:.3f} (baseline {base.get('macro_f1', float('nan')):.3f})  "
+        f"balanced accuracy {report['balanced_accuracy']:.3f} (baseline {base.get('balanced_accuracy', float('nan')):.3f})"
+    )
+    lines.append(
+        f"open-set AUROC {report['open_set_auroc']:.3f} (baseline {base.get('open_set_auroc', float('nan')):.3f})"
+    )
     for c, v in report["kshot_recall"].items():
         lines.append(f"{report['k']}-shot recall {c}: {v['mean']:.2f} +- {v['std']:.2f} over {report['draws']} draws")
     for days, v in report["by_phase"].items():
@@ -640,7 +688,9 @@ def confusion_png(y_true: np.ndarray, y_pred: np.ndarray, classes: list[str], pa
     import matplotlib.pyplot as plt
     from sklearn.metrics import confusion_matrix
 
-    cm = confusion_matrix(np.asarray(y_true, dtype=object), np.asarray(y_pred, dtype=object), labels=classes).astype(float)
+    cm = confusion_matrix(np.asarray(y_true, dtype=object), np.asarray(y_pred, dtype=object), labels=classes).astype(
+        float
+    )
     norm = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
     fig, ax = plt.subplots(figsize=(1.0 + 0.7 * len(classes), 0.8 + 0.6 * len(classes)))
     ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
@@ -648,7 +698,15 @@ def confusion_png(y_true: np.ndarray, y_pred: np.ndarray, classes: list[str], pa
     ax.set_yticks(range(len(classes)), classes)
     for i in range(len(classes)):
         for j in range(len(classes)):
-            ax.text(j, i, int(cm[i, j]), ha="center", va="center", fontsize=8, color="white" if norm[i, j] > 0.5 else "black")
+            ax.text(
+                j,
+                i,
+                int(cm[i, j]),
+                ha="center",
+                va="center",
+                fontsize=8,
+                color="white" if norm[i, j] > 0.5 else "black",
+            )
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     fig.tight_layout()
@@ -656,7 +714,9 @@ def confusion_png(y_true: np.ndarray, y_pred: np.ndarray, classes: list[str], pa
     plt.close(fig)
 
 
-def embedding_png(embeddings: np.ndarray, labels: np.ndarray, prototypes: np.ndarray, proto_names: list[str], path) -> None:
+def embedding_png(
+    embeddings: np.ndarray, labels: np.ndarray, prototypes: np.ndarray, proto_names: list[str], path
+) -> None:
     """2-D PCA map of embeddings coloured by class, prototypes as stars."""
     import matplotlib
 
@@ -698,13 +758,17 @@ def read_table(path):
     path = Path(path)
     if not path.exists():
         raise SourceError(f"table {path} does not exist")
-    if (path.is_dir() and any(catalogs.identify(p) for p in path.iterdir())) or (path.is_file() and catalogs.identify(path)):
+    if (path.is_dir() and any(catalogs.identify(p) for p in path.iterdir())) or (
+        path.is_file() and catalogs.identify(path)
+    ):
         return catalogs.read_catalogue(path).table
     import pyarrow as pa
 
     parts = [catalog.parse(raw).table for raw in catalog.fetch(catalog.build_request([path]))]
     if not parts or not sum(t.num_rows for t in parts):
-        raise SourceError(f"no light-curve rows in {path}: expected the long format object_id,label,mjd,band,mag,magerr")
+        raise SourceError(
+            f"no light-curve rows in {path}: expected the long format object_id,label,mjd,band,mag,magerr"
+        )
     return pa.concat_tables(parts)
 
 

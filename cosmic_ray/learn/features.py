@@ -58,7 +58,12 @@ FADE_MAGS: tuple[float, ...] = (0.5, 1.0)  # fade times: days from peak until th
 # time spent within 0.75 mag of peak and the apparent peak magnitude
 GRID_DAYS: tuple[float, ...] = (-20.0, -10.0, 10.0, 20.0, 40.0, 80.0)
 _GRID_OFFSETS = np.asarray(GRID_DAYS)
-_GRID_NAMES = (*(f"dm_{'m' if d < 0 else 'p'}{abs(int(d))}" for d in GRID_DAYS), "rise_rate", "width_075_log", "peak_mag")
+_GRID_NAMES = (
+    *(f"dm_{'m' if d < 0 else 'p'}{abs(int(d))}" for d in GRID_DAYS),
+    "rise_rate",
+    "width_075_log",
+    "peak_mag",
+)
 COLOUR_DAYS: tuple[float, ...] = (-10.0, 10.0, 40.0)
 _COLOUR_OFFSETS = np.asarray((0.0, 20.0, *COLOUR_DAYS))
 
@@ -66,7 +71,15 @@ _COLOUR_OFFSETS = np.asarray((0.0, 20.0, *COLOUR_DAYS))
 def feature_names() -> list[str]:
     names = [f"{n}_{b}" for b in FEATURE_BANDS for n in (*_extractor().names, *_SHAPE_NAMES, *_GRID_NAMES)]
     colours = [f"color_g_r_{'m' if d < 0 else 'p'}{abs(int(d))}" for d in COLOUR_DAYS]
-    return names + ["color_g_r_mean", "n_detections_log", "duration_all_log", "color_g_r_peak", "color_g_r_late", *colours, "color_g_r_slope"]
+    return names + [
+        "color_g_r_mean",
+        "n_detections_log",
+        "duration_all_log",
+        "color_g_r_peak",
+        "color_g_r_late",
+        *colours,
+        "color_g_r_slope",
+    ]
 
 
 # filter letter of ``<survey>_<filter>`` -> the ZTF-like band it is read as
@@ -120,7 +133,9 @@ def _shape_features(t: np.ndarray, m: np.ndarray) -> np.ndarray:
     k = int(np.argmin(m))
     late = (t > t[k]) & (t <= t[k] + 30)
     fade = _slope(t[late], m[late]) if late.sum() >= 2 and np.ptp(t[late]) > 0 else np.nan
-    return np.asarray([np.log1p(t[k] - t[0]), fade, m[0] - m[k], *(_fade_time(t, m, k, dm) for dm in FADE_MAGS)], dtype=float)
+    return np.asarray(
+        [np.log1p(t[k] - t[0]), fade, m[0] - m[k], *(_fade_time(t, m, k, dm) for dm in FADE_MAGS)], dtype=float
+    )
 
 
 def _slope(x: np.ndarray, y: np.ndarray) -> float:
@@ -178,7 +193,9 @@ def _colour_slope(tg: np.ndarray, mg: np.ndarray, tr: np.ndarray, mr: np.ndarray
     return _slope(tg[sel] - peak, colour) * 10.0
 
 
-def object_arrays(mjd: np.ndarray, band: np.ndarray, mag: np.ndarray, magerr: np.ndarray, max_len: int) -> tuple[np.ndarray, int, np.ndarray]:
+def object_arrays(
+    mjd: np.ndarray, band: np.ndarray, mag: np.ndarray, magerr: np.ndarray, max_len: int
+) -> tuple[np.ndarray, int, np.ndarray]:
     """One object's sorted detections -> (seq (L, C), length, feats (F,))."""
     seq = np.zeros((max_len, len(SEQ_CHANNELS)), dtype=np.float32)
     n = min(len(mjd), max_len)
@@ -225,7 +242,7 @@ def _objects(pts: pa.Table):
     labels = pts.column("label").to_numpy(zero_copy_only=False)
     starts = np.flatnonzero(np.concatenate([[True], ids[1:] != ids[:-1]]))
     ends = np.concatenate([starts[1:], [len(ids)]])
-    for s, e in zip(starts, ends):
+    for s, e in zip(starts, ends, strict=False):
         label = labels[s] if labels[s] is not None else ""
         yield ids[s], label, mjd[s:e], band[s:e], mag[s:e], err[s:e]
 
@@ -279,7 +296,15 @@ def _clean_object(points: list[dict[str, Any]]):
             continue
         band = p["band"] if p["band"] in ("g", "r", "i") else band_family(p["band"] or "")
         if band is not None:
-            kept.append((band, float(p["mjd"]), float(p["mag"]), np.nan if p.get("magerr") is None else float(p["magerr"]), p.get("label")))
+            kept.append(
+                (
+                    band,
+                    float(p["mjd"]),
+                    float(p["mag"]),
+                    np.nan if p.get("magerr") is None else float(p["magerr"]),
+                    p.get("label"),
+                )
+            )
     if not kept:
         return None
     # exact repeats of (band, mjd): mean magnitude, largest error; then by time, and band at equal times
@@ -331,7 +356,7 @@ def featurize_with_ray(table: pa.Table, max_len: int = 64, blocks: int = 4) -> d
     bounds = np.flatnonzero(np.concatenate([[True], ids[1:] != ids[:-1]]))
     cuts = [bounds[int(i)] for i in np.linspace(0, len(bounds), blocks + 1)[1:-1].round()]
     edges = [0, *cuts, table.num_rows]
-    parts = [table.slice(a, b - a) for a, b in zip(edges[:-1], edges[1:]) if b > a]
+    parts = [table.slice(a, b - a) for a, b in zip(edges[:-1], edges[1:], strict=False) if b > a]
     ds = ray.data.from_arrow(parts)
     ds = ds.map_batches(lambda batch: featurize(batch, max_len), batch_format="pyarrow", batch_size=None)
     rows = ds.take_all()
@@ -349,7 +374,7 @@ def truncate(table: pa.Table, days: float) -> pa.Table:
     if pts.num_rows == 0:
         return table.slice(0, 0)
     first = pts.group_by("object_id", use_threads=False).aggregate([("mjd", "min")])
-    start = dict(zip(first.column("object_id").to_pylist(), first.column("mjd_min").to_pylist()))
+    start = dict(zip(first.column("object_id").to_pylist(), first.column("mjd_min").to_pylist(), strict=False))
     ids = table.column("object_id").to_pylist()
     limit = np.asarray([start.get(o, -np.inf) + days for o in ids])
     return table.filter(pa.array(table.column("mjd").to_numpy() <= limit))
@@ -387,7 +412,9 @@ def augment_points(
     return t, b, m, e
 
 
-def move_source(mjd: np.ndarray, mag: np.ndarray, dm: float, z_ref: float = REFERENCE_Z) -> tuple[np.ndarray, np.ndarray]:
+def move_source(
+    mjd: np.ndarray, mag: np.ndarray, dm: float, z_ref: float = REFERENCE_Z
+) -> tuple[np.ndarray, np.ndarray]:
     """The same light curve seen from ``dm`` magnitudes farther (``dm`` > 0) or nearer.
 
     Distance scales with redshift at these depths (Hubble law), so the source moves from ``z_ref``

@@ -69,9 +69,7 @@ class LightCurveEncoder(nn.Module):
         self.feat_mlp = nn.Sequential(
             nn.Linear(cfg.n_feats, h), nn.GELU(), nn.Dropout(cfg.dropout), nn.Linear(h, h), nn.GELU()
         )
-        self.head = nn.Sequential(
-            nn.Linear(3 * h, h), nn.GELU(), nn.Dropout(cfg.dropout), nn.Linear(h, cfg.embed_dim)
-        )
+        self.head = nn.Sequential(nn.Linear(3 * h, h), nn.GELU(), nn.Dropout(cfg.dropout), nn.Linear(h, cfg.embed_dim))
         if cfg.feature_block:
             # fixed (not trained) map of the normalised features; set from the training objects
             self.register_buffer("feat_whiten", torch.eye(cfg.n_feats))
@@ -95,18 +93,20 @@ class LightCurveEncoder(nn.Module):
             return normal_scores(feats, self.feat_quantiles)
         return torch.nan_to_num(feats, nan=0.0)
 
-    def forward(self, seq: torch.Tensor, length: torch.Tensor, feats: torch.Tensor, learned_only: bool = False) -> torch.Tensor:
+    def forward(
+        self, seq: torch.Tensor, length: torch.Tensor, feats: torch.Tensor, learned_only: bool = False
+    ) -> torch.Tensor:
         # seq (B, L, C), length (B,), feats (B, F) -> (B, D + F) with a feature block, else (B, D)
         # learned_only: the learned part alone, before its normalisation (what episodes train)
-        b, l, _ = seq.shape
+        b, seq_len, _ = seq.shape
         days = seq[..., :1] * self.cfg.t_scale_days  # (B, L, 1) days since first detection
         phase = days * self.omega  # (B, L, P)
         x = self.inp(torch.cat([seq, torch.sin(phase), torch.cos(phase)], dim=-1))  # (B, L, H)
-        lengths = length.clamp(min=1, max=l).cpu()
+        lengths = length.clamp(min=1, max=seq_len).cpu()
         packed = nn.utils.rnn.pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
         out, h = self.gru(packed)  # h (layers, B, H)
-        out, _ = nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=l)  # (B, L, H)
-        mask = (torch.arange(l, device=seq.device)[None, :] < lengths.to(seq.device)[:, None]).unsqueeze(-1)
+        out, _ = nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=seq_len)  # (B, L, H)
+        mask = (torch.arange(seq_len, device=seq.device)[None, :] < lengths.to(seq.device)[:, None]).unsqueeze(-1)
         mean = (out * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1)  # (B, H)
         feats = self.feature_input(feats)  # (B, F)
         z = torch.cat([h[-1], mean, self.feat_mlp(feats)], dim=-1)  # (B, 3H)
@@ -214,7 +214,9 @@ def proto_logits(query: torch.Tensor, protos: torch.Tensor) -> torch.Tensor:
     return -squared_distances(query, protos)
 
 
-def episode_loss(embed_support: torch.Tensor, embed_query: torch.Tensor, n_way: int) -> tuple[torch.Tensor, torch.Tensor]:
+def episode_loss(
+    embed_support: torch.Tensor, embed_query: torch.Tensor, n_way: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Prototypical loss of one episode.
 
     Args:

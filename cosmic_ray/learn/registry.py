@@ -21,9 +21,9 @@ from mlflow.models import ModelSignature
 from mlflow.tracking import MlflowClient
 from mlflow.types import ColSpec, Schema
 
-from cosmic_ray.learn.classifier import ProtoNetClassifier
 from cosmic_ray.core.config import Settings
 from cosmic_ray.core.errors import ModelNotFoundError
+from cosmic_ray.learn.classifier import ProtoNetClassifier
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +32,13 @@ PRODUCTION = "production"
 
 SIGNATURE = ModelSignature(
     inputs=Schema(
-        [ColSpec("string", "object_id"), ColSpec("double", "mjd"), ColSpec("string", "band"), ColSpec("double", "mag"), ColSpec("double", "magerr")]
+        [
+            ColSpec("string", "object_id"),
+            ColSpec("double", "mjd"),
+            ColSpec("string", "band"),
+            ColSpec("double", "mag"),
+            ColSpec("double", "magerr"),
+        ]
     ),
     outputs=Schema([ColSpec("string", "object_id"), ColSpec("string", "label"), ColSpec("double", "open_set_score")]),
 )
@@ -45,14 +51,18 @@ class CosmicRayPyFunc(mlflow.pyfunc.PythonModel):
         self.classifier = ProtoNetClassifier.load(context.artifacts["bundle"])
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
-        from cosmic_ray.learn.features import featurize
         from cosmic_ray.core.lightcurve import rows_to_table
+        from cosmic_ray.learn.features import featurize
 
         rows = model_input.assign(source="user", is_limit=False, night="").to_dict("records")
         arrays = featurize(rows_to_table(rows), self.classifier.max_len)
         preds = self.classifier.predict_features(arrays, neighbours=0)
         return pd.DataFrame(
-            {"object_id": [p.object_id for p in preds], "label": [p.label for p in preds], "open_set_score": [p.open_set_score for p in preds]}
+            {
+                "object_id": [p.object_id for p in preds],
+                "label": [p.label for p in preds],
+                "open_set_score": [p.open_set_score for p in preds],
+            }
         )
 
 
@@ -180,17 +190,31 @@ def promote_if_better(
 
         try:
             production, _ = load_model(settings, current.version)
-            preds = production.predict_arrays(validation.object_id, validation.seq, validation.length, validation.feats, neighbours=0)
+            preds = production.predict_arrays(
+                validation.object_id, validation.seq, validation.length, validation.feats, neighbours=0
+            )
             prod_pred = np.asarray([p.label for p in preds], dtype=object)
         except Exception as exc:  # a production model this code cannot load or run is replaced
-            log.warning("production v%s cannot score the validation set (%s): promoting the candidate", current.version, exc)
-            decision = GateDecision(True, metric, value, None, f"production v{current.version} cannot be evaluated: {exc}")
+            log.warning(
+                "production v%s cannot score the validation set (%s): promoting the candidate", current.version, exc
+            )
+            decision = GateDecision(
+                True, metric, value, None, f"production v{current.version} cannot be evaluated: {exc}"
+            )
         else:
-            result = paired_bootstrap(validation.truth, validation.candidate_pred, prod_pred, validation.classes, metric, n_boot=n_boot)
+            result = paired_bootstrap(
+                validation.truth, validation.candidate_pred, prod_pred, validation.classes, metric, n_boot=n_boot
+            )
             better, reason = gate_decision(result, min_gain)
             decision = GateDecision(
-                better, metric, result.candidate, result.production, f"{reason} (production v{current.version})",
-                result.ci_low, result.ci_high, result.n_objects,
+                better,
+                metric,
+                result.candidate,
+                result.production,
+                f"{reason} (production v{current.version})",
+                result.ci_low,
+                result.ci_high,
+                result.n_objects,
             )
             figures = result.to_dict()
     else:
@@ -206,7 +230,9 @@ def promote_if_better(
     for name in ("candidate", "production", "ci_low", "ci_high"):
         if getattr(decision, name) is not None:
             client.log_metric(candidate.run_id, f"gate_{name}", float(getattr(decision, name)))
-    client.log_dict(candidate.run_id, {"decision": decision.__dict__, "paired_bootstrap": figures}, "gate/decision.json")
+    client.log_dict(
+        candidate.run_id, {"decision": decision.__dict__, "paired_bootstrap": figures}, "gate/decision.json"
+    )
     log.info("gate: %s", decision.reason)
     return decision
 
@@ -245,7 +271,9 @@ def load_model_uri(settings: Settings, uri: str) -> ProtoNetClassifier:
     try:
         model = mlflow.pyfunc.load_model(uri)
     except (mlflow.exceptions.MlflowException, OSError) as exc:
-        raise ModelNotFoundError(f"no model at {uri} in {settings.tracking_uri}: run `cosmic-ray train` first or pass --model") from exc
+        raise ModelNotFoundError(
+            f"no model at {uri} in {settings.tracking_uri}: run `cosmic-ray train` first or pass --model"
+        ) from exc
     return model.unwrap_python_model().classifier
 
 
@@ -285,7 +313,9 @@ def log_dataset_record(settings: Settings, run_id: str, record: dict[str, Any]) 
     """Attach the exact training window (file list + hashes + row counts) to a run as an MLflow dataset input."""
     configure(settings)
     files = pd.DataFrame(record["files"] or [{"path": "", "source": "", "night": "", "sha256": "", "rows": 0}])
-    dataset = mlflow.data.from_pandas(files, source=record["lake"], name=f"lake-window-{record['window']['as_of']}", digest=record["digest"])
+    dataset = mlflow.data.from_pandas(
+        files, source=record["lake"], name=f"lake-window-{record['window']['as_of']}", digest=record["digest"]
+    )
     with mlflow.start_run(run_id=run_id):
         mlflow.log_input(dataset, context="training")
         mlflow.log_dict(record, "data/window.json")

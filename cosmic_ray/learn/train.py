@@ -63,7 +63,9 @@ class TrainOutput:
     episodes_per_second: float
 
 
-def loop_config(data: TrainingSet, arch: ProtoNetConfig, *, epochs: int, lr: float, episodes: dict[str, int], seed: int) -> dict[str, Any]:
+def loop_config(
+    data: TrainingSet, arch: ProtoNetConfig, *, epochs: int, lr: float, episodes: dict[str, int], seed: int
+) -> dict[str, Any]:
     """Everything one training loop needs, as plain numpy + Python (what Ray ships to each worker)."""
     n = len(data.labels)
     has_views = data.n_views > 0 and data.aug_seq is not None
@@ -72,7 +74,9 @@ def loop_config(data: TrainingSet, arch: ProtoNetConfig, *, epochs: int, lr: flo
     train_feats = data.feats[data.train_idx]
     quantiles = feature_quantiles(train_feats) if arch.quantile_features else None
     if quantiles is not None:
-        train_feats = normal_scores(torch.from_numpy(np.ascontiguousarray(train_feats, dtype=np.float32)), torch.from_numpy(quantiles)).numpy()
+        train_feats = normal_scores(
+            torch.from_numpy(np.ascontiguousarray(train_feats, dtype=np.float32)), torch.from_numpy(quantiles)
+        ).numpy()
     return {
         "arch": arch.to_dict(),
         "episodes": dict(episodes),
@@ -89,7 +93,9 @@ def loop_config(data: TrainingSet, arch: ProtoNetConfig, *, epochs: int, lr: flo
         "val_idx": data.val_idx,
         "class_names": list(data.class_names),
         "feat_quantiles": quantiles,
-        "feat_whiten": within_class_whitening(np.nan_to_num(train_feats), data.labels[data.train_idx], arch.whiten_shrinkage)
+        "feat_whiten": within_class_whitening(
+            np.nan_to_num(train_feats), data.labels[data.train_idx], arch.whiten_shrinkage
+        )
         if arch.feature_block
         else None,
     }
@@ -124,7 +130,12 @@ def _embed_all(model: torch.nn.Module, seq, length, feats, device, batch: int = 
 
 
 def validation_metrics(
-    model: torch.nn.Module, data: dict[str, Any], device: torch.device, held_out: np.ndarray | None = None, k_shot: int = 5, seed: int = 0
+    model: torch.nn.Module,
+    data: dict[str, Any],
+    device: torch.device,
+    held_out: np.ndarray | None = None,
+    k_shot: int = 5,
+    seed: int = 0,
 ) -> dict[str, float]:
     """Nearest-prototype classification of the validation objects: accuracy and balanced accuracy
     with every class's prototype from all its training objects, and, for the ``held_out`` classes
@@ -177,7 +188,9 @@ def epoch_held_out(config: dict[str, Any], epoch: int) -> np.ndarray:
     return held_out_classes(classes, per, epoch, config["seed"])
 
 
-def episode_rows(config: dict[str, Any], rng: np.random.Generator, pool: np.ndarray | None = None) -> tuple[np.ndarray, int, int]:
+def episode_rows(
+    config: dict[str, Any], rng: np.random.Generator, pool: np.ndarray | None = None
+) -> tuple[np.ndarray, int, int]:
     """Rows of the (original + views) pool for one episode: support first, class-major.
 
     Args:
@@ -189,7 +202,9 @@ def episode_rows(config: dict[str, Any], rng: np.random.Generator, pool: np.ndar
     """
     ep = config["episodes"]
     pool = config["train_idx"] if pool is None else pool
-    e = sample_episode(config["labels"][pool], ep["n_way"], ep["k_shot"], ep["n_query"], rng, min_objects=ep.get("min_objects"))
+    e = sample_episode(
+        config["labels"][pool], ep["n_way"], ep["k_shot"], ep["n_query"], rng, min_objects=ep.get("min_objects")
+    )
     rows = pool[np.concatenate([e.support.ravel(), e.query.ravel()])]
     v = config["n_views"]
     if v:
@@ -200,12 +215,19 @@ def episode_rows(config: dict[str, Any], rng: np.random.Generator, pool: np.ndar
     return rows, e.support.size, len(e.classes)
 
 
-def train_step(model, optimizer, scaler, data: dict[str, Any], rows: np.ndarray, n_support: int, n_way: int, device, use_amp: bool) -> tuple[float, float]:
+def train_step(
+    model, optimizer, scaler, data: dict[str, Any], rows: np.ndarray, n_support: int, n_way: int, device, use_amp: bool
+) -> tuple[float, float]:
     """One episode: embed support + query, prototypical loss, one optimiser step. Returns (loss, accuracy)."""
     idx = torch.from_numpy(rows)
     with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_amp):
         # episodes train the learned part of the embedding (the whitened feature block is fixed)
-        emb = model(data["seq"][idx].to(device, non_blocking=True), data["length"][idx], data["feats"][idx].to(device, non_blocking=True), learned_only=True)
+        emb = model(
+            data["seq"][idx].to(device, non_blocking=True),
+            data["length"][idx],
+            data["feats"][idx].to(device, non_blocking=True),
+            learned_only=True,
+        )
     loss, acc = episode_loss(emb[:n_support].float(), emb[n_support:].float(), n_way)  # (n_way*k, D), (n_way*q, D)
     optimizer.zero_grad(set_to_none=True)
     scaler.scale(loss).backward()
@@ -223,7 +245,9 @@ def make_optimizer(model: torch.nn.Module, config: dict[str, Any]):
     return optimizer, scheduler
 
 
-def run_epoch(model, optimizer, scheduler, scaler, data, config, rng, device, use_amp, epoch: int = 0) -> dict[str, float]:
+def run_epoch(
+    model, optimizer, scheduler, scaler, data, config, rng, device, use_amp, epoch: int = 0
+) -> dict[str, float]:
     """``per_epoch`` episodes over the classes not held out this epoch (:func:`epoch_held_out`);
     the loop shared by Ray Train workers, :func:`fit_local` and the bench."""
     per_epoch = config["episodes"]["per_epoch"]
@@ -242,7 +266,11 @@ def run_epoch(model, optimizer, scheduler, scaler, data, config, rng, device, us
     if device.type == "cuda":
         torch.cuda.synchronize()
     seconds = time.perf_counter() - t0
-    return {"train_loss": float(np.mean(losses)), "train_episode_accuracy": float(np.mean(accs)), "episodes_per_second": per_epoch / seconds}
+    return {
+        "train_loss": float(np.mean(losses)),
+        "train_episode_accuracy": float(np.mean(accs)),
+        "episodes_per_second": per_epoch / seconds,
+    }
 
 
 def train_loop_per_worker(config: dict[str, Any]) -> None:
@@ -278,7 +306,11 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
 
     nodes = _distinct_worker_nodes()  # where this attempt's workers run (after a restart, too)
     for epoch in range(start_epoch, config["epochs"]):
-        metrics = {"epoch": epoch, "worker_nodes": nodes, **run_epoch(model, optimizer, scheduler, scaler, data, config, rng, device, use_amp, epoch)}
+        metrics = {
+            "epoch": epoch,
+            "worker_nodes": nodes,
+            **run_epoch(model, optimizer, scheduler, scaler, data, config, rng, device, use_amp, epoch),
+        }
         if rank == 0 and (config.get("validate_every_epoch", True) or epoch == config["epochs"] - 1):
             metrics.update(validation_metrics(_unwrap(model), data, device, **_novel_args(config, epoch)))
         history.append(metrics)
@@ -311,7 +343,16 @@ def _distinct_worker_nodes() -> int:
     return len(set(nodes))
 
 
-def fit_local(data: TrainingSet, arch: ProtoNetConfig, *, epochs: int, lr: float, episodes: dict[str, int], seed: int, device: str = "cpu") -> TrainOutput:
+def fit_local(
+    data: TrainingSet,
+    arch: ProtoNetConfig,
+    *,
+    epochs: int,
+    lr: float,
+    episodes: dict[str, int],
+    seed: int,
+    device: str = "cpu",
+) -> TrainOutput:
     """The same loop in one process without Ray (cross-validation folds, the benchmark's baseline)."""
     config = loop_config(data, arch, epochs=epochs, lr=lr, episodes=episodes, seed=seed)
     rng = np.random.default_rng(seed)
@@ -324,7 +365,10 @@ def fit_local(data: TrainingSet, arch: ProtoNetConfig, *, epochs: int, lr: float
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
     start, history = time.perf_counter(), []
     for epoch in range(epochs):
-        metrics = {"epoch": epoch, **run_epoch(model, optimizer, scheduler, scaler, tensors, config, rng, dev, use_amp, epoch)}
+        metrics = {
+            "epoch": epoch,
+            **run_epoch(model, optimizer, scheduler, scaler, tensors, config, rng, dev, use_amp, epoch),
+        }
         history.append(metrics)
     history[-1].update(validation_metrics(model, tensors, dev, **_novel_args(config, epochs - 1)))
     eps = float(np.mean([h["episodes_per_second"] for h in history[1:] or history]))
@@ -333,7 +377,11 @@ def fit_local(data: TrainingSet, arch: ProtoNetConfig, *, epochs: int, lr: float
 
 
 def _novel_args(config: dict[str, Any], epoch: int) -> dict[str, Any]:
-    return {"held_out": epoch_held_out(config, epoch), "k_shot": config["episodes"]["k_shot"], "seed": config["seed"] + epoch}
+    return {
+        "held_out": epoch_held_out(config, epoch),
+        "k_shot": config["episodes"]["k_shot"],
+        "seed": config["seed"] + epoch,
+    }
 
 
 def _unwrap(model: torch.nn.Module) -> torch.nn.Module:

@@ -8,10 +8,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from cosmic_ray.core.config import DataConfig
-from cosmic_ray.learn.episodes import fixed_validation
 from cosmic_ray.core.errors import TrainingError
-from cosmic_ray.learn.model import normalise_features
 from cosmic_ray.core.taxonomy import OTHER, SUPPORT_ONLY, to_coarse
+from cosmic_ray.learn.episodes import fixed_validation
+from cosmic_ray.learn.model import normalise_features
 from cosmic_ray.learn.train import TrainingSet
 
 log = logging.getLogger(__name__)
@@ -25,7 +25,6 @@ class FeatureStats:
     def apply(self, feats: np.ndarray) -> np.ndarray:
         """Standardised features clipped to +-5; a missing feature stays NaN (the encoder knows it is missing)."""
         return normalise_features(feats, self.mean, self.std)
-
 
 
 def feature_stats(feats: np.ndarray) -> FeatureStats:
@@ -61,11 +60,11 @@ def build_training_set(
     coarse = np.asarray([to_coarse(label) if label else OTHER for label in arrays["label"]], dtype=object)
     usable = (arrays["length"] >= cfg.min_points) & (coarse != OTHER) & ~np.isin(coarse, list(support_only))
     names, counts = np.unique(coarse[usable], return_counts=True)
-    classes = sorted(str(n) for n, c in zip(names, counts) if c >= cfg.min_objects_per_class)
+    classes = sorted(str(n) for n, c in zip(names, counts, strict=False) if c >= cfg.min_objects_per_class)
     if len(classes) < 2:
         raise TrainingError(
             f"need at least 2 classes with >= {cfg.min_objects_per_class} objects of >= {cfg.min_points} points; "
-            f"found {dict(zip(names.tolist(), counts.tolist()))}. Ingest a labelled catalogue first."
+            f"found {dict(zip(names.tolist(), counts.tolist(), strict=False))}. Ingest a labelled catalogue first."
         )
     rows = []
     for c in classes:
@@ -78,7 +77,11 @@ def build_training_set(
     is_val = fixed_validation(arrays["object_id"][rows], labels, val_fraction)
     train_idx, val_idx = np.flatnonzero(~is_val), np.flatnonzero(is_val)
     stats = feature_stats(arrays["feats"][rows][train_idx])
-    log.info("training set: %d objects, classes %s", len(rows), dict(zip(classes, np.bincount(labels).tolist())))
+    log.info(
+        "training set: %d objects, classes %s",
+        len(rows),
+        dict(zip(classes, np.bincount(labels).tolist(), strict=False)),
+    )
     data = TrainingSet(
         object_id=arrays["object_id"][rows],
         labels=labels,
@@ -116,7 +119,9 @@ def attach_views(data: TrainingSet, views: dict[str, np.ndarray], stats: Feature
     return data
 
 
-def support_only_objects(arrays: dict[str, np.ndarray], classes: tuple[str, ...] = SUPPORT_ONLY, min_points: int = 3) -> dict[str, np.ndarray]:
+def support_only_objects(
+    arrays: dict[str, np.ndarray], classes: tuple[str, ...] = SUPPORT_ONLY, min_points: int = 3
+) -> dict[str, np.ndarray]:
     """Row indices of each support-only class's labelled objects (to register with ``with_class``)."""
     coarse = np.asarray([to_coarse(label) if label else OTHER for label in arrays["label"]], dtype=object)
     out = {}

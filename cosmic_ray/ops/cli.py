@@ -44,7 +44,9 @@ def _emit(obj) -> None:
 @app.callback()
 def _main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug logging.")) -> None:
     logging.basicConfig(
-        stream=sys.stderr, level=logging.DEBUG if verbose else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        stream=sys.stderr,
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
 
 
@@ -83,9 +85,9 @@ def ingest(
     lake: Optional[Path] = typer.Option(None, help="Lake folder (default: $COSMIC_RAY_HOME/lake)."),
 ) -> None:
     """Read SOURCE inputs into the lake; print one JSON summary line. Bad records are quarantined."""
-    from cosmic_ray.ops import cluster
     from cosmic_ray.core.errors import SourceError
     from cosmic_ray.ingest.batch import ingest as run_ingest
+    from cosmic_ray.ops import cluster
     from cosmic_ray.sources import REGISTRY
 
     s = _settings()
@@ -114,7 +116,8 @@ def watch(
     interval: float = typer.Option(1.0, help="Seconds between looks at the mailbox."),
     batch_files: int = typer.Option(500, help="Most files per micro-batch."),
     classify: bool = typer.Option(
-        False, "--classify/--no-classify",
+        False,
+        "--classify/--no-classify",
         help="Also classify each batch through the running Serve app and store the results (needs `cosmic-ray serve up`).",
     ),
 ) -> None:
@@ -144,9 +147,9 @@ def watch(
 @app.command()
 def train(config: Path = typer.Option(Path("configs/train.yaml"), help="Training config (YAML).")) -> None:
     """Featurize the labelled lake, train the ProtoNet with Ray Train, register it in MLflow, gate it."""
-    from cosmic_ray.ops import cluster, pipeline
     from cosmic_ray.core.config import load_train_config
     from cosmic_ray.core.errors import CosmicRayError
+    from cosmic_ray.ops import cluster, pipeline
 
     s = _settings()
     try:
@@ -164,10 +167,10 @@ def retrain(
     every: Optional[str] = typer.Option(None, help="Repeat every interval, e.g. 24h, 30m."),
 ) -> None:
     """The retrain pipeline (same as jobs/retrain.py): train on the lake, register, promote through the gate."""
-    from cosmic_ray.ops import cluster
-    from cosmic_ray.ops import retrain as pipeline_retrain
     from cosmic_ray.core.config import load_retrain_config, load_train_config
     from cosmic_ray.core.errors import CosmicRayError
+    from cosmic_ray.ops import cluster
+    from cosmic_ray.ops import retrain as pipeline_retrain
 
     s = _settings()
     interval = _parse_interval(every) if every else None
@@ -198,8 +201,12 @@ def _parse_interval(text: str) -> float:
 @app.command()
 def evaluate(
     data: Path = typer.Option(..., help="Labelled light curves to score (long format; fine labels allowed)."),
-    support: Optional[Path] = typer.Option(None, help="Support objects for classes absent from the model (long format or a catalogue folder)."),
-    train: Optional[Path] = typer.Option(None, help="Training table of the baseline (default: the labelled lake the model was trained on)."),
+    support: Optional[Path] = typer.Option(
+        None, help="Support objects for classes absent from the model (long format or a catalogue folder)."
+    ),
+    train: Optional[Path] = typer.Option(
+        None, help="Training table of the baseline (default: the labelled lake the model was trained on)."
+    ),
     k: int = typer.Option(5, min=1, help="Support objects per registered class."),
     draws: int = typer.Option(10, min=1, help="Seeded support draws (figures are averaged)."),
     model: Optional[str] = typer.Option(None, help="MLflow model URI (default: models:/<name>@production)."),
@@ -208,10 +215,10 @@ def evaluate(
     seed: int = typer.Option(0, help="Seed of the support draws."),
 ) -> None:
     """Closed-set, K-shot and open-set figures of a model against a balanced-random-forest baseline."""
-    from cosmic_ray.learn import evaluate as ev
-    from cosmic_ray.learn import registry
     from cosmic_ray.core.errors import CosmicRayError
     from cosmic_ray.ingest.lake import Lake
+    from cosmic_ray.learn import evaluate as ev
+    from cosmic_ray.learn import registry
     from cosmic_ray.ops.pipeline import LABELLED_SOURCES
 
     s = _settings()
@@ -228,7 +235,15 @@ def evaluate(
                 _fail(f"no labelled data in the lake {s.lake_dir} to train the baseline on: pass --train TABLE")
         same_event = ev.event_key_from_shared(s.shared_data_dir) if s.shared_data_dir else None
         report = ev.evaluate_report(
-            classifier, data_table, train_table, support_table, k=k, draws=draws, model_uri=uri, seed=seed, same_event=same_event
+            classifier,
+            data_table,
+            train_table,
+            support_table,
+            k=k,
+            draws=draws,
+            model_uri=uri,
+            seed=seed,
+            same_event=same_event,
         )
     except (CosmicRayError, ValueError) as exc:
         _fail(str(exc))
@@ -244,8 +259,9 @@ def evaluate(
 @serve_app.command("up")
 def serve_up(config: Path = typer.Option(Path("configs/serve.yaml"), help="Ray Serve config.")) -> None:
     """Deploy the API (idempotent); starts a local cluster if none runs; returns once /healthz is 200."""
-    from cosmic_ray.ops import cluster, deploy as serving
     from cosmic_ray.core.errors import CosmicRayError
+    from cosmic_ray.ops import cluster
+    from cosmic_ray.ops import deploy as serving
 
     s = _settings()
     if serving.healthy(s):
@@ -261,7 +277,8 @@ def serve_up(config: Path = typer.Option(Path("configs/serve.yaml"), help="Ray S
 
 @serve_app.command("down")
 def serve_down() -> None:
-    from cosmic_ray.ops import cluster, deploy as serving
+    from cosmic_ray.ops import cluster
+    from cosmic_ray.ops import deploy as serving
 
     s = _settings()
     if not cluster.is_running():
@@ -274,7 +291,8 @@ def serve_down() -> None:
 
 @serve_app.command("status")
 def serve_status() -> None:
-    from cosmic_ray.ops import cluster, deploy as serving
+    from cosmic_ray.ops import cluster
+    from cosmic_ray.ops import deploy as serving
 
     s = _settings()
     if not cluster.is_running():
@@ -353,7 +371,9 @@ def users_list() -> None:
 
 
 @tokens_app.command("create")
-def tokens_create(username: str = typer.Argument(...), name: str = typer.Option("", help="A label, e.g. the script's name.")) -> None:
+def tokens_create(
+    username: str = typer.Argument(...), name: str = typer.Option("", help="A label, e.g. the script's name.")
+) -> None:
     """Create an API token for USERNAME; the token is printed once and only its hash is kept."""
     from cosmic_ray.serve.store import StoreError
 
@@ -382,8 +402,8 @@ def demo(
     serve_config: Path = typer.Option(Path("configs/serve.yaml"), help="Ray Serve config."),
 ) -> None:
     """The main job end to end: cluster -> ingest -> featurize -> train -> register -> serve -> predict."""
-    from cosmic_ray.ops import demo as run_demo
     from cosmic_ray.core.errors import CosmicRayError
+    from cosmic_ray.ops import demo as run_demo
 
     try:
         result = run_demo.run(_settings(), config, serve_config)

@@ -54,9 +54,14 @@ def up(settings: Settings, num_cpus: int | None = None) -> bool:
     # Logical CPUs above the physical count let training and serving share a small machine.
     cpus = num_cpus or max(os.cpu_count() or 2, 4)
     cmd = [
-        _ray_cli(), "start", "--head",
-        f"--dashboard-host={settings.dashboard_host}", f"--dashboard-port={settings.dashboard_port}",
-        "--include-dashboard=true", f"--num-cpus={cpus}", "--disable-usage-stats",
+        _ray_cli(),
+        "start",
+        "--head",
+        f"--dashboard-host={settings.dashboard_host}",
+        f"--dashboard-port={settings.dashboard_port}",
+        "--include-dashboard=true",
+        f"--num-cpus={cpus}",
+        "--disable-usage-stats",
     ]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=_env(settings), timeout=180)
     if proc.returncode != 0:

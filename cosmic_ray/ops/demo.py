@@ -66,7 +66,8 @@ def example_alert(inputs_alerts: list[Path]) -> dict[str, Any]:
 
 
 def run(settings: Settings, train_config: Path, serve_config: Path) -> DemoResult:
-    from cosmic_ray.ops import cluster, pipeline, deploy as serving
+    from cosmic_ray.ops import cluster, pipeline
+    from cosmic_ray.ops import deploy as serving
 
     start = time.perf_counter()
     cluster.connect(settings)

@@ -55,7 +55,9 @@ def deploy(settings: Settings, config_path: Path | str = DEFAULT_CONFIG, wait: f
     from cosmic_ray.serve.app import build_app
 
     if registry.production_version(settings) is None:
-        raise ConfigError(f"no {settings.model_name}@production model in {settings.tracking_uri}: run `cosmic-ray train` first")
+        raise ConfigError(
+            f"no {settings.model_name}@production model in {settings.tracking_uri}: run `cosmic-ray train` first"
+        )
     app_cfg = load_app_config(config_path)
     args = dict(app_cfg.get("args") or {})
     args.update(
@@ -66,7 +68,12 @@ def deploy(settings: Settings, config_path: Path | str = DEFAULT_CONFIG, wait: f
     if settings.store_url:
         args["store_url"] = settings.store_url
     serve.start(http_options={"host": settings.host, "port": settings.app_port})
-    serve.run(build_app(args), name=app_cfg.get("name", "cosmic_ray"), route_prefix=app_cfg.get("route_prefix", "/"), blocking=False)
+    serve.run(
+        build_app(args),
+        name=app_cfg.get("name", "cosmic_ray"),
+        route_prefix=app_cfg.get("route_prefix", "/"),
+        blocking=False,
+    )
     wait_healthy(settings, wait)
     log.info("serving at %s (docs at %s/docs)", settings.app_url, settings.app_url)
     return settings.app_url

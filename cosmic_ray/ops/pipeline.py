@@ -90,7 +90,9 @@ def lake_snapshot(lake: Lake, sources: list[str] | None = None) -> dict[str, Any
     return {"lake": str(lake.root), "files": files, "rows": sum(f["rows"] for f in files)}
 
 
-def train_from_lake(settings: Settings, cfg: TrainConfig, gate: GateConfig | None = None, storage_path: Path | None = None) -> TrainReport:
+def train_from_lake(
+    settings: Settings, cfg: TrainConfig, gate: GateConfig | None = None, storage_path: Path | None = None
+) -> TrainReport:
     """Featurize the labelled lake with Ray Data, train with Ray Train, log, register and gate.
 
     Raises:
@@ -115,7 +117,12 @@ def train_from_lake(settings: Settings, cfg: TrainConfig, gate: GateConfig | Non
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    views = augmented_views(table.filter(pc.is_in(table.column("object_id"), pa.array(list(data.object_id)))), N_VIEWS, cfg.seed, cfg.data.max_len)
+    views = augmented_views(
+        table.filter(pc.is_in(table.column("object_id"), pa.array(list(data.object_id)))),
+        N_VIEWS,
+        cfg.seed,
+        cfg.data.max_len,
+    )
     attach_views(data, views, stats)
     arch = ProtoNetConfig(seq_channels=data.seq.shape[2], n_feats=data.feats.shape[1], **cfg.model.model_dump())
     episodes = cfg.episodes.model_dump()
@@ -138,8 +145,17 @@ def train_from_lake(settings: Settings, cfg: TrainConfig, gate: GateConfig | Non
     dataset["objects"] = int(len(data.labels))
     dataset["classes"] = {c: int((data.labels == k).sum()) for k, c in enumerate(data.class_names)}
     classifier = build_classifier(
-        out.state_dict, arch, data, stats.mean, stats.std, cfg.data.max_len,
-        meta={"trained_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "dataset_rows": dataset["rows"], "objects": dataset["objects"]},
+        out.state_dict,
+        arch,
+        data,
+        stats.mean,
+        stats.std,
+        cfg.data.max_len,
+        meta={
+            "trained_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "dataset_rows": dataset["rows"],
+            "objects": dataset["objects"],
+        },
     )
     # rare (support-only) classes of the lake are registered from their examples, not trained
     for name, rows in support_only_objects(arrays, min_points=cfg.data.min_points).items():
@@ -159,20 +175,52 @@ def train_from_lake(settings: Settings, cfg: TrainConfig, gate: GateConfig | Non
         "episodes_per_second": out.episodes_per_second,
         "chance_accuracy": 1.0 / len(data.class_names),
     }
-    params = {"train": cfg.model_dump(), "arch": arch.to_dict(), "classes": classifier.class_names, "gate": gate.model_dump(), "augmented_views": N_VIEWS}
+    params = {
+        "train": cfg.model_dump(),
+        "arch": arch.to_dict(),
+        "classes": classifier.class_names,
+        "gate": gate.model_dump(),
+        "augmented_views": N_VIEWS,
+    }
     import tempfile
 
     with tempfile.TemporaryDirectory() as tmp:
-        figures = {"confusion_matrix": Path(tmp) / "confusion_matrix.png", "embedding_map": Path(tmp) / "embedding_map.png"}
-        confusion_png(np.asarray(truth, dtype=object), np.asarray(predicted, dtype=object), classifier.class_names, figures["confusion_matrix"])
+        figures = {
+            "confusion_matrix": Path(tmp) / "confusion_matrix.png",
+            "embedding_map": Path(tmp) / "embedding_map.png",
+        }
+        confusion_png(
+            np.asarray(truth, dtype=object),
+            np.asarray(predicted, dtype=object),
+            classifier.class_names,
+            figures["confusion_matrix"],
+        )
         emb = classifier.embed(data.seq[val], data.length[val], raw_feats)
-        embedding_png(emb, np.asarray(truth, dtype=object), classifier.prototypes, classifier.class_names, figures["embedding_map"])
+        embedding_png(
+            emb,
+            np.asarray(truth, dtype=object),
+            classifier.prototypes,
+            classifier.class_names,
+            figures["embedding_map"],
+        )
         registered = registry.log_and_register(
-            settings, classifier, params, out.history, metrics, dataset=dataset, artifacts={"validation": evaluation}, figures=figures
+            settings,
+            classifier,
+            params,
+            out.history,
+            metrics,
+            dataset=dataset,
+            artifacts={"validation": evaluation},
+            figures=figures,
         )
     validation = registry.GateData(
-        object_id=data.object_id[val], truth=np.asarray(truth, dtype=object), seq=data.seq[val], length=data.length[val],
-        feats=raw_feats, classes=list(data.class_names), candidate_pred=np.asarray(predicted, dtype=object),
+        object_id=data.object_id[val],
+        truth=np.asarray(truth, dtype=object),
+        seq=data.seq[val],
+        length=data.length[val],
+        feats=raw_feats,
+        classes=list(data.class_names),
+        candidate_pred=np.asarray(predicted, dtype=object),
     )
     decision = registry.promote_if_better(settings, registered, gate.metric, gate.min_gain, validation=validation)
     return TrainReport(
@@ -184,7 +232,10 @@ def train_from_lake(settings: Settings, cfg: TrainConfig, gate: GateConfig | Non
         history=out.history,
         gate=asdict(decision),
         seconds=round(time.perf_counter() - start, 2),
-        dataset={"rows": dataset["rows"], "files": len(dataset["files"]), "objects": dataset["objects"], "classes": dataset["classes"]},
+        dataset={
+            "rows": dataset["rows"],
+            "files": len(dataset["files"]),
+            "objects": dataset["objects"],
+            "classes": dataset["classes"],
+        },
     )
-
-

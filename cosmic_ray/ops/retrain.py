@@ -60,7 +60,7 @@ def window_for(lake: Lake, nights: int, as_of: str | None = None) -> Window:
     """The last ``nights`` nights ending ``as_of`` (default: the latest windowed night in the lake, else today)."""
     if as_of is None:
         present = [night for source, night, _ in _partitions(lake) if source in WINDOWED_SOURCES]
-        as_of = max(present) if present else dt.datetime.now(dt.timezone.utc).strftime("%Y%m%d")
+        as_of = max(present) if present else dt.datetime.now(dt.UTC).strftime("%Y%m%d")
     last = dt.datetime.strptime(as_of, "%Y%m%d").date()
     first = last - dt.timedelta(days=nights - 1)
     return Window(as_of=as_of, first_night=first.strftime("%Y%m%d"), nights=nights)
@@ -88,7 +88,14 @@ def snapshot(lake: Lake, window: Window) -> dict[str, Any]:
     by_source: dict[str, int] = {}
     for f in files:
         by_source[f["source"]] = by_source.get(f["source"], 0) + f["rows"]
-    return {"lake": str(lake.root), "window": asdict(window), "digest": digest, "rows": sum(by_source.values()), "rows_by_source": by_source, "files": files}
+    return {
+        "lake": str(lake.root),
+        "window": asdict(window),
+        "digest": digest,
+        "rows": sum(by_source.values()),
+        "rows_by_source": by_source,
+        "files": files,
+    }
 
 
 def apply_retention(lake: Lake, window: Window, raw_dirs: list[Path] | None = None) -> dict[str, Any]:
@@ -105,7 +112,7 @@ def apply_retention(lake: Lake, window: Window, raw_dirs: list[Path] | None = No
             removed_rows += sum(pq.ParquetFile(p).metadata.num_rows for p in folder.glob("*.parquet"))
             shutil.rmtree(folder)
             removed_partitions.append(f"source={source}/night={night}")
-    cutoff = dt.datetime.strptime(window.first_night, "%Y%m%d").replace(tzinfo=dt.timezone.utc).timestamp()
+    cutoff = dt.datetime.strptime(window.first_night, "%Y%m%d").replace(tzinfo=dt.UTC).timestamp()
     removed_files = 0
     for raw in raw_dirs or []:
         for path in Path(raw).rglob("*"):
@@ -115,10 +122,16 @@ def apply_retention(lake: Lake, window: Window, raw_dirs: list[Path] | None = No
     return {"partitions_removed": removed_partitions, "rows_removed": removed_rows, "raw_files_removed": removed_files}
 
 
-def run(settings: Settings, cfg: RetrainConfig, train_cfg: TrainConfig, as_of: str | None = None, raw_dirs: list[Path] | None = None) -> RetrainReport:
+def run(
+    settings: Settings,
+    cfg: RetrainConfig,
+    train_cfg: TrainConfig,
+    as_of: str | None = None,
+    raw_dirs: list[Path] | None = None,
+) -> RetrainReport:
     """The whole pipeline; raises on the first failing stage."""
-    from cosmic_ray.ops import pipeline
     from cosmic_ray.learn import registry
+    from cosmic_ray.ops import pipeline
 
     start = time.perf_counter()
     lake = Lake(settings.lake_dir)
@@ -138,7 +151,10 @@ def run(settings: Settings, cfg: RetrainConfig, train_cfg: TrainConfig, as_of: s
         log.info("stage 4/4 retention: disabled (retention.delete_raw_outside_window)")
     log.info(
         "retrain done: %s v%s, gate %s (%s)",
-        report.model_name, report.version, "promoted" if report.gate["promoted"] else "kept production", report.gate["reason"],
+        report.model_name,
+        report.version,
+        "promoted" if report.gate["promoted"] else "kept production",
+        report.gate["reason"],
     )
     summary = {k: v for k, v in report.to_dict().items() if k != "history"}
     summary["worker_nodes"] = report.history[-1].get("worker_nodes") if report.history else None  # of the last attempt

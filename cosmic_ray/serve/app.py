@@ -27,7 +27,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from ray import serve
 from ray.serve.handle import DeploymentHandle
 
+from cosmic_ray.core.config import Settings
+from cosmic_ray.core.errors import BadAlertError
 from cosmic_ray.serve import auth
+from cosmic_ray.serve.coalesce import Coalescer
 from cosmic_ray.serve.schemas import (
     AlertRecord,
     BatchRequest,
@@ -45,9 +48,6 @@ from cosmic_ray.serve.schemas import (
     PredictResponse,
     SimilarResponse,
 )
-from cosmic_ray.serve.coalesce import Coalescer
-from cosmic_ray.core.config import Settings
-from cosmic_ray.core.errors import BadAlertError
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +60,9 @@ class AppArgs(BaseModel):
     rare_classes: list[str] = Field(default_factory=lambda: ["SLSN-I", "SLSN-II", "TDE", "SN Ibn/Icn"])
     novelty_threshold: float = Field(default=0.95, gt=0, le=1)
     model_poll_seconds: float = Field(default=15.0, gt=0)
-    class_poll_seconds: float = Field(default=1.0, gt=0, description="How often replicas check the store's registered classes.")
+    class_poll_seconds: float = Field(
+        default=1.0, gt=0, description="How often replicas check the store's registered classes."
+    )
     neighbours: int = Field(default=5, ge=0, le=50)
     # Optional overrides of the environment's settings (tests and local runs pass them explicitly).
     home: str | None = None
@@ -94,8 +96,16 @@ def _night(day: int) -> str:
 def points_to_rows(object_id: str, points: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Points ``{mjd, band, mag, magerr[, is_limit]}`` -> lake-schema rows the featurizer reads."""
     return [
-        {"object_id": object_id, "source": "user", "mjd": float(p["mjd"]), "band": p["band"], "mag": p["mag"],
-         "magerr": p.get("magerr", 0.0), "is_limit": bool(p.get("is_limit", False)), "night": _night(math.floor(p["mjd"]))}
+        {
+            "object_id": object_id,
+            "source": "user",
+            "mjd": float(p["mjd"]),
+            "band": p["band"],
+            "mag": p["mag"],
+            "magerr": p.get("magerr", 0.0),
+            "is_limit": bool(p.get("is_limit", False)),
+            "night": _night(math.floor(p["mjd"])),
+        }
         for p in points
     ]
 
@@ -104,8 +114,16 @@ def lightcurve_rows(lc: LightCurveIn) -> list[dict[str, Any]]:
     """A validated light curve -> rows, read from the points' attributes (no dict per point in between)."""
     object_id = lc.object_id
     return [
-        {"object_id": object_id, "source": "user", "mjd": p.mjd, "band": p.band, "mag": p.mag, "magerr": p.magerr,
-         "is_limit": p.is_limit, "night": _night(math.floor(p.mjd))}
+        {
+            "object_id": object_id,
+            "source": "user",
+            "mjd": p.mjd,
+            "band": p.band,
+            "mag": p.mag,
+            "magerr": p.magerr,
+            "is_limit": p.is_limit,
+            "night": _night(math.floor(p.mjd)),
+        }
         for p in lc.points
     ]
 
@@ -177,11 +195,15 @@ class ProtoNetModel:
             if record.name in base.class_names:
                 log.warning("registered class %r has the name of a trained class: ignored", record.name)
                 continue
-            arrays = featurize_objects([points_to_rows(f"s{i}", s["points"]) for i, s in enumerate(record.support)], clf.max_len)
+            arrays = featurize_objects(
+                [points_to_rows(f"s{i}", s["points"]) for i, s in enumerate(record.support)], clf.max_len
+            )
             if len(arrays["seq"]) == 0:
                 log.warning("registered class %r has no usable support light curve: ignored", record.name)
                 continue
-            clf = clf.with_class(record.name, arrays["seq"], arrays["length"], arrays["feats"])  # a copy: base is untouched
+            clf = clf.with_class(
+                record.name, arrays["seq"], arrays["length"], arrays["feats"]
+            )  # a copy: base is untouched
             names.append(record.name)
         return clf, registered, version, names
 
@@ -215,7 +237,9 @@ class ProtoNetModel:
             self.last_reload_error = None
             log.info("now serving %s version %s", registered.name, registered.version)
         except Exception as exc:  # a bad version leaves the old one serving
-            self.last_reload_error = f"version {latest.version if 'latest' in locals() and latest else '?'}: {type(exc).__name__}: {exc}"
+            self.last_reload_error = (
+                f"version {latest.version if 'latest' in locals() and latest else '?'}: {type(exc).__name__}: {exc}"
+            )
             log.warning("model reload failed, keeping version %s: %s", self._base[1].version, exc)
         return self._base[1].version
 
@@ -283,8 +307,8 @@ class ProtoNetModel:
         """Embeddings of every lake object with a usable light curve, per model version (built on first use)."""
         import numpy as np
 
-        from cosmic_ray.learn.features import featurize
         from cosmic_ray.ingest.lake import Lake
+        from cosmic_ray.learn.features import featurize
 
         lake = Lake(self.settings.lake_dir)
         n_files = len(lake.files())
@@ -294,7 +318,11 @@ class ProtoNetModel:
             ids = np.asarray(arrays["object_id"], dtype=str)
             labels = np.asarray([str(x or "") for x in arrays["label"]], dtype=str)
             if len(ids) == 0:  # no lake here: the classifier's reference objects
-                ids, labels, emb = classifier.ref_ids.astype(str), classifier.ref_labels.astype(str), classifier.ref_embeddings
+                ids, labels, emb = (
+                    classifier.ref_ids.astype(str),
+                    classifier.ref_labels.astype(str),
+                    classifier.ref_embeddings,
+                )
             self._lake_index = (version, n_files, ids, labels, emb)
         return self._lake_index[2:]
 
@@ -317,7 +345,9 @@ class ProtoNetModel:
         return {
             "object_id": object_id,
             "model_version": registered.version,
-            "neighbours": [{"object_id": str(ids[j]), "label": str(labels[j]), "distance": float(dist[j])} for j in order],
+            "neighbours": [
+                {"object_id": str(ids[j]), "label": str(labels[j]), "distance": float(dist[j])} for j in order
+            ],
         }
 
 
@@ -360,7 +390,10 @@ class ObserveAndLimit:
         length = dict(scope["headers"]).get(b"content-length")
         try:
             if length is not None and length.isdigit() and int(length) > limit:
-                too_big = JSONResponse(status_code=413, content={"detail": f"request body of {int(length)} bytes exceeds the limit of {limit}"})
+                too_big = JSONResponse(
+                    status_code=413,
+                    content={"detail": f"request body of {int(length)} bytes exceeds the limit of {limit}"},
+                )
                 return await too_big(scope, receive, send_observed)
             if length is None and scope["method"] in ("POST", "PUT", "PATCH"):
                 # A streamed (chunked) body: read it here up to the limit, answer 413 past it, else
@@ -368,12 +401,16 @@ class ObserveAndLimit:
                 try:
                     receive = await _buffered_receive(receive, limit)
                 except _BodyTooLarge:
-                    too_big = JSONResponse(status_code=413, content={"detail": f"request body exceeds the limit of {limit} bytes"})
+                    too_big = JSONResponse(
+                        status_code=413, content={"detail": f"request body exceeds the limit of {limit} bytes"}
+                    )
                     return await too_big(scope, receive, send_observed)
             await self.app(scope, receive, send_observed)
         finally:
             route = scope.get("route")
-            metrics.observe(getattr(route, "path", "unmatched"), scope["method"], status[0], time.perf_counter() - start)
+            metrics.observe(
+                getattr(route, "path", "unmatched"), scope["method"], status[0], time.perf_counter() - start
+            )
 
 
 class _BodyTooLarge(Exception):
@@ -422,7 +459,9 @@ def request_to_item(body: PredictRequest) -> dict[str, Any]:
         except BadAlertError as exc:
             raise HTTPException(status_code=422, detail=f"bad alert: {exc}") from exc
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            raise HTTPException(status_code=422, detail=f"bad alert: malformed field ({type(exc).__name__}: {exc})") from exc
+            raise HTTPException(
+                status_code=422, detail=f"bad alert: malformed field ({type(exc).__name__}: {exc})"
+            ) from exc
         rows = [r for r in rows if r["source"] == "ztf_alert"]
         object_id = str(body.alert.get("objectId"))
     else:
@@ -435,7 +474,12 @@ def request_to_item(body: PredictRequest) -> dict[str, Any]:
 
 def _json_body(model: type[BaseModel]) -> dict[str, Any]:
     """``openapi_extra`` declaring a JSON request body of ``model`` for a route that reads the body itself."""
-    return {"requestBody": {"required": True, "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{model.__name__}"}}}}}
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{model.__name__}"}}},
+        }
+    }
 
 
 def parse_json_body(model: type[BaseModel], raw: bytes) -> Any:
@@ -447,14 +491,20 @@ def parse_json_body(model: type[BaseModel], raw: bytes) -> Any:
     try:
         return model.model_validate_json(raw)
     except ValidationError as exc:
-        errors = [{"loc": ("body", *e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")} for e in exc.errors(include_url=False, include_input=False)]
+        errors = [
+            {"loc": ("body", *e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
+            for e in exc.errors(include_url=False, include_input=False)
+        ]
         raise RequestValidationError(errors) from None
 
 
 @api.exception_handler(RequestValidationError)
 async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
     """422 with where and why, without echoing the input (it may be huge, secret or not JSON-encodable)."""
-    errors = [{"loc": list(e.get("loc", ())), "msg": str(e.get("msg", "")), "type": str(e.get("type", ""))} for e in exc.errors()]
+    errors = [
+        {"loc": list(e.get("loc", ())), "msg": str(e.get("msg", "")), "type": str(e.get("type", ""))}
+        for e in exc.errors()
+    ]
     return JSONResponse(status_code=422, content={"detail": errors})
 
 
@@ -491,7 +541,9 @@ class Ingress:
         # Concurrent single predictions of this replica go to the model together: at once while
         # fewer than `coalesce_eager_in_flight` model calls are out, else queued into the next call
         # (one Ray round trip for many requests; the batch grows with the load, no wait when idle).
-        self._coalescer = Coalescer(functools.partial(self._call_model, "predict"), on_batch=self.metrics.coalesced.observe)
+        self._coalescer = Coalescer(
+            functools.partial(self._call_model, "predict"), on_batch=self.metrics.coalesced.observe
+        )
         try:
             self.metrics.registry.register(metrics.StoreCollector(self.store))
         except ValueError:  # already registered in this process
@@ -530,7 +582,9 @@ class Ingress:
         # spread a batch over the replicas, one call per chunk: at least two chunks (both replicas
         # of the default config work on one request), at most 64 light curves, at least 8 (a call has a fixed cost)
         chunk = max(8, min(64, math.ceil(len(items) / 2)))
-        parts = await asyncio.gather(*(self._call_model("predict_many", items[i : i + chunk]) for i in range(0, len(items), chunk)))
+        parts = await asyncio.gather(
+            *(self._call_model("predict_many", items[i : i + chunk]) for i in range(0, len(items), chunk))
+        )
         return [r for part in parts for r in part]
 
     def _count(self, results: list[dict[str, Any]]) -> None:
@@ -567,8 +621,12 @@ class Ingress:
         return Response(metrics.render(), media_type=metrics.CONTENT_TYPE)
 
     # ------------------------------------------------------------ predictions
-    @api.post("/predict", response_model=PredictResponse, openapi_extra=_json_body(PredictRequest),
-              responses={413: {"model": ErrorResponse}, 422: {"model": ErrorResponse}, **_AUTH_ERRORS})
+    @api.post(
+        "/predict",
+        response_model=PredictResponse,
+        openapi_extra=_json_body(PredictRequest),
+        responses={413: {"model": ErrorResponse}, 422: {"model": ErrorResponse}, **_AUTH_ERRORS},
+    )
     async def predict(self, request: Request) -> Response:
         """One alert or light curve. The body is validated straight from its bytes (pydantic's JSON
         parser: no ``json.loads`` + validation of the Python objects, the hot path's largest cost
@@ -583,12 +641,18 @@ class Ingress:
         answer = PredictResponse(**result, latency_ms=(time.perf_counter() - start) * 1000)
         return Response(answer.model_dump_json(by_alias=True), media_type="application/json")
 
-    @api.post("/predict/batch", response_model=BatchResponse, responses={413: {"model": ErrorResponse}, 422: {"model": ErrorResponse}, **_AUTH_ERRORS})
+    @api.post(
+        "/predict/batch",
+        response_model=BatchResponse,
+        responses={413: {"model": ErrorResponse}, 422: {"model": ErrorResponse}, **_AUTH_ERRORS},
+    )
     async def predict_batch(self, body: BatchRequest, request: Request) -> BatchResponse:
         start = time.perf_counter()
         self._reader(request)
         if len(body.items) > self.settings.max_batch:
-            raise HTTPException(status_code=413, detail=f"batch of {len(body.items)} exceeds the limit of {self.settings.max_batch}")
+            raise HTTPException(
+                status_code=413, detail=f"batch of {len(body.items)} exceeds the limit of {self.settings.max_batch}"
+            )
         items = [request_to_item(item) for item in body.items]
         results = await self._predict_items(items)
         bad = [i for i, r in enumerate(results) if "error" in r]
@@ -597,7 +661,11 @@ class Ingress:
         self._count(results)
         latency = (time.perf_counter() - start) * 1000
         version = results[0]["model_version"] if results else ""
-        return BatchResponse(results=[PredictResponse(**r, latency_ms=latency) for r in results], model_version=version, latency_ms=latency)
+        return BatchResponse(
+            results=[PredictResponse(**r, latency_ms=latency) for r in results],
+            model_version=version,
+            latency_ms=latency,
+        )
 
     # ------------------------------------------------------------ classes
     @api.get("/classes", response_model=list[ClassInfo], responses=_AUTH_ERRORS)
@@ -610,8 +678,17 @@ class Ingress:
         trained = [ClassInfo(name=c, source="model") for c in info["classes"] if c not in names]
         return trained + [ClassInfo(source="registered", **r.summary()) for r in registered]
 
-    @api.post("/classes", status_code=201, response_model=ClassInfo,
-              responses={409: {"model": ErrorResponse}, 413: {"model": ErrorResponse}, 422: {"model": ErrorResponse}, **_AUTH_ERRORS})
+    @api.post(
+        "/classes",
+        status_code=201,
+        response_model=ClassInfo,
+        responses={
+            409: {"model": ErrorResponse},
+            413: {"model": ErrorResponse},
+            422: {"model": ErrorResponse},
+            **_AUTH_ERRORS,
+        },
+    )
     async def add_class(self, body: ClassIn, request: Request) -> ClassInfo:
         """Register a class from K support light curves and/or lake object ids; live on every replica within seconds."""
         from cosmic_ray.serve.store import ConflictError, StoreError
@@ -619,15 +696,21 @@ class Ingress:
         principal = auth.require_writer(self._principal(request))
         n = len(body.lightcurves) + len(body.object_ids)
         if n > self.settings.max_support:
-            raise HTTPException(status_code=413, detail=f"{n} support objects exceed the limit of {self.settings.max_support}")
+            raise HTTPException(
+                status_code=413, detail=f"{n} support objects exceed the limit of {self.settings.max_support}"
+            )
         info = await self.model.info.remote()
         if body.name in set(info["classes"]) - set(info["registered_classes"]):
-            raise HTTPException(status_code=409, detail=f"{body.name!r} is a trained class of model version {info['version']}")
+            raise HTTPException(
+                status_code=409, detail=f"{body.name!r} is a trained class of model version {info['version']}"
+            )
         support = []
         for lc in body.lightcurves:
             points = [p.model_dump() for p in lc.points]
             if all(p["is_limit"] for p in points):
-                raise HTTPException(status_code=422, detail=f"support light curve {lc.object_id!r} has no detection (only upper limits)")
+                raise HTTPException(
+                    status_code=422, detail=f"support light curve {lc.object_id!r} has no detection (only upper limits)"
+                )
             support.append({"object_id": lc.object_id, "points": points})
         if body.object_ids:
             found = await asyncio.to_thread(self._lake_support, body.object_ids)
@@ -649,19 +732,25 @@ class Ingress:
         import pyarrow as pa
         import pyarrow.compute as pc
 
-        from cosmic_ray.learn.features import MODEL_SOURCES
         from cosmic_ray.ingest.lake import Lake
+        from cosmic_ray.learn.features import MODEL_SOURCES
 
         table = Lake(self.settings.lake_dir).read()
         mask = pc.and_(pc.is_in(table.column("object_id"), pa.array(object_ids)), pc.invert(table.column("is_limit")))
         mask = pc.and_(mask, pc.is_in(table.column("source"), pa.array(MODEL_SOURCES)))
-        table = table.filter(pc.and_(mask, pc.is_valid(table.column("mag")))).select(["object_id", "mjd", "band", "mag", "magerr"])
+        table = table.filter(pc.and_(mask, pc.is_valid(table.column("mag")))).select(
+            ["object_id", "mjd", "band", "mag", "magerr"]
+        )
         out: dict[str, list[dict[str, Any]]] = {}
         for row in table.to_pylist():
             out.setdefault(row.pop("object_id"), []).append({**row, "magerr": row["magerr"] or 0.0, "is_limit": False})
         return out
 
-    @api.delete("/classes/{name}", status_code=204, responses={404: {"model": ErrorResponse}, 409: {"model": ErrorResponse}, **_AUTH_ERRORS})
+    @api.delete(
+        "/classes/{name}",
+        status_code=204,
+        responses={404: {"model": ErrorResponse}, 409: {"model": ErrorResponse}, **_AUTH_ERRORS},
+    )
     async def remove_class(self, name: str, request: Request) -> Response:
         from cosmic_ray.serve.store import NotFoundError
 
@@ -683,7 +772,9 @@ class Ingress:
         request: Request,
         class_: str | None = Query(None, alias="class", max_length=64, description="Only this class."),
         rare: bool | None = Query(None, description="Only rare (true) or only not rare (false)."),
-        since: datetime | None = Query(None, description="Classified at or after this time (ISO 8601; UTC if no zone)."),
+        since: datetime | None = Query(
+            None, description="Classified at or after this time (ISO 8601; UTC if no zone)."
+        ),
         limit: int = Query(100, ge=1, le=1000),
     ) -> list[AlertRecord]:
         """Recent classified alerts of the live path, newest first."""
@@ -695,8 +786,12 @@ class Ingress:
     async def candidates(
         self,
         request: Request,
-        class_: str = Query(alias="class", min_length=1, max_length=64, description="The class to rank by, e.g. SLSN-I."),
-        since: datetime | None = Query(None, description="Classified at or after this time (ISO 8601; UTC if no zone)."),
+        class_: str = Query(
+            alias="class", min_length=1, max_length=64, description="The class to rank by, e.g. SLSN-I."
+        ),
+        since: datetime | None = Query(
+            None, description="Classified at or after this time (ISO 8601; UTC if no zone)."
+        ),
         limit: int = Query(50, ge=1, le=1000),
     ) -> list[AlertRecord]:
         """A follow-up list: the live path's objects ranked by their probability of one class, each
@@ -706,16 +801,26 @@ class Ingress:
         rows = await asyncio.to_thread(self.store.top_candidates, class_, since, limit)
         return [AlertRecord.model_validate(r) for r in rows]
 
-    @api.get("/objects/{object_id}/similar", response_model=SimilarResponse, responses={404: {"model": ErrorResponse}, **_AUTH_ERRORS})
+    @api.get(
+        "/objects/{object_id}/similar",
+        response_model=SimilarResponse,
+        responses={404: {"model": ErrorResponse}, **_AUTH_ERRORS},
+    )
     async def similar(self, object_id: str, request: Request, k: int = Query(10, ge=1, le=100)) -> SimilarResponse:
         """Find more like this: the nearest objects of the lake in the served model's embedding space."""
         self._reader(request)
         found = await self.model.similar.remote(object_id, k)
         if found is None:
-            raise HTTPException(status_code=404, detail=f"object {object_id!r} is neither in the lake nor a reference object")
+            raise HTTPException(
+                status_code=404, detail=f"object {object_id!r} is neither in the lake nor a reference object"
+            )
         return SimilarResponse.model_validate(found)
 
-    @api.get("/objects/{object_id}/lightcurve", response_model=ObjectLightCurve, responses={404: {"model": ErrorResponse}, **_AUTH_ERRORS})
+    @api.get(
+        "/objects/{object_id}/lightcurve",
+        response_model=ObjectLightCurve,
+        responses={404: {"model": ErrorResponse}, **_AUTH_ERRORS},
+    )
     async def lightcurve(self, object_id: str, request: Request) -> ObjectLightCurve:
         """The object's points in the lake (detections and upper limits, every source), by time."""
         self._reader(request)
@@ -733,20 +838,31 @@ class Ingress:
         table = table.filter(pc.equal(table.column("object_id"), object_id))
         if table.num_rows == 0:
             return None
-        rows = sorted(table.select(["mjd", "band", "mag", "magerr", "is_limit", "label", "source"]).to_pylist(), key=lambda r: r["mjd"])
+        rows = sorted(
+            table.select(["mjd", "band", "mag", "magerr", "is_limit", "label", "source"]).to_pylist(),
+            key=lambda r: r["mjd"],
+        )
         labels = [r["label"] for r in rows if r["label"]]
-        return ObjectLightCurve(object_id=object_id, label=labels[0] if labels else None,
-                                sources=sorted({r["source"] for r in rows}), points=rows)
+        return ObjectLightCurve(
+            object_id=object_id,
+            label=labels[0] if labels else None,
+            sources=sorted({r["source"] for r in rows}),
+            points=rows,
+        )
 
     # ------------------------------------------------------------ accounts (the web login)
-    @api.post("/auth/login", response_model=Me, responses={401: {"model": ErrorResponse}, 429: {"model": ErrorResponse}})
+    @api.post(
+        "/auth/login", response_model=Me, responses={401: {"model": ErrorResponse}, 429: {"model": ErrorResponse}}
+    )
     async def login(self, body: LoginRequest, request: Request) -> JSONResponse:
         """Check a username and password; on success set the ``cr_session`` cookie."""
         address = auth.client_address(request, self.settings.trusted_proxies)
         account = body.username.lower()
         wait = max(self.logins_by_address.retry_after(address), self.logins_by_account.retry_after(account))
         if wait:
-            raise HTTPException(status_code=429, detail="too many login attempts: try again later", headers={"Retry-After": str(wait)})
+            raise HTTPException(
+                status_code=429, detail="too many login attempts: try again later", headers={"Retry-After": str(wait)}
+            )
         principal = await asyncio.to_thread(self.store.authenticate, body.username, body.password)
         if principal is None:  # failures count, so users behind one shared address are not locked out by logging in
             self.logins_by_address.hit(address)
@@ -754,7 +870,9 @@ class Ingress:
             log.info("failed login for an account from %s", address)
             raise HTTPException(status_code=401, detail="invalid username or password")
         self.logins_by_account.reset(account)
-        session_id, expires = await asyncio.to_thread(self.store.create_session, principal.username, timedelta(hours=self.settings.session_hours))
+        session_id, expires = await asyncio.to_thread(
+            self.store.create_session, principal.username, timedelta(hours=self.settings.session_hours)
+        )
         response = JSONResponse(Me(username=principal.username, role=principal.role).model_dump())
         response.headers.append("set-cookie", auth.session_cookie(session_id, expires, self.settings.cookie_secure))
         return response

@@ -11,7 +11,7 @@ import math
 import threading
 import time
 from collections import deque
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from fastapi import HTTPException, Request
 
@@ -57,7 +57,9 @@ def client_address(request: Request, trusted_proxies: list[str] | tuple[str, ...
     return peer
 
 
-def unauthorized(detail: str = "authentication required: send 'Authorization: Bearer <token>' or log in") -> HTTPException:
+def unauthorized(
+    detail: str = "authentication required: send 'Authorization: Bearer <token>' or log in",
+) -> HTTPException:
     return HTTPException(status_code=401, detail=detail, headers={"WWW-Authenticate": "Bearer"})
 
 
@@ -66,7 +68,9 @@ def require_writer(principal: Principal | None) -> Principal:
     if principal is None:
         raise unauthorized()
     if not principal.can_write:
-        raise HTTPException(status_code=403, detail=f"role {principal.role!r} may not change this: an astronomer or admin can")
+        raise HTTPException(
+            status_code=403, detail=f"role {principal.role!r} may not change this: an astronomer or admin can"
+        )
     return principal
 
 
@@ -78,7 +82,7 @@ def require_reader(principal: Principal | None, read_requires_auth: bool) -> Pri
 
 def session_cookie(session_id: str, expires: datetime, secure: bool) -> str:
     """The ``Set-Cookie`` value of a login session."""
-    max_age = max(0, int((expires - datetime.now(timezone.utc).replace(tzinfo=None)).total_seconds()))
+    max_age = max(0, int((expires - datetime.now(UTC).replace(tzinfo=None)).total_seconds()))
     parts = [f"{SESSION_COOKIE}={session_id}", f"Max-Age={max_age}", "HttpOnly", "SameSite=Strict", "Path=/"]
     if secure:
         parts.append("Secure")

@@ -27,8 +27,15 @@ class Coalescer(Generic[Item, Result]):
     caller of that batch.
     """
 
-    def __init__(self, send: Callable[[list[Item]], Awaitable[list[Result]]], max_items: int = 64, max_in_flight: int = 4,
-                 eager_in_flight: int = 2, parallel_at: int = 16, on_batch: Callable[[int], None] | None = None):
+    def __init__(
+        self,
+        send: Callable[[list[Item]], Awaitable[list[Result]]],
+        max_items: int = 64,
+        max_in_flight: int = 4,
+        eager_in_flight: int = 2,
+        parallel_at: int = 16,
+        on_batch: Callable[[int], None] | None = None,
+    ):
         self._send = send
         self._on_batch = on_batch  # told each batch's size as it leaves (a metric)
         self.max_items = self.max_in_flight = self.eager_in_flight = self.parallel_at = 1
@@ -38,9 +45,19 @@ class Coalescer(Generic[Item, Result]):
         self._scheduled = False
         self._tasks: set[asyncio.Task[None]] = set()  # the calls out (held so they are not collected)
 
-    def configure(self, max_items: int | None = None, max_in_flight: int | None = None, eager_in_flight: int | None = None,
-                  parallel_at: int | None = None) -> None:
-        for name, value in (("max_items", max_items), ("max_in_flight", max_in_flight), ("eager_in_flight", eager_in_flight), ("parallel_at", parallel_at)):
+    def configure(
+        self,
+        max_items: int | None = None,
+        max_in_flight: int | None = None,
+        eager_in_flight: int | None = None,
+        parallel_at: int | None = None,
+    ) -> None:
+        for name, value in (
+            ("max_items", max_items),
+            ("max_in_flight", max_in_flight),
+            ("eager_in_flight", eager_in_flight),
+            ("parallel_at", parallel_at),
+        ):
             if value is not None:
                 if value < 1:
                     raise ValueError(f"{name} must be at least 1")
@@ -57,8 +74,10 @@ class Coalescer(Generic[Item, Result]):
 
     def _dispatch(self) -> None:
         self._scheduled = False
-        while self._pending and self._in_flight < self.max_in_flight and (
-            self._in_flight < self.eager_in_flight or len(self._pending) >= self.parallel_at
+        while (
+            self._pending
+            and self._in_flight < self.max_in_flight
+            and (self._in_flight < self.eager_in_flight or len(self._pending) >= self.parallel_at)
         ):
             batch = [self._pending.popleft() for _ in range(min(self.max_items, len(self._pending)))]
             batch = [(item, fut) for item, fut in batch if not fut.cancelled()]
@@ -76,7 +95,7 @@ class Coalescer(Generic[Item, Result]):
             results = await self._send([item for item, _ in batch])
             if len(results) != len(batch):
                 raise RuntimeError(f"batched call returned {len(results)} results for {len(batch)} items")
-            for (_, future), result in zip(batch, results):
+            for (_, future), result in zip(batch, results, strict=False):
                 if not future.done():
                     future.set_result(result)
         except Exception as exc:  # every caller of the batch hears of it
@@ -86,4 +105,3 @@ class Coalescer(Generic[Item, Result]):
         finally:
             self._in_flight -= 1
             self._dispatch()
-

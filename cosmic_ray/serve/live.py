@@ -151,7 +151,11 @@ def notify_rare(webhook_url: str, events: list[dict[str, Any]], timeout: float =
     ]
     more = f"\n… and {len(events) - 20} more" if len(events) > 20 else ""
     try:
-        answer = httpx.post(webhook_url, json={"text": f"cosmic_ray: {len(events)} rare event(s)\n" + "\n".join(lines) + more}, timeout=timeout)
+        answer = httpx.post(
+            webhook_url,
+            json={"text": f"cosmic_ray: {len(events)} rare event(s)\n" + "\n".join(lines) + more},
+            timeout=timeout,
+        )
         answer.raise_for_status()
         return True
     except httpx.HTTPError as exc:

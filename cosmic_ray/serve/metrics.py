@@ -32,7 +32,12 @@ def api_metrics() -> ApiMetrics:
     registry = CollectorRegistry()
     return ApiMetrics(
         registry=registry,
-        requests=Counter("cosmic_ray_http_requests", "HTTP requests by route, method and status.", ["route", "method", "status"], registry=registry),
+        requests=Counter(
+            "cosmic_ray_http_requests",
+            "HTTP requests by route, method and status.",
+            ["route", "method", "status"],
+            registry=registry,
+        ),
         latency=Histogram(
             "cosmic_ray_http_request_seconds",
             "HTTP request latency by route.",
@@ -40,7 +45,12 @@ def api_metrics() -> ApiMetrics:
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
             registry=registry,
         ),
-        predictions=Counter("cosmic_ray_predictions", "Light curves classified over the API, by class and rarity.", ["label", "rare"], registry=registry),
+        predictions=Counter(
+            "cosmic_ray_predictions",
+            "Light curves classified over the API, by class and rarity.",
+            ["label", "rare"],
+            registry=registry,
+        ),
         model_version=Gauge("cosmic_ray_model_version", "The model version served (as a number).", registry=registry),
         coalesced=Histogram(
             "cosmic_ray_coalesced_batch_size",

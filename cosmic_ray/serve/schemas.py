@@ -13,9 +13,16 @@ class PointIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     # allow_inf_nan=False: NaN and infinities are refused by pydantic-core itself (no Python call per point)
-    mjd: float = Field(ge=0, le=200_000, allow_inf_nan=False, description="Modified Julian Date of the observation (0 to 200000, as for alerts).")
+    mjd: float = Field(
+        ge=0,
+        le=200_000,
+        allow_inf_nan=False,
+        description="Modified Julian Date of the observation (0 to 200000, as for alerts).",
+    )
     band: str = Field(min_length=1, max_length=16, description="g, r, i for ZTF; <survey>_<filter> otherwise.")
-    mag: float = Field(ge=-40, le=60, allow_inf_nan=False, description="AB magnitude (limiting magnitude when is_limit).")
+    mag: float = Field(
+        ge=-40, le=60, allow_inf_nan=False, description="AB magnitude (limiting magnitude when is_limit)."
+    )
     magerr: float = Field(default=0.0, ge=0, le=10, allow_inf_nan=False)
     is_limit: bool = False
 
@@ -36,7 +43,7 @@ class PredictRequest(BaseModel):
     lightcurve: LightCurveIn | None = None
 
     @model_validator(mode="after")
-    def _exactly_one(self) -> "PredictRequest":
+    def _exactly_one(self) -> PredictRequest:
         if (self.alert is None) == (self.lightcurve is None):
             raise ValueError("give exactly one of 'alert' or 'lightcurve'")
         return self
@@ -82,7 +89,9 @@ class ModelInfo(BaseModel):
     trained_at: str | None = None
     meta: dict[str, Any] = Field(default_factory=dict)
     last_reload_error: str | None = None
-    registered_classes: list[str] = Field(default_factory=list, description="Classes added at runtime (in ``classes`` too).")
+    registered_classes: list[str] = Field(
+        default_factory=list, description="Classes added at runtime (in ``classes`` too)."
+    )
     classes_version: int = 0
     replica: str | None = None
 
@@ -107,7 +116,7 @@ class ClassIn(BaseModel):
     object_ids: list[str] = Field(default_factory=list, max_length=1000)
 
     @model_validator(mode="after")
-    def _some_support(self) -> "ClassIn":
+    def _some_support(self) -> ClassIn:
         if not self.lightcurves and not self.object_ids:
             raise ValueError("give at least one support light curve or lake object id")
         return self

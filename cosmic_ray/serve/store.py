@@ -18,7 +18,7 @@ import re
 import secrets
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
@@ -65,7 +65,7 @@ class NotFoundError(StoreError):
 
 def utcnow() -> datetime:
     """Naive UTC (what every column holds: SQLite keeps no time zone)."""
-    return datetime.now(timezone.utc).replace(tzinfo=None)
+    return datetime.now(UTC).replace(tzinfo=None)
 
 
 def _hash_secret(secret: str) -> str:
@@ -182,7 +182,7 @@ class TokenInfo:
 
 def _naive_utc(when: datetime) -> datetime:
     """Stored times are naive UTC: an aware time is converted, a naive one taken as UTC."""
-    return when.astimezone(timezone.utc).replace(tzinfo=None) if when.tzinfo is not None else when
+    return when.astimezone(UTC).replace(tzinfo=None) if when.tzinfo is not None else when
 
 
 def _alert_record(r) -> dict[str, Any]:
@@ -295,7 +295,11 @@ class EventStore:
 
     def _record_portable(self, values: list[dict[str, Any]]) -> list[int]:
         with self.engine.begin() as conn:
-            existing = set(conn.execute(select(Classification.candid).where(Classification.candid.in_([v["candid"] for v in values]))).scalars())
+            existing = set(
+                conn.execute(
+                    select(Classification.candid).where(Classification.candid.in_([v["candid"] for v in values]))
+                ).scalars()
+            )
             fresh = [v for v in values if v["candid"] not in existing]
             if fresh:
                 conn.execute(Classification.__table__.insert(), fresh)
@@ -308,14 +312,18 @@ class EventStore:
         with self.engine.connect() as conn:
             for start in range(0, len(candids), 900):
                 part = candids[start : start + 900]
-                found.update(conn.execute(select(Classification.candid).where(Classification.candid.in_(part))).scalars())
+                found.update(
+                    conn.execute(select(Classification.candid).where(Classification.candid.in_(part))).scalars()
+                )
         return found
 
     def recent_alerts(
         self, label: str | None = None, rare: bool | None = None, since: datetime | None = None, limit: int = 100
     ) -> list[dict[str, Any]]:
         """Latest stored classifications first, optionally of one class, rare or not, from a time on."""
-        stmt = select(Classification).order_by(Classification.classified_at.desc(), Classification.id.desc()).limit(limit)
+        stmt = (
+            select(Classification).order_by(Classification.classified_at.desc(), Classification.id.desc()).limit(limit)
+        )
         if label is not None:
             stmt = stmt.where(Classification.label == label)
         if rare is not None:
@@ -331,7 +339,11 @@ class EventStore:
         each object once (at its alert of highest probability), optionally from a time on. Alerts
         whose probabilities do not name the class (a model that did not know it) are not ranked."""
         prob = Classification.probabilities[label].as_float()
-        stmt = select(Classification).where(prob.is_not(None)).order_by(prob.desc(), Classification.classified_at.desc(), Classification.id.desc())
+        stmt = (
+            select(Classification)
+            .where(prob.is_not(None))
+            .order_by(prob.desc(), Classification.classified_at.desc(), Classification.id.desc())
+        )
         if since is not None:
             stmt = stmt.where(Classification.classified_at >= _naive_utc(since))
         out: dict[str, dict[str, Any]] = {}
@@ -352,7 +364,9 @@ class EventStore:
 
     # --------------------------------------------------------------- classes
     def _bump_classes_version(self, conn) -> None:
-        current = conn.execute(select(StoreMeta.value).where(StoreMeta.key == self._CLASSES_VERSION)).scalar_one_or_none()
+        current = conn.execute(
+            select(StoreMeta.value).where(StoreMeta.key == self._CLASSES_VERSION)
+        ).scalar_one_or_none()
         if current is None:
             conn.execute(StoreMeta.__table__.insert().values(key=self._CLASSES_VERSION, value=1))
         else:
@@ -361,7 +375,9 @@ class EventStore:
     def classes_version(self) -> int:
         """A number that changes whenever a class is added or removed (replicas poll it)."""
         with self.engine.connect() as conn:
-            value = conn.execute(select(StoreMeta.value).where(StoreMeta.key == self._CLASSES_VERSION)).scalar_one_or_none()
+            value = conn.execute(
+                select(StoreMeta.value).where(StoreMeta.key == self._CLASSES_VERSION)
+            ).scalar_one_or_none()
         return int(value or 0)
 
     def add_class(self, name: str, support: list[dict[str, Any]], created_by: str) -> ClassRecord:
@@ -404,7 +420,9 @@ class EventStore:
     def classes_snapshot(self) -> tuple[int, list[ClassRecord]]:
         """The classes version and the classes, read in one transaction."""
         with self.engine.connect() as conn, conn.begin():
-            value = conn.execute(select(StoreMeta.value).where(StoreMeta.key == self._CLASSES_VERSION)).scalar_one_or_none()
+            value = conn.execute(
+                select(StoreMeta.value).where(StoreMeta.key == self._CLASSES_VERSION)
+            ).scalar_one_or_none()
             rows = conn.execute(select(RegisteredClass).order_by(RegisteredClass.id)).all()
         return int(value or 0), [ClassRecord(r.name, r.support, r.created_by, r.created_at) for r in rows]
 
@@ -433,7 +451,11 @@ class EventStore:
         with self.engine.begin() as conn:
             if conn.execute(select(User.username).where(User.username == username)).first() is not None:
                 raise ConflictError(f"user {username!r} already exists")
-            conn.execute(User.__table__.insert().values(username=username, role=role, password_hash=digest, created_at=now, updated_at=now))
+            conn.execute(
+                User.__table__.insert().values(
+                    username=username, role=role, password_hash=digest, created_at=now, updated_at=now
+                )
+            )
         log.info("user %s added with role %s", username, role)
         return Principal(username, role, "password")
 
@@ -442,7 +464,12 @@ class EventStore:
         self._check_password(password)
         digest = self.hasher.hash(password)
         with self.engine.begin() as conn:
-            if conn.execute(update(User).where(User.username == username).values(password_hash=digest, updated_at=utcnow())).rowcount == 0:
+            if (
+                conn.execute(
+                    update(User).where(User.username == username).values(password_hash=digest, updated_at=utcnow())
+                ).rowcount
+                == 0
+            ):
                 raise NotFoundError(f"no user {username!r}")
             conn.execute(delete(Session).where(Session.username == username))
         log.info("password of %s changed", username)
@@ -451,7 +478,12 @@ class EventStore:
         if role not in ROLES:
             raise StoreError(f"unknown role {role!r}: one of {', '.join(ROLES)}")
         with self.engine.begin() as conn:
-            if conn.execute(update(User).where(User.username == username).values(role=role, updated_at=utcnow())).rowcount == 0:
+            if (
+                conn.execute(
+                    update(User).where(User.username == username).values(role=role, updated_at=utcnow())
+                ).rowcount
+                == 0
+            ):
                 raise NotFoundError(f"no user {username!r}")
 
     def remove_user(self, username: str) -> None:
@@ -478,7 +510,9 @@ class EventStore:
         from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
         with self.engine.connect() as conn:
-            row = conn.execute(select(User.username, User.role, User.password_hash).where(User.username == username)).first()
+            row = conn.execute(
+                select(User.username, User.role, User.password_hash).where(User.username == username)
+            ).first()
         digest = row.password_hash if row else self._dummy_hash()
         try:
             self.hasher.verify(digest, password)
@@ -488,7 +522,9 @@ class EventStore:
             return None
         if self.hasher.check_needs_rehash(digest):
             with self.engine.begin() as conn:
-                conn.execute(update(User).where(User.username == username).values(password_hash=self.hasher.hash(password)))
+                conn.execute(
+                    update(User).where(User.username == username).values(password_hash=self.hasher.hash(password))
+                )
         return Principal(row.username, row.role, "password")
 
     def _dummy_hash(self) -> str:
@@ -504,7 +540,9 @@ class EventStore:
             if conn.execute(select(User.username).where(User.username == username)).first() is None:
                 raise NotFoundError(f"no user {username!r}")
             result = conn.execute(
-                ApiToken.__table__.insert().values(token_hash=_hash_secret(token), username=username, name=name, created_at=utcnow())
+                ApiToken.__table__.insert().values(
+                    token_hash=_hash_secret(token), username=username, name=name, created_at=utcnow()
+                )
             )
             token_id = int(result.inserted_primary_key[0])
         log.info("token %d created for %s", token_id, username)
@@ -514,14 +552,18 @@ class EventStore:
         """Raises: NotFoundError: no live token with that id."""
         with self.engine.begin() as conn:
             done = conn.execute(
-                update(ApiToken).where(ApiToken.id == token_id, ApiToken.revoked_at.is_(None)).values(revoked_at=utcnow())
+                update(ApiToken)
+                .where(ApiToken.id == token_id, ApiToken.revoked_at.is_(None))
+                .values(revoked_at=utcnow())
             ).rowcount
         if not done:
             raise NotFoundError(f"no live token with id {token_id}")
         log.info("token %d revoked", token_id)
 
     def list_tokens(self, username: str | None = None) -> list[dict[str, Any]]:
-        stmt = select(ApiToken.id, ApiToken.username, ApiToken.name, ApiToken.created_at, ApiToken.revoked_at).order_by(ApiToken.id)
+        stmt = select(ApiToken.id, ApiToken.username, ApiToken.name, ApiToken.created_at, ApiToken.revoked_at).order_by(
+            ApiToken.id
+        )
         if username:
             stmt = stmt.where(ApiToken.username == username)
         with self.engine.connect() as conn:
@@ -544,7 +586,11 @@ class EventStore:
         expires = now + ttl
         with self.engine.begin() as conn:
             conn.execute(delete(Session).where(Session.expires_at < now))
-            conn.execute(Session.__table__.insert().values(id_hash=_hash_secret(session_id), username=username, created_at=now, expires_at=expires))
+            conn.execute(
+                Session.__table__.insert().values(
+                    id_hash=_hash_secret(session_id), username=username, created_at=now, expires_at=expires
+                )
+            )
         return session_id, expires
 
     def principal_for_session(self, session_id: str) -> Principal | None:

@@ -179,8 +179,13 @@ async def fetch_apod(api_key: str | None, timeout_s: float = 4.0) -> ApodInfo:
         if not image:
             raise ValueError(f"no picture in the answer (media_type {media!r})")
         info = ApodInfo(
-            available=True, title=data.get("title"), date=data.get("date"), explanation=data.get("explanation"),
-            image_url=image, page_url=data.get("hdurl") or data.get("url"), copyright=data.get("copyright"),
+            available=True,
+            title=data.get("title"),
+            date=data.get("date"),
+            explanation=data.get("explanation"),
+            image_url=image,
+            page_url=data.get("hdurl") or data.get("url"),
+            copyright=data.get("copyright"),
         )
         ttl = _APOD_OK_TTL_S
     except (httpx.HTTPError, ValueError) as exc:
@@ -201,7 +206,9 @@ def model_evaluation(settings: "Settings", run_id: str) -> ModelEvaluation:
 
     client = registry.configure(settings)
     run = client.get_run(run_id)
-    figures = sorted(a.path.rsplit("/", 1)[-1] for a in client.list_artifacts(run_id, "figures") if a.path.endswith(".png"))
+    figures = sorted(
+        a.path.rsplit("/", 1)[-1] for a in client.list_artifacts(run_id, "figures") if a.path.endswith(".png")
+    )
     return ModelEvaluation(run_id=run_id, metrics=dict(run.data.metrics), figures=figures)
 
 
@@ -229,7 +236,9 @@ def _web_api_routes(router: APIRouter, store: "EventStore | None") -> None:
         try:
             return await asyncio.to_thread(model_evaluation, _settings(), run_id)
         except Exception as exc:  # unknown run, tracking server down: say so, the page shows it
-            raise HTTPException(status_code=404, detail=f"no evaluation for run {run_id}: {type(exc).__name__}") from exc
+            raise HTTPException(
+                status_code=404, detail=f"no evaluation for run {run_id}: {type(exc).__name__}"
+            ) from exc
 
     async def figure(run_id: str, name: str, request: Request) -> Response:
         _require_session(request, store)
@@ -243,9 +252,25 @@ def _web_api_routes(router: APIRouter, store: "EventStore | None") -> None:
 
     errors = {401: {"model": ErrorResponse, "description": "no valid session"}}
     not_found = {**errors, 404: {"model": ErrorResponse, "description": "unknown run or figure"}}
-    router.add_api_route("/web/runs/{run_id}/evaluation", evaluation, methods=["GET"], response_model=ModelEvaluation, tags=["web"], responses=not_found)
-    router.add_api_route("/web/runs/{run_id}/figures/{name}", figure, methods=["GET"], response_class=Response, tags=["web"], responses=not_found)
-    router.add_api_route("/web/config", config, methods=["GET"], response_model=WebConfig, tags=["web"], responses=errors)
+    router.add_api_route(
+        "/web/runs/{run_id}/evaluation",
+        evaluation,
+        methods=["GET"],
+        response_model=ModelEvaluation,
+        tags=["web"],
+        responses=not_found,
+    )
+    router.add_api_route(
+        "/web/runs/{run_id}/figures/{name}",
+        figure,
+        methods=["GET"],
+        response_class=Response,
+        tags=["web"],
+        responses=not_found,
+    )
+    router.add_api_route(
+        "/web/config", config, methods=["GET"], response_model=WebConfig, tags=["web"], responses=errors
+    )
     router.add_api_route("/web/apod", apod, methods=["GET"], response_model=ApodInfo, tags=["web"], responses=errors)
 
 
@@ -270,9 +295,7 @@ def web_router(web_dir: Path | None = None, store: "EventStore | None" = None) -
     """
     web_dir = (web_dir or default_web_dir()).resolve()
     if not web_dir.is_dir():
-        raise FileNotFoundError(
-            f"web folder {web_dir} not found; pass web_dir= or run from a source checkout"
-        )
+        raise FileNotFoundError(f"web folder {web_dir} not found; pass web_dir= or run from a source checkout")
     router = APIRouter()
     for url, name in PAGES.items():
         html = web_dir / name
@@ -295,7 +318,9 @@ def web_router(web_dir: Path | None = None, store: "EventStore | None" = None) -
         if not folder.is_dir():
             log.warning(
                 "%s is missing: pages that import %r will fail; run `npm ci` in %s",
-                folder, package, web_dir,
+                folder,
+                package,
+                web_dir,
             )
         # check_dir=False: the app still starts (and the API works) without node_modules.
         router.mount(

@@ -18,7 +18,6 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from cosmic_ray.core.errors import SourceError
@@ -113,16 +112,26 @@ def parse(raw: RawInput, source: str = "catalog") -> ParseResult:
     with np.errstate(over="ignore", invalid="ignore"):
         flux, flux_err = mag_to_flux_ujy(mag, err)
     good = (
-        np.isfinite(mjd) & (mjd >= MJD_RANGE[0]) & (mjd <= MJD_RANGE[1])
-        & np.isfinite(mag) & np.isfinite(err) & (err >= 0) & np.isfinite(flux) & np.isfinite(flux_err)
+        np.isfinite(mjd)
+        & (mjd >= MJD_RANGE[0])
+        & (mjd <= MJD_RANGE[1])
+        & np.isfinite(mag)
+        & np.isfinite(err)
+        & (err >= 0)
+        & np.isfinite(flux)
+        & np.isfinite(flux_err)
     )
     reasons = np.where(good, "", "non-finite, out-of-range or negative mjd/mag/magerr").astype(object)
     names_ok = _non_empty(table.column("object_id")) & _non_empty(table.column("band"))
     reasons[~names_ok & (reasons == "")] = "empty object_id or band"
-    is_limit = _bools(table.column("is_limit")) if "is_limit" in table.column_names else np.zeros(len(mjd), dtype=object)
+    is_limit = (
+        _bools(table.column("is_limit")) if "is_limit" in table.column_names else np.zeros(len(mjd), dtype=object)
+    )
     reasons[np.equal(is_limit, None) & (reasons == "")] = "is_limit is not true/false"
     if "source" in table.column_names:
-        sources = np.array([_safe_source(v) for v in table.column("source").cast(pa.string()).to_pylist()], dtype=object)
+        sources = np.array(
+            [_safe_source(v) for v in table.column("source").cast(pa.string()).to_pylist()], dtype=object
+        )
         reasons[np.equal(sources, None) & (reasons == "")] = "source is not a plain name (letters, digits, _ . -)"
     good = reasons == ""
     quarantined = [(f"{raw.name}#row{i + 2}", str(reasons[i])) for i in np.flatnonzero(~good)]
@@ -131,7 +140,11 @@ def parse(raw: RawInput, source: str = "catalog") -> ParseResult:
     table = table.filter(pa.array(good))
     mjd, mag, err, flux, flux_err = mjd[good], mag[good], err[good], flux[good], flux_err[good]
     is_limit = pa.array(is_limit[good].astype(bool))
-    src = pa.array(sources[good], pa.string()) if "source" in table.column_names else pa.array([source] * len(mjd), pa.string())
+    src = (
+        pa.array(sources[good], pa.string())
+        if "source" in table.column_names
+        else pa.array([source] * len(mjd), pa.string())
+    )
     out = pa.table(
         {
             "object_id": table.column("object_id"),

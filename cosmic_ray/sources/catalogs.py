@@ -52,8 +52,8 @@ from cosmic_ray.core.lightcurve import (
     jd_to_mjd,
     mjd_to_nights,
 )
-from cosmic_ray.sources.ztf import AB_ZP_UJY, ParseResult, RawInput
 from cosmic_ray.core.taxonomy import to_coarse
+from cosmic_ray.sources.ztf import AB_ZP_UJY, ParseResult, RawInput
 
 log = logging.getLogger(__name__)
 
@@ -68,13 +68,28 @@ NAME = "catalogs"
 # WISE W1-W4: Jarrett et al. 2011, ApJ 735, 112, and the WISE All-Sky explanatory supplement 4.4h.
 VEGA_TO_AB: dict[str, dict[str, u.Quantity]] = {
     "standard": {
-        "U": 0.79 * u.mag, "B": -0.09 * u.mag, "V": 0.02 * u.mag, "R": 0.21 * u.mag, "I": 0.45 * u.mag,
-        "u": 0.91 * u.mag, "g": -0.08 * u.mag, "r": 0.16 * u.mag, "i": 0.37 * u.mag, "z": 0.54 * u.mag,
-        "J": 0.91 * u.mag, "H": 1.39 * u.mag, "Ks": 1.85 * u.mag, "K": 1.85 * u.mag,
+        "U": 0.79 * u.mag,
+        "B": -0.09 * u.mag,
+        "V": 0.02 * u.mag,
+        "R": 0.21 * u.mag,
+        "I": 0.45 * u.mag,
+        "u": 0.91 * u.mag,
+        "g": -0.08 * u.mag,
+        "r": 0.16 * u.mag,
+        "i": 0.37 * u.mag,
+        "z": 0.54 * u.mag,
+        "J": 0.91 * u.mag,
+        "H": 1.39 * u.mag,
+        "Ks": 1.85 * u.mag,
+        "K": 1.85 * u.mag,
     },
     "swift": {
-        "UVW2": 1.73 * u.mag, "UVM2": 1.69 * u.mag, "UVW1": 1.51 * u.mag,
-        "U": 1.02 * u.mag, "B": -0.13 * u.mag, "V": -0.01 * u.mag,
+        "UVW2": 1.73 * u.mag,
+        "UVM2": 1.69 * u.mag,
+        "UVW1": 1.51 * u.mag,
+        "U": 1.02 * u.mag,
+        "B": -0.13 * u.mag,
+        "V": -0.01 * u.mag,
     },
     "wise": {"W1": 2.699 * u.mag, "W2": 3.339 * u.mag, "W3": 5.174 * u.mag, "W4": 6.620 * u.mag},
 }
@@ -89,9 +104,19 @@ NATIVE_SYSTEM: dict[str, str] = {
 _FILTER_ALIASES = {"orange": "o", "cyan": "c"}
 _SWIFT_SHORT = {"W1": "UVW1", "W2": "UVW2", "M2": "UVM2"}
 _SURVEY_ALIASES = {
-    "panstarrs1": "ps1", "panstarrs": "ps1", "gpc1": "ps1", "gpc": "ps1", "atlas1": "atlas", "acam1": "atlas",
-    "asassn1": "asassn", "uvot": "swift", "flwo48": "flwo", "lcogt": "lco", "ptf48inch": "ptf",
-    "ptf60inch": "p60", "cfh12k": "ptf",
+    "panstarrs1": "ps1",
+    "panstarrs": "ps1",
+    "gpc1": "ps1",
+    "gpc": "ps1",
+    "atlas1": "atlas",
+    "acam1": "atlas",
+    "asassn1": "asassn",
+    "uvot": "swift",
+    "flwo48": "flwo",
+    "lcogt": "lco",
+    "ptf48inch": "ptf",
+    "ptf60inch": "p60",
+    "cfh12k": "ptf",
 }
 _MISSING = {"", "--", "nan", "none"}
 
@@ -288,7 +313,9 @@ def parse(raw: RawInput, assume_native_system: bool = True) -> ParseResult:
         return ParseResult(table=SCHEMA.empty_table(), quarantined=[(raw.name, "not a known labelled catalogue file")])
     missing = [role for role in CATALOGUES[catalogue] if role != "photometry" and role not in parts]
     if missing:
-        return ParseResult(table=SCHEMA.empty_table(), quarantined=[(raw.name, f"{catalogue} needs its {missing} file(s)")])
+        return ParseResult(
+            table=SCHEMA.empty_table(), quarantined=[(raw.name, f"{catalogue} needs its {missing} file(s)")]
+        )
     try:
         if catalogue == "slsne":
             return _parse_slsne(raw, parts, assume_native_system)
@@ -296,7 +323,9 @@ def parse(raw: RawInput, assume_native_system: bool = True) -> ParseResult:
             return _parse_tde(raw, parts, assume_native_system)
         return _parse_alerce(raw, parts)
     except (ValueError, KeyError, pd.errors.ParserError, UnicodeDecodeError) as exc:
-        return ParseResult(table=SCHEMA.empty_table(), quarantined=[(raw.name, f"unreadable {catalogue} catalogue: {exc}")])
+        return ParseResult(
+            table=SCHEMA.empty_table(), quarantined=[(raw.name, f"unreadable {catalogue} catalogue: {exc}")]
+        )
 
 
 def _companions_beside(photometry: Path, catalogue: str) -> dict[str, bytes]:
@@ -358,7 +387,9 @@ def _photometry_frame(
     )
 
 
-def _convert(df: pd.DataFrame, raw_name: str, catalogue: str, assume_native_system: bool) -> tuple[pd.DataFrame, list[tuple[str, str]]]:
+def _convert(
+    df: pd.DataFrame, raw_name: str, catalogue: str, assume_native_system: bool
+) -> tuple[pd.DataFrame, list[tuple[str, str]]]:
     """Filters, bands, AB conversion and row checks, shared by the SLSN and TDE readers."""
     quarantined: list[tuple[str, str]] = []
     keys = df[["filter_raw", "system", "telescope", "instrument"]].map(_text)
@@ -385,9 +416,12 @@ def _convert(df: pd.DataFrame, raw_name: str, catalogue: str, assume_native_syst
     no_id = df["object_id"].to_numpy() == ""
     for i in np.flatnonzero(bad_system | no_time | no_err | no_id):
         reason = (
-            "no object name" if no_id[i]
-            else "missing or non-finite time/magnitude" if no_time[i]
-            else df["why"].iat[i] if bad_system[i]
+            "no object name"
+            if no_id[i]
+            else "missing or non-finite time/magnitude"
+            if no_time[i]
+            else df["why"].iat[i]
+            if bad_system[i]
             else "detection without a magnitude error"
         )
         quarantined.append((f"{raw_name}#row{i + 2}", reason))
@@ -436,8 +470,15 @@ def _parse_slsne(raw: RawInput, parts: Mapping[str, bytes], assume_native_system
     phot = _csv(raw.data, raw.name, dtype={"Name": str})
     meta = pd.read_csv(io.BytesIO(parts["metadata"]), sep=r"\s+", dtype={"Name": str})
     df = _photometry_frame(
-        phot["Name"], phot["MJD"], phot["Mag"], phot["MagErr"], phot["UL"], phot["Filter"],
-        phot["System"], phot["Telescope"], phot["Instrument"],
+        phot["Name"],
+        phot["MJD"],
+        phot["Mag"],
+        phot["MagErr"],
+        phot["UL"],
+        phot["Filter"],
+        phot["System"],
+        phot["Telescope"],
+        phot["Instrument"],
     )
     ignored = phot["Ignore"].astype(str).str.lower().isin(["true", "1"]).to_numpy()
     quarantined = [(f"{raw.name}#row{i + 2}", "flagged Ignore by the catalogue") for i in np.flatnonzero(ignored)]
@@ -469,8 +510,15 @@ def _parse_tde(raw: RawInput, parts: Mapping[str, bytes], assume_native_system: 
     unit = phot["u_time"].map(_text)
     time = time.where(unit.isin(["MJD", ""]), np.nan)  # only MJD times are understood
     df = _photometry_frame(
-        phot["name"], time, phot["magnitude"], phot["e_magnitude"], phot["upperlimit"], phot["band"],
-        phot["system"], phot["telescope"], phot["instrument"],
+        phot["name"],
+        time,
+        phot["magnitude"],
+        phot["e_magnitude"],
+        phot["upperlimit"],
+        phot["band"],
+        phot["system"],
+        phot["telescope"],
+        phot["instrument"],
     )
     df, quarantined = _convert(df, raw.name, "tde", assume_native_system)
     positions = {}
@@ -487,7 +535,7 @@ def _parse_alerce(raw: RawInput, parts: Mapping[str, bytes]) -> ParseResult:
     det = _csv(raw.data, raw.name, dtype={"objectId": str})
     nondet = pd.read_csv(io.BytesIO(parts["non_detections"]), dtype={"objectId": str})
     labels = pd.read_csv(io.BytesIO(parts["labels"]), dtype=str)
-    label_of = dict(zip(labels["objectId"].map(_text), labels["classALeRCE"].map(_text)))
+    label_of = dict(zip(labels["objectId"].map(_text), labels["classALeRCE"].map(_text), strict=False))
     quarantined: list[tuple[str, str]] = []
 
     d = pd.DataFrame(
@@ -526,7 +574,9 @@ def _parse_alerce(raw: RawInput, parts: Mapping[str, bytes]) -> ParseResult:
             | frame["band"].isna().to_numpy()
             | (~frame["is_limit"].to_numpy(bool) & ~(np.isfinite(err) & (err >= 0)))
         )
-        quarantined += [(f"{fname}#row{i + 2}", "missing time/magnitude/error or unknown fid") for i in np.flatnonzero(bad)]
+        quarantined += [
+            (f"{fname}#row{i + 2}", "missing time/magnitude/error or unknown fid") for i in np.flatnonzero(bad)
+        ]
         frame.drop(frame.index[bad], inplace=True)
     unlabelled = sorted(set(d["object_id"]).union(n["object_id"]) - set(label_of))
     quarantined += [(f"{raw.name}:{oid}", "object has no ALeRCE label") for oid in unlabelled]

@@ -177,8 +177,13 @@ def build_crossmatch(entries: Iterable[Entry], radius: u.Quantity | float = DEFA
         if old is None:
             merged[e.key] = e
         else:
-            merged[e.key] = Entry(e.catalogue, e.object_id, old.names + e.names,
-                                  old.ra if old.ra is not None else e.ra, old.dec if old.dec is not None else e.dec)
+            merged[e.key] = Entry(
+                e.catalogue,
+                e.object_id,
+                old.names + e.names,
+                old.ra if old.ra is not None else e.ra,
+                old.dec if old.dec is not None else e.dec,
+            )
     nodes = [merged[k] for k in sorted(merged)]
     names = [_entry_names(e) for e in nodes]
     iaus = [{n for n in ns if iau_name(n) and iau_name(n) == n} for ns in names]
@@ -194,14 +199,17 @@ def build_crossmatch(entries: Iterable[Entry], radius: u.Quantity | float = DEFA
         for j in members[1:]:
             uf.union(members[0], j)
 
-    with_pos = [i for i, e in enumerate(nodes) if e.ra is not None and e.dec is not None
-                and np.isfinite(e.ra) and np.isfinite(e.dec)]
+    with_pos = [
+        i
+        for i, e in enumerate(nodes)
+        if e.ra is not None and e.dec is not None and np.isfinite(e.ra) and np.isfinite(e.dec)
+    ]
     if len(with_pos) > 1:
         coords = SkyCoord([nodes[i].ra for i in with_pos] * u.deg, [nodes[i].dec for i in with_pos] * u.deg)
         i1, i2, sep, _ = search_around_sky(coords, coords, u.Quantity(radius, u.arcsec))
         order = np.argsort(sep.arcsec, kind="stable")  # closest pairs first
         refused = 0
-        for a, b in zip(i1[order], i2[order]):
+        for a, b in zip(i1[order], i2[order], strict=False):
             if a < b and not uf.union(with_pos[a], with_pos[b], guard=True):
                 refused += 1
         if refused:
@@ -254,7 +262,7 @@ def canonical_ids(table: pa.Table, crossmatch: CrossMatch, catalogue: str | None
     if catalogue is not None:
         return {crossmatch.canonical(catalogue, o) for o in set(objects)}
     sources = table.column("source").to_pylist()
-    return {crossmatch.canonical(s, o) for s, o in set(zip(sources, objects))}
+    return {crossmatch.canonical(s, o) for s, o in set(zip(sources, objects, strict=False))}
 
 
 # ----------------------------------------------------------------------------- entries from files
@@ -312,7 +320,12 @@ def table_entries(table: pa.Table, catalogue: str) -> list[Entry]:
     from cosmic_ray.sources.mast import object_positions
 
     ids = sorted(set(table.column("object_id").to_pylist()))
-    pos = {o: (r, d) for o, r, d in zip(*(object_positions(table).column(c).to_pylist() for c in ("object_id", "ra", "dec")))}
+    pos = {
+        o: (r, d)
+        for o, r, d in zip(
+            *(object_positions(table).column(c).to_pylist() for c in ("object_id", "ra", "dec")), strict=False
+        )
+    }
     return [Entry(catalogue, o, (), *pos.get(o, (None, None))) for o in ids]
 
 

@@ -218,7 +218,9 @@ def parse(raw: RawInput, object_id: str | None = None) -> ParseResult:
     if missing:
         return ParseResult(
             table=SCHEMA.empty_table(),
-            quarantined=[(raw.name, f"not a ZTF light-curve table: missing columns {missing} (has {table.colnames[:12]})")],
+            quarantined=[
+                (raw.name, f"not a ZTF light-curve table: missing columns {missing} (has {table.colnames[:12]})")
+            ],
         )
     if len(table) == 0:
         log.warning("IRSA answer %s holds no epochs", raw.name)
@@ -241,7 +243,14 @@ def parse(raw: RawInput, object_id: str | None = None) -> ParseResult:
         for i in np.flatnonzero(~flagged & ~(usable & known))
     ]
     keep = ~flagged & usable & known
-    log.info("%s (%s): %d of %d epochs kept, %d with catflags != 0", raw.name, fmt, int(keep.sum()), len(keep), int(flagged.sum()))
+    log.info(
+        "%s (%s): %d of %d epochs kept, %d with catflags != 0",
+        raw.name,
+        fmt,
+        int(keep.sum()),
+        len(keep),
+        int(flagged.sum()),
+    )
 
     flux, flux_err = mag_to_flux_ujy(mag[keep], err[keep])
     n = int(keep.sum())

@@ -239,7 +239,9 @@ def build_request(
     if inputs is None:
         if not criteria:
             raise SourceError("MAST search needs a position or at least one criterion (e.g. obs_collection='TESS')")
-        return MastRequest(FILTERED_SERVICE, {"columns": "*", "filters": mashup_filters(criteria)}, pagesize=pagesize, page=page)
+        return MastRequest(
+            FILTERED_SERVICE, {"columns": "*", "filters": mashup_filters(criteria)}, pagesize=pagesize, page=page
+        )
     coords = _coordinates(inputs)
     if not criteria:
         params = {"ra": float(coords.ra.deg), "dec": float(coords.dec.deg), "radius": radius_deg}
@@ -343,7 +345,8 @@ def parse(raw: RawInput) -> ParseResult:
         return ParseResult(table=_empty(), quarantined=[(raw.name, f"MAST reported an error: {msg}")])
     if result.get("status") not in (None, "COMPLETE"):
         return ParseResult(
-            table=_empty(), quarantined=[(raw.name, f"MAST answer incomplete (status {result.get('status')!r}); ask again")]
+            table=_empty(),
+            quarantined=[(raw.name, f"MAST answer incomplete (status {result.get('status')!r}); ask again")],
         )
     if not isinstance(result.get("data"), list) or "fields" not in result:
         return ParseResult(table=_empty(), quarantined=[(raw.name, "MAST answer has no 'data'/'fields'")])
@@ -420,7 +423,7 @@ def join_anchors(objects: pa.Table, anchors: pa.Table, radius: u.Quantity | floa
     ]
     if pos.num_rows == 0 or anchors.num_rows == 0:
         empty = {"object_id": pa.array([], pa.string()), "separation_arcsec": pa.array([], pa.float64())}
-        empty.update({n2: pa.array([], f.type) for n2, f in zip(out_names[2:], ANCHOR_SCHEMA)})
+        empty.update({n2: pa.array([], f.type) for n2, f in zip(out_names[2:], ANCHOR_SCHEMA, strict=False)})
         return pa.table(empty)
     obj = SkyCoord(pos.column("ra").to_numpy() * u.deg, pos.column("dec").to_numpy() * u.deg)
     anc = SkyCoord(
@@ -432,7 +435,7 @@ def join_anchors(objects: pa.Table, anchors: pa.Table, radius: u.Quantity | floa
     i_obj, i_anc, sep = i_obj[order], i_anc[order], sep[order]
     picked = anchors.take(pa.array(i_anc, pa.int64()))
     columns = {"object_id": pos.column("object_id").take(pa.array(i_obj, pa.int64())), "separation_arcsec": sep.arcsec}
-    for new, old in zip(out_names[2:], ANCHOR_SCHEMA.names):
+    for new, old in zip(out_names[2:], ANCHOR_SCHEMA.names, strict=False):
         columns[new] = picked.column(old)
     return pa.table(columns)
 

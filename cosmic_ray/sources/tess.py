@@ -100,7 +100,11 @@ def build_request(inputs: Iterable[Path | str | int], author: str = "SPOC") -> T
     collection, _ = _LC_PRODUCTS[author]
     searches = []
     for tic in tics:
-        criteria: dict[str, Any] = {"obs_collection": collection, "dataproduct_type": "timeseries", "target_name": str(tic)}
+        criteria: dict[str, Any] = {
+            "obs_collection": collection,
+            "dataproduct_type": "timeseries",
+            "target_name": str(tic),
+        }
         if author == "QLP":
             criteria["provenance_name"] = "QLP"
         searches.append(mast.build_request(None, **criteria))
@@ -127,7 +131,11 @@ def fetch(request: TessRequest) -> Iterator[RawInput]:
     collection, subgroup = _LC_PRODUCTS[request.author]
     for tic in request.tic_ids:
         try:
-            criteria: dict[str, Any] = {"obs_collection": collection, "dataproduct_type": "timeseries", "target_name": str(tic)}
+            criteria: dict[str, Any] = {
+                "obs_collection": collection,
+                "dataproduct_type": "timeseries",
+                "target_name": str(tic),
+            }
             if request.author == "QLP":
                 criteria["provenance_name"] = "QLP"
             obs = Observations.query_criteria(**criteria)
@@ -232,7 +240,10 @@ def _parse_hdul(raw: RawInput, hdul: fits.HDUList, flux_column: str | None) -> P
     keep = (quality == 0) & np.isfinite(time) & np.isfinite(flux)
     log.info(
         "%s: %d of %d cadences kept (%d flagged, %d NaN time/flux)",
-        raw.name, int(keep.sum()), len(keep), int((quality != 0).sum()),
+        raw.name,
+        int(keep.sum()),
+        len(keep),
+        int((quality != 0).sum()),
         int(((quality == 0) & ~(np.isfinite(time) & np.isfinite(flux))).sum()),
     )
     if not keep.any():

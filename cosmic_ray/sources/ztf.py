@@ -469,7 +469,7 @@ def records_to_tables(
     first = np.zeros(len(points), dtype=bool)
     first[np.concatenate([[0], np.cumsum(lengths)[:-1]])] = True
 
-    cols = dict(zip(_POINT.names, pa.array(points, type=_POINT).flatten()))
+    cols = dict(zip(_POINT.names, pa.array(points, type=_POINT).flatten(), strict=False))
     jd, mag, err, lim = _np(cols["jd"]), _np(cols["magpsf"]), _np(cols["sigmapsf"]), _np(cols["diffmaglim"])
     band, band_ok = _bands(cols["fid"])
     is_det = first | cols["candid"].is_valid().to_numpy(zero_copy_only=False)
@@ -480,7 +480,8 @@ def records_to_tables(
     bad_alert = np.zeros(len(records), dtype=bool)
     bad_alert[parent[first & ~usable]] = True
     quarantined = [
-        ((names or objects)[i], f"alert {alert_candids[i]} of {objects[i]}: candidate has no usable photometry") for i in np.flatnonzero(bad_alert)
+        ((names or objects)[i], f"alert {alert_candids[i]} of {objects[i]}: candidate has no usable photometry")
+        for i in np.flatnonzero(bad_alert)
     ]
     keep = usable & ~bad_alert[parent]
 
@@ -519,12 +520,16 @@ def records_to_tables(
     ).filter(pa.array(keep))
     tables = [table]
     if forced:
-        tables.append(_forced_table(forced, np.repeat(np.arange(len(records)), forced_lengths), objects, versions, alert_candids, bad_alert))
+        tables.append(
+            _forced_table(
+                forced, np.repeat(np.arange(len(records)), forced_lengths), objects, versions, alert_candids, bad_alert
+            )
+        )
     points_table = pa.concat_tables(tables) if len(tables) > 1 else table
 
     good = ~bad_alert
     cand = pa.array([r["candidate"] for r in records], type=_CANDIDATE).flatten()
-    cand = dict(zip(_CANDIDATE.names, cand))
+    cand = dict(zip(_CANDIDATE.names, cand, strict=False))
     cand_band, _ = _bands(cand["fid"])
     cand_mjd = _np(cand["jd"]) - 2400000.5
     meta = pa.table(
@@ -554,10 +559,19 @@ def _forced_table(
     alert_candids: list[Any],
     bad_alert: np.ndarray,
 ) -> pa.Table:
-    cols = dict(zip(_FORCED.names, pa.array(forced, type=_FORCED).flatten()))
+    cols = dict(zip(_FORCED.names, pa.array(forced, type=_FORCED).flatten(), strict=False))
     jd, flux_dn, unc, zp = (_np(cols[k]) for k in ("jd", "forcediffimflux", "forcediffimfluxunc", "magzpsci"))
     band, band_ok = _bands(cols["fid"])
-    keep = np.isfinite(jd) & (jd >= _JD_MIN) & (jd <= _JD_MAX) & band_ok & np.isfinite(flux_dn) & np.isfinite(zp) & (flux_dn > -99999) & ~bad_alert[parent]
+    keep = (
+        np.isfinite(jd)
+        & (jd >= _JD_MIN)
+        & (jd <= _JD_MAX)
+        & band_ok
+        & np.isfinite(flux_dn)
+        & np.isfinite(zp)
+        & (flux_dn > -99999)
+        & ~bad_alert[parent]
+    )
     scale = 10 ** (-0.4 * (zp - AB_ZP_UJY))  # DN -> microjansky
     mjd = jd - 2400000.5
     n = len(forced)

@@ -30,6 +30,8 @@ demo: $(STAMP) web-deps
 	$(BIN)/cosmic-ray demo
 
 test: $(STAMP) web-deps
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 down:

@@ -24,6 +24,8 @@ from mlflow.types import ColSpec, Schema
 from cosmic_ray.core.config import Settings
 from cosmic_ray.core.errors import ModelNotFoundError
 from cosmic_ray.learn.classifier import ProtoNetClassifier
+from cosmic_ray.learn.evaluate.gate import gate_decision, paired_bootstrap
+from cosmic_ray.learn.evaluate.report import flat_metrics
 
 log = logging.getLogger(__name__)
 
@@ -174,7 +176,7 @@ def promote_if_better(
     """Move ``production`` to ``candidate`` if it beats the current production model.
 
     With ``validation`` (the fixed labelled validation objects), both models predict the same
-    objects and a paired bootstrap decides (:func:`cosmic_ray.learn.evaluate.paired_bootstrap`): the
+    objects and a paired bootstrap decides (:func:`cosmic_ray.learn.evaluate.gate.paired_bootstrap`): the
     candidate wins when the lower end of the 95% interval of its gain exceeds ``min_gain``.
     Without it, the runs' logged ``metric`` values are compared. The decision and its figures are
     recorded on the candidate's run (metrics, tags and ``gate/decision.json``).
@@ -186,8 +188,6 @@ def promote_if_better(
     if current is None:
         decision = GateDecision(True, metric, value, None, "no model in production yet")
     elif validation is not None:
-        from cosmic_ray.learn.evaluate import gate_decision, paired_bootstrap
-
         try:
             production, _ = load_model(settings, current.version)
             preds = production.predict_arrays(
@@ -239,8 +239,6 @@ def promote_if_better(
 
 def log_evaluation(settings: Settings, run_id: str, report: dict[str, Any]) -> None:
     """Record an evaluation report on a run: flat metrics and the report as ``evaluation/report.json``."""
-    from cosmic_ray.learn.evaluate import flat_metrics
-
     client = configure(settings)
     for name, value in flat_metrics(report).items():
         client.log_metric(run_id, name, value)

@@ -230,6 +230,7 @@ class ProtoNetClassifier:
         torch.save(self.state_dict, folder / "weights.pt")
         np.savez(
             folder / "arrays.npz",
+            allow_pickle=False,  # plain numeric and string arrays only
             prototypes=self.prototypes,
             feat_mean=self.feat_mean,
             feat_std=self.feat_std,

@@ -385,7 +385,9 @@ def _novel_args(config: dict[str, Any], epoch: int) -> dict[str, Any]:
 
 
 def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
-    return model.module if hasattr(model, "module") else model
+    """The model inside a data-parallel wrapper (what Ray Train's ``prepare_model`` returns), or ``model``."""
+    inner = getattr(model, "module", model)
+    return inner if isinstance(inner, torch.nn.Module) else model
 
 
 def fit(

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.distributed as dist
 
 from cosmic_ray.learn.episodes import eligible_classes, held_out_classes, objects_needed, sample_episode
 from cosmic_ray.learn.model import (
@@ -275,6 +276,7 @@ def run_epoch(
 
 def train_loop_per_worker(config: dict[str, Any]) -> None:
     """One worker's episodic training loop (Ray Train calls this on every worker)."""
+    # deferred: Ray is heavy; fit_local (benches, tests) trains without it
     import ray.train
     import ray.train.torch
 
@@ -332,8 +334,8 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
 
 def _distinct_worker_nodes() -> int:
     """How many Ray nodes this run's workers are on (every rank takes part in the gather)."""
+    # deferred: Ray is heavy; fit_local (benches, tests) trains without it
     import ray
-    import torch.distributed as dist
 
     node = ray.get_runtime_context().get_node_id()
     if not (dist.is_available() and dist.is_initialized()):
@@ -405,6 +407,7 @@ def fit(
     max_failures: int = 2,
 ) -> TrainOutput:
     """Run :func:`train_loop_per_worker` on ``num_workers`` Ray Train workers; return the final weights."""
+    # deferred: Ray is heavy; fit_local (benches, tests) trains without it
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 

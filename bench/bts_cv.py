@@ -1,7 +1,7 @@
 """The cross-validation set-up shared by fewshot_eval.py and supervised_reference.py.
 
 The BTS light curves featurized once, their augmented views, coarse labels, and the object- and
-event-disjoint folds (``cosmic_ray.learn.evaluate.event_folds``): both benches score the same objects
+event-disjoint folds (``cosmic_ray.learn.evaluate.tables.event_folds``): both benches score the same objects
 on the same folds for a given ``--seed``.
 """
 
@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from cosmic_ray.core.taxonomy import to_coarse
-from cosmic_ray.learn import evaluate as ev
+from cosmic_ray.learn.evaluate import tables as ev_tables
 from cosmic_ray.learn.features import augmented_views, featurize
 
 MAX_LEN = 64
@@ -61,10 +61,10 @@ def quiet_single_thread() -> None:
 
 
 def load_bts_folds(data_dir: Path, n_folds: int, n_views: int, seed: int) -> BtsFolds:
-    table = ev.read_table(data_dir / "ztf-bts" / "bts_dev_lightcurves.csv.gz")
-    same_event = ev.event_key_from_shared(data_dir)
+    table = ev_tables.read_table(data_dir / "ztf-bts" / "bts_dev_lightcurves.csv.gz")
+    same_event = ev_tables.event_key_from_shared(data_dir)
     arrays = featurize(table, MAX_LEN)
     views = augmented_views(table, n_views, seed, MAX_LEN)
     coarse = np.asarray([to_coarse(x) for x in arrays["label"]], dtype=object)
     events = np.asarray([same_event(o) for o in arrays["object_id"]], dtype=object)
-    return BtsFolds(table, arrays, views, coarse, ev.event_folds(coarse, events, n_folds, seed), same_event)
+    return BtsFolds(table, arrays, views, coarse, ev_tables.event_folds(coarse, events, n_folds, seed), same_event)

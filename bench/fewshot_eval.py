@@ -32,8 +32,10 @@ from bts_cv import add_common_arguments, load_bts_folds, quiet_single_thread  # 
 
 from cosmic_ray.core.config import DataConfig, load_train_config  # noqa: E402
 from cosmic_ray.core.taxonomy import SUPPORT_ONLY  # noqa: E402
-from cosmic_ray.learn import evaluate as ev  # noqa: E402
 from cosmic_ray.learn.classifier import build_classifier  # noqa: E402
+from cosmic_ray.learn.evaluate import inputs as ev_inputs  # noqa: E402
+from cosmic_ray.learn.evaluate import report as ev_report  # noqa: E402
+from cosmic_ray.learn.evaluate import scorers as ev_scorers  # noqa: E402
 from cosmic_ray.learn.model import ProtoNetConfig  # noqa: E402
 from cosmic_ray.learn.train import fit_local  # noqa: E402
 from cosmic_ray.learn.trainset import attach_views, build_training_set  # noqa: E402
@@ -75,7 +77,7 @@ def main() -> None:
         [catalogs.read_catalogue(args.data / "slsne").table, catalogs.read_catalogue(args.data / "tde").table]
     )
 
-    scored: dict[int, list[tuple[ev.Scored, ev.Scored]]] = {k: [] for k in args.shots}
+    scored: dict[int, list[tuple[ev_scorers.Scored, ev_scorers.Scored]]] = {k: [] for k in args.shots}
     rare_all: list[str] = []
     for f in range(args.folds):
         train_rows, test_rows = np.flatnonzero(fold != f), np.flatnonzero(fold == f)
@@ -106,10 +108,10 @@ def main() -> None:
         fold_support = pa.concat_tables(
             [support_table, bts.filter(pc.is_in(bts.column("object_id"), ids(own_rare)))], promote_options="default"
         )
-        inputs = ev.prepare_inputs(clf, test_table, train_table, fold_support, same_event)
+        inputs = ev_inputs.prepare_inputs(clf, test_table, train_table, fold_support, same_event)
         rare_all = sorted(set(rare_all) | set(inputs.rare))
         for k in args.shots:
-            scored[k].append(ev.score_all(clf, inputs, k, args.draws, args.seed))
+            scored[k].append(ev_scorers.score_all(clf, inputs, k, args.draws, args.seed))
         log.info(
             "fold %d/%d: %d train / %d test objects, loss %.3f -> %.3f, %.0f s so far",
             f + 1,
@@ -136,16 +138,16 @@ def main() -> None:
         "by_k": {},
     }
     for k in args.shots:
-        model = ev.concat_scored([m for m, _ in scored[k]])
-        base = ev.concat_scored([b for _, b in scored[k]])
-        report = ev.summarize(model, rare_all, "cv:protonet", k)
-        report["baseline"] = ev.summarize(base, rare_all, "cv:balanced-random-forest", k)
-        report["ranking"] = ev.ranking_summary(
+        model = ev_scorers.concat_scored([m for m, _ in scored[k]])
+        base = ev_scorers.concat_scored([b for _, b in scored[k]])
+        report = ev_report.summarize(model, rare_all, "cv:protonet", k)
+        report["baseline"] = ev_report.summarize(base, rare_all, "cv:balanced-random-forest", k)
+        report["ranking"] = ev_report.ranking_summary(
             model
         )  # rare classes as a follow-up list: AUROC, recall in the top 1-10%
-        report["baseline"]["ranking"] = ev.ranking_summary(base)
-        report["intervals"] = ev.bootstrap_summary(model, rare_all, args.boot, args.seed)
-        report["baseline"]["intervals"] = ev.bootstrap_summary(base, rare_all, args.boot, args.seed)
+        report["baseline"]["ranking"] = ev_report.ranking_summary(base)
+        report["intervals"] = ev_report.bootstrap_summary(model, rare_all, args.boot, args.seed)
+        report["baseline"]["intervals"] = ev_report.bootstrap_summary(base, rare_all, args.boot, args.seed)
         result["by_k"][str(k)] = report
     result["seconds"] = round(time.perf_counter() - t_start, 1)
     args.out.write_text(json.dumps(result, indent=2))

@@ -2,7 +2,7 @@
 
 The few-shot figures (bench/fewshot_eval.py) register SLSN-I and TDE from K support objects. This
 bench asks what the same BTS light curves allow when nothing is held back: on the same
-object- and event-disjoint folds (``cosmic_ray.learn.evaluate.event_folds``, same ``--seed``), every
+object- and event-disjoint folds (``cosmic_ray.learn.evaluate.tables.event_folds``, same ``--seed``), every
 coarse class, SLSN-I and TDE included, is trained on all of its training-fold objects by
 
 * ``protonet_all_labels``: the ProtoNet itself (configs/train.yaml, the same episodic loop), SLSN-I
@@ -34,8 +34,10 @@ from bts_cv import MAX_LEN, BtsFolds, add_common_arguments, load_bts_folds, quie
 
 from cosmic_ray.core.config import DataConfig, load_train_config  # noqa: E402
 from cosmic_ray.core.taxonomy import OTHER, SUPPORT_ONLY  # noqa: E402
-from cosmic_ray.learn import evaluate as ev  # noqa: E402
 from cosmic_ray.learn.classifier import build_classifier  # noqa: E402
+from cosmic_ray.learn.evaluate import metrics as ev_metrics  # noqa: E402
+from cosmic_ray.learn.evaluate import report as ev_report  # noqa: E402
+from cosmic_ray.learn.evaluate import scorers as ev_scorers  # noqa: E402
 from cosmic_ray.learn.model import ProtoNetConfig  # noqa: E402
 from cosmic_ray.learn.train import fit_local  # noqa: E402
 from cosmic_ray.learn.trainset import attach_views, build_training_set  # noqa: E402
@@ -51,7 +53,7 @@ def conventional_models(seed: int) -> dict:
     from sklearn.preprocessing import QuantileTransformer
 
     return {
-        "balanced_random_forest": lambda: ev._forest(seed),
+        "balanced_random_forest": lambda: ev_scorers.baseline_forest(seed),
         "logistic_regression": lambda: make_pipeline(
             SimpleImputer(strategy="median"),
             QuantileTransformer(n_quantiles=101, output_distribution="normal", random_state=seed),
@@ -98,7 +100,7 @@ def main() -> None:
     arrays, coarse, fold = cv.arrays, cv.coarse, cv.fold
     scored = coarse != OTHER  # the objects and classes the few-shot report scores
     classes = sorted(set(coarse[scored]))
-    x = ev._x(arrays["feats"])
+    x = ev_scorers.baseline_features(arrays["feats"])
     preds = {
         name: np.empty(len(coarse), dtype=object) for name in ["protonet_all_labels", *conventional_models(args.seed)]
     }
@@ -121,8 +123,8 @@ def main() -> None:
         "models": {},
     }
     for name, pred in preds.items():
-        s = ev.Scored(classes=classes, truth=coarse[rows], preds=pred[rows][None, :])
-        metrics = ev.classification_metrics(s.truth, s.preds[0], classes)
+        s = ev_scorers.Scored(classes=classes, truth=coarse[rows], preds=pred[rows][None, :])
+        metrics = ev_metrics.classification_metrics(s.truth, s.preds[0], classes)
         result["models"][name] = {
             "macro_f1": metrics["macro_f1"],
             "balanced_accuracy": metrics["balanced_accuracy"],
@@ -130,7 +132,7 @@ def main() -> None:
             "f1": {c: metrics["classes"][c]["f1"] for c in classes},
             "intervals": {
                 key.replace("kshot_recall.", "recall."): value
-                for key, value in ev.bootstrap_summary(s, list(SUPPORT_ONLY), args.boot, args.seed).items()
+                for key, value in ev_report.bootstrap_summary(s, list(SUPPORT_ONLY), args.boot, args.seed).items()
                 if key != "open_set_auroc"
             },  # no open-set score here: every class is trained
         }

@@ -7,26 +7,30 @@ import dataclasses
 import numpy as np
 import pytest
 
-from cosmic_ray.learn import evaluate as ev
+from cosmic_ray.learn.evaluate.inputs import LabelledArrays, support_draws
+from cosmic_ray.learn.evaluate.metrics import auroc, balanced_accuracy, classification_metrics, macro_f1
+from cosmic_ray.learn.evaluate.report import REPORT_KEYS, evaluate_report, format_table, ranking_summary, summarize
+from cosmic_ray.learn.evaluate.scorers import Scored
+from cosmic_ray.learn.evaluate.tables import event_folds, read_table
 
 
 def test_metrics_on_a_hand_computed_case():
     truth = np.array(["a", "a", "a", "b", "b", "c"], dtype=object)
     pred = np.array(["a", "a", "b", "b", "c", "c"], dtype=object)
     # a: P 2/2, R 2/3, F1 0.8 ; b: P 1/2, R 1/2, F1 0.5 ; c: P 1/2, R 1, F1 2/3
-    m = ev.classification_metrics(truth, pred, ["a", "b", "c"])
+    m = classification_metrics(truth, pred, ["a", "b", "c"])
     assert m["classes"]["a"] == pytest.approx({"precision": 1.0, "recall": 2 / 3, "f1": 0.8, "support": 3})
     assert m["macro_f1"] == pytest.approx((0.8 + 0.5 + 2 / 3) / 3)
     assert m["balanced_accuracy"] == pytest.approx((2 / 3 + 0.5 + 1) / 3)
-    assert ev.macro_f1(truth, pred, ["a", "b", "c"]) == pytest.approx(m["macro_f1"])
-    assert ev.balanced_accuracy(truth, pred, ["a", "b", "c"]) == pytest.approx(m["balanced_accuracy"])
+    assert macro_f1(truth, pred, ["a", "b", "c"]) == pytest.approx(m["macro_f1"])
+    assert balanced_accuracy(truth, pred, ["a", "b", "c"]) == pytest.approx(m["balanced_accuracy"])
 
 
 def test_auroc_counts_pairs_and_ties():
-    assert ev.auroc([3, 4], [1, 2]) == 1.0
-    assert ev.auroc([1, 2], [3, 4]) == 0.0
+    assert auroc([3, 4], [1, 2]) == 1.0
+    assert auroc([1, 2], [3, 4]) == 0.0
     # pairs: (2 vs 1) win, (2 vs 2) tie, (0 vs 1) loss, (0 vs 2) loss -> 1.5 / 4
-    assert ev.auroc([2, 0], [1, 2]) == pytest.approx(0.375)
+    assert auroc([2, 0], [1, 2]) == pytest.approx(0.375)
 
 
 def test_summarize_kshot_recall_open_set_and_phases():
@@ -38,7 +42,7 @@ def test_summarize_kshot_recall_open_set_and_phases():
         ],
         dtype=object,
     )
-    scored = ev.Scored(
+    scored = Scored(
         classes=["Ia", "II", "SLSN"],
         truth=truth,
         preds=preds,
@@ -47,12 +51,12 @@ def test_summarize_kshot_recall_open_set_and_phases():
         open_pos={"SLSN": np.array([5.0, 1.5])},
         open_neg={"SLSN": np.array([1.0, 2.0, 0.5, 0.2])},
     )
-    report = ev.summarize(scored, ["SLSN"], "models:/x/1", k=5)
-    assert set(report) == set(ev.REPORT_KEYS) - {"baseline"}
+    report = summarize(scored, ["SLSN"], "models:/x/1", k=5)
+    assert set(report) == set(REPORT_KEYS) - {"baseline"}
     assert report["kshot_recall"]["SLSN"] == pytest.approx({"mean": 0.75, "std": 0.25})
     assert report["open_set_auroc"] == pytest.approx((4 + 3) / 8)
-    draw0 = ev.macro_f1(truth, preds[0], scored.classes)
-    draw1 = ev.macro_f1(truth, preds[1], scored.classes)
+    draw0 = macro_f1(truth, preds[0], scored.classes)
+    draw1 = macro_f1(truth, preds[1], scored.classes)
     assert report["macro_f1"] == pytest.approx((draw0 + draw1) / 2)
     assert report["by_phase"]["3"]["balanced_accuracy"] == pytest.approx((1.0 + 0.75) / 2)
     assert set(report["by_phase"]) == {"3", "full"}
@@ -109,7 +113,7 @@ def test_report_on_real_objects_has_the_issue_keys(shared_data):
     from cosmic_ray.learn.features import feature_names, featurize
     from cosmic_ray.learn.model import LightCurveEncoder, ProtoNetConfig
 
-    table = ev.read_table(shared_data / "ztf-bts" / "bts_dev_lightcurves.csv.gz")
+    table = read_table(shared_data / "ztf-bts" / "bts_dev_lightcurves.csv.gz")
     labels = dict(zip(table.column("object_id").to_pylist(), table.column("label").to_pylist(), strict=False))
     from cosmic_ray.core.taxonomy import to_coarse
 
@@ -139,14 +143,14 @@ def test_report_on_real_objects_has_the_issue_keys(shared_data):
         ref_labels=np.array([]),
         max_len=64,
     )
-    report = ev.evaluate_report(clf, data, train, support_table=train, k=3, draws=2, model_uri="test")
-    assert set(report) == set(ev.REPORT_KEYS)
-    assert set(report["baseline"]) == set(ev.REPORT_KEYS) - {"baseline"}
+    report = evaluate_report(clf, data, train, support_table=train, k=3, draws=2, model_uri="test")
+    assert set(report) == set(REPORT_KEYS)
+    assert set(report["baseline"]) == set(REPORT_KEYS) - {"baseline"}
     assert set(report["classes"]) == {"SN II", "SN Ia", "SLSN-I"}
     assert report["classes"]["SLSN-I"]["support"] == 6 and report["draws"] == 2 and report["k"] == 3
     assert set(report["kshot_recall"]) == {"SLSN-I"} and set(report["by_phase"]) == {"3", "10", "30", "full"}
     assert 0 <= report["open_set_auroc"] <= 1 and 0 <= report["baseline"]["macro_f1"] <= 1
-    assert "macro-F1" in ev.format_table(report)
+    assert "macro-F1" in format_table(report)
 
 
 def test_decision_rule_uses_class_priors_and_novelty_grows_away_from_prototypes():
@@ -213,13 +217,11 @@ def test_decision_rule_uses_class_priors_and_novelty_grows_away_from_prototypes(
 def test_support_draws_take_survey_objects_first():
     ids = np.array(["ZTF19aaaaaaa", "ZTF20bbbbbbb", "SN2019abc", "PS1-10ky", "2018hti", "ZTF21ccccccc"], dtype=object)
     coarse = np.array(["SLSN-I", "SLSN-I", "SLSN-I", "SLSN-I", "SLSN-I", "TDE"], dtype=object)
-    support = ev.LabelledArrays(
-        ids, coarse, np.zeros((6, 4, 9), np.float32), np.full(6, 4), np.zeros((6, 3), np.float32)
-    )
-    for draw in ev.support_draws(support, ["SLSN-I", "TDE"], k=3, draws=5, seed=0):
+    support = LabelledArrays(ids, coarse, np.zeros((6, 4, 9), np.float32), np.full(6, 4), np.zeros((6, 3), np.float32))
+    for draw in support_draws(support, ["SLSN-I", "TDE"], k=3, draws=5, seed=0):
         assert {0, 1} <= set(draw["SLSN-I"].tolist()) and len(draw["SLSN-I"]) == 3
         assert draw["TDE"].tolist() == [5]
-    one = ev.support_draws(support, ["SLSN-I"], k=1, draws=20, seed=0)
+    one = support_draws(support, ["SLSN-I"], k=1, draws=20, seed=0)
     assert all(d["SLSN-I"][0] in (0, 1) for d in one)
 
 
@@ -321,13 +323,13 @@ def test_event_folds_keep_each_event_whole_and_spread_every_class():
     # two objects of one event (a catalogue copy of a ZTF object) and classes of 5, 3 and 20 objects
     coarse = np.asarray(["TDE"] * 5 + ["SLSN-I"] * 3 + ["SN Ia"] * 20 + ["SN Ia"], dtype=object)
     events = np.asarray([f"e{i}" for i in range(28)] + ["e27"], dtype=object)  # the last object repeats event e27
-    fold = ev.event_folds(coarse, events, 5, seed=3)
+    fold = event_folds(coarse, events, 5, seed=3)
     assert fold[27] == fold[28]
     assert sorted(set(fold[:5].tolist())) == [0, 1, 2, 3, 4]  # 5 TDE events: one per fold
     assert len(set(fold[5:8].tolist())) == 3  # 3 SLSN-I events in 3 different folds
     assert np.bincount(fold[8:28], minlength=5).tolist() == [4, 4, 4, 4, 4]
-    assert (ev.event_folds(coarse, events, 5, seed=3) == fold).all()
-    assert not (ev.event_folds(coarse, events, 5, seed=4) == fold).all()
+    assert (event_folds(coarse, events, 5, seed=3) == fold).all()
+    assert not (event_folds(coarse, events, 5, seed=4) == fold).all()
 
 
 def test_ranking_summary_reads_a_follow_up_list_off_the_rare_class_probability():
@@ -336,14 +338,14 @@ def test_ranking_summary_reads_a_follow_up_list_off_the_rare_class_probability()
     order = np.r_[96, 97, 98, np.arange(0, 46), 99, np.arange(46, 96)]  # the SLSN-I at ranks 1, 2, 3 and 50
     probs = np.empty(100)
     probs[order] = score
-    scored = ev.Scored(
+    scored = Scored(
         classes=["SN Ia", "SLSN-I"],
         truth=truth,
         preds=np.full((2, 100), "SN Ia", dtype=object),
         rare_scores={"SLSN-I": np.stack([probs, probs])},
     )
-    got = ev.ranking_summary(scored)["SLSN-I"]
+    got = ranking_summary(scored)["SLSN-I"]
     assert got["recall_at_top"] == {"1%": 0.25, "2%": 0.5, "5%": 0.75, "10%": 0.75}
     assert got["auroc"] == pytest.approx((3 * 96 + 50) / (4 * 96))
     scored.rare_scores["SLSN-I"][1] = np.nan  # a draw without the class does not count
-    assert ev.ranking_summary(scored)["SLSN-I"]["auroc"] == pytest.approx(got["auroc"])
+    assert ranking_summary(scored)["SLSN-I"]["auroc"] == pytest.approx(got["auroc"])

@@ -19,7 +19,7 @@ def test_equal_candidate_is_not_promoted_and_the_decision_is_recorded(trained, s
 
     from cosmic_ray.core.taxonomy import to_coarse
     from cosmic_ray.learn import registry
-    from cosmic_ray.learn.evaluate import read_table
+    from cosmic_ray.learn.evaluate.tables import read_table
     from cosmic_ray.learn.features import featurize
 
     production, current = registry.load_model(settings)

@@ -51,6 +51,7 @@ def mag_to_flux_ujy(mag: np.ndarray, magerr: np.ndarray) -> tuple[np.ndarray, np
 
     Uses astropy's AB magnitude unit so the zero point lives in one well-kept place.
     """
+    # deferred: astropy takes ~0.5 s to import and only the flux conversion needs it
     from astropy import units as u
 
     mag = np.asarray(mag, dtype=float)

@@ -17,6 +17,7 @@ import torch
 
 from cosmic_ray.core.errors import IncompatibleModelError
 from cosmic_ray.learn.model import LightCurveEncoder, ProtoNetConfig, normalise_features, squared_distances
+from cosmic_ray.learn.train import TrainingSet
 
 OUTLIER_SD = 8.0  # novelty: squared distance off the prototypes' span counts beyond mean + this many sd
 
@@ -230,6 +231,7 @@ class ProtoNetClassifier:
         torch.save(self.state_dict, folder / "weights.pt")
         np.savez(
             folder / "arrays.npz",
+            allow_pickle=False,  # plain numeric and string arrays only
             prototypes=self.prototypes,
             feat_mean=self.feat_mean,
             feat_std=self.feat_std,
@@ -292,7 +294,8 @@ def prototype_span(protos: np.ndarray, tol: float = 1e-6) -> np.ndarray:
 
 
 def _current_feature_names() -> list[str]:
-    from cosmic_ray.learn.features import feature_names  # lazy: the training path needs torch + numpy only
+    # deferred: features needs pyarrow and light-curve; the training path has torch + ray + numpy only
+    from cosmic_ray.learn.features import feature_names
 
     return feature_names()
 
@@ -358,6 +361,3 @@ def build_classifier(
     clf.ref_ids = np.asarray(data.object_id[refs], dtype=str)
     clf.ref_labels = np.asarray([data.class_names[k] for k in data.labels[refs]], dtype=str)
     return clf
-
-
-from cosmic_ray.learn.train import TrainingSet  # noqa: E402  (type used above; torch + numpy only)

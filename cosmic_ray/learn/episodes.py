@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -81,8 +82,6 @@ def held_out_classes(classes: np.ndarray, per_epoch: int, epoch: int, seed: int)
 
 def object_hash(object_id: str, salt: str = "cosmic-ray-validation") -> int:
     """A stable 32-bit hash of an object id (the same in every process and run)."""
-    import hashlib
-
     return int.from_bytes(hashlib.sha256(f"{salt}:{object_id}".encode()).digest()[:4], "big")
 
 
@@ -104,7 +103,8 @@ def stratified_split(
     labels: np.ndarray, fraction: float, rng: np.random.Generator, min_val: int = 1
 ) -> tuple[np.ndarray, np.ndarray]:
     """Object-disjoint train/validation split keeping every class on both sides where it can."""
-    train, val = [], []
+    train: list[int] = []
+    val: list[int] = []
     for c in np.unique(labels):
         members = rng.permutation(np.flatnonzero(labels == c))
         n_val = max(min_val, int(round(fraction * len(members)))) if len(members) > min_val else 0

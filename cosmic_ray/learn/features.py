@@ -17,8 +17,10 @@ cuts light curves at a phase for early-classification figures.
 from __future__ import annotations
 
 import functools
-from typing import Any
+from collections.abc import Iterator
+from typing import Any, NamedTuple
 
+import light_curve as lc
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -35,9 +37,7 @@ FEATURE_BANDS = ("g", "r")
 
 
 @functools.lru_cache(maxsize=1)
-def _extractor():
-    import light_curve as lc
-
+def _extractor() -> lc.Extractor:
     return lc.Extractor(
         lc.Amplitude(),
         lc.StetsonK(),
@@ -232,7 +232,7 @@ def object_arrays(
     return seq, n, np.concatenate(feats + [np.asarray(extra, dtype=float)]).astype(np.float32)
 
 
-def _objects(pts: pa.Table):
+def _objects(pts: pa.Table) -> Iterator[tuple[Any, str, np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
     """Cleaned, sorted points -> (object_id, label, mjd, band, mag, magerr) per object, in order."""
     ids = pts.column("object_id").to_numpy(zero_copy_only=False)
     mjd = pts.column("mjd").to_numpy()
@@ -282,15 +282,25 @@ def featurize_objects(objects: list[list[dict[str, Any]]], max_len: int = 64) ->
     """
     rows = []
     for index, points in enumerate(objects):
-        cleaned = _clean_object(points)
-        if cleaned is not None:
-            rows.append((str(index), cleaned[0], *object_arrays(*cleaned[1:], max_len)))
+        c = _clean_object(points)
+        if c is not None:
+            rows.append((str(index), c.label, *object_arrays(c.mjd, c.band, c.mag, c.magerr, max_len)))
     return _stack(rows) if rows else _empty(max_len)
 
 
-def _clean_object(points: list[dict[str, Any]]):
-    """One object's rows -> (label, mjd, band, mag, magerr) as :func:`clean_points` + :func:`_objects` give them, or None."""
-    kept = []
+class ObjectPoints(NamedTuple):
+    """One object's cleaned detections, sorted by time (what :func:`object_arrays` reads)."""
+
+    label: str
+    mjd: np.ndarray  # (n,)
+    band: np.ndarray  # (n,) g, r, i
+    mag: np.ndarray  # (n,)
+    magerr: np.ndarray  # (n,) 0.1 where none was given
+
+
+def _clean_object(points: list[dict[str, Any]]) -> ObjectPoints | None:
+    """One object's rows -> its points as :func:`clean_points` + :func:`_objects` give them, or None."""
+    kept: list[tuple[str, float, float, float, Any]] = []
     for p in points:
         if p.get("is_limit") or p.get("mag") is None or p.get("source") not in MODEL_SOURCES:
             continue
@@ -310,8 +320,8 @@ def _clean_object(points: list[dict[str, Any]]):
     # exact repeats of (band, mjd): mean magnitude, largest error; then by time, and band at equal times
     first: dict[tuple[str, float], int] = {}
     group = np.empty(len(kept), dtype=np.int64)
-    for i, (band, mjd, *_rest) in enumerate(kept):
-        group[i] = first.setdefault((band, mjd), len(first))
+    for i, (b, t, *_rest) in enumerate(kept):
+        group[i] = first.setdefault((b, t), len(first))
     n = len(first)
     mag = np.asarray([k[2] for k in kept])
     err = np.asarray([k[3] for k in kept])
@@ -331,7 +341,9 @@ def _clean_object(points: list[dict[str, Any]]):
         np.fmax.at(worst, group, err)  # NaN (no error given) only where the whole group has none
         err = np.where(np.isinf(worst), np.nan, worst)
     order = np.lexsort((band.astype(str), mjd))
-    return (label if label is not None else "", mjd[order], band[order], mag[order], np.nan_to_num(err[order], nan=0.1))
+    return ObjectPoints(
+        label if label is not None else "", mjd[order], band[order], mag[order], np.nan_to_num(err[order], nan=0.1)
+    )
 
 
 def _empty(max_len: int) -> dict[str, np.ndarray]:
@@ -346,6 +358,7 @@ def _empty(max_len: int) -> dict[str, np.ndarray]:
 
 def featurize_with_ray(table: pa.Table, max_len: int = 64, blocks: int = 4) -> dict[str, np.ndarray]:
     """:func:`featurize` over many objects in parallel with Ray Data (objects never split across blocks)."""
+    # deferred: Ray is heavy and only this parallel path needs it (serving featurizes in-process)
     import ray
 
     if table.num_rows == 0:
@@ -357,8 +370,9 @@ def featurize_with_ray(table: pa.Table, max_len: int = 64, blocks: int = 4) -> d
     cuts = [bounds[int(i)] for i in np.linspace(0, len(bounds), blocks + 1)[1:-1].round()]
     edges = [0, *cuts, table.num_rows]
     parts = [table.slice(a, b - a) for a, b in zip(edges[:-1], edges[1:], strict=False) if b > a]
-    ds = ray.data.from_arrow(parts)
-    ds = ds.map_batches(lambda batch: featurize(batch, max_len), batch_format="pyarrow", batch_size=None)
+    ds = ray.data.from_arrow(parts).map_batches(
+        lambda batch: featurize(batch, max_len), batch_format="pyarrow", batch_size=None
+    )
     rows = ds.take_all()
     if not rows:
         return _empty(max_len)

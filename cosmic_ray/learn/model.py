@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import asdict, dataclass
+from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -50,13 +53,18 @@ class ProtoNetConfig:
         """Width of the embedding the prototypes live in (learned part + whitened features)."""
         return self.embed_dim + (self.n_feats if self.feature_block else 0)
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
 class LightCurveEncoder(nn.Module):
     """GRU over the irregular multi-band sequence (with sinusoidal time encodings) + MLP over the
     extracted features; the GRU's last state and its masked mean over time are both used."""
+
+    # buffers (register_buffer), declared for the type checker
+    omega: torch.Tensor  # (P,) angular frequencies of the time encodings
+    feat_whiten: torch.Tensor  # (F, F), with a feature block
+    feat_quantiles: torch.Tensor  # (Q, F), with quantile features
 
     def __init__(self, cfg: ProtoNetConfig):
         super().__init__()
@@ -77,12 +85,12 @@ class LightCurveEncoder(nn.Module):
             # (Q, F) quantiles of the normalised features on the training objects (fixed)
             self.register_buffer("feat_quantiles", torch.zeros(QUANTILE_LEVELS, cfg.n_feats))
 
-    def set_feature_whitening(self, matrix) -> None:
+    def set_feature_whitening(self, matrix: np.ndarray | torch.Tensor | None) -> None:
         """Install the (F, F) whitening of :func:`within_class_whitening` (no-op without a feature block)."""
         if self.cfg.feature_block and matrix is not None:
             self.feat_whiten.copy_(torch.as_tensor(matrix, dtype=self.feat_whiten.dtype))
 
-    def set_feature_quantiles(self, quantiles) -> None:
+    def set_feature_quantiles(self, quantiles: np.ndarray | torch.Tensor | None) -> None:
         """Install the (Q, F) quantiles of :func:`feature_quantiles` (no-op without ``quantile_features``)."""
         if self.cfg.quantile_features and quantiles is not None:
             self.feat_quantiles.copy_(torch.as_tensor(quantiles, dtype=self.feat_quantiles.dtype))
@@ -117,11 +125,9 @@ class LightCurveEncoder(nn.Module):
         return out
 
 
-def normalise_features(feats, mean, std):
+def normalise_features(feats: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
     """``(feats - mean) / std`` clipped to +-5, NaN kept (a missing feature): the one normalisation
     of training (:class:`~cosmic_ray.learn.trainset.FeatureStats`) and serving (the classifier)."""
-    import numpy as np
-
     with np.errstate(invalid="ignore"):
         z = (np.asarray(feats, dtype=np.float64) - mean) / std
     return np.clip(np.nan_to_num(z, nan=np.nan, posinf=5.0, neginf=-5.0), -5, 5).astype(np.float32)
@@ -131,15 +137,11 @@ QUANTILE_LEVELS = 101
 _TAIL = 0.00135  # the outermost quantiles score -+3
 
 
-def feature_quantiles(feats, levels: int = QUANTILE_LEVELS):
+def feature_quantiles(feats: np.ndarray, levels: int = QUANTILE_LEVELS) -> np.ndarray:
     """(Q, F) quantiles of each feature over the objects where it is not missing (NaN).
 
     A feature missing everywhere gets all-zero quantiles (it then scores 0 for every object).
     """
-    import warnings
-
-    import numpy as np
-
     feats = np.asarray(feats, dtype=np.float64)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns
@@ -171,7 +173,7 @@ def normal_scores(feats: torch.Tensor, quantiles: torch.Tensor) -> torch.Tensor:
     return torch.where(missing, torch.zeros_like(feats), out.t())
 
 
-def within_class_whitening(feats, labels, shrinkage: float = 0.2):
+def within_class_whitening(feats: np.ndarray, labels: np.ndarray, shrinkage: float = 0.2) -> np.ndarray:
     """(F, F) matrix W such that ``feats @ W`` has unit within-class covariance (shrunk).
 
     The pooled covariance of ``feats`` about their class means is shrunk towards its mean variance
@@ -183,8 +185,6 @@ def within_class_whitening(feats, labels, shrinkage: float = 0.2):
         labels: (N,) integer classes.
         shrinkage: s in [0, 1].
     """
-    import numpy as np
-
     feats = np.asarray(feats, dtype=np.float64)
     labels = np.asarray(labels)
     resid = np.concatenate([feats[labels == c] - feats[labels == c].mean(axis=0) for c in np.unique(labels)])  # (N, F)

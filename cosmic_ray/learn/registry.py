@@ -17,13 +17,20 @@ from typing import Any
 import mlflow
 import numpy as np
 import pandas as pd
+from mlflow.data.pandas_dataset import from_pandas
+from mlflow.entities.model_registry import ModelVersion
 from mlflow.models import ModelSignature
+from mlflow.pyfunc import PythonModel, PythonModelContext
 from mlflow.tracking import MlflowClient
 from mlflow.types import ColSpec, Schema
 
 from cosmic_ray.core.config import Settings
 from cosmic_ray.core.errors import ModelNotFoundError
+from cosmic_ray.core.lightcurve import rows_to_table
 from cosmic_ray.learn.classifier import ProtoNetClassifier
+from cosmic_ray.learn.evaluate.gate import gate_decision, paired_bootstrap
+from cosmic_ray.learn.evaluate.report import flat_metrics
+from cosmic_ray.learn.features import featurize
 
 log = logging.getLogger(__name__)
 
@@ -44,16 +51,15 @@ SIGNATURE = ModelSignature(
 )
 
 
-class CosmicRayPyFunc(mlflow.pyfunc.PythonModel):
+class CosmicRayPyFunc(PythonModel):
     """MLflow face of the classifier: points (long format) in, one row per object out."""
 
-    def load_context(self, context) -> None:
+    def load_context(self, context: PythonModelContext) -> None:
         self.classifier = ProtoNetClassifier.load(context.artifacts["bundle"])
 
-    def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
-        from cosmic_ray.core.lightcurve import rows_to_table
-        from cosmic_ray.learn.features import featurize
-
+    def predict(
+        self, context: PythonModelContext, model_input: pd.DataFrame, params: dict[str, Any] | None = None
+    ) -> pd.DataFrame:
         rows = model_input.assign(source="user", is_limit=False, night="").to_dict("records")
         arrays = featurize(rows_to_table(rows), self.classifier.max_len)
         preds = self.classifier.predict_features(arrays, neighbours=0)
@@ -75,6 +81,17 @@ class RegisteredModel:
     @property
     def uri(self) -> str:
         return f"models:/{self.name}/{self.version}"
+
+
+def _registered(name: str, mv: ModelVersion) -> RegisteredModel:
+    """A registered version as :class:`RegisteredModel`.
+
+    Raises:
+        ModelNotFoundError: the version was not logged from a run (not registered by cosmic-ray).
+    """
+    if mv.run_id is None:
+        raise ModelNotFoundError(f"{name} version {mv.version} has no run: it was not registered by cosmic-ray")
+    return RegisteredModel(name, str(mv.version), mv.run_id)
 
 
 @dataclass(frozen=True)
@@ -160,7 +177,7 @@ def production_version(settings: Settings) -> RegisteredModel | None:
         mv = client.get_model_version_by_alias(settings.model_name, PRODUCTION)
     except mlflow.exceptions.MlflowException:
         return None
-    return RegisteredModel(settings.model_name, str(mv.version), mv.run_id)
+    return _registered(settings.model_name, mv)
 
 
 def promote_if_better(
@@ -174,7 +191,7 @@ def promote_if_better(
     """Move ``production`` to ``candidate`` if it beats the current production model.
 
     With ``validation`` (the fixed labelled validation objects), both models predict the same
-    objects and a paired bootstrap decides (:func:`cosmic_ray.learn.evaluate.paired_bootstrap`): the
+    objects and a paired bootstrap decides (:func:`cosmic_ray.learn.evaluate.gate.paired_bootstrap`): the
     candidate wins when the lower end of the 95% interval of its gain exceeds ``min_gain``.
     Without it, the runs' logged ``metric`` values are compared. The decision and its figures are
     recorded on the candidate's run (metrics, tags and ``gate/decision.json``).
@@ -186,8 +203,6 @@ def promote_if_better(
     if current is None:
         decision = GateDecision(True, metric, value, None, "no model in production yet")
     elif validation is not None:
-        from cosmic_ray.learn.evaluate import gate_decision, paired_bootstrap
-
         try:
             production, _ = load_model(settings, current.version)
             preds = production.predict_arrays(
@@ -239,8 +254,6 @@ def promote_if_better(
 
 def log_evaluation(settings: Settings, run_id: str, report: dict[str, Any]) -> None:
     """Record an evaluation report on a run: flat metrics and the report as ``evaluation/report.json``."""
-    from cosmic_ray.learn.evaluate import flat_metrics
-
     client = configure(settings)
     for name, value in flat_metrics(report).items():
         client.log_metric(run_id, name, value)
@@ -295,7 +308,7 @@ def load_model(settings: Settings, version: str | None = None) -> tuple[ProtoNet
         ) from exc
     model = mlflow.pyfunc.load_model(f"models:/{settings.model_name}/{mv.version}")
     classifier = model.unwrap_python_model().classifier
-    return classifier, RegisteredModel(settings.model_name, str(mv.version), mv.run_id)
+    return classifier, _registered(settings.model_name, mv)
 
 
 def _flatten(params: dict[str, Any], prefix: str = "") -> dict[str, str]:
@@ -313,7 +326,7 @@ def log_dataset_record(settings: Settings, run_id: str, record: dict[str, Any]) 
     """Attach the exact training window (file list + hashes + row counts) to a run as an MLflow dataset input."""
     configure(settings)
     files = pd.DataFrame(record["files"] or [{"path": "", "source": "", "night": "", "sha256": "", "rows": 0}])
-    dataset = mlflow.data.from_pandas(
+    dataset = from_pandas(
         files, source=record["lake"], name=f"lake-window-{record['window']['as_of']}", digest=record["digest"]
     )
     with mlflow.start_run(run_id=run_id):

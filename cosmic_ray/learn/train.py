@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.distributed as dist
 
 from cosmic_ray.learn.episodes import eligible_classes, held_out_classes, objects_needed, sample_episode
 from cosmic_ray.learn.model import (
@@ -122,7 +123,15 @@ def _tensors(config: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _embed_all(model: torch.nn.Module, seq, length, feats, device, batch: int = 512) -> torch.Tensor:
+def _embed_all(
+    model: torch.nn.Module,
+    seq: torch.Tensor,
+    length: torch.Tensor,
+    feats: torch.Tensor,
+    device: torch.device,
+    batch: int = 512,
+) -> torch.Tensor:
+    """(N, L, C), (N,), (N, F) -> (N, D) embeddings, ``batch`` objects at a time."""
     outs = []
     for i in range(0, len(seq), batch):
         outs.append(model(seq[i : i + batch].to(device), length[i : i + batch], feats[i : i + batch].to(device)))
@@ -160,7 +169,17 @@ def validation_metrics(
     return out if novel is None else {**out, "val_novel_accuracy": novel}
 
 
-def _novel_accuracy(emb, labels, tr, va, protos, held_out, k_shot: int, seed: int) -> float | None:
+def _novel_accuracy(
+    emb: torch.Tensor,
+    labels: torch.Tensor,
+    tr: torch.Tensor,
+    va: torch.Tensor,
+    protos: torch.Tensor,
+    held_out: np.ndarray | None,
+    k_shot: int,
+    seed: int,
+) -> float | None:
+    """Validation accuracy on the ``held_out`` classes with their prototypes from ``k_shot`` objects."""
     if held_out is None or len(held_out) == 0:
         return None
     rng = np.random.default_rng(seed)
@@ -216,7 +235,15 @@ def episode_rows(
 
 
 def train_step(
-    model, optimizer, scaler, data: dict[str, Any], rows: np.ndarray, n_support: int, n_way: int, device, use_amp: bool
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler,
+    data: dict[str, Any],
+    rows: np.ndarray,
+    n_support: int,
+    n_way: int,
+    device: torch.device,
+    use_amp: bool,
 ) -> tuple[float, float]:
     """One episode: embed support + query, prototypical loss, one optimiser step. Returns (loss, accuracy)."""
     idx = torch.from_numpy(rows)
@@ -238,7 +265,10 @@ def train_step(
     return loss.item(), acc.item()
 
 
-def make_optimizer(model: torch.nn.Module, config: dict[str, Any]):
+def make_optimizer(
+    model: torch.nn.Module, config: dict[str, Any]
+) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
+    """AdamW with a cosine learning-rate schedule over all the run's episodes."""
     optimizer = torch.optim.AdamW(model.parameters(), lr=config["lr"], weight_decay=1e-4)
     total = max(1, config["epochs"] * config["episodes"]["per_epoch"])
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total, eta_min=0.1 * config["lr"])
@@ -246,7 +276,16 @@ def make_optimizer(model: torch.nn.Module, config: dict[str, Any]):
 
 
 def run_epoch(
-    model, optimizer, scheduler, scaler, data, config, rng, device, use_amp, epoch: int = 0
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    scaler: torch.amp.GradScaler,
+    data: dict[str, Any],
+    config: dict[str, Any],
+    rng: np.random.Generator,
+    device: torch.device,
+    use_amp: bool,
+    epoch: int = 0,
 ) -> dict[str, float]:
     """``per_epoch`` episodes over the classes not held out this epoch (:func:`epoch_held_out`);
     the loop shared by Ray Train workers, :func:`fit_local` and the bench."""
@@ -275,6 +314,7 @@ def run_epoch(
 
 def train_loop_per_worker(config: dict[str, Any]) -> None:
     """One worker's episodic training loop (Ray Train calls this on every worker)."""
+    # deferred: Ray is heavy; fit_local (benches, tests) trains without it
     import ray.train
     import ray.train.torch
 
@@ -332,8 +372,8 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
 
 def _distinct_worker_nodes() -> int:
     """How many Ray nodes this run's workers are on (every rank takes part in the gather)."""
+    # deferred: Ray is heavy; fit_local (benches, tests) trains without it
     import ray
-    import torch.distributed as dist
 
     node = ray.get_runtime_context().get_node_id()
     if not (dist.is_available() and dist.is_initialized()):
@@ -385,7 +425,9 @@ def _novel_args(config: dict[str, Any], epoch: int) -> dict[str, Any]:
 
 
 def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
-    return model.module if hasattr(model, "module") else model
+    """The model inside a data-parallel wrapper (what Ray Train's ``prepare_model`` returns), or ``model``."""
+    inner = getattr(model, "module", model)
+    return inner if isinstance(inner, torch.nn.Module) else model
 
 
 def fit(
@@ -403,6 +445,7 @@ def fit(
     max_failures: int = 2,
 ) -> TrainOutput:
     """Run :func:`train_loop_per_worker` on ``num_workers`` Ray Train workers; return the final weights."""
+    # deferred: Ray is heavy; fit_local (benches, tests) trains without it
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 

@@ -66,13 +66,13 @@ def build_training_set(
             f"need at least 2 classes with >= {cfg.min_objects_per_class} objects of >= {cfg.min_points} points; "
             f"found {dict(zip(names.tolist(), counts.tolist(), strict=False))}. Ingest a labelled catalogue first."
         )
-    rows = []
+    per_class: list[np.ndarray] = []
     for c in classes:
         members = np.flatnonzero(usable & (coarse == c))
         if cfg.max_objects_per_class and len(members) > cfg.max_objects_per_class:
             members = np.sort(rng.choice(members, cfg.max_objects_per_class, replace=False))
-        rows.append(members)
-    rows = np.concatenate(rows)
+        per_class.append(members)
+    rows = np.concatenate(per_class)
     labels = np.asarray([classes.index(c) for c in coarse[rows]], dtype=np.int64)
     is_val = fixed_validation(arrays["object_id"][rows], labels, val_fraction)
     train_idx, val_idx = np.flatnonzero(~is_val), np.flatnonzero(is_val)

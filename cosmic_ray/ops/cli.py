@@ -217,24 +217,25 @@ def evaluate(
     """Closed-set, K-shot and open-set figures of a model against a balanced-random-forest baseline."""
     from cosmic_ray.core.errors import CosmicRayError
     from cosmic_ray.ingest.lake import Lake
-    from cosmic_ray.learn import evaluate as ev
     from cosmic_ray.learn import registry
+    from cosmic_ray.learn.evaluate import report as ev_report
+    from cosmic_ray.learn.evaluate import tables as ev_tables
     from cosmic_ray.ops.pipeline import LABELLED_SOURCES
 
     s = _settings()
     uri = model or f"models:/{s.model_name}@production"
     try:
         classifier = registry.load_model_uri(s, uri)
-        data_table = ev.read_table(data)
-        support_table = ev.read_table(support) if support else None
+        data_table = ev_tables.read_table(data)
+        support_table = ev_tables.read_table(support) if support else None
         if train:
-            train_table = ev.read_table(train)
+            train_table = ev_tables.read_table(train)
         else:
             train_table = Lake(s.lake_dir).read(sources=LABELLED_SOURCES)
             if train_table.num_rows == 0:
                 _fail(f"no labelled data in the lake {s.lake_dir} to train the baseline on: pass --train TABLE")
-        same_event = ev.event_key_from_shared(s.shared_data_dir) if s.shared_data_dir else None
-        report = ev.evaluate_report(
+        same_event = ev_tables.event_key_from_shared(s.shared_data_dir) if s.shared_data_dir else None
+        report = ev_report.evaluate_report(
             classifier,
             data_table,
             train_table,
@@ -251,7 +252,7 @@ def evaluate(
     out.write_text(json.dumps(report, indent=2))
     if run:
         registry.log_evaluation(s, run, report)
-    typer.echo(ev.format_table(report), err=True)
+    typer.echo(ev_report.format_table(report), err=True)
     _emit({"report": str(out), "macro_f1": report["macro_f1"], "baseline_macro_f1": report["baseline"]["macro_f1"]})
 
 

@@ -100,7 +100,8 @@ def train_from_lake(
     """
     from cosmic_ray.learn import registry
     from cosmic_ray.learn.classifier import build_classifier
-    from cosmic_ray.learn.evaluate import classification_metrics, confusion_png, embedding_png
+    from cosmic_ray.learn.evaluate.figures import confusion_png, embedding_png
+    from cosmic_ray.learn.evaluate.metrics import classification_metrics
     from cosmic_ray.learn.features import augmented_views, featurize_with_ray
     from cosmic_ray.learn.model import ProtoNetConfig
     from cosmic_ray.learn.train import fit

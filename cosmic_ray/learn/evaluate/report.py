@@ -1,0 +1,231 @@
+"""The evaluation report: closed-set, K-shot, open-set and early-phase figures of a model and a baseline.
+
+The report (:func:`evaluate_report`) has exactly these keys (:data:`REPORT_KEYS`)::
+
+    model_uri, k, draws, classes {name: {precision, recall, f1, support}}, macro_f1,
+    balanced_accuracy, kshot_recall {class: {mean, std}}, open_set_auroc,
+    by_phase {days: {macro_f1, balanced_accuracy}}, baseline {the same keys}
+
+* Closed-set figures are the mean over the support draws (see
+  :mod:`~cosmic_ray.learn.evaluate.scorers`). Support objects of the same event as a data object
+  are never drawn; objects of the data's own survey (ZTF names) are drawn first, catalogue objects
+  make up the rest of K.
+* ``open_set_auroc``: leave-one-class-out over the rare classes, the AUROC of the open-set score
+  of c's objects against the objects of the base classes, averaged over the rare classes.
+* ``by_phase``: every light curve truncated 3, 10 and 30 days after its first detection, and in full.
+* ``baseline``: light-curve features + balanced random forest (the ALeRCE approach), scored the same way.
+
+The CLI (``cosmic-ray evaluate``), the registry (:func:`flat_metrics`) and ``bench/fewshot_eval.py``
+(cross-validation: :func:`summarize`, :func:`bootstrap_summary`, :func:`ranking_summary`) call it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pyarrow as pa
+
+from cosmic_ray.learn.evaluate.inputs import prepare_inputs
+from cosmic_ray.learn.evaluate.metrics import (
+    auroc,
+    balanced_accuracy,
+    bootstrap_interval,
+    classification_metrics,
+    macro_f1,
+)
+from cosmic_ray.learn.evaluate.scorers import Scored, score_all
+
+if TYPE_CHECKING:
+    from cosmic_ray.learn.classifier import ProtoNetClassifier
+
+REPORT_KEYS = (
+    "model_uri",
+    "k",
+    "draws",
+    "classes",
+    "macro_f1",
+    "balanced_accuracy",
+    "kshot_recall",
+    "open_set_auroc",
+    "by_phase",
+    "baseline",
+)
+BASELINE_URI = "baseline:light-curve-features+balanced-random-forest"
+
+
+def summarize(scored: Scored, rare: list[str], model_uri: str, k: int) -> dict[str, Any]:
+    """The report's figures from predictions (means over draws): every key but ``baseline``."""
+    draws = scored.preds.shape[0]
+    per_draw = [classification_metrics(scored.truth, scored.preds[d], scored.classes) for d in range(draws)]
+    classes = {
+        c: {
+            "precision": float(np.mean([m["classes"][c]["precision"] for m in per_draw])),
+            "recall": float(np.mean([m["classes"][c]["recall"] for m in per_draw])),
+            "f1": float(np.mean([m["classes"][c]["f1"] for m in per_draw])),
+            "support": int(per_draw[0]["classes"][c]["support"]),
+        }
+        for c in scored.classes
+    }
+    kshot = {}
+    for c in rare:
+        sel = scored.truth == c
+        if sel.any():
+            recalls = np.mean(scored.preds[:, sel] == c, axis=1)  # (draws,)
+            kshot[c] = {"mean": float(recalls.mean()), "std": float(recalls.std())}
+    aurocs = [auroc(scored.open_pos[c], scored.open_neg[c]) for c in scored.open_pos if len(scored.open_pos[c])]
+    by_phase = {}
+    for days in scored.phase_preds:
+        t, p = scored.phase_truth[days], scored.phase_preds[days]
+        by_phase[days] = {
+            "macro_f1": float(np.mean([macro_f1(t, p[d], scored.classes) for d in range(draws)])),
+            "balanced_accuracy": float(np.mean([balanced_accuracy(t, p[d], scored.classes) for d in range(draws)])),
+        }
+    by_phase["full"] = {
+        "macro_f1": float(np.mean([m["macro_f1"] for m in per_draw])),
+        "balanced_accuracy": float(np.mean([m["balanced_accuracy"] for m in per_draw])),
+    }
+    return {
+        "model_uri": model_uri,
+        "k": int(k),
+        "draws": int(draws),
+        "classes": classes,
+        "macro_f1": by_phase["full"]["macro_f1"],
+        "balanced_accuracy": by_phase["full"]["balanced_accuracy"],
+        "kshot_recall": kshot,
+        "open_set_auroc": float(np.nanmean(aurocs)) if aurocs else float("nan"),
+        "by_phase": by_phase,
+    }
+
+
+def bootstrap_summary(
+    scored: Scored, rare: list[str], n_boot: int = 1000, seed: int = 0, alpha: float = 0.05
+) -> dict[str, Any]:
+    """95% (by default) bootstrap intervals of the headline figures.
+
+    Resamples objects (stratified by class, so a 5-object class keeps 5 objects) and averages over
+    draws.
+
+    Returns:
+        Figure name (``macro_f1``, ``kshot_recall.<class>``, ``by_phase.<days>.macro_f1``, ...) -> [low, high].
+    """
+    rng = np.random.default_rng(seed)
+    draws = scored.preds.shape[0]
+    by_class = [np.flatnonzero(scored.truth == c) for c in np.unique(scored.truth)]
+    reps: dict[str, list[float]] = {"macro_f1": [], "balanced_accuracy": [], "open_set_auroc": []}
+    reps.update({f"kshot_recall.{c}": [] for c in rare if np.any(scored.truth == c)})
+    for days in scored.phase_preds:
+        reps[f"by_phase.{days}.macro_f1"] = []
+    phase_by_class = {d: [np.flatnonzero(t == c) for c in np.unique(t)] for d, t in scored.phase_truth.items()}
+    for _ in range(n_boot):
+        idx = np.concatenate([rng.choice(m, len(m)) for m in by_class])
+        t, p = scored.truth[idx], scored.preds[:, idx]
+        reps["macro_f1"].append(float(np.mean([macro_f1(t, p[d], scored.classes) for d in range(draws)])))
+        reps["balanced_accuracy"].append(
+            float(np.mean([balanced_accuracy(t, p[d], scored.classes) for d in range(draws)]))
+        )
+        for c in rare:
+            if f"kshot_recall.{c}" in reps:
+                reps[f"kshot_recall.{c}"].append(float(np.mean(p[:, t == c] == c)))
+        aurocs = []
+        for c in scored.open_pos:
+            pos, neg = scored.open_pos[c], scored.open_neg[c]
+            if len(pos) and len(neg):
+                aurocs.append(auroc(rng.choice(pos, len(pos)), rng.choice(neg, len(neg))))
+        reps["open_set_auroc"].append(float(np.mean(aurocs)) if aurocs else float("nan"))
+        for days, members in phase_by_class.items():
+            j = np.concatenate([rng.choice(m, len(m)) for m in members])
+            tt, pp = scored.phase_truth[days][j], scored.phase_preds[days][:, j]
+            reps[f"by_phase.{days}.macro_f1"].append(
+                float(np.mean([macro_f1(tt, pp[d], scored.classes) for d in range(draws)]))
+            )
+    return {name: list(bootstrap_interval(np.asarray(v), alpha)) for name, v in reps.items()}
+
+
+def ranking_summary(scored: Scored, top: tuple[float, ...] = (0.01, 0.02, 0.05, 0.10)) -> dict[str, Any]:
+    """How well each rare class's probability ranks its objects first (a follow-up list), mean over draws.
+
+    Returns:
+        Rare class -> ``auroc`` (its objects against all others) and ``recall_at_top`` (the share
+        of its objects among the top 1, 2, 5, 10% of all objects by that probability).
+    """
+    out: dict[str, Any] = {}
+    for c, scores in scored.rare_scores.items():
+        mine = scored.truth == c
+        ok = [d for d in range(len(scores)) if np.isfinite(scores[d]).all()]
+        if not mine.any() or mine.all() or not ok:
+            continue
+        recall = {}
+        for frac in top:
+            n_top = max(1, int(round(frac * len(mine))))
+            recall[f"{100 * frac:g}%"] = float(
+                np.mean([mine[np.argsort(-scores[d], kind="stable")[:n_top]].sum() / mine.sum() for d in ok])
+            )
+        out[c] = {
+            "auroc": float(np.mean([auroc(scores[d][mine], scores[d][~mine]) for d in ok])),
+            "recall_at_top": recall,
+        }
+    return out
+
+
+def evaluate_report(
+    classifier: ProtoNetClassifier,
+    data_table: pa.Table,
+    train_table: pa.Table,
+    support_table: pa.Table | None = None,
+    *,
+    k: int = 5,
+    draws: int = 10,
+    model_uri: str = "",
+    seed: int = 0,
+    same_event: Callable[[str], str] | None = None,
+) -> dict[str, Any]:
+    """The evaluation report (see the module docstring for each key).
+
+    Raises:
+        ValueError: no data object of an evaluated class, or no training object for the baseline.
+    """
+    inputs = prepare_inputs(classifier, data_table, train_table, support_table, same_event)
+    model, base = score_all(classifier, inputs, k, draws, seed)
+    report = summarize(model, inputs.rare, model_uri, k)
+    report["baseline"] = summarize(base, inputs.rare, BASELINE_URI, k)
+    return report
+
+
+def flat_metrics(report: dict[str, Any], prefix: str = "eval") -> dict[str, float]:
+    """Numeric figures of a report as flat MLflow metric names (``eval.by_phase.3.macro_f1``, ...)."""
+    out: dict[str, float] = {}
+
+    def walk(obj: Any, name: str) -> None:
+        if isinstance(obj, dict):
+            for key, value in obj.items():
+                walk(value, f"{name}.{str(key).replace(' ', '_').replace('/', '_')}")
+        elif isinstance(obj, (int, float)) and not isinstance(obj, bool) and np.isfinite(obj):
+            out[name] = float(obj)
+
+    walk({k: v for k, v in report.items() if k != "model_uri"}, prefix)
+    return out
+
+
+def format_table(report: dict[str, Any]) -> str:
+    """A printable table: per class P/R/F1 for the model and the baseline, then the headline figures."""
+    base = report.get("baseline", {})
+    lines = [f"{'class':<12} {'support':>7}  {'P':>5} {'R':>5} {'F1':>5}   {'base F1':>7}"]
+    for name, row in report["classes"].items():
+        bf1 = base.get("classes", {}).get(name, {}).get("f1", float("nan"))
+        lines.append(
+            f"{name:<12} {row['support']:>7}  {row['precision']:5.2f} {row['recall']:5.2f} {row['f1']:5.2f}   {bf1:7.2f}"
+        )
+    lines.append(
+        f"macro-F1 {report['macro_f1']:.3f} (baseline {base.get('macro_f1', float('nan')):.3f})  "
+        f"balanced accuracy {report['balanced_accuracy']:.3f} (baseline {base.get('balanced_accuracy', float('nan')):.3f})"
+    )
+    lines.append(
+        f"open-set AUROC {report['open_set_auroc']:.3f} (baseline {base.get('open_set_auroc', float('nan')):.3f})"
+    )
+    for c, v in report["kshot_recall"].items():
+        lines.append(f"{report['k']}-shot recall {c}: {v['mean']:.2f} +- {v['std']:.2f} over {report['draws']} draws")
+    for days, v in report["by_phase"].items():
+        lines.append(f"phase {days:>4}: macro-F1 {v['macro_f1']:.3f}  balanced accuracy {v['balanced_accuracy']:.3f}")
+    return "\n".join(lines)

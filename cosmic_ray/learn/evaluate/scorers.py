@@ -1,0 +1,216 @@
+"""ProtoNet and baseline predictions on the same objects with the same support draws.
+
+* Classes absent from the model (the rare, support-only ones, and those registered after
+  training, ``meta["registered_classes"]``, when the support has them) get a prototype from ``k``
+  objects drawn from the support table, ``draws`` times (seeded); see
+  :func:`~cosmic_ray.learn.evaluate.inputs.support_draws`.
+* Open set, leave-one-class-out over the rare classes: with no prototype for class c, c's objects
+  are the positives and the objects of the base classes the negatives. The ProtoNet's score is
+  the classifier's raw ``novelty`` (minus the log-density under the prior-weighted mixture of the
+  base-class prototypes; the calibrated ``open_set_score`` is a monotone function of it that
+  saturates at 1; ranking the raw score keeps ties out).
+* The baseline: light-curve features + balanced random forest (the ALeRCE approach) trained on
+  the training table plus the same support draws (open-set score: 1 - highest class probability).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from cosmic_ray.learn.evaluate.inputs import EvaluationInputs, LabelledArrays, support_draws
+
+if TYPE_CHECKING:
+    from cosmic_ray.learn.classifier import ProtoNetClassifier
+
+
+@dataclass
+class Scored:
+    """Predictions of one model (ProtoNet or baseline) on one evaluation set, per support draw."""
+
+    classes: list[str]
+    truth: np.ndarray  # (N,) coarse labels
+    preds: np.ndarray  # (draws, N)
+    phase_truth: dict[str, np.ndarray] = field(default_factory=dict)  # days -> (N_p,)
+    phase_preds: dict[str, np.ndarray] = field(default_factory=dict)  # days -> (draws, N_p)
+    open_pos: dict[str, np.ndarray] = field(default_factory=dict)  # rare class -> open-set scores of its objects
+    open_neg: dict[str, np.ndarray] = field(default_factory=dict)  # rare class -> scores of base-class objects
+    rare_scores: dict[str, np.ndarray] = field(default_factory=dict)  # rare class -> (draws, N) its probability
+
+
+def concat_scored(parts: list[Scored]) -> Scored:
+    """Pool the out-of-fold predictions of several folds (same classes and draws)."""
+    first = parts[0]
+
+    def cat(xs: list[np.ndarray], axis: int = 0) -> np.ndarray:
+        return np.concatenate(xs, axis=axis)
+
+    return Scored(
+        classes=first.classes,
+        truth=cat([p.truth for p in parts]),
+        preds=cat([p.preds for p in parts], axis=1),
+        phase_truth={d: cat([p.phase_truth[d] for p in parts]) for d in first.phase_truth},
+        phase_preds={d: cat([p.phase_preds[d] for p in parts], axis=1) for d in first.phase_preds},
+        open_pos={c: cat([p.open_pos[c] for p in parts if c in p.open_pos]) for c in first.open_pos},
+        open_neg={c: cat([p.open_neg[c] for p in parts if c in p.open_neg]) for c in first.open_neg},
+        rare_scores={
+            c: cat([p.rare_scores[c] for p in parts], axis=1)
+            for c in first.rare_scores
+            if all(c in p.rare_scores for p in parts)
+        },
+    )
+
+
+def score_protonet(
+    classifier: ProtoNetClassifier,
+    data: LabelledArrays,
+    phases: dict[str, LabelledArrays],
+    support: LabelledArrays | None,
+    rare: list[str],
+    draws: list[dict[str, np.ndarray]],
+    classes: list[str],
+) -> Scored:
+    """ProtoNet predictions per draw.
+
+    Base prototypes + one registered prototype per rare class (the mean embedding of that draw's
+    K support objects, as ``with_class`` computes it), decided by the classifier's own rule
+    (:meth:`~cosmic_ray.learn.classifier.ProtoNetClassifier.class_logits`, registered classes at
+    the prior count ``with_class`` gives them).
+    """
+
+    def embed(a: LabelledArrays) -> np.ndarray:
+        return classifier.embed(a.seq, a.length, a.feats)
+
+    base = [c for c in classifier.class_names if c not in rare]
+    base_rows = [classifier.class_names.index(c) for c in base]
+    base_protos = classifier.prototypes[base_rows]  # (B, D)
+    base_counts = classifier.counts()[base_rows]  # (B,)
+    registered_count = getattr(classifier.arch, "registered_prior_count", 1.0)
+    emb_support = embed(support) if support is not None and len(support) else None
+
+    def decide(emb: np.ndarray, draw: dict[str, np.ndarray]) -> tuple[list[str], np.ndarray]:
+        names, protos, counts = list(base), [base_protos], list(base_counts)
+        for c in rare:
+            if c in draw and emb_support is not None:
+                names.append(c)
+                protos.append(emb_support[draw[c]].mean(axis=0, keepdims=True))
+                counts.append(registered_count)
+        return names, classifier.class_logits(emb, np.concatenate(protos), np.asarray(counts))  # (N, K)
+
+    def predict(emb: np.ndarray, draw: dict[str, np.ndarray]) -> np.ndarray:
+        names, logits = decide(emb, draw)
+        return np.asarray(names, dtype=object)[logits.argmax(axis=1)]
+
+    emb_data = embed(data)
+    scored = Scored(classes=classes, truth=data.coarse, preds=np.stack([predict(emb_data, dr) for dr in draws]))
+    scored.rare_scores = _rare_probabilities([decide(emb_data, dr) for dr in draws], rare, len(data))
+    for days, arrays in phases.items():
+        emb = embed(arrays)
+        scored.phase_truth[days] = arrays.coarse
+        scored.phase_preds[days] = np.stack([predict(emb, dr) for dr in draws])
+    # open set: leave-one-class-out, base prototypes only (the rare class has none)
+    novelty = classifier.novelty(emb_data, base_protos, base_counts)  # (N,)
+    is_base = np.isin(data.coarse, base)
+    for c in rare:
+        scored.open_pos[c] = novelty[data.coarse == c]
+        scored.open_neg[c] = novelty[is_base]
+    return scored
+
+
+def _rare_probabilities(
+    decisions: list[tuple[list[str], np.ndarray]], rare: list[str], n: int
+) -> dict[str, np.ndarray]:
+    """Rare class -> (draws, N) its posterior probability (softmax of the logits) per object.
+
+    NaN in a draw without that class.
+    """
+    out = {c: np.full((len(decisions), n), np.nan) for c in rare}
+    for d, (names, logits) in enumerate(decisions):
+        probs = np.exp(logits - logits.max(axis=1, keepdims=True))
+        probs /= probs.sum(axis=1, keepdims=True)
+        for c in rare:
+            if c in names:
+                out[c][d] = probs[:, list(names).index(c)]
+    return out
+
+
+def baseline_forest(seed: int) -> Any:
+    """The baseline classifier: an unfitted balanced random forest (imbalanced-learn), seeded."""
+    # deferred: imbalanced-learn pulls scikit-learn; only the baseline needs it
+    from imblearn.ensemble import BalancedRandomForestClassifier
+
+    return BalancedRandomForestClassifier(
+        n_estimators=200, sampling_strategy="all", replacement=True, bootstrap=False, random_state=seed, n_jobs=1
+    )
+
+
+def baseline_features(feats: np.ndarray) -> np.ndarray:
+    """(N, F) light-curve features as the forest reads them: NaN and infinities made finite."""
+    return np.nan_to_num(np.asarray(feats, float), nan=-999.0, posinf=1e6, neginf=-1e6)
+
+
+def score_baseline(
+    train: LabelledArrays,
+    data: LabelledArrays,
+    phases: dict[str, LabelledArrays],
+    support: LabelledArrays | None,
+    rare: list[str],
+    draws: list[dict[str, np.ndarray]],
+    classes: list[str],
+    seed: int = 0,
+) -> Scored:
+    """Balanced random forest on the light-curve features.
+
+    Trained on ``train`` (known classes) plus, per draw, the same K support objects of each rare
+    class the ProtoNet gets.
+    """
+    known = np.isin(train.coarse, [c for c in classes if c not in rare])
+    xt, yt = baseline_features(train.feats[known]), train.coarse[known]
+    preds: list[np.ndarray] = []
+    phase_preds: dict[str, list[np.ndarray]] = {d: [] for d in phases}
+    decisions: list[tuple[list[str], np.ndarray]] = []
+    for i, draw in enumerate(draws):
+        x, y = [xt], [yt]
+        if support is not None:  # draws are empty without a support table
+            for c, rows in draw.items():
+                x.append(baseline_features(support.feats[rows]))
+                y.append(np.asarray([c] * len(rows), dtype=object))
+        forest = baseline_forest(seed + i).fit(np.concatenate(x), np.concatenate(y).astype(str))
+        probs = forest.predict_proba(baseline_features(data.feats))
+        preds.append(forest.classes_[probs.argmax(axis=1)].astype(object))
+        decisions.append((list(forest.classes_), np.log(np.maximum(probs, 1e-12))))
+        for days, arrays in phases.items():
+            phase_preds[days].append(forest.predict(baseline_features(arrays.feats)).astype(object))
+    scored = Scored(
+        classes=classes,
+        truth=data.coarse,
+        preds=np.stack(preds),
+        phase_truth={d: a.coarse for d, a in phases.items()},
+        phase_preds={d: np.stack(v) for d, v in phase_preds.items()},
+        rare_scores=_rare_probabilities(decisions, rare, len(data)),
+    )
+    # open set: a forest of the base classes alone; score = 1 - highest class probability
+    forest = baseline_forest(seed).fit(xt, yt.astype(str))
+    score = 1.0 - forest.predict_proba(baseline_features(data.feats)).max(axis=1)
+    is_base = np.isin(data.coarse, np.unique(yt))
+    for c in rare:
+        scored.open_pos[c] = score[data.coarse == c]
+        scored.open_neg[c] = score[is_base]
+    return scored
+
+
+def score_all(
+    classifier: ProtoNetClassifier, inputs: EvaluationInputs, k: int, draws: int, seed: int = 0
+) -> tuple[Scored, Scored]:
+    """(ProtoNet, baseline) predictions on the same objects with the same support draws."""
+    n_draws = draws if inputs.rare else 1
+    chosen = (
+        support_draws(inputs.support, inputs.rare, k, n_draws, seed) if inputs.support is not None else [{}] * n_draws
+    )
+    model = score_protonet(classifier, inputs.data, inputs.phases, inputs.support, inputs.rare, chosen, inputs.classes)
+    base = score_baseline(
+        inputs.train, inputs.data, inputs.phases, inputs.support, inputs.rare, chosen, inputs.classes, seed
+    )
+    return model, base

@@ -4,7 +4,9 @@ Everything else about the package is declared in pyproject.toml. A wheel (``pip 
 ``pip wheel .``) gets ``cosmic_ray/_bundled/web/`` (the pages, their modules and styles, and the
 files of ``web/node_modules`` the pages load, under ``vendor/``) and ``cosmic_ray/_bundled/configs/``
 (``configs/*.yaml``), so an installed ``cosmic-ray serve up`` serves working pages from any folder.
-An editable install ships nothing: it reads ``web/`` and ``configs/`` of the checkout.
+An editable install ships nothing: it reads ``web/`` and ``configs/`` of the checkout. An sdist
+carries the pages, the configs (MANIFEST.in) and the npm files the pages load, so a wheel built
+from it needs no npm.
 
 ``web/node_modules`` comes from ``npm ci`` in ``web/``; when it is missing the build runs
 ``npm ci`` if npm is there, else it fails and says so (a wheel whose pages cannot load is worse
@@ -22,6 +24,7 @@ from pathlib import Path
 
 from setuptools import setup
 from setuptools.command.build_py import build_py
+from setuptools.command.sdist import sdist
 
 ROOT = Path(__file__).resolve().parent
 log = logging.getLogger("cosmic_ray.build")
@@ -71,4 +74,21 @@ class BuildWithAssets(build_py):
             shutil.copyfile(config, target)
 
 
-setup(cmdclass={"build_py": BuildWithAssets})
+class SdistWithAssets(sdist):
+    """``sdist`` that also carries the files of ``web/node_modules`` the pages load (MANIFEST.in has the rest)."""
+
+    def make_release_tree(self, base_dir: str, files: list[str]) -> None:
+        web_dir = ROOT / "web"
+        extra: list[str] = []
+        if web_dir.is_dir():
+            assets = _load("_cosmic_ray_assets", "cosmic_ray/serve/assets.py")
+            if not (web_dir / assets.NODE_MODULES).is_dir():
+                _npm_ci(web_dir)
+            try:
+                extra = [f"web/{assets.NODE_MODULES}/{rel}" for rel in assets.vendor_files(web_dir)]
+            except assets.AssetError as exc:
+                raise SystemExit(f"cannot pack the web pages: {exc}") from exc
+        super().make_release_tree(base_dir, [*files, *extra])
+
+
+setup(cmdclass={"build_py": BuildWithAssets, "sdist": SdistWithAssets})

@@ -24,7 +24,7 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from cosmic_ray.serve.web import default_web_dir, mount_web, web_router
+from cosmic_ray.serve.web import default_web_dir, mount_web, vendor_dir, web_router
 
 try:
     from web_server import serve_app
@@ -82,7 +82,7 @@ def _report_measured():
 @pytest.fixture(scope="module")
 def web_dir() -> Path:
     d = default_web_dir()
-    three = d / "node_modules" / "three" / "build" / "three.module.js"
+    three = vendor_dir(d) / "three" / "build" / "three.module.js"
     if not three.is_file():
         pytest.fail(f"{three} is missing: run `npm ci` in {d} before the browser tests")
     return d

@@ -13,6 +13,7 @@ from pydantic import AliasChoices, BaseModel, ConfigDict, Field, PositiveInt
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from cosmic_ray.core.errors import ConfigError
+from cosmic_ray.core.resources import config_file
 
 
 class Settings(BaseSettings):
@@ -205,10 +206,13 @@ class RetrainConfig(_Strict):
 def load_yaml_config(path: Path | str, model: type[BaseModel]) -> BaseModel:
     """Read a YAML file into a validated config model.
 
+    A default path such as ``configs/train.yaml`` that is not in the working folder is read from
+    the copy shipped with the package (``resources.config_file``).
+
     Raises:
         ConfigError: the file is missing or does not match the model.
     """
-    path = Path(path)
+    path = config_file(path)
     try:
         raw = yaml.safe_load(path.read_text()) or {}
         return model.model_validate(raw)

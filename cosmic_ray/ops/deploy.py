@@ -12,6 +12,7 @@ import yaml
 
 from cosmic_ray.core.config import Settings
 from cosmic_ray.core.errors import ConfigError
+from cosmic_ray.core.resources import config_file
 
 log = logging.getLogger(__name__)
 
@@ -19,9 +20,12 @@ DEFAULT_CONFIG = Path("configs/serve.yaml")
 
 
 def load_app_config(path: Path | str = DEFAULT_CONFIG) -> dict[str, Any]:
-    """The first application of a Serve config file (name, route_prefix, args, deployments)."""
+    """The first application of a Serve config file (name, route_prefix, args, deployments).
+
+    ``configs/serve.yaml`` missing from the working folder is read from the copy shipped with the package.
+    """
     try:
-        cfg = yaml.safe_load(Path(path).read_text())
+        cfg = yaml.safe_load(config_file(path).read_text())
         app = cfg["applications"][0]
     except (OSError, KeyError, IndexError, TypeError, yaml.YAMLError) as exc:
         raise ConfigError(f"{path} is not a Serve config with an application: {exc}") from exc

@@ -1,15 +1,18 @@
 """The browser pages, served from the same origin as the API.
 
-Pages are plain HTML with ES modules (no bundler). ``web/`` holds them; its
-``node_modules`` (``npm ci`` in ``web/``) provides three.js and the small data
-packages the pages import through an import map.
+Pages are plain HTML with ES modules (no bundler), importing three.js and two small data
+packages through an import map. An installed package serves its own copy
+(``cosmic_ray/_bundled/web/``, the npm files the pages load under ``vendor/``, put there by the
+build, see ``serve/assets.py``); a source checkout serves ``web/`` with its ``node_modules``
+(``npm ci`` in ``web/``).
 
 Routes:
 
 - ``/login`` (public), ``/`` and ``/solar`` (a valid ``cr_session`` cookie required, else a
   303 redirect to ``login?next=...``): the pages, routed once their HTML file exists.
 - ``/static/js/...``, ``/static/css/...``: the pages' own modules and styles (public).
-- ``/vendor/<package>/...``: files of the allowed npm packages (``VENDOR_PACKAGES``, public).
+- ``/vendor/<package>/...``: files of the allowed npm packages (``VENDOR_PACKAGES``, public);
+  404 for a file (or a whole package) that is not there.
 - ``GET /web/config`` and ``GET /web/apod`` (session required, else 401): links to the Ray
   dashboard and the MLflow UI, and NASA's Astronomy Picture of the Day fetched by the server
   with ``COSMIC_RAY_APOD_API_KEY`` (``{"available": false, ...}`` when it cannot be reached).
@@ -20,7 +23,8 @@ Sessions are checked against the event store given to ``configure`` (the Serve i
 its own) or to ``web_router(store=...)``; without either, the store of ``Settings()``.
 
 Static files go through Starlette's ``StaticFiles``, which refuses any path that
-resolves outside its directory, so ``/static/../pyproject.toml`` and friends are 404.
+resolves outside its directory, so ``/static/../pyproject.toml`` and friends are 404; a folder
+that is missing is not mounted (404, never 500).
 
 Example:
     >>> from fastapi import FastAPI
@@ -44,8 +48,11 @@ from urllib.parse import quote
 import httpx
 from fastapi import APIRouter, FastAPI, HTTPException, Request
 from fastapi.responses import FileResponse, RedirectResponse, Response
+from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
 
+from cosmic_ray.core import resources
+from cosmic_ray.serve.assets import NODE_MODULES, PAGE_DIRS, VENDOR
 from cosmic_ray.serve.schemas import ApodInfo, ErrorResponse, ModelEvaluation, WebConfig
 
 if TYPE_CHECKING:
@@ -67,9 +74,9 @@ PUBLIC_PAGES: frozenset[str] = frozenset({"/login"})
 APOD_URL = "https://api.nasa.gov/planetary/apod"
 
 #: Sub-folders of the web folder served under ``/static/<name>/``.
-ASSET_DIRS: tuple[str, ...] = ("js", "css", "img")
+ASSET_DIRS: tuple[str, ...] = PAGE_DIRS
 
-#: npm packages (in ``web/node_modules``) served under ``/vendor/<name>/``.
+#: npm packages (``vendor/`` of the installed copy, ``node_modules`` of a checkout) served under ``/vendor/<name>/``.
 VENDOR_PACKAGES: tuple[str, ...] = ("three", "topojson-client", "world-atlas")
 
 # HTML must be revalidated so a redeploy is picked up at once; assets use ETags.
@@ -77,8 +84,14 @@ _HTML_HEADERS = {"Cache-Control": "no-cache"}
 
 
 def default_web_dir() -> Path:
-    """The ``web/`` folder of a source checkout (next to the ``cosmic_ray`` package)."""
-    return Path(__file__).resolve().parents[2] / "web"
+    """The pages shipped with the installed package, else the ``web/`` folder of the source checkout."""
+    return resources.resource_dir(resources.WEB)
+
+
+def vendor_dir(web_dir: Path) -> Path:
+    """Where ``web_dir`` keeps the npm packages: ``vendor/`` (an installed copy), else ``node_modules/``."""
+    bundled = web_dir / VENDOR
+    return bundled if bundled.is_dir() else web_dir / NODE_MODULES
 
 
 # What the pages check sessions against, set once per process by ``configure`` (the ingress).
@@ -250,8 +263,11 @@ def _web_api_routes(router: APIRouter, store: "EventStore | None") -> None:
             raise HTTPException(status_code=404, detail=f"no figure {name} in run {run_id}") from exc
         return Response(png, media_type="image/png", headers={"Cache-Control": "private, max-age=3600"})
 
-    errors = {401: {"model": ErrorResponse, "description": "no valid session"}}
-    not_found = {**errors, 404: {"model": ErrorResponse, "description": "unknown run or figure"}}
+    errors: dict[int | str, dict[str, Any]] = {401: {"model": ErrorResponse, "description": "no valid session"}}
+    not_found: dict[int | str, dict[str, Any]] = {
+        **errors,
+        404: {"model": ErrorResponse, "description": "unknown run or figure"},
+    }
     router.add_api_route(
         "/web/runs/{run_id}/evaluation",
         evaluation,
@@ -282,8 +298,8 @@ def web_router(web_dir: Path | None = None, store: "EventStore | None" = None) -
     pins (0.165); for an older FastAPI use ``mount_web``, which mounts them on the app.
 
     Args:
-        web_dir: Folder with the HTML pages, ``js/``, ``css/`` and ``node_modules/``;
-            defaults to ``default_web_dir()``.
+        web_dir: Folder with the HTML pages, ``js/``, ``css/`` and ``vendor/`` (an installed
+            copy) or ``node_modules/`` (a checkout); defaults to ``default_web_dir()``.
         store: Event store that holds the login sessions; defaults to the one given to
             ``configure``, else that of ``Settings()``.
 
@@ -312,22 +328,14 @@ def web_router(web_dir: Path | None = None, store: "EventStore | None" = None) -
         folder = web_dir / sub
         if folder.is_dir():
             router.mount(f"/static/{sub}", StaticFiles(directory=folder), name=f"static-{sub}")
-    node_modules = web_dir / "node_modules"
+    packages = vendor_dir(web_dir)
     for package in VENDOR_PACKAGES:
-        folder = node_modules / package
+        folder = packages / package
         if not folder.is_dir():
-            log.warning(
-                "%s is missing: pages that import %r will fail; run `npm ci` in %s",
-                folder,
-                package,
-                web_dir,
-            )
-        # check_dir=False: the app still starts (and the API works) without node_modules.
-        router.mount(
-            f"/vendor/{package}",
-            StaticFiles(directory=folder, check_dir=False),
-            name=f"vendor-{package}",
-        )
+            # Not mounted: its URLs are 404 (a mount of a missing folder answers 500); the API still works.
+            log.warning("%s is missing: pages that import %r will fail; run `npm ci` in %s", folder, package, web_dir)
+            continue
+        router.mount(f"/vendor/{package}", StaticFiles(directory=folder), name=f"vendor-{package}")
     return router
 
 
@@ -341,7 +349,7 @@ def mount_web(app: FastAPI, web_dir: Path | None = None, store: "EventStore | No
     router = web_router(web_dir, store)
     pages = APIRouter()
     for route in router.routes:
-        if hasattr(route, "app") and isinstance(route.app, StaticFiles):
+        if isinstance(route, Mount) and isinstance(route.app, StaticFiles):
             app.mount(route.path, route.app, name=route.name)
         else:
             pages.routes.append(route)

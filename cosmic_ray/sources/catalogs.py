@@ -46,6 +46,8 @@ from astropy.coordinates import SkyCoord
 
 from cosmic_ray.core.errors import SourceError
 from cosmic_ray.core.lightcurve import (
+    AB_ZP_UJY,
+    JD_MJD_OFFSET,
     SCHEMA,
     ZTF_FID_TO_BAND,
     conform,
@@ -53,7 +55,7 @@ from cosmic_ray.core.lightcurve import (
     mjd_to_nights,
 )
 from cosmic_ray.core.taxonomy import to_coarse
-from cosmic_ray.sources.ztf import AB_ZP_UJY, ParseResult, RawInput
+from cosmic_ray.sources.base import ParseResult, RawInput
 
 log = logging.getLogger(__name__)
 
@@ -245,6 +247,14 @@ class CatalogsRequest:
         """The photometry files (what a file-based ingest reads; companions are found beside them)."""
         return tuple(c.files["photometry"] for c in self.catalogues)
 
+    @property
+    def remote(self) -> bool:
+        return False
+
+    @property
+    def parse_options(self) -> dict[str, Any]:
+        return {"assume_native_system": self.assume_native_system}
+
 
 @dataclass(frozen=True)
 class CatalogueInput(RawInput):
@@ -358,7 +368,7 @@ def _csv(data: bytes, name: str, **kwargs: Any) -> pd.DataFrame:
 
 def _jd_as_mjd(times: np.ndarray) -> np.ndarray:
     """Some catalogue rows give a Julian date in the MJD column (the TDE catalogue does): convert those."""
-    return np.where(times >= 2400000.5, times - 2400000.5, times)
+    return np.where(times >= JD_MJD_OFFSET, jd_to_mjd(times), times)
 
 
 def _photometry_frame(

@@ -179,7 +179,7 @@ def _read_table(body: bytes) -> Any:
     """IPAC table, CSV (``#`` comment lines allowed) or VOTable (IRSA's default format)."""
     stripped = body.lstrip()
     if stripped.startswith(b"<"):
-        from astropy.io.votable import parse_single_table
+        from astropy.io.votable import parse_single_table  # deferred: only VOTable answers need it
 
         return parse_single_table(io.BytesIO(body)).to_table(), "votable"
     text = body.decode("utf-8", "replace")

@@ -3,7 +3,7 @@
 What a row holds (differs from the alert sources, read this before mixing them):
 
 * ``mjd`` is **barycentric**: ``TIME`` is BJD_TDB - 2457000 (``BJDREFI + BJDREFF`` in the
-  header), so ``mjd = TIME + BJDREF - 2400000.5`` is BJD_TDB - 2400000.5, not a geocentric UTC
+  header), so ``mjd = jd_to_mjd(TIME + BJDREF)`` is BJD_TDB as an MJD, not a geocentric UTC
   MJD like ZTF's (the two differ by up to ~8 minutes). :data:`TIME_REFERENCE` names it and the
   table's schema metadata carries it.
 * ``flux`` / ``flux_err`` are **relative** (the chosen flux column divided by its median over
@@ -38,7 +38,7 @@ import pyarrow as pa
 from astropy.io import fits
 
 from cosmic_ray.core.errors import RemoteServiceError, SourceError
-from cosmic_ray.core.lightcurve import SCHEMA, conform, jd_to_mjd, mjd_to_nights
+from cosmic_ray.core.lightcurve import JD_MJD_OFFSET, SCHEMA, conform, jd_to_mjd, mjd_to_nights
 from cosmic_ray.sources import mast
 from cosmic_ray.sources.base import ParseResult, RawInput, http_answer, read_files, unwrap_http
 
@@ -47,7 +47,7 @@ log = logging.getLogger(__name__)
 NAME = "tess"
 SOURCE = "tess"
 BAND = "tess_T"
-TIME_REFERENCE = "BJD_TDB - 2400000.5 (barycentric, TDB); not geocentric UTC MJD"
+TIME_REFERENCE = f"BJD_TDB - {JD_MJD_OFFSET} (barycentric, TDB); not geocentric UTC MJD"
 FLUX_REFERENCE = "relative: flux / median(flux) over kept cadences; not microjansky"
 # Column tried in order when none is asked for: SPOC's PDC flux, then QLP's detrended flux.
 DEFAULT_FLUX_COLUMNS = ("PDCSAP_FLUX", "KSPSAP_FLUX")
@@ -262,7 +262,7 @@ def _parse_hdul(raw: RawInput, hdul: fits.HDUList, flux_column: str | None) -> P
         return _quarantine(raw, f"median {flux_column} is {median}, cannot normalise")
 
     n = int(keep.sum())
-    mjd = jd_to_mjd(time[keep] + bjd_ref)  # BJD_TDB - 2400000.5: barycentric, not UTC
+    mjd = jd_to_mjd(time[keep] + bjd_ref)  # BJD_TDB as an MJD: barycentric, not UTC
     rel_err = flux_err[keep] / median
     ra = header.get("RA_OBJ", hdul[0].header.get("RA_OBJ"))
     dec = header.get("DEC_OBJ", hdul[0].header.get("DEC_OBJ"))

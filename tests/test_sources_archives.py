@@ -334,9 +334,7 @@ def test_irsa_csv_CONSTRUCTED_equals_ipac() -> None:
 
 def test_irsa_http_wrapped_and_errors_CONSTRUCTED() -> None:
     body = (CONSTRUCTED / "irsa_ztf_lightcurve_CONSTRUCTED.tbl").read_bytes()
-    ok = irsa.parse(
-        RawInput("ok", http_response_bytes(200, body, {"Content-Type": "text/plain"})), object_id="SN-x"
-    )
+    ok = irsa.parse(RawInput("ok", http_response_bytes(200, body, {"Content-Type": "text/plain"})), object_id="SN-x")
     assert ok.table.num_rows == 15 and set(ok.table.column("object_id").to_pylist()) == {"SN-x"}
     bad = irsa.parse(RawInput("bad", http_response_bytes(503, b"Service Unavailable")))
     assert bad.table.num_rows == 0 and "HTTP 503" in bad.quarantined[0][1]

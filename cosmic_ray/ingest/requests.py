@@ -23,7 +23,6 @@ from cosmic_ray.sources import get_source, irsa, mast, tess
 from cosmic_ray.sources.base import Request
 
 
-
 @dataclass(frozen=True)
 class IngestOptions:
     """Options of ``cosmic-ray ingest`` beyond its inputs (each used by some sources only).

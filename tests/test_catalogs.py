@@ -23,7 +23,7 @@ from astropy.coordinates import SkyCoord, match_coordinates_sky
 
 from cosmic_ray.core.errors import SourceError
 from cosmic_ray.core.lightcurve import SCHEMA
-from cosmic_ray.sources import catalog, catalogs, get_source
+from cosmic_ray.sources import catalog, catalogs, get_source, magsystems
 from cosmic_ray.sources import crossmatch as xm
 from cosmic_ray.sources.ztf import RawInput
 
@@ -68,32 +68,32 @@ def rows(table: pa.Table, **where: object) -> pd.DataFrame:
 
 
 def test_vega_to_ab_offsets() -> None:
-    assert catalogs.ab_offset("R", "Vega") == (pytest.approx(0.21), "Vega")
-    assert catalogs.ab_offset("J", "Vega")[0] == pytest.approx(0.91)
-    assert catalogs.ab_offset("Ks", "Vega")[0] == pytest.approx(1.85)
-    assert catalogs.ab_offset("UVW2", "Vega", "swift")[0] == pytest.approx(1.73)
-    assert catalogs.ab_offset("V", "Vega", "swift")[0] == pytest.approx(-0.01)
-    assert catalogs.ab_offset("W1", "Vega", "wise")[0] == pytest.approx(2.699)
-    assert catalogs.ab_offset("g", "AB") == (0.0, "AB")
-    assert catalogs.ab_offset("C", "Vega")[0] is None  # unfiltered: no offset exists
-    assert catalogs.ab_offset("F850LP", "Vega")[0] is None
+    assert magsystems.ab_offset("R", "Vega") == (pytest.approx(0.21), "Vega")
+    assert magsystems.ab_offset("J", "Vega")[0] == pytest.approx(0.91)
+    assert magsystems.ab_offset("Ks", "Vega")[0] == pytest.approx(1.85)
+    assert magsystems.ab_offset("UVW2", "Vega", "swift")[0] == pytest.approx(1.73)
+    assert magsystems.ab_offset("V", "Vega", "swift")[0] == pytest.approx(-0.01)
+    assert magsystems.ab_offset("W1", "Vega", "wise")[0] == pytest.approx(2.699)
+    assert magsystems.ab_offset("g", "AB") == (0.0, "AB")
+    assert magsystems.ab_offset("C", "Vega")[0] is None  # unfiltered: no offset exists
+    assert magsystems.ab_offset("F850LP", "Vega")[0] is None
     # no system given: the filter's native one, unless asked not to assume
-    assert catalogs.ab_offset("g", None) == (0.0, "AB")
-    assert catalogs.ab_offset("V", "") == (pytest.approx(0.02), "Vega")
-    assert catalogs.ab_offset("V", None, assume_native_system=False)[0] is None
-    assert catalogs.ab_offset("W1", None, "standard")[0] is None  # Swift or WISE? cannot tell
+    assert magsystems.ab_offset("g", None) == (0.0, "AB")
+    assert magsystems.ab_offset("V", "") == (pytest.approx(0.02), "Vega")
+    assert magsystems.ab_offset("V", None, assume_native_system=False)[0] is None
+    assert magsystems.ab_offset("W1", None, "standard")[0] is None  # Swift or WISE? cannot tell
     # one table, one place: every offset is a magnitude Quantity
-    assert all(q.unit == u.mag for family in catalogs.VEGA_TO_AB.values() for q in family.values())
+    assert all(q.unit == u.mag for family in magsystems.VEGA_TO_AB.values() for q in family.values())
 
 
 def test_filter_and_band_names() -> None:
-    assert catalogs.canonical_filter("orange", "ATLAS") == "o"
-    assert catalogs.canonical_filter("W1", "Swift", "UVOT") == "UVW1"
-    assert catalogs.canonical_filter("W1", "WISE") == "W1"
-    assert catalogs.band_name(catalogs.survey_name("P48", "ZTF"), "g") == "g"
-    assert catalogs.band_name(catalogs.survey_name("P48", "--"), "g") == "ptf_g"
-    assert catalogs.band_name(catalogs.survey_name("Pan-STARRS1", "GPC"), "i") == "ps1_i"
-    assert catalogs.band_name(catalogs.survey_name("ATLAS", "ATLAS"), "o") == "atlas_o"
+    assert magsystems.canonical_filter("orange", "ATLAS") == "o"
+    assert magsystems.canonical_filter("W1", "Swift", "UVOT") == "UVW1"
+    assert magsystems.canonical_filter("W1", "WISE") == "W1"
+    assert magsystems.band_name(magsystems.survey_name("P48", "ZTF"), "g") == "g"
+    assert magsystems.band_name(magsystems.survey_name("P48", "--"), "g") == "ptf_g"
+    assert magsystems.band_name(magsystems.survey_name("Pan-STARRS1", "GPC"), "i") == "ps1_i"
+    assert magsystems.band_name(magsystems.survey_name("ATLAS", "ATLAS"), "o") == "atlas_o"
 
 
 # ------------------------------------------------------------------------------------------ SLSN

@@ -27,7 +27,7 @@ from astropy.time import Time
 from cosmic_ray.core.errors import SourceError
 from cosmic_ray.core.lightcurve import SCHEMA
 from cosmic_ray.sources import get_source, irsa, mast, tess
-from cosmic_ray.sources.ztf import RawInput
+from cosmic_ray.sources.base import RawInput, http_response_bytes, split_http_response
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("COSMIC_RAY_SHARED_DATA", REPO.parent / "shared" / "data"))
@@ -201,9 +201,10 @@ def test_mast_caom_recorded_answer_to_anchors(no_network: None) -> None:
     path = shared("mast-irsa-responses", "mast", "caom.json")
     recorded = json.loads(path.read_text())["data"]
     request = mast.build_request(path)
-    assert isinstance(request, mast.ReplayRequest) and not hasattr(request, "files")  # never ingested as points
+    assert isinstance(request, mast.ReplayRequest) and request.files == (path,) and not request.remote
     results = [mast.parse(raw) for raw in mast.fetch(request)]
     assert len(results) == 1 and results[0].quarantined == []
+    assert results[0].kind == "anchors"  # never ingested as light-curve points
     table = results[0].table
     assert table.schema == mast.ANCHOR_SCHEMA
     assert table.num_rows == len(recorded) == 19
@@ -254,8 +255,8 @@ def test_mast_status_error_CONSTRUCTED_is_quarantined() -> None:
 
 def test_mast_answers_in_http_wrapping_parse_the_same() -> None:
     body = shared("mast-irsa-responses", "mast", "caom.json").read_bytes()
-    wrapped = mast.http_response_bytes(200, body, {"Content-Type": "application/json"})
-    assert mast.split_http_response(wrapped) == (
+    wrapped = http_response_bytes(200, body, {"Content-Type": "application/json"})
+    assert split_http_response(wrapped) == (
         200,
         {"content-type": "application/json", "content-length": str(len(body))},
         body,
@@ -333,11 +334,9 @@ def test_irsa_csv_CONSTRUCTED_equals_ipac() -> None:
 
 def test_irsa_http_wrapped_and_errors_CONSTRUCTED() -> None:
     body = (CONSTRUCTED / "irsa_ztf_lightcurve_CONSTRUCTED.tbl").read_bytes()
-    ok = irsa.parse(
-        RawInput("ok", mast.http_response_bytes(200, body, {"Content-Type": "text/plain"})), object_id="SN-x"
-    )
+    ok = irsa.parse(RawInput("ok", http_response_bytes(200, body, {"Content-Type": "text/plain"})), object_id="SN-x")
     assert ok.table.num_rows == 15 and set(ok.table.column("object_id").to_pylist()) == {"SN-x"}
-    bad = irsa.parse(RawInput("bad", mast.http_response_bytes(503, b"Service Unavailable")))
+    bad = irsa.parse(RawInput("bad", http_response_bytes(503, b"Service Unavailable")))
     assert bad.table.num_rows == 0 and "HTTP 503" in bad.quarantined[0][1]
 
 

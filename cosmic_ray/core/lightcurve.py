@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import pyarrow as pa
@@ -44,6 +44,7 @@ ZTF_FID_TO_BAND = {1: "g", 2: "r", 3: "i"}
 BANDS = ("g", "r", "i")
 
 _AB_ZERO_POINT_UJY = 3631e6  # 3631 Jy in microjansky
+AB_ZP_UJY = 23.9  # AB magnitude of 1 microjansky: flux_uJy = 10 ** (-0.4 * (mag - AB_ZP_UJY))
 
 
 def mag_to_flux_ujy(mag: np.ndarray, magerr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -74,8 +75,18 @@ def mjd_to_nights(mjd: np.ndarray) -> np.ndarray:
     return np.char.replace(days.astype(str), "-", "")
 
 
-def jd_to_mjd(jd: float) -> float:
-    return jd - 2400000.5
+JD_MJD_OFFSET = 2400000.5  # MJD = JD - 2400000.5 (days); the one place this number lives
+TimeT = TypeVar("TimeT", float, np.ndarray)
+
+
+def jd_to_mjd(jd: TimeT) -> TimeT:
+    """Julian date -> modified Julian date (a float or an array; the time scale is kept)."""
+    return jd - JD_MJD_OFFSET
+
+
+def mjd_to_jd(mjd: TimeT) -> TimeT:
+    """Modified Julian date -> Julian date (a float or an array; the time scale is kept)."""
+    return mjd + JD_MJD_OFFSET
 
 
 def empty_table() -> pa.Table:

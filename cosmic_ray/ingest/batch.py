@@ -1,8 +1,11 @@
-"""Bounded ingestion: read a source's inputs in parallel with Ray Data, append to the lake.
+"""Bounded ingestion: read a source's inputs into the lake.
 
-Workers parse raw bytes into the light-curve schema and quarantine what they cannot read (with
-the reason); the driver appends to the lake, which drops what is already there. ZTF alerts also
-get one row each in the lake's per-alert table, with their pre-filter decision.
+File-based requests (local files, recorded answers) are read and parsed in parallel with Ray
+Data; requests that ask a service (``request.remote``: a MAST or IRSA search, TESS downloads by
+TIC id) are fetched and parsed on the driver. What cannot be read is quarantined with the reason;
+the driver appends to the lake, which drops what is already there. ZTF alerts also get one row
+each in the lake's per-alert table, with their pre-filter decision; MAST observations (anchors)
+go to the lake's anchors table, never among the light-curve points.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ import logging
 import tarfile
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +29,8 @@ from cosmic_ray.ingest import prefilter, quarantine
 from cosmic_ray.ingest.lake import Lake
 from cosmic_ray.ingest.prefilter import PrefilterConfig
 from cosmic_ray.sources import get_source
+from cosmic_ray.sources.base import ParseResult, RawInput, Request
+from cosmic_ray.sources.ztf import iter_tarball, iter_tarball_bytes
 
 log = logging.getLogger(__name__)
 
@@ -42,19 +47,21 @@ class IngestSummary:
     duplicates: int
     quarantined: int
     seconds: float
+    anchors: int = 0  # MAST observations stored (lake ``_anchors/``)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
 def request_files(request: Any) -> list[str]:
-    """The files a file-based request will read (ZTF Avro + tarballs, catalogue CSVs, FITS...)."""
-    for attr in ("avro_files", "files", "paths"):
-        if hasattr(request, attr):
-            files = [str(p) for p in getattr(request, attr)]
-            files += [str(p) for p in getattr(request, "tarballs", ())]
-            return files
-    raise SourceError(f"{type(request).__name__} is not file based")
+    """The local files a request reads (ZTF Avro + tarballs, catalogue CSVs, FITS, recorded answers...).
+
+    Raises:
+        SourceError: ``request`` is not a source request (:class:`cosmic_ray.sources.base.Request`).
+    """
+    if not isinstance(request, Request):
+        raise SourceError(f"{type(request).__name__} is not a source request (no files / remote / parse_options)")
+    return [str(p) for p in request.files]
 
 
 @dataclass
@@ -65,6 +72,7 @@ class ParsedBatch:
     alerts: pa.Table | None
     n_alerts: int
     quarantined: int = 0
+    anchors: pa.Table | None = None  # MAST observations (kept apart from the points)
 
 
 def parse_inputs(
@@ -73,16 +81,22 @@ def parse_inputs(
     quarantine_dir: Path | str,
     run_id: str = "",
     prefilter_cfg: PrefilterConfig | None = None,
+    parse_options: Mapping[str, Any] | None = None,
 ) -> ParsedBatch:
-    """Parse raw inputs (``(name, bytes)``, or ``(path, None)`` to read the file here; ZTF tarballs
-    are streamed member by member) into the
-    light-curve schema; what cannot be read is quarantined with its reason and bytes.
+    """Parse raw inputs into the light-curve schema; what cannot be read is quarantined with its reason and bytes.
+
+    Args:
+        source_name: a registered source.
+        items: ``(name, bytes)``, or ``(path, None)`` to read the file here (ZTF tarballs are
+            streamed member by member, never unpacked).
+        quarantine_dir: where bad inputs go.
+        run_id: prefix of this run's quarantine files.
+        prefilter_cfg: pre-filter thresholds for ZTF alerts.
+        parse_options: keyword arguments of the source's ``parse`` (the request's ``parse_options``).
 
     ZTF inputs are decoded as one batch (:func:`cosmic_ray.sources.ztf.parse_many`) and their
     per-alert rows get the pre-filter decision (:mod:`cosmic_ray.ingest.prefilter`).
     """
-    from cosmic_ray.sources.ztf import RawInput, iter_tarball_bytes
-
     source = get_source(source_name)
     raws: list[RawInput] = []
     for name, data in items:
@@ -99,18 +113,23 @@ def parse_inputs(
             raws.extend(iter_tarball_bytes(name, bytes(data)))
         else:
             raws.append(RawInput(name, bytes(data)))
-    if hasattr(source, "parse_many"):
-        results = [source.parse_many(raws)]
+    parse_many: Callable[[list[RawInput]], ParseResult] | None = getattr(source, "parse_many", None)
+    parse: Callable[..., ParseResult] = source.parse
+    if parse_many is not None and not parse_options:
+        results = [parse_many(raws)]
     else:
-        results = [source.parse(raw) for raw in raws]
+        results = [parse(raw, **(parse_options or {})) for raw in raws]
     by_name = {raw.name: raw.data for raw in raws}
     tables = [SCHEMA.empty_table()]
-    metas = []
+    metas, anchors = [], []
     n_alerts = quarantined = 0
     for result in results:
         n_alerts += result.alerts
-        tables.append(conform(result.table))
-        if getattr(result, "alert_meta", None) is not None:
+        if result.kind == "anchors":
+            anchors.append(result.table)
+        else:
+            tables.append(conform(result.table))
+        if result.alert_meta is not None:
             metas.append(result.alert_meta)
         for name, reason in result.quarantined:
             data = by_name.get(name, by_name.get(name.rsplit("#", 1)[0]))
@@ -119,12 +138,12 @@ def parse_inputs(
     alerts = None
     if metas:
         alerts = prefilter.apply(pa.concat_tables(metas), prefilter_cfg or PrefilterConfig())
-    return ParsedBatch(pa.concat_tables(tables), alerts, n_alerts, quarantined)
+    return ParsedBatch(
+        pa.concat_tables(tables), alerts, n_alerts, quarantined, pa.concat_tables(anchors) if anchors else None
+    )
 
 
-def _iter_tarball_file(name: str):
-    from cosmic_ray.sources.ztf import RawInput, iter_tarball
-
+def _iter_tarball_file(name: str) -> Iterator[RawInput]:
     try:
         yield from iter_tarball(Path(name))
     except (OSError, EOFError, tarfile.TarError) as exc:  # unreadable or not a tar at all: one bad input
@@ -145,7 +164,12 @@ def _from_ipc(data: bytes) -> pa.Table | None:
 
 
 def _parse_block(
-    batch: dict[str, np.ndarray], source_name: str, quarantine_dir: str, run_id: str, prefilter_cfg: dict
+    batch: dict[str, np.ndarray],
+    source_name: str,
+    quarantine_dir: str,
+    run_id: str,
+    prefilter_cfg: dict[str, Any],
+    parse_options: dict[str, Any],
 ) -> pa.Table:
     """Ray Data UDF: a block of paths -> one row carrying the parsed tables (Arrow IPC).
 
@@ -153,15 +177,48 @@ def _parse_block(
     streamed member by member and a truncated one is quarantined, not a failed task).
     """
     parsed = parse_inputs(
-        source_name, ((path, None) for path in batch["path"]), quarantine_dir, run_id, PrefilterConfig(**prefilter_cfg)
+        source_name,
+        ((path, None) for path in batch["path"]),
+        quarantine_dir,
+        run_id,
+        PrefilterConfig(**prefilter_cfg),
+        parse_options,
     )
     return pa.table(
         {
             "points": pa.array([_to_ipc(parsed.points)], pa.large_binary()),
             "alerts": pa.array([_to_ipc(parsed.alerts)], pa.large_binary()),
+            "anchors": pa.array([_to_ipc(parsed.anchors)], pa.large_binary()),
             "n_alerts": pa.array([parsed.n_alerts], pa.int64()),
         }
     )
+
+
+@dataclass
+class _Tally:
+    """What the driver stored so far (the numbers of :class:`IngestSummary`)."""
+
+    alerts: int = 0
+    written: int = 0
+    duplicates: int = 0
+    anchors: int = 0
+
+    def __post_init__(self) -> None:
+        self.objects: set[str] = set()
+
+    def store(self, lake: Lake, parsed: ParsedBatch) -> None:
+        """Stage the points and per-alert rows, write the anchors."""
+        self.alerts += parsed.n_alerts
+        result = lake.append(parsed.points, defer=True)
+        self.written += result.written
+        self.duplicates += result.duplicates
+        self.objects.update(pc.unique(parsed.points.column("object_id")).to_pylist())
+        if parsed.alerts is not None:
+            lake.append_alerts(parsed.alerts, defer=True)
+        if parsed.anchors is not None:
+            stored = lake.append_anchors(parsed.anchors)
+            self.anchors += stored.written
+            self.duplicates += stored.duplicates
 
 
 def ingest(
@@ -173,70 +230,111 @@ def ingest(
     prefilter_cfg: PrefilterConfig | None = None,
     files_per_block: int = 128,
     flush_rows: int = 2_000_000,
+    request: Request | None = None,
 ) -> IngestSummary:
-    """Read ``inputs`` of ``source_name`` into the lake with Ray Data.
+    """Read ``inputs`` of ``source_name`` (or a prepared ``request``) into the lake.
 
-    Read and parse run in Ray Data tasks (one block of ``files_per_block`` files each);
-    the driver deduplicates against the lake's key index and writes one file per
-    (source, night) every ``flush_rows`` new points and at the end.
+    A file-based request is read and parsed in Ray Data tasks (one block of ``files_per_block``
+    files each); a remote one (``request.remote``) is fetched and parsed on the driver. The
+    driver deduplicates against the lake's key index and writes one file per (source, night)
+    every ``flush_rows`` new points and at the end.
+
+    Args:
+        source_name: a registered source (:data:`cosmic_ray.sources.REGISTRY`).
+        inputs: what the source's ``build_request`` takes (ignored when ``request`` is given).
+        lake_dir: the lake.
+        quarantine_dir: where bad inputs go, with their reasons.
+        parallelism: Ray Data blocks (default: one per ``files_per_block`` files).
+        prefilter_cfg: pre-filter thresholds for ZTF alerts.
+        files_per_block: files per Ray Data block.
+        flush_rows: staged points that trigger a write.
+        request: a request built by the caller (e.g. a MAST search with options).
 
     Raises:
         SourceError: nothing readable was given (no input file at all).
+        RemoteServiceError: a remote service did not answer.
     """
-    import ray
-
     start = time.perf_counter()
-    source = get_source(source_name)
-    request = source.build_request(inputs)
-    files = request_files(request)
-    if not files:
-        raise SourceError(f"no {source_name} input found in {[str(i) for i in inputs]}")
+    if request is None:
+        request = get_source(source_name).build_request(inputs)
     run_id = uuid.uuid4().hex[:8]
     lake = Lake(lake_dir)
     lake_dir.mkdir(parents=True, exist_ok=True)
+    tally = _Tally()
+    cfg = prefilter_cfg or PrefilterConfig()
+    if request.remote:
+        raws = list(get_source(source_name).fetch(request))
+        n_inputs = len(raws)
+        parsed = parse_inputs(
+            source_name, ((r.name, r.data) for r in raws), quarantine_dir, run_id, cfg, request.parse_options
+        )
+        tally.store(lake, parsed)
+    else:
+        files = request_files(request)
+        if not files:
+            raise SourceError(f"no {source_name} input found in {[str(i) for i in inputs]}")
+        n_inputs = len(files)
+        for parsed in _parse_files_with_ray(
+            source_name, files, quarantine_dir, run_id, cfg, dict(request.parse_options), parallelism, files_per_block
+        ):
+            tally.store(lake, parsed)
+            if lake.staged_rows >= flush_rows:
+                lake.flush()
+    lake.flush()
+    summary = IngestSummary(
+        source=source_name,
+        inputs=n_inputs,
+        alerts=tally.alerts,
+        objects=len(tally.objects),
+        points=tally.written,
+        duplicates=tally.duplicates,
+        quarantined=quarantine.count(quarantine_dir, run_id),
+        seconds=round(time.perf_counter() - start, 3),
+        anchors=tally.anchors,
+    )
+    log.info("ingest %s: %s", source_name, summary)
+    return summary
+
+
+def _parse_files_with_ray(
+    source_name: str,
+    files: list[str],
+    quarantine_dir: Path,
+    run_id: str,
+    prefilter_cfg: PrefilterConfig,
+    parse_options: dict[str, Any],
+    parallelism: int | None,
+    files_per_block: int,
+) -> Iterator[ParsedBatch]:
+    """Read and parse ``files`` in Ray Data tasks; yield each block's result on the driver."""
+    import ray  # deferred: ray is heavy, and remote requests and parse_inputs do not need it
 
     blocks = parallelism or max(1, min(len(files), -(-len(files) // files_per_block)))
-    ds = ray.data.from_items([{"path": path} for path in files], override_num_blocks=blocks)
-    ds = ds.map_batches(
-        _parse_block,
+    items = ray.data.from_items([{"path": path} for path in files], override_num_blocks=blocks)
+    ds = items.map_batches(
+        _parse_block,  # type: ignore[arg-type]  # Ray's stubs do not model fn_kwargs
         fn_kwargs={
             "source_name": source_name,
             "quarantine_dir": str(quarantine_dir),
             "run_id": run_id,
-            "prefilter_cfg": (prefilter_cfg or PrefilterConfig()).model_dump(),
+            "prefilter_cfg": prefilter_cfg.model_dump(),
+            "parse_options": parse_options,
         },
         batch_format="numpy",
         batch_size=None,
         # one task per CPU: Ray Data otherwise tends to run these fused read+parse tasks one by one
         compute=ray.data.TaskPoolStrategy(size=max(1, min(blocks, int(ray.cluster_resources().get("CPU", 1))))),
     )
-    alerts = written = duplicates = 0
-    objects: set[str] = set()
     for batch in ds.iter_batches(batch_format="pyarrow", batch_size=None):
-        for points_ipc, alerts_ipc, n in zip(
-            *(batch.column(c).to_pylist() for c in ("points", "alerts", "n_alerts")), strict=False
-        ):
-            alerts += n
+        if not isinstance(batch, pa.Table):  # batch_format="pyarrow" gives tables; the stubs allow any format
+            raise TypeError(f"Ray Data gave a {type(batch).__name__} batch, expected a pyarrow.Table")
+        columns = [batch.column(c).to_pylist() for c in ("points", "alerts", "anchors", "n_alerts")]
+        for points_ipc, alerts_ipc, anchors_ipc, n in zip(*columns, strict=True):
             points = _from_ipc(points_ipc)
-            result = lake.append(points, defer=True)
-            written += result.written
-            duplicates += result.duplicates
-            objects.update(pc.unique(points.column("object_id")).to_pylist())
-            meta = _from_ipc(alerts_ipc)
-            if meta is not None:
-                lake.append_alerts(meta, defer=True)
-        if lake.staged_rows >= flush_rows:
-            lake.flush()
-    lake.flush()
-    summary = IngestSummary(
-        source=source_name,
-        inputs=len(files),
-        alerts=alerts,
-        objects=len(objects),
-        points=written,
-        duplicates=duplicates,
-        quarantined=quarantine.count(quarantine_dir, run_id),
-        seconds=round(time.perf_counter() - start, 3),
-    )
-    log.info("ingest %s: %s", source_name, summary)
-    return summary
+            yield ParsedBatch(
+                points if points is not None else SCHEMA.empty_table(),
+                _from_ipc(alerts_ipc),
+                n,
+                0,
+                _from_ipc(anchors_ipc),
+            )

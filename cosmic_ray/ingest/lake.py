@@ -1,5 +1,6 @@
 """The Parquet light-curve lake: ``<root>/source=<source>/night=<YYYYMMDD>/part-<id>.parquet``,
-and one row per ZTF alert (pre-filter decisions) in ``<root>/_alerts/night=<YYYYMMDD>/``.
+one row per ZTF alert (pre-filter decisions) in ``<root>/_alerts/night=<YYYYMMDD>/``, and the
+archive observations found by MAST searches (anchors, not points) in ``<root>/_anchors/``.
 
 Appends are idempotent (points already present are counted as duplicates, not written) and
 crash-safe (each file is written under a temporary name and renamed into place, so a killed
@@ -32,6 +33,7 @@ PARTITION_COLUMNS = ("source", "night")
 PARTITIONING = pads.partitioning(pa.schema([("source", pa.string()), ("night", pa.string())]), flavor="hive")
 _KEY_COLUMNS = ["source", "object_id", "band", "mjd", "is_limit", "candid"]
 ALERTS_DIR = "_alerts"
+ANCHORS_DIR = "_anchors"
 
 
 @dataclass(frozen=True)
@@ -195,6 +197,35 @@ class Lake:
         """One row per ingested ZTF alert, with its pre-filter decision and reason."""
         dataset = self._alert_dataset()
         return pa.table({}) if dataset is None else dataset.to_table()
+
+    # ------------------------------------------------------------------ archive observations (anchors)
+    @property
+    def anchors_root(self) -> Path:
+        return self.root / ANCHORS_DIR
+
+    def read_anchors(self) -> pa.Table:
+        """Every stored archive observation (:data:`cosmic_ray.sources.mast.ANCHOR_SCHEMA` rows)."""
+        files = sorted(p for p in self.anchors_root.glob("part-*.parquet")) if self.anchors_root.is_dir() else []
+        return pa.concat_tables([pq.read_table(p) for p in files]) if files else pa.table({})
+
+    def append_anchors(self, table: pa.Table) -> AppendResult:
+        """Add the observations (``obs_id`` unique) not stored yet; written at once.
+
+        Raises:
+            SourceError: the table has no ``obs_id`` column (not anchors).
+        """
+        if "obs_id" not in table.column_names:
+            raise SourceError(f"anchors need an obs_id column; got {table.column_names}")
+        stored = self.read_anchors()
+        seen = set(stored.column("obs_id").to_pylist()) if stored.num_rows else set()
+        keep = np.zeros(table.num_rows, dtype=bool)
+        for i, obs_id in enumerate(table.column("obs_id").to_pylist()):
+            keep[i] = obs_id not in seen
+            seen.add(obs_id)
+        new = table.filter(pa.array(keep))
+        if new.num_rows:
+            self._write_file(self.anchors_root, new)
+        return AppendResult(written=new.num_rows, duplicates=int((~keep).sum()), objects=0)
 
     # ------------------------------------------------------------------ reading
     def read(self, sources: list[str] | None = None, nights_from: str | None = None) -> pa.Table:

@@ -22,6 +22,8 @@ import numpy as np
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field
 
+from cosmic_ray.core.config import load_yaml_config
+
 PASS = "pass"
 COLUMNS = ("prefilter", "prefilter_reason")
 
@@ -49,8 +51,6 @@ class PrefilterConfig(BaseModel):
 
 def load_config(path: Path | str) -> PrefilterConfig:
     """Read a YAML file into a :class:`PrefilterConfig` (raises ``ConfigError`` if invalid)."""
-    from cosmic_ray.core.config import load_yaml_config
-
     return load_yaml_config(path, PrefilterConfig)  # type: ignore[return-value]
 
 

@@ -12,6 +12,8 @@ from pathlib import Path
 import fastavro
 import numpy as np
 
+from cosmic_ray.core.lightcurve import mjd_to_jd
+
 SIMULATED_SCHEMA_VERSION = "SIMULATED-ztf-4.02-subset"
 
 _CANDIDATE_FIELDS = [
@@ -125,7 +127,7 @@ def write_alert_stream(folder: Path, n_objects: int = 10, seed: int = 1) -> list
         obj = f"ZTFSIM{i:06d}"
         cands = [
             {
-                "jd": float(m + 2400000.5),
+                "jd": float(mjd_to_jd(m)),
                 "fid": 1 if b == "g" else 2,
                 "magpsf": float(x),
                 "sigmapsf": float(e),

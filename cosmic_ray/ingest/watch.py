@@ -113,7 +113,7 @@ class MailboxWatcher:
             self.lake.append_alerts(parsed.alerts, defer=True)
         self.lake.flush()  # points first, then the per-alert rows; both deduplicated on a rerun
         ok = prefilter.passed(parsed.alerts) if parsed.alerts is not None else None
-        if ok is not None and self.on_batch is not None:
+        if parsed.alerts is not None and ok is not None and self.on_batch is not None:
             # the live hook runs before the files leave the mailbox: if it fails (the model app is
             # down), the files are read again next round (the lake drops the repeats and the store
             # keeps one row per candid), so no alert is left in the lake but never classified

@@ -80,19 +80,47 @@ def cluster_status() -> None:
 # ----------------------------------------------------------------------------- ingest
 @app.command()
 def ingest(
-    source: str = typer.Argument(..., help="ztf, catalog, ... (see cosmic_ray.sources)"),
-    inputs: list[Path] = typer.Argument(..., help="Files or folders."),
+    source: str = typer.Argument(..., help="ztf, catalog, catalogs, tess, mast, irsa (see cosmic_ray.sources)."),
+    inputs: Optional[list[str]] = typer.Argument(
+        None,
+        help="Files or folders; tess also takes TIC ids ('TIC 123'), irsa DR object ids; "
+        "mast and irsa also take recorded answers.",
+    ),
     lake: Optional[Path] = typer.Option(None, help="Lake folder (default: $COSMIC_RAY_HOME/lake)."),
+    ra: Optional[float] = typer.Option(None, help="Cone search centre, degrees (mast, irsa)."),
+    dec: Optional[float] = typer.Option(None, help="Cone search centre, degrees (mast, irsa)."),
+    radius: Optional[float] = typer.Option(None, help="Cone radius, arcsec (default: irsa 2, mast 720)."),
+    object_id: Optional[str] = typer.Option(None, help="Name for the rows instead of IRSA's oid (irsa)."),
+    collection: Optional[str] = typer.Option(None, help="MAST obs_collection to search, e.g. TESS (mast)."),
+    author: Optional[str] = typer.Option(None, help="TESS light-curve pipeline: SPOC (default) or QLP (tess)."),
+    server: Optional[str] = typer.Option(
+        None, help="Archive server root: a mirror or a local replay (mast, tess, irsa)."
+    ),
 ) -> None:
-    """Read SOURCE inputs into the lake; print one JSON summary line. Bad records are quarantined."""
+    """Read SOURCE inputs, or the answers of an archive search, into the lake; print one JSON summary line.
+
+    Bad records are quarantined with their reasons. MAST observations go to the lake's anchors
+    table (lake/_anchors), not among the light-curve points.
+    """
     from cosmic_ray.core.errors import SourceError
     from cosmic_ray.ingest.batch import ingest as run_ingest
+    from cosmic_ray.ingest.requests import IngestOptions, request_for
     from cosmic_ray.ops import cluster
     from cosmic_ray.sources import REGISTRY
 
     s = _settings()
     if source not in REGISTRY:
         _fail(f"unknown source {source!r}; known: {', '.join(sorted(REGISTRY))}", 2)
+    if (ra is None) != (dec is None):
+        _fail("give both --ra and --dec", 2)
+    options = IngestOptions(
+        position=(ra, dec) if ra is not None and dec is not None else None,
+        radius_arcsec=radius,
+        object_id=object_id,
+        server=server,
+        collection=collection,
+        author=author,
+    )
     lake_dir = lake or s.lake_dir
     try:
         lake_dir.mkdir(parents=True, exist_ok=True)
@@ -101,10 +129,12 @@ def ingest(
         probe.unlink()
     except OSError as exc:
         _fail(f"lake {lake_dir} is not writable: {exc}")
-    cluster.connect(s, persistent=False)
     try:
-        summary = run_ingest(source, [str(p) for p in inputs], lake_dir, s.quarantine_dir)
-    except SourceError as exc:
+        request = request_for(source, inputs or [], options)
+        if not request.remote:  # files are parsed by Ray Data; a remote search is fetched here
+            cluster.connect(s, persistent=False)
+        summary = run_ingest(source, list(inputs or []), lake_dir, s.quarantine_dir, request=request)
+    except SourceError as exc:  # RemoteServiceError included
         _fail(str(exc))
     _emit(summary.to_dict())
 

@@ -15,6 +15,7 @@ import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -22,7 +23,7 @@ import pyarrow.csv as pacsv
 
 from cosmic_ray.core.errors import SourceError
 from cosmic_ray.core.lightcurve import SCHEMA, conform, mag_to_flux_ujy, mjd_to_nights
-from cosmic_ray.sources.ztf import ParseResult, RawInput
+from cosmic_ray.sources.base import ParseResult, RawInput, read_files
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +62,10 @@ def _non_empty(column: pa.ChunkedArray) -> np.ndarray:
     return np.array([bool(v and v.strip()) for v in column.cast(pa.string()).to_pylist()], dtype=bool)
 
 
+def _is_none(values: np.ndarray) -> np.ndarray:
+    return np.array([v is None for v in values], dtype=bool)
+
+
 def _safe_source(value: str | None) -> str | None:
     """A source name is a lake partition folder: no separators, no ``..``, nothing hidden."""
     return value if value is not None and _SOURCE_NAME.match(value) and ".." not in value else None
@@ -68,11 +73,26 @@ def _safe_source(value: str | None) -> str | None:
 
 @dataclass(frozen=True)
 class CatalogRequest:
+    """Long-format CSV files to read, and the ``source`` name their rows get (unless a column says)."""
+
     files: tuple[Path, ...]
     source: str = "catalog"
 
+    @property
+    def remote(self) -> bool:
+        return False
+
+    @property
+    def parse_options(self) -> dict[str, Any]:
+        return {"source": self.source}
+
 
 def build_request(inputs: Iterable[Path | str], source: str | None = None) -> CatalogRequest:
+    """The CSV files in ``inputs`` (folders are searched for ``*.csv`` / ``*.csv.gz``).
+
+    Raises:
+        SourceError: a path does not exist.
+    """
     files: list[Path] = []
     for raw in inputs:
         path = Path(raw)
@@ -86,8 +106,8 @@ def build_request(inputs: Iterable[Path | str], source: str | None = None) -> Ca
 
 
 def fetch(request: CatalogRequest) -> Iterator[RawInput]:
-    for path in request.files:
-        yield RawInput(str(path), path.read_bytes())
+    """The bytes of each CSV file."""
+    return read_files(request.files)
 
 
 def parse(raw: RawInput, source: str = "catalog") -> ParseResult:
@@ -127,12 +147,12 @@ def parse(raw: RawInput, source: str = "catalog") -> ParseResult:
     is_limit = (
         _bools(table.column("is_limit")) if "is_limit" in table.column_names else np.zeros(len(mjd), dtype=object)
     )
-    reasons[np.equal(is_limit, None) & (reasons == "")] = "is_limit is not true/false"
+    reasons[_is_none(is_limit) & (reasons == "")] = "is_limit is not true/false"
     if "source" in table.column_names:
         sources = np.array(
             [_safe_source(v) for v in table.column("source").cast(pa.string()).to_pylist()], dtype=object
         )
-        reasons[np.equal(sources, None) & (reasons == "")] = "source is not a plain name (letters, digits, _ . -)"
+        reasons[_is_none(sources) & (reasons == "")] = "source is not a plain name (letters, digits, _ . -)"
     good = reasons == ""
     quarantined = [(f"{raw.name}#row{i + 2}", str(reasons[i])) for i in np.flatnonzero(~good)]
     if not good.any():

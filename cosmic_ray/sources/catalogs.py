@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import io
 import logging
-import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,6 +45,8 @@ from astropy.coordinates import SkyCoord
 
 from cosmic_ray.core.errors import SourceError
 from cosmic_ray.core.lightcurve import (
+    AB_ZP_UJY,
+    JD_MJD_OFFSET,
     SCHEMA,
     ZTF_FID_TO_BAND,
     conform,
@@ -53,157 +54,19 @@ from cosmic_ray.core.lightcurve import (
     mjd_to_nights,
 )
 from cosmic_ray.core.taxonomy import to_coarse
-from cosmic_ray.sources.ztf import AB_ZP_UJY, ParseResult, RawInput
+from cosmic_ray.sources.base import ParseResult, RawInput
+from cosmic_ray.sources.magsystems import (
+    ab_offset,
+    band_name,
+    canonical_filter,
+    filter_family,
+    survey_name,
+    text_or_empty,
+)
 
 log = logging.getLogger(__name__)
 
 NAME = "catalogs"
-
-# ----------------------------------------------------------------------------- magnitude systems
-
-# m_AB - m_Vega, per filter family and filter; AB = Vega + offset.
-# Johnson-Cousins UBVRI, SDSS ugriz and 2MASS JHKs: Blanton & Roweis 2007, AJ 133, 734, Table 1
-#   (K is taken as Ks).
-# Swift/UVOT UVW2, UVM2, UVW1, U, B, V: Breeveld et al. 2011, AIP Conf. Proc. 1358, 373, Table 1.
-# WISE W1-W4: Jarrett et al. 2011, ApJ 735, 112, and the WISE All-Sky explanatory supplement 4.4h.
-VEGA_TO_AB: dict[str, dict[str, u.Quantity]] = {
-    "standard": {
-        "U": 0.79 * u.mag,
-        "B": -0.09 * u.mag,
-        "V": 0.02 * u.mag,
-        "R": 0.21 * u.mag,
-        "I": 0.45 * u.mag,
-        "u": 0.91 * u.mag,
-        "g": -0.08 * u.mag,
-        "r": 0.16 * u.mag,
-        "i": 0.37 * u.mag,
-        "z": 0.54 * u.mag,
-        "J": 0.91 * u.mag,
-        "H": 1.39 * u.mag,
-        "Ks": 1.85 * u.mag,
-        "K": 1.85 * u.mag,
-    },
-    "swift": {
-        "UVW2": 1.73 * u.mag,
-        "UVM2": 1.69 * u.mag,
-        "UVW1": 1.51 * u.mag,
-        "U": 1.02 * u.mag,
-        "B": -0.13 * u.mag,
-        "V": -0.01 * u.mag,
-    },
-    "wise": {"W1": 2.699 * u.mag, "W2": 3.339 * u.mag, "W3": 5.174 * u.mag, "W4": 6.620 * u.mag},
-}
-
-# The system a filter's magnitudes are quoted in when a catalogue row does not say.
-NATIVE_SYSTEM: dict[str, str] = {
-    **{f: "AB" for f in ("u", "g", "r", "i", "z", "y", "w", "o", "c", "G", "NUV", "FUV")},
-    **{f: "Vega" for f in ("U", "B", "V", "R", "I", "J", "H", "K", "Ks", "W1", "W2", "W3", "W4")},
-    **{f: "Vega" for f in ("UVW2", "UVM2", "UVW1")},  # UVOT's own system
-}
-
-_FILTER_ALIASES = {"orange": "o", "cyan": "c"}
-_SWIFT_SHORT = {"W1": "UVW1", "W2": "UVW2", "M2": "UVM2"}
-_SURVEY_ALIASES = {
-    "panstarrs1": "ps1",
-    "panstarrs": "ps1",
-    "gpc1": "ps1",
-    "gpc": "ps1",
-    "atlas1": "atlas",
-    "acam1": "atlas",
-    "asassn1": "asassn",
-    "uvot": "swift",
-    "flwo48": "flwo",
-    "lcogt": "lco",
-    "ptf48inch": "ptf",
-    "ptf60inch": "p60",
-    "cfh12k": "ptf",
-}
-_MISSING = {"", "--", "nan", "none"}
-
-
-def _text(value: Any) -> str:
-    if value is None or (isinstance(value, float) and np.isnan(value)):
-        return ""
-    text = str(value).strip()
-    return "" if text.lower() in _MISSING else text
-
-
-def _slug(text: str) -> str:
-    return re.sub(r"[^a-z0-9]", "", text.lower())
-
-
-def filter_family(telescope: Any, instrument: Any, filter_name: str) -> str:
-    """``swift``, ``wise`` or ``standard``: which Vega->AB table a filter is read from."""
-    tel, inst = _slug(_text(telescope)), _slug(_text(instrument))
-    if "swift" in (tel, inst) or "uvot" in (tel, inst) or filter_name in ("UVW2", "UVM2", "UVW1"):
-        return "swift"
-    if filter_name in ("W1", "W2", "W3", "W4"):
-        return "wise"
-    return "standard"
-
-
-def canonical_filter(filter_name: Any, telescope: Any = None, instrument: Any = None) -> str:
-    """Filter name in one spelling: ATLAS ``orange``/``cyan`` -> ``o``/``c``, UVOT ``W1/W2/M2`` -> ``UVW1/UVW2/UVM2``."""
-    name = _text(filter_name)
-    name = _FILTER_ALIASES.get(name, name)
-    tel, inst = _slug(_text(telescope)), _slug(_text(instrument))
-    if name in _SWIFT_SHORT and ("swift" in (tel, inst) or "uvot" in (tel, inst) or name == "M2"):
-        return _SWIFT_SHORT[name]
-    return name
-
-
-def ab_offset(
-    filter_name: str, system: Any, family: str = "standard", assume_native_system: bool = True
-) -> tuple[float | None, str]:
-    """Offset to add to a magnitude to make it AB, or ``None`` and the reason it cannot be.
-
-    Args:
-        filter_name: canonical filter (:func:`canonical_filter`).
-        system: ``AB``, ``Vega`` or missing.
-        family: :func:`filter_family` of the row.
-        assume_native_system: give a row without a system its filter's :data:`NATIVE_SYSTEM`.
-
-    Returns:
-        ``(offset_mag, system_used)`` or ``(None, reason)``.
-    """
-    sys_name = _text(system)
-    if not sys_name:
-        if not assume_native_system:
-            return None, f"no magnitude system given for filter {filter_name!r}"
-        if filter_name in ("W1", "W2") and family != "wise":
-            return None, f"filter {filter_name!r} without telescope or system: Swift/UVOT or WISE?"
-        sys_name = NATIVE_SYSTEM.get(filter_name, "")
-        if not sys_name:
-            return None, f"no magnitude system given and none native to filter {filter_name!r}"
-    if sys_name.upper() == "AB":
-        return 0.0, "AB"
-    if sys_name.lower() == "vega":
-        offset = VEGA_TO_AB.get(family, {}).get(filter_name)
-        if offset is None:
-            return None, f"no Vega->AB offset for {family} filter {filter_name!r}"
-        return float(offset.to_value(u.mag)), "Vega"
-    return None, f"unknown magnitude system {sys_name!r}"
-
-
-def survey_name(telescope: Any, instrument: Any) -> str:
-    """Short survey/telescope name used in band names (``ztf``, ``ptf``, ``atlas``, ``ps1`` ...)."""
-    tel, inst = _slug(_text(telescope)), _slug(_text(instrument))
-    if inst.startswith("ztf") or tel.startswith("ztf"):
-        return "ztf"
-    if tel == "p48":
-        return "ptf"  # P48 photometry not from the ZTF camera is (i)PTF's CFH12k
-    if inst in ("uvot", "swift") or tel in ("uvot", "swift"):
-        return "swift"
-    name = tel or inst
-    return _SURVEY_ALIASES.get(name, name) or "unknown"
-
-
-def band_name(survey: str, filter_name: str) -> str:
-    """``g``/``r``/``i`` for ZTF, ``<survey>_<filter>`` otherwise."""
-    if survey == "ztf" and filter_name in ("g", "r", "i"):
-        return filter_name
-    return f"{survey}_{filter_name}"
-
 
 # ----------------------------------------------------------------------------- request / fetch
 
@@ -226,7 +89,7 @@ ALERCE_TO_TAXONOMY = {"SNIa": "SN Ia", "SNIbc": "SN Ib/c", "SNII": "SN II", "SNI
 def alerce_coarse(label: str | None) -> str:
     """Coarse class of an ALeRCE label (``SNIa`` -> ``SN Ia``); ALeRCE's ``SLSN`` gives ``Other``
     because it does not say which of ``SLSN-I``/``SLSN-II`` it is."""
-    return to_coarse(ALERCE_TO_TAXONOMY.get(_text(label), _text(label)))
+    return to_coarse(ALERCE_TO_TAXONOMY.get(text_or_empty(label), text_or_empty(label)))
 
 
 @dataclass(frozen=True)
@@ -244,6 +107,14 @@ class CatalogsRequest:
     def files(self) -> tuple[Path, ...]:
         """The photometry files (what a file-based ingest reads; companions are found beside them)."""
         return tuple(c.files["photometry"] for c in self.catalogues)
+
+    @property
+    def remote(self) -> bool:
+        return False
+
+    @property
+    def parse_options(self) -> dict[str, Any]:
+        return {"assume_native_system": self.assume_native_system}
 
 
 @dataclass(frozen=True)
@@ -358,7 +229,7 @@ def _csv(data: bytes, name: str, **kwargs: Any) -> pd.DataFrame:
 
 def _jd_as_mjd(times: np.ndarray) -> np.ndarray:
     """Some catalogue rows give a Julian date in the MJD column (the TDE catalogue does): convert those."""
-    return np.where(times >= 2400000.5, times - 2400000.5, times)
+    return np.where(times >= JD_MJD_OFFSET, jd_to_mjd(times), times)
 
 
 def _photometry_frame(
@@ -374,7 +245,7 @@ def _photometry_frame(
 ) -> pd.DataFrame:
     return pd.DataFrame(
         {
-            "object_id": name.map(_text).to_numpy(),
+            "object_id": name.map(text_or_empty).to_numpy(),
             "mjd": _jd_as_mjd(pd.to_numeric(mjd, errors="coerce").to_numpy(float)),
             "mag_in": pd.to_numeric(mag, errors="coerce").to_numpy(float),
             "magerr": pd.to_numeric(magerr, errors="coerce").to_numpy(float),
@@ -392,7 +263,7 @@ def _convert(
 ) -> tuple[pd.DataFrame, list[tuple[str, str]]]:
     """Filters, bands, AB conversion and row checks, shared by the SLSN and TDE readers."""
     quarantined: list[tuple[str, str]] = []
-    keys = df[["filter_raw", "system", "telescope", "instrument"]].map(_text)
+    keys = df[["filter_raw", "system", "telescope", "instrument"]].map(text_or_empty)
     combos = keys.drop_duplicates()
     resolved = {}
     for row in combos.itertuples(index=False):
@@ -485,7 +356,7 @@ def _parse_slsne(raw: RawInput, parts: Mapping[str, bytes], assume_native_system
     df = df[~ignored]
     df, bad = _convert(df, raw.name, "slsne", assume_native_system)
     quarantined.extend(bad)
-    pos = meta.set_index(meta["Name"].map(_text))
+    pos = meta.set_index(meta["Name"].map(text_or_empty))
     df["ra"] = df["object_id"].map(pd.to_numeric(pos["RA_deg"], errors="coerce"))
     df["dec"] = df["object_id"].map(pd.to_numeric(pos["DEC_deg"], errors="coerce"))
     return ParseResult(table=_to_table(df, SOURCES["slsne"], LABELS["slsne"]), quarantined=quarantined)
@@ -493,7 +364,7 @@ def _parse_slsne(raw: RawInput, parts: Mapping[str, bytes], assume_native_system
 
 def parse_sexagesimal(ra: Any, dec: Any) -> tuple[float, float] | None:
     """``(ra_deg, dec_deg)`` from hour-angle RA and degree Dec strings, or ``None`` if unreadable."""
-    ra_s, dec_s = _text(ra), _text(dec)
+    ra_s, dec_s = text_or_empty(ra), text_or_empty(dec)
     if not ra_s or not dec_s or ra_s.count(":") != 2 or dec_s.count(":") != 2:
         return None
     try:
@@ -507,7 +378,7 @@ def _parse_tde(raw: RawInput, parts: Mapping[str, bytes], assume_native_system: 
     phot = _csv(raw.data, raw.name, dtype={"name": str})
     meta = pd.read_csv(io.BytesIO(parts["metadata"]), dtype=str)
     time = pd.to_numeric(phot["time"], errors="coerce")
-    unit = phot["u_time"].map(_text)
+    unit = phot["u_time"].map(text_or_empty)
     time = time.where(unit.isin(["MJD", ""]), np.nan)  # only MJD times are understood
     df = _photometry_frame(
         phot["name"],
@@ -525,7 +396,7 @@ def _parse_tde(raw: RawInput, parts: Mapping[str, bytes], assume_native_system: 
     for row in meta.itertuples(index=False):
         pos = parse_sexagesimal(row.ra, row.dec)
         if pos:
-            positions[_text(row.name)] = pos
+            positions[text_or_empty(row.name)] = pos
     df["ra"] = df["object_id"].map(lambda n: positions.get(n, (np.nan, np.nan))[0])
     df["dec"] = df["object_id"].map(lambda n: positions.get(n, (np.nan, np.nan))[1])
     return ParseResult(table=_to_table(df, SOURCES["tde"], LABELS["tde"]), quarantined=quarantined)
@@ -535,12 +406,12 @@ def _parse_alerce(raw: RawInput, parts: Mapping[str, bytes]) -> ParseResult:
     det = _csv(raw.data, raw.name, dtype={"objectId": str})
     nondet = pd.read_csv(io.BytesIO(parts["non_detections"]), dtype={"objectId": str})
     labels = pd.read_csv(io.BytesIO(parts["labels"]), dtype=str)
-    label_of = dict(zip(labels["objectId"].map(_text), labels["classALeRCE"].map(_text), strict=False))
+    label_of = dict(zip(labels["objectId"].map(text_or_empty), labels["classALeRCE"].map(text_or_empty), strict=False))
     quarantined: list[tuple[str, str]] = []
 
     d = pd.DataFrame(
         {
-            "object_id": det["objectId"].map(_text),
+            "object_id": det["objectId"].map(text_or_empty),
             "mjd": pd.to_numeric(det["mjd"], errors="coerce"),
             "mag": pd.to_numeric(det["magpsf"], errors="coerce"),
             "magerr": pd.to_numeric(det["sigmapsf"], errors="coerce"),
@@ -558,7 +429,7 @@ def _parse_alerce(raw: RawInput, parts: Mapping[str, bytes]) -> ParseResult:
     d["sign"] = np.where(d["isdiffpos"], 1.0, -1.0)
     n = pd.DataFrame(
         {
-            "object_id": nondet["objectId"].map(_text),
+            "object_id": nondet["objectId"].map(text_or_empty),
             "mjd": jd_to_mjd(pd.to_numeric(nondet["jd"], errors="coerce")),
             "mag": pd.to_numeric(nondet["diffmaglim"], errors="coerce"),
             "magerr": np.nan,

@@ -35,6 +35,10 @@ import pyarrow as pa
 from astropy import units as u
 from astropy.coordinates import SkyCoord, search_around_sky
 
+from cosmic_ray.sources import catalogs
+from cosmic_ray.sources.catalogs import parse_sexagesimal
+from cosmic_ray.sources.mast import object_positions
+
 log = logging.getLogger(__name__)
 
 DEFAULT_RADIUS = 2 * u.arcsec
@@ -277,7 +281,6 @@ def _float_or_none(value: object) -> float | None:
 
 
 def _sexagesimal(ra: object, dec: object) -> tuple[float | None, float | None]:
-    from cosmic_ray.sources.catalogs import parse_sexagesimal
 
     pos = parse_sexagesimal(ra, dec)
     return pos if pos else (None, None)
@@ -317,7 +320,6 @@ def tde_entries(path: Path | str, object_ids: Iterable[str] | None = None, catal
 
 def table_entries(table: pa.Table, catalogue: str) -> list[Entry]:
     """One entry per object of a light-curve table (its object id, mean position of its rows)."""
-    from cosmic_ray.sources.mast import object_positions
 
     ids = sorted(set(table.column("object_id").to_pylist()))
     pos = {
@@ -331,7 +333,6 @@ def table_entries(table: pa.Table, catalogue: str) -> list[Entry]:
 
 def load_shared_entries(data_dir: Path | str) -> list[Entry]:
     """Entries of the BTS, SLSN, TDE (objects with photometry) and ALeRCE catalogues in shared data."""
-    from cosmic_ray.sources import catalogs
 
     data = Path(data_dir)
     entries = bts_entries(data / "ztf-bts" / "bts_dev_catalog.csv")

@@ -30,21 +30,33 @@ from pathlib import Path
 from typing import Any
 from xml.parsers.expat import ExpatError
 
+import httpx
 import numpy as np
 import pyarrow as pa
 from astropy import units as u
 from astropy.io import ascii as asciitable
 
-from cosmic_ray.core.errors import RemoteServiceError, SourceError
+from cosmic_ray.core.errors import SourceError
 from cosmic_ray.core.lightcurve import SCHEMA, conform, mag_to_flux_ujy, mjd_to_nights
-from cosmic_ray.sources import mast
-from cosmic_ray.sources.ztf import ParseResult, RawInput
+from cosmic_ray.sources.base import (
+    FileRequest,
+    ParseResult,
+    RawInput,
+    http_answer,
+    read_files,
+    recorded_paths,
+    sky_position,
+    unwrap_http,
+)
 
 log = logging.getLogger(__name__)
 
 NAME = "irsa"
 SOURCE = "ztf_irsa"  # ZTF data-release PSF photometry on science images: NOT difference photometry
-LIGHTCURVE_URL = "https://irsa.ipac.caltech.edu/cgi-bin/ZTF/nph_light_curves"
+IRSA_SERVER = "https://irsa.ipac.caltech.edu"
+LIGHTCURVE_PATH = "/cgi-bin/ZTF/nph_light_curves"
+LIGHTCURVE_URL = IRSA_SERVER + LIGHTCURVE_PATH
+RECORDED_SUFFIXES = (".tbl", ".csv", ".xml", ".vot", ".http", ".txt")
 FORMATS = ("ipac_table", "csv")
 FILTERCODE_TO_BAND = {"zg": "g", "zr": "r", "zi": "i"}
 REQUIRED_COLUMNS = ("oid", "mjd", "mag", "magerr", "catflags", "filtercode")
@@ -59,18 +71,32 @@ class IrsaRequest:
     base_url: str = LIGHTCURVE_URL
     object_id: str | None = None  # name to give the rows instead of IRSA's oid
 
+    @property
+    def files(self) -> tuple[Path, ...]:
+        return ()
+
+    @property
+    def remote(self) -> bool:
+        return True
+
+    @property
+    def parse_options(self) -> dict[str, Any]:
+        return {"object_id": self.object_id} if self.object_id else {}
+
     def url(self) -> str:
         """The full URL that :func:`fetch` GETs."""
-        import httpx
-
         return str(httpx.URL(self.base_url, params=list(self.params)))
 
 
 @dataclass(frozen=True)
-class RecordedAnswers:
+class RecordedAnswers(FileRequest):
     """Recorded answers of the service (IPAC table, CSV, VOTable or raw HTTP) to read from disk."""
 
-    files: tuple[Path, ...]
+    object_id: str | None = None  # name to give the rows instead of IRSA's oid
+
+    @property
+    def parse_options(self) -> dict[str, Any]:
+        return {"object_id": self.object_id} if self.object_id else {}
 
 
 def build_request(
@@ -83,6 +109,7 @@ def build_request(
     bad_catflags_mask: int | None = None,
     collection: str | None = None,
     object_id: str | None = None,
+    server: str = IRSA_SERVER,
 ) -> IrsaRequest | RecordedAnswers:
     """The ZTF light-curve API query for one position or some DR object ids (nothing is sent).
 
@@ -98,16 +125,14 @@ def build_request(
             drops ``catflags != 0`` either way.
         collection: data release, e.g. ``ztf_dr23`` (``COLLECTION``); IRSA's latest when ``None``.
         object_id: name for the rows (e.g. the ZTF alert id of the transient); IRSA's oid if ``None``.
+        server: IRSA server root (a mirror or a local replay of one).
 
     Raises:
         SourceError: unknown format or band, or a recorded file does not exist.
     """
-    if _is_recorded(inputs):
-        paths = [Path(p) for p in ([inputs] if isinstance(inputs, (str, Path)) else inputs)]
-        missing = [str(p) for p in paths if not p.is_file()]
-        if missing:
-            raise SourceError(f"recorded IRSA answers not found: {missing}")
-        return RecordedAnswers(files=tuple(paths))
+    recorded = recorded_paths(inputs, RECORDED_SUFFIXES)
+    if recorded is not None:
+        return RecordedAnswers(files=recorded, object_id=object_id)
     if fmt not in FORMATS:
         raise SourceError(f"IRSA light-curve format {fmt!r} not supported; use one of {FORMATS}")
     params: list[tuple[str, str]] = []
@@ -117,7 +142,7 @@ def build_request(
         ids = [int(inputs)] if isinstance(inputs, (int, np.integer)) else [int(x) for x in inputs]
         params += [("ID", str(i)) for i in ids]
     else:
-        coords = mast._coordinates(inputs)
+        coords = sky_position(inputs)
         radius_deg = float(u.Quantity(radius, u.arcsec).to_value(u.deg))
         params.append(("POS", f"CIRCLE {coords.ra.deg:.7f} {coords.dec.deg:.7f} {radius_deg:.7f}"))
     if bands:
@@ -132,17 +157,7 @@ def build_request(
     if collection:
         params.append(("COLLECTION", collection))
     params.append(("FORMAT", fmt))
-    return IrsaRequest(params=tuple(params), object_id=object_id)
-
-
-def _is_recorded(inputs: Any) -> bool:
-    if isinstance(inputs, Path):
-        return True
-    if isinstance(inputs, str):
-        return Path(inputs).suffix in (".tbl", ".csv", ".xml", ".vot", ".http", ".txt")
-    if isinstance(inputs, (list, tuple)) and inputs:
-        return all(isinstance(p, (str, Path)) and _is_recorded(p) for p in inputs)
-    return False
+    return IrsaRequest(params=tuple(params), base_url=server.rstrip("/") + LIGHTCURVE_PATH, object_id=object_id)
 
 
 def fetch(request: IrsaRequest | RecordedAnswers, timeout: float = 120.0) -> Iterator[RawInput]:
@@ -154,24 +169,17 @@ def fetch(request: IrsaRequest | RecordedAnswers, timeout: float = 120.0) -> Ite
         RemoteServiceError: IRSA did not answer (an HTTP error answer is yielded and quarantined).
     """
     if isinstance(request, RecordedAnswers):
-        for path in request.files:
-            yield RawInput(str(path), path.read_bytes())
+        yield from read_files(request.files)
         return
-    import httpx
-
-    url = request.url()
-    try:
-        resp = httpx.get(url, timeout=timeout, follow_redirects=True)
-    except httpx.HTTPError as exc:
-        raise RemoteServiceError(f"IRSA did not answer {url}: {exc}; retry later") from exc
-    yield RawInput(url, mast.http_response_bytes(resp.status_code, resp.content, dict(resp.headers)))
+    with httpx.Client(timeout=timeout, follow_redirects=True) as client:
+        yield http_answer(client, "GET", request.url(), service="IRSA")
 
 
 def _read_table(body: bytes) -> Any:
     """IPAC table, CSV (``#`` comment lines allowed) or VOTable (IRSA's default format)."""
     stripped = body.lstrip()
     if stripped.startswith(b"<"):
-        from astropy.io.votable import parse_single_table
+        from astropy.io.votable import parse_single_table  # deferred: only VOTable answers need it
 
         return parse_single_table(io.BytesIO(body)).to_table(), "votable"
     text = body.decode("utf-8", "replace")
@@ -199,14 +207,9 @@ def parse(raw: RawInput, object_id: str | None = None) -> ParseResult:
         unknown ``filtercode`` are quarantined one by one; an HTTP error, an unreadable body or
         missing columns quarantine the whole answer.
     """
-    try:
-        status, _, body = mast.split_http_response(raw.data)
-    except SourceError as exc:
-        return ParseResult(table=SCHEMA.empty_table(), quarantined=[(raw.name, str(exc))])
-    if status is not None and status >= 400:
-        return ParseResult(
-            table=SCHEMA.empty_table(), quarantined=[(raw.name, mast.http_error_reason("IRSA", status, body))]
-        )
+    body = unwrap_http(raw, "IRSA")
+    if isinstance(body, str):
+        return ParseResult(table=SCHEMA.empty_table(), quarantined=[(raw.name, body)])
     try:
         table, fmt = _read_table(body)
     except (ValueError, TypeError, IndexError, KeyError, ExpatError) as exc:  # astropy's readers raise these
@@ -276,7 +279,8 @@ def parse(raw: RawInput, object_id: str | None = None) -> ParseResult:
 
 def read_lightcurves(inputs: Iterable[Path | str], object_id: str | None = None) -> ParseResult:
     """Parse recorded answers into one table (quarantine lists concatenated)."""
-    tables, quarantined = [], []
+    tables: list[pa.Table] = []
+    quarantined: list[tuple[str, str]] = []
     for raw in fetch(build_request([Path(p) for p in inputs])):
         res = parse(raw, object_id=object_id)
         tables.append(res.table)

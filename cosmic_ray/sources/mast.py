@@ -24,28 +24,40 @@ Example (offline)::
 
 from __future__ import annotations
 
-import http.client
-import io
 import json
 import logging
 import math
+import time
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
 import numpy as np
 import pyarrow as pa
 from astropy import units as u
 from astropy.coordinates import SkyCoord, search_around_sky
 
 from cosmic_ray.core.errors import RemoteServiceError, SourceError
-from cosmic_ray.sources.ztf import ParseResult, RawInput
+from cosmic_ray.sources.base import (
+    ParseResult,
+    RawInput,
+    http_answer,
+    read_files,
+    recorded_paths,
+    sky_position,
+    split_http_response,
+    unwrap_http,
+)
 
 log = logging.getLogger(__name__)
 
 NAME = "mast"
-MAST_INVOKE_URL = "https://mast.stsci.edu/api/v0/invoke"  # astroquery PortalAPI.MAST_REQUEST_URL
+MAST_SERVER = "https://mast.stsci.edu"
+MAST_INVOKE_URL = f"{MAST_SERVER}/api/v0/invoke"  # astroquery PortalAPI.MAST_REQUEST_URL
+PRODUCTS_SERVICE = "Mast.Caom.Products"
+RECORDED_SUFFIXES = (".json", ".http", ".txt")
 CONE_SERVICE = "Mast.Caom.Cone"
 FILTERED_SERVICE = "Mast.Caom.Filtered"
 FILTERED_POSITION_SERVICE = "Mast.Caom.Filtered.Position"
@@ -77,63 +89,12 @@ ANCHOR_SCHEMA = pa.schema(
 _CAOM_FIELDS = {"ra": "s_ra", "dec": "s_dec"}
 
 
-# --------------------------------------------------------------------------- raw HTTP answers
-
-
-def http_response_bytes(status: int, body: bytes, headers: Mapping[str, str] | None = None) -> bytes:
-    """Serialise an HTTP answer (status line, headers, body) so it can be kept, replayed and parsed.
-
-    The same layout is used by recorded and constructed fixtures.
-    """
-    reason = http.client.responses.get(status, "")
-    lines = [f"HTTP/1.1 {status} {reason}"]
-    hdrs = {k: v for k, v in (headers or {}).items() if k.lower() not in ("content-length", "transfer-encoding")}
-    hdrs.pop("content-encoding", None)  # the body kept here is already decoded
-    lines += [f"{k}: {v}" for k, v in hdrs.items()]
-    lines.append(f"Content-Length: {len(body)}")
-    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
-
-
-class _BytesSocket:
-    """Just enough of a socket for :class:`http.client.HTTPResponse` to read from bytes."""
-
-    def __init__(self, data: bytes) -> None:
-        self._file = io.BytesIO(data)
-
-    def makefile(self, *args: Any, **kwargs: Any) -> io.BytesIO:
-        return self._file
-
-
-def split_http_response(data: bytes) -> tuple[int | None, dict[str, str], bytes]:
-    """``(status, headers, body)`` of a raw answer; a bare body (no status line) gives ``None``.
-
-    Raises:
-        SourceError: the bytes start like an HTTP answer but cannot be read as one.
-    """
-    if not data.startswith(b"HTTP/"):
-        return None, {}, data
-    try:
-        response = http.client.HTTPResponse(_BytesSocket(data))  # type: ignore[arg-type]
-        response.begin()
-        body = response.read()
-    except (http.client.HTTPException, ValueError) as exc:
-        raise SourceError(f"malformed HTTP answer: {exc}") from exc
-    return response.status, {k.lower(): v for k, v in response.getheaders()}, body
-
-
-def http_error_reason(service: str, status: int, body: bytes) -> str:
-    """Quarantine reason for an HTTP error answer, saying what to do."""
-    text = " ".join(body.decode("utf-8", "replace").split())[:200]
-    hint = "retry later" if status >= 500 else "check the request parameters"
-    return f"{service} answered HTTP {status} {http.client.responses.get(status, '')}: {text!r}; {hint}"
-
-
 # --------------------------------------------------------------------------- request
 
 
 @dataclass(frozen=True)
 class MastRequest:
-    """One Mashup request, as astroquery's PortalAPI would POST it to ``url``."""
+    """One Mashup request, POSTed to ``url`` as astroquery's PortalAPI would (a mirror or replay may serve it)."""
 
     service: str
     params: dict[str, Any] = field(default_factory=dict)
@@ -141,38 +102,64 @@ class MastRequest:
     pagesize: int | None = None
     page: int | None = None
 
-    def mashup(self) -> dict[str, Any]:
-        """The JSON request object (without astroquery's random cache breaker)."""
+    @property
+    def files(self) -> tuple[Path, ...]:
+        return ()
+
+    @property
+    def remote(self) -> bool:
+        return True
+
+    @property
+    def parse_options(self) -> dict[str, Any]:
+        return {}
+
+    def mashup(self, page: int | None = None) -> dict[str, Any]:
+        """The JSON request object (without astroquery's random cache breaker); ``page`` overrides :attr:`page`."""
         out: dict[str, Any] = {"service": self.service, "params": self.params, "format": "json"}
         if self.pagesize is not None:
             out["pagesize"] = self.pagesize
-        if self.page is not None:
-            out["page"] = self.page
+        if page is not None or self.page is not None:
+            out["page"] = page if page is not None else self.page
         return out
 
-    def form(self) -> dict[str, str]:
+    def form(self, page: int | None = None) -> dict[str, str]:
         """The form body of the POST: ``request=<json>``."""
-        return {"request": json.dumps(self.mashup(), sort_keys=True)}
+        return {"request": json.dumps(self.mashup(page), sort_keys=True)}
 
 
 @dataclass(frozen=True)
 class ReplayRequest:
     """Recorded MAST answers to read instead of asking the service (offline tests, reruns).
 
-    The paths are deliberately not called ``files``: the light-curve ingest reads any request
-    with ``files``, and anchors are not light-curve points.
+    The ingest keeps what they hold apart from light-curve points: :func:`parse` marks its
+    result ``kind="anchors"``.
     """
 
-    recorded: tuple[Path, ...]
+    files: tuple[Path, ...]
+
+    @property
+    def recorded(self) -> tuple[Path, ...]:
+        """The recorded answers (former name of :attr:`files`)."""
+        return self.files
+
+    @property
+    def remote(self) -> bool:
+        return False
+
+    @property
+    def parse_options(self) -> dict[str, Any]:
+        return {}
 
 
-def _coordinates(value: Any) -> SkyCoord:
-    if isinstance(value, SkyCoord):
-        return value.icrs
-    if isinstance(value, str):
-        return SkyCoord(value, unit=(u.deg, u.deg), frame="icrs")
-    ra, dec = value
-    return SkyCoord(float(ra) * u.deg, float(dec) * u.deg, frame="icrs")
+def invoke_url(server: str = MAST_SERVER) -> str:
+    """The Mashup endpoint of a MAST server (or of a mirror / local replay of one)."""
+    return f"{server.rstrip('/')}/api/v0/invoke"
+
+
+def download_url(server: str = MAST_SERVER) -> str:
+    """The file download endpoint of a MAST server (``?uri=mast:...``)."""
+    return f"{server.rstrip('/')}/api/v0.1/Download/file"
 
 
 def mashup_filters(criteria: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -186,7 +173,7 @@ def mashup_filters(criteria: Mapping[str, Any]) -> list[dict[str, Any]]:
     """
     out = []
     for name, value in criteria.items():
-        values = [value] if np.isscalar(value) else list(value)
+        values: list[Any] = [value] if isinstance(value, (str, bytes)) or np.isscalar(value) else list(value)
         entry: dict[str, Any] = {"paramName": name}
         if name in CONTINUOUS_FIELDS:
             if len(values) != 2:
@@ -210,6 +197,7 @@ def build_request(
     radius: u.Quantity | float = DEFAULT_RADIUS,
     pagesize: int | None = None,
     page: int | None = None,
+    server: str = MAST_SERVER,
     **criteria: Any,
 ) -> MastRequest | ReplayRequest:
     """The MAST CAOM search for a position and/or criteria, or recorded answers to replay.
@@ -220,6 +208,7 @@ def build_request(
         radius: cone radius (a Quantity, or degrees).
         pagesize: rows per page (MAST's default when ``None``).
         page: one page only (all pages when ``None``).
+        server: MAST server root (a mirror or a local replay of one).
         **criteria: CAOM fields, e.g. ``obs_collection="TESS"``, ``t_min=(58000, 58100)``.
 
     Returns:
@@ -229,74 +218,95 @@ def build_request(
     Raises:
         SourceError: nothing to search for, or a recorded file does not exist.
     """
-    if _is_paths(inputs):
-        paths = [Path(p) for p in ([inputs] if isinstance(inputs, (str, Path)) else inputs)]
-        missing = [str(p) for p in paths if not p.is_file()]
-        if missing:
-            raise SourceError(f"recorded MAST answers not found: {missing}")
-        return ReplayRequest(recorded=tuple(paths))
+    recorded = recorded_paths(inputs, RECORDED_SUFFIXES)
+    if recorded is not None:
+        return ReplayRequest(files=recorded)
+    return search_request(inputs, radius=radius, pagesize=pagesize, page=page, server=server, **criteria)
+
+
+def search_request(
+    position: Any = None,
+    *,
+    radius: u.Quantity | float = DEFAULT_RADIUS,
+    pagesize: int | None = None,
+    page: int | None = None,
+    server: str = MAST_SERVER,
+    **criteria: Any,
+) -> MastRequest:
+    """The CAOM search of :func:`build_request` for a position and/or criteria (never a replay).
+
+    Raises:
+        SourceError: nothing to search for.
+    """
+    url = invoke_url(server)
     radius_deg = float(u.Quantity(radius, u.deg).to_value(u.deg))
-    if inputs is None:
+    params: dict[str, Any]
+    if position is None:
         if not criteria:
             raise SourceError("MAST search needs a position or at least one criterion (e.g. obs_collection='TESS')")
-        return MastRequest(
-            FILTERED_SERVICE, {"columns": "*", "filters": mashup_filters(criteria)}, pagesize=pagesize, page=page
-        )
-    coords = _coordinates(inputs)
+        params = {"columns": "*", "filters": mashup_filters(criteria)}
+        return MastRequest(FILTERED_SERVICE, params, url=url, pagesize=pagesize, page=page)
+    coords = sky_position(position)
     if not criteria:
         params = {"ra": float(coords.ra.deg), "dec": float(coords.dec.deg), "radius": radius_deg}
-        return MastRequest(CONE_SERVICE, params, pagesize=pagesize, page=page)
-    position = ", ".join(str(x) for x in (float(coords.ra.deg), float(coords.dec.deg), radius_deg))
-    params = {"columns": "*", "filters": mashup_filters(criteria), "position": position}
-    return MastRequest(FILTERED_POSITION_SERVICE, params, pagesize=pagesize, page=page)
+        return MastRequest(CONE_SERVICE, params, url=url, pagesize=pagesize, page=page)
+    position_text = ", ".join(str(x) for x in (float(coords.ra.deg), float(coords.dec.deg), radius_deg))
+    params = {"columns": "*", "filters": mashup_filters(criteria), "position": position_text}
+    return MastRequest(FILTERED_POSITION_SERVICE, params, url=url, pagesize=pagesize, page=page)
 
 
-def _is_paths(inputs: Any) -> bool:
-    if isinstance(inputs, Path):
-        return True
-    if isinstance(inputs, str):
-        return Path(inputs).suffix in (".json", ".http", ".txt")
-    if isinstance(inputs, (list, tuple)) and inputs:
-        return all(isinstance(p, (str, Path)) and _is_paths(p) for p in inputs)
-    return False
+def products_request(obsids: Iterable[int | str], server: str = MAST_SERVER) -> MastRequest:
+    """The product list of some observations (what ``Observations.get_product_list`` asks for)."""
+    return MastRequest(PRODUCTS_SERVICE, {"obsid": ",".join(str(i) for i in obsids)}, url=invoke_url(server))
 
 
 # --------------------------------------------------------------------------- fetch
 
 
-def fetch(request: MastRequest | ReplayRequest) -> Iterator[RawInput]:
+def fetch(
+    request: MastRequest | ReplayRequest, *, timeout: float = 600.0, poll_seconds: float = 1.0
+) -> Iterator[RawInput]:
     """Yield MAST's answers as raw HTTP responses (one per page); recorded files as they are.
 
-    Network: uses ``astroquery.mast.Observations.service_request_async`` with the request's
-    service and parameters. An HTTP error answer is yielded (and quarantined by :func:`parse`).
+    Network: the Mashup request is POSTed to ``request.url`` as astroquery's portal client does
+    (form ``request=<json>``), asking again while MAST answers ``EXECUTING`` and page by page
+    until ``paging.pagesFiltered``. An HTTP error answer is yielded (and quarantined by
+    :func:`parse`).
 
     Raises:
-        RemoteServiceError: MAST did not answer at all (connection error, timeout).
+        RemoteServiceError: MAST did not answer at all, or kept executing past ``timeout`` seconds.
     """
     if isinstance(request, ReplayRequest):
-        for path in request.recorded:
-            yield RawInput(str(path), path.read_bytes())
+        yield from read_files(request.files)
         return
-    import requests
-    from astroquery.mast import Observations
+    deadline = time.monotonic() + timeout
+    page = request.page or 1
+    with httpx.Client(timeout=timeout, follow_redirects=True) as client:
+        while True:
+            name = f"{request.url}#{request.service}#page{page}"
+            while True:
+                raw = http_answer(client, "POST", request.url, service="MAST", name=name, data=request.form(page))
+                answer = _json_answer(raw)
+                if answer is None or answer.get("status") != "EXECUTING":
+                    break
+                if time.monotonic() > deadline:
+                    raise RemoteServiceError(f"MAST {request.service} still executing after {timeout:.0f} s; ask later")
+                time.sleep(poll_seconds)
+            yield raw
+            paging = answer.get("paging") if answer is not None and answer.get("status") == "COMPLETE" else None
+            if request.page is not None or not isinstance(paging, dict) or page >= int(paging.get("pagesFiltered", 1)):
+                return
+            page += 1
 
-    name = f"{request.url}#{request.service}"
+
+def _json_answer(raw: RawInput) -> dict[str, Any] | None:
+    """The JSON object of a successful answer; ``None`` for errors and anything else."""
     try:
-        responses = Observations.service_request_async(
-            request.service, request.params, pagesize=request.pagesize, page=request.page
-        )
-    except requests.HTTPError as exc:
-        resp = exc.response
-        if resp is None:
-            raise RemoteServiceError(f"MAST {request.service} failed without an answer: {exc}") from exc
-        yield RawInput(name, http_response_bytes(resp.status_code, resp.content, dict(resp.headers)))
-        return
-    except (requests.RequestException, TimeoutError) as exc:
-        raise RemoteServiceError(
-            f"MAST {request.service} did not answer ({exc}); check the network or https://mast.stsci.edu status"
-        ) from exc
-    for i, resp in enumerate(responses):
-        yield RawInput(f"{name}#page{i + 1}", http_response_bytes(resp.status_code, resp.content, dict(resp.headers)))
+        status, _, body = split_http_response(raw.data)
+        answer = json.loads(body) if status is None or status < 400 else None
+    except (SourceError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    return answer if isinstance(answer, dict) else None
 
 
 # --------------------------------------------------------------------------- parse
@@ -321,41 +331,46 @@ def _int(value: Any) -> int | None:
         return None
 
 
-def parse(raw: RawInput) -> ParseResult:
-    """One MAST CAOM answer -> anchors table (:data:`ANCHOR_SCHEMA`).
+def answer_rows(raw: RawInput) -> list[Any] | str:
+    """The ``data`` rows of one Mashup answer, or the reason (a ``str``) it cannot be read.
 
-    HTTP errors, non-JSON bodies, ``status: ERROR`` answers and answers without ``data`` /
-    ``fields`` are quarantined with a reason; rows without ``obs_id`` are quarantined one by one.
-    An empty answer is logged as a warning and gives an empty table.
+    HTTP errors, non-JSON bodies, ``status: ERROR`` or unfinished answers and answers without
+    ``data`` / ``fields`` each give a reason saying what to do.
     """
-    try:
-        status, _headers, body = split_http_response(raw.data)
-    except SourceError as exc:
-        return ParseResult(table=_empty(), quarantined=[(raw.name, str(exc))])
-    if status is not None and status >= 400:
-        return ParseResult(table=_empty(), quarantined=[(raw.name, http_error_reason("MAST", status, body))])
+    body = unwrap_http(raw, "MAST")
+    if isinstance(body, str):
+        return body
     try:
         result = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        return ParseResult(table=_empty(), quarantined=[(raw.name, f"MAST answer is not JSON: {exc}")])
+        return f"MAST answer is not JSON: {exc}"
     if not isinstance(result, dict):
-        return ParseResult(table=_empty(), quarantined=[(raw.name, "MAST answer is not a JSON object")])
+        return "MAST answer is not a JSON object"
     if result.get("status") == "ERROR":
-        msg = result.get("msg") or "no message"
-        return ParseResult(table=_empty(), quarantined=[(raw.name, f"MAST reported an error: {msg}")])
+        return f"MAST reported an error: {result.get('msg') or 'no message'}"
     if result.get("status") not in (None, "COMPLETE"):
-        return ParseResult(
-            table=_empty(),
-            quarantined=[(raw.name, f"MAST answer incomplete (status {result.get('status')!r}); ask again")],
-        )
-    if not isinstance(result.get("data"), list) or "fields" not in result:
-        return ParseResult(table=_empty(), quarantined=[(raw.name, "MAST answer has no 'data'/'fields'")])
+        return f"MAST answer incomplete (status {result.get('status')!r}); ask again"
+    data = result.get("data")
+    if not isinstance(data, list) or "fields" not in result:
+        return "MAST answer has no 'data'/'fields'"
+    return data
 
+
+def parse(raw: RawInput) -> ParseResult:
+    """One MAST CAOM answer -> anchors table (:data:`ANCHOR_SCHEMA`), marked ``kind="anchors"``.
+
+    An unreadable or error answer is quarantined with the reason (:func:`answer_rows`); rows
+    without ``obs_id`` are quarantined one by one. An empty answer is logged as a warning and
+    gives an empty table.
+    """
+    rows = answer_rows(raw)
+    if isinstance(rows, str):
+        return ParseResult(table=_empty(), quarantined=[(raw.name, rows)], kind="anchors")
     columns: dict[str, list[Any]] = {f.name: [] for f in ANCHOR_SCHEMA}
     quarantined = []
-    for i, row in enumerate(result["data"]):
+    for i, row in enumerate(rows):
         obs_id = row.get("obs_id") if isinstance(row, dict) else None
-        if not obs_id:
+        if not isinstance(row, dict) or not obs_id:
             quarantined.append((f"{raw.name}#row{i}", "observation without obs_id"))
             continue
         for f in ANCHOR_SCHEMA:
@@ -370,7 +385,24 @@ def parse(raw: RawInput) -> ParseResult:
     table = pa.Table.from_pydict(columns, schema=ANCHOR_SCHEMA)
     if table.num_rows == 0:
         log.warning("MAST answer %s holds no observations", raw.name)
-    return ParseResult(table=table, quarantined=quarantined)
+    return ParseResult(table=table, quarantined=quarantined, kind="anchors")
+
+
+def product_uris(raw: RawInput, subgroup: str, extension: str = ".fits") -> list[str] | str:
+    """``dataURI`` of the products in one product-list answer with this ``productSubGroupDescription``
+    whose file name ends in ``extension`` (what ``Observations.filter_products`` keeps); or the reason
+    (a ``str``) the answer cannot be read."""
+    rows = answer_rows(raw)
+    if isinstance(rows, str):
+        return rows
+    return [
+        str(row["dataURI"])
+        for row in rows
+        if isinstance(row, dict)
+        and row.get("dataURI")
+        and row.get("productSubGroupDescription") == subgroup
+        and str(row.get("productFilename", "")).endswith(extension)
+    ]
 
 
 # --------------------------------------------------------------------------- join
@@ -443,10 +475,11 @@ def join_anchors(objects: pa.Table, anchors: pa.Table, radius: u.Quantity | floa
 def read_anchors(inputs: Iterable[Path | str]) -> ParseResult:
     """Parse recorded MAST answers into one anchors table (quarantine lists concatenated)."""
     request = build_request([Path(p) for p in inputs])
-    tables, quarantined = [], []
+    tables: list[pa.Table] = []
+    quarantined: list[tuple[str, str]] = []
     for raw in fetch(request):
         res = parse(raw)
         tables.append(res.table)
         quarantined.extend(res.quarantined)
     table = pa.concat_tables(tables) if tables else _empty()
-    return ParseResult(table=table, quarantined=quarantined)
+    return ParseResult(table=table, quarantined=quarantined, kind="anchors")

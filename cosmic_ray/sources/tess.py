@@ -3,7 +3,7 @@
 What a row holds (differs from the alert sources, read this before mixing them):
 
 * ``mjd`` is **barycentric**: ``TIME`` is BJD_TDB - 2457000 (``BJDREFI + BJDREFF`` in the
-  header), so ``mjd = TIME + BJDREF - 2400000.5`` is BJD_TDB - 2400000.5, not a geocentric UTC
+  header), so ``mjd = jd_to_mjd(TIME + BJDREF)`` is BJD_TDB as an MJD, not a geocentric UTC
   MJD like ZTF's (the two differ by up to ~8 minutes). :data:`TIME_REFERENCE` names it and the
   table's schema metadata carries it.
 * ``flux`` / ``flux_err`` are **relative** (the chosen flux column divided by its median over
@@ -32,26 +32,26 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import numpy as np
 import pyarrow as pa
 from astropy.io import fits
 
 from cosmic_ray.core.errors import RemoteServiceError, SourceError
-from cosmic_ray.core.lightcurve import SCHEMA, conform, mjd_to_nights
+from cosmic_ray.core.lightcurve import JD_MJD_OFFSET, SCHEMA, conform, jd_to_mjd, mjd_to_nights
 from cosmic_ray.sources import mast
-from cosmic_ray.sources.ztf import ParseResult, RawInput
+from cosmic_ray.sources.base import ParseResult, RawInput, http_answer, read_files, unwrap_http
 
 log = logging.getLogger(__name__)
 
 NAME = "tess"
 SOURCE = "tess"
 BAND = "tess_T"
-TIME_REFERENCE = "BJD_TDB - 2400000.5 (barycentric, TDB); not geocentric UTC MJD"
+TIME_REFERENCE = f"BJD_TDB - {JD_MJD_OFFSET} (barycentric, TDB); not geocentric UTC MJD"
 FLUX_REFERENCE = "relative: flux / median(flux) over kept cadences; not microjansky"
 # Column tried in order when none is asked for: SPOC's PDC flux, then QLP's detrended flux.
 DEFAULT_FLUX_COLUMNS = ("PDCSAP_FLUX", "KSPSAP_FLUX")
-MJD_OFFSET_JD = 2400000.5
-DOWNLOAD_URL = "https://mast.stsci.edu/api/v0.1/Download/file"
+DOWNLOAD_URL = mast.download_url()
 # MAST product sub-groups of the light-curve files: SPOC "LC", QLP "LLC".
 _LC_PRODUCTS = {"SPOC": ("TESS", "LC"), "QLP": ("HLSP", "LLC")}
 _TIC_RE = re.compile(r"^\s*TIC\s*(\d+)\s*$", re.IGNORECASE)
@@ -65,15 +65,28 @@ class TessRequest:
     tic_ids: tuple[int, ...] = ()
     searches: tuple[mast.MastRequest, ...] = ()  # one Mast.Caom.Filtered search per TIC id
     author: str = "SPOC"
+    server: str = mast.MAST_SERVER  # MAST server root (a mirror or a local replay of one)
+
+    @property
+    def remote(self) -> bool:
+        """TIC ids are searched for and downloaded from MAST."""
+        return bool(self.tic_ids)
+
+    @property
+    def parse_options(self) -> dict[str, Any]:
+        return {}
 
 
-def build_request(inputs: Iterable[Path | str | int], author: str = "SPOC") -> TessRequest:
+def build_request(
+    inputs: Iterable[Path | str | int], author: str = "SPOC", server: str = mast.MAST_SERVER
+) -> TessRequest:
     """Files/folders of FITS light curves and/or TIC ids to search MAST for (nothing is sent).
 
     Args:
         inputs: paths (folders are searched for ``*.fits`` and ``*.fits.gz``), TIC ids as ``int``
             or ``"TIC 123"``.
         author: pipeline of the light curves searched for, ``SPOC`` or ``QLP``.
+        server: MAST server root (a mirror or a local replay of one).
 
     Raises:
         SourceError: a path does not exist, or the author is unknown.
@@ -107,56 +120,54 @@ def build_request(inputs: Iterable[Path | str | int], author: str = "SPOC") -> T
         }
         if author == "QLP":
             criteria["provenance_name"] = "QLP"
-        searches.append(mast.build_request(None, **criteria))
-    return TessRequest(files=tuple(files), tic_ids=tuple(tics), searches=tuple(searches), author=author)
+        searches.append(mast.search_request(None, server=server, **criteria))
+    return TessRequest(files=tuple(files), tic_ids=tuple(tics), searches=tuple(searches), author=author, server=server)
 
 
-def fetch(request: TessRequest) -> Iterator[RawInput]:
+def fetch(request: TessRequest, timeout: float = 120.0) -> Iterator[RawInput]:
     """Yield the bytes of every light-curve file: local files, then MAST downloads.
 
-    Network (TIC ids only): astroquery finds the observations and their light-curve products,
-    and each file is downloaded into memory with httpx; an HTTP error answer is yielded as a raw
-    HTTP response and quarantined by :func:`parse`.
+    Network (TIC ids only): each prepared CAOM search (:attr:`TessRequest.searches`) finds the
+    observations, their product list gives the light-curve files (``productSubGroupDescription``
+    ``LC`` for SPOC, ``LLC`` for QLP), and each file is downloaded into memory; a download that
+    answers an HTTP error is yielded as a raw HTTP response and quarantined by :func:`parse`.
 
     Raises:
-        RemoteServiceError: MAST did not answer.
+        RemoteServiceError: MAST did not answer, or its search answer could not be read.
     """
-    for path in request.files:
-        yield RawInput(str(path), path.read_bytes())
+    yield from read_files(request.files)
     if not request.tic_ids:
         return
-    import httpx
-    from astroquery.mast import Observations
-
-    collection, subgroup = _LC_PRODUCTS[request.author]
-    for tic in request.tic_ids:
-        try:
-            criteria: dict[str, Any] = {
-                "obs_collection": collection,
-                "dataproduct_type": "timeseries",
-                "target_name": str(tic),
-            }
-            if request.author == "QLP":
-                criteria["provenance_name"] = "QLP"
-            obs = Observations.query_criteria(**criteria)
-            if len(obs) == 0:
+    _, subgroup = _LC_PRODUCTS[request.author]
+    url = mast.download_url(request.server)
+    with httpx.Client(timeout=timeout, follow_redirects=True) as client:
+        for tic, search in zip(request.tic_ids, request.searches, strict=True):
+            uris = _light_curve_uris(tic, search, subgroup, request.server)
+            if not uris:
                 log.warning("MAST has no %s light curve of TIC %d", request.author, tic)
-                continue
-            products = Observations.filter_products(
-                Observations.get_product_list(obs), productSubGroupDescription=subgroup, extension="fits"
-            )
-        except Exception as exc:  # astroquery raises requests/astroquery errors of several types
-            raise RemoteServiceError(f"MAST search for TIC {tic} failed: {exc}; retry later") from exc
-        for uri in products["dataURI"]:
-            try:
-                resp = httpx.get(DOWNLOAD_URL, params={"uri": str(uri)}, timeout=120, follow_redirects=True)
-            except httpx.HTTPError as exc:
-                raise RemoteServiceError(f"MAST download of {uri} failed: {exc}; retry later") from exc
-            name = f"{DOWNLOAD_URL}?uri={uri}"
-            if resp.status_code >= 400:
-                yield RawInput(name, mast.http_response_bytes(resp.status_code, resp.content, dict(resp.headers)))
-            else:
-                yield RawInput(name, resp.content)
+            for uri in uris:
+                yield http_answer(
+                    client, "GET", url, service="MAST download", name=f"{url}?uri={uri}", params={"uri": uri}
+                )
+
+
+def _light_curve_uris(tic: int, search: mast.MastRequest, subgroup: str, server: str) -> list[str]:
+    """The data URIs of the light-curve files of one TIC (search, then product list)."""
+    obsids: list[int] = []
+    for raw in mast.fetch(search):
+        found = mast.parse(raw)
+        if found.quarantined and found.table.num_rows == 0:
+            raise RemoteServiceError(f"MAST search for TIC {tic} failed: {found.quarantined[0][1]}")
+        obsids += [i for i in found.table.column("obsid").to_pylist() if i is not None]
+    if not obsids:
+        return []
+    uris: list[str] = []
+    for raw in mast.fetch(mast.products_request(obsids, server)):
+        found_uris = mast.product_uris(raw, subgroup)
+        if isinstance(found_uris, str):
+            raise RemoteServiceError(f"MAST product list for TIC {tic} failed: {found_uris}")
+        uris += found_uris
+    return uris
 
 
 def _tic_id(headers: Iterable[fits.Header]) -> int | None:
@@ -188,12 +199,10 @@ def parse(raw: RawInput, flux_column: str | None = None) -> ParseResult:
         One row per kept cadence (see the module docstring), or an empty table and a
         quarantine record saying why the file was not read.
     """
-    try:
-        status, _, data = mast.split_http_response(raw.data)
-    except SourceError as exc:
-        return _quarantine(raw, str(exc))
-    if status is not None and status >= 400:
-        return _quarantine(raw, mast.http_error_reason("MAST download", status, data))
+    body = unwrap_http(raw, "MAST download")
+    if isinstance(body, str):
+        return _quarantine(raw, body)
+    data = body
     if data[:2] == b"\x1f\x8b":
         try:
             data = gzip.decompress(data)
@@ -253,7 +262,7 @@ def _parse_hdul(raw: RawInput, hdul: fits.HDUList, flux_column: str | None) -> P
         return _quarantine(raw, f"median {flux_column} is {median}, cannot normalise")
 
     n = int(keep.sum())
-    mjd = time[keep] + (bjd_ref - MJD_OFFSET_JD)  # BJD_TDB - 2400000.5
+    mjd = jd_to_mjd(time[keep] + bjd_ref)  # BJD_TDB as an MJD: barycentric, not UTC
     rel_err = flux_err[keep] / median
     ra = header.get("RA_OBJ", hdul[0].header.get("RA_OBJ"))
     dec = header.get("DEC_OBJ", hdul[0].header.get("DEC_OBJ"))

@@ -10,40 +10,28 @@ Light curve of an alert = the triggering candidate + ``prv_candidates`` (detecti
 
 from __future__ import annotations
 
-import functools
 import io
-import json
 import logging
 import math
 import tarfile
-import zlib
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import fastavro
-import fastavro.read as _avro_read
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from cosmic_ray.core.errors import BadAlertError, SourceError
-from cosmic_ray.core.lightcurve import SCHEMA, ZTF_FID_TO_BAND, jd_to_mjd, mjd_to_night
+from cosmic_ray.core.lightcurve import AB_ZP_UJY, SCHEMA, jd_to_mjd, mjd_to_jd, mjd_to_nights
+from cosmic_ray.sources.avro import read_records
+from cosmic_ray.sources.base import ParseResult, RawInput
 
 log = logging.getLogger(__name__)
 
 NAME = "ztf"
-AB_ZP_UJY = 23.9  # AB magnitude of 1 microjansky
 _REQUIRED = ("objectId", "candid", "candidate")
-
-
-@dataclass(frozen=True)
-class RawInput:
-    """One unit of raw input: a file's bytes (or a tarball member's), named for quarantine."""
-
-    name: str
-    data: bytes
 
 
 @dataclass(frozen=True)
@@ -54,16 +42,21 @@ class ZtfRequest:
     tarballs: tuple[Path, ...] = ()
 
     @property
+    def files(self) -> tuple[Path, ...]:
+        """Every file to read: the Avro packets, then the tarballs (streamed member by member)."""
+        return self.avro_files + self.tarballs
+
+    @property
+    def remote(self) -> bool:
+        return False
+
+    @property
+    def parse_options(self) -> dict[str, Any]:
+        return {}
+
+    @property
     def count(self) -> int:
         return len(self.avro_files) + len(self.tarballs)
-
-
-@dataclass
-class ParseResult:
-    table: pa.Table
-    alerts: int = 0
-    quarantined: list[tuple[str, str]] = field(default_factory=list)  # (input name, reason)
-    alert_meta: pa.Table | None = None  # one row per alert (ZTF only): what the pre-filters read
 
 
 def build_request(inputs: Iterable[Path | str]) -> ZtfRequest:
@@ -123,63 +116,10 @@ def _iter_tar(name: str, tar: tarfile.TarFile) -> Iterator[RawInput]:
             yield RawInput(f"{name}!<truncated>", b"")
 
 
-def read_records(data: bytes) -> list[dict[str, Any]]:
-    """Decode an Avro container file's records.
-
-    The container is walked with fastavro's own header schema and record decoder; the writer
-    schema is parsed once per distinct schema text and cached (parsing the ~23 KB ZTF schema costs
-    more than decoding the alert itself). Codecs other than null/deflate go through
-    ``fastavro.reader``.
-
-    Raises:
-        BadAlertError: the bytes are not a readable Avro container.
-    """
-    try:
-        return _read_container(data)
-    except BadAlertError:
-        raise
-    except Exception as exc:  # fastavro raises several unrelated types on corrupt input
-        raise BadAlertError(f"not a readable Avro container: {type(exc).__name__}: {exc}") from exc
-
-
-_HEADER = fastavro.parse_schema(_avro_read.HEADER_SCHEMA)
-_LONG = fastavro.parse_schema({"type": "long"})
-
-
-@functools.lru_cache(maxsize=32)
-def _writer_schema(text: str) -> dict[str, Any]:
-    return fastavro.parse_schema(json.loads(text))
-
-
-def _read_container(data: bytes) -> list[dict[str, Any]]:
-    fo = io.BytesIO(data)
-    header = fastavro.schemaless_reader(fo, _HEADER, None)
-    if header["magic"] != _avro_read.MAGIC:
-        raise BadAlertError("not a readable Avro container: bad magic bytes")
-    meta = header["meta"]
-    codec = meta.get("avro.codec", b"null")
-    codec = codec.decode() if isinstance(codec, bytes) else codec
-    if codec not in ("null", "deflate"):
-        return list(fastavro.reader(io.BytesIO(data)))
-    schema_text = meta["avro.schema"]
-    schema = _writer_schema(schema_text.decode() if isinstance(schema_text, bytes) else schema_text)
-    sync = header["sync"]
-    records: list[dict[str, Any]] = []
-    end = len(data)
-    while fo.tell() < end:
-        count = fastavro.schemaless_reader(fo, _LONG, None)
-        size = fastavro.schemaless_reader(fo, _LONG, None)
-        block = fo
-        if codec == "deflate":
-            block = io.BytesIO(zlib.decompress(fo.read(size), -15))
-        start = fo.tell()
-        for _ in range(count):
-            records.append(fastavro.schemaless_reader(block, schema, None))
-        if codec == "null" and fo.tell() - start != size:
-            raise BadAlertError(f"not a readable Avro container: block of {size} bytes decoded to {fo.tell() - start}")
-        if fo.read(_avro_read.SYNC_SIZE) != sync:
-            raise BadAlertError("not a readable Avro container: sync marker mismatch (truncated or corrupt)")
-    return records
+# Julian dates a point may carry: MJD 0 .. 200000 (1858 .. 2406). Outside that the time is garbage
+# (and its night partition would be too), so the point is unusable.
+_MJD_MIN, _MJD_MAX = 0.0, 200000.0
+_JD_MIN, _JD_MAX = mjd_to_jd(_MJD_MIN), mjd_to_jd(_MJD_MAX)
 
 
 def _finite(value: Any) -> float | None:
@@ -187,19 +127,9 @@ def _finite(value: Any) -> float | None:
         return None
     try:
         out = float(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return None
     return out if math.isfinite(out) else None
-
-
-# Julian dates a point may carry: MJD 0 .. 200000 (1858 .. 2406). Outside that the time is garbage
-# (and its night partition would be too), so the point is unusable.
-_JD_MIN, _JD_MAX = 2400000.5, 2600000.5
-
-
-def _jd(value: Any) -> float | None:
-    jd = _finite(value)
-    return jd if jd is not None and _JD_MIN <= jd <= _JD_MAX else None
 
 
 def _candid(value: Any) -> int | None:
@@ -211,105 +141,42 @@ def _candid(value: Any) -> int | None:
     return value
 
 
-def _isdiffpos(value: Any) -> bool | None:
-    if value is None:
-        return None
-    return str(value).lower() in ("t", "1", "true")
+def _clean(item: dict[str, Any], struct: pa.StructType) -> dict[str, Any]:
+    """The fields of ``struct`` from one point, each of its Arrow type or ``None``.
+
+    Avro-decoded packets are typed by their schema already; alerts posted as JSON are not, so a
+    value of the wrong type becomes ``None`` (its point is then unusable by the same rules),
+    except a malformed ``candid``, which makes the alert malformed.
+    """
+    out: dict[str, Any] = {}
+    for f in struct:
+        value = item.get(f.name)
+        if f.name == "candid":
+            out[f.name] = _candid(value)
+        elif pa.types.is_floating(f.type):
+            out[f.name] = _finite(value)
+        elif pa.types.is_integer(f.type):  # fid: 1, 2, 3 are bands, anything else is no band
+            out[f.name] = value if isinstance(value, int) and not isinstance(value, bool) and 0 < value < 4 else None
+        else:
+            out[f.name] = None if value is None else str(value)
+    return out
 
 
-def _band(fid: Any) -> str | None:
-    return ZTF_FID_TO_BAND.get(fid) if isinstance(fid, int) and not isinstance(fid, bool) else None
-
-
-def _detection_row(obj: str, cand: dict[str, Any], meta: dict[str, Any]) -> dict[str, Any] | None:
-    mag = _finite(cand.get("magpsf"))
-    err = _finite(cand.get("sigmapsf"))
-    jd = _jd(cand.get("jd"))
-    band = _band(cand.get("fid"))
-    if mag is None or jd is None or band is None:
-        return None
-    if err is None or err < 0:
-        return None
-    sign = 1.0 if _isdiffpos(cand.get("isdiffpos")) is not False else -1.0
-    flux = sign * 10 ** (-0.4 * (mag - AB_ZP_UJY))
-    mjd = jd_to_mjd(jd)
-    return {
-        "object_id": obj,
-        "source": "ztf_alert",
-        "mjd": mjd,
-        "band": band,
-        "mag": mag,
-        "magerr": err,
-        "flux": flux,
-        "flux_err": abs(flux) * err * math.log(10) / 2.5,
-        "is_limit": False,
-        "candid": _candid(cand.get("candid")),
-        "ra": _finite(cand.get("ra")),
-        "dec": _finite(cand.get("dec")),
-        "rb": _finite(cand.get("rb")),
-        "drb": _finite(cand.get("drb")),
-        "isdiffpos": _isdiffpos(cand.get("isdiffpos")),
-        "night": mjd_to_night(mjd),
-        **meta,
-    }
-
-
-def _limit_row(obj: str, cand: dict[str, Any], meta: dict[str, Any]) -> dict[str, Any] | None:
-    lim = _finite(cand.get("diffmaglim"))
-    jd = _jd(cand.get("jd"))
-    band = _band(cand.get("fid"))
-    if lim is None or jd is None or band is None:
-        return None
-    mjd = jd_to_mjd(jd)
-    return {
-        "object_id": obj,
-        "source": "ztf_alert",
-        "mjd": mjd,
-        "band": band,
-        "mag": lim,
-        "is_limit": True,
-        "night": mjd_to_night(mjd),
-        **meta,
-    }
-
-
-def _forced_row(obj: str, fp: dict[str, Any], meta: dict[str, Any]) -> dict[str, Any] | None:
-    jd = _jd(fp.get("jd"))
-    band = _band(fp.get("fid"))
-    flux_dn = _finite(fp.get("forcediffimflux"))
-    flux_dn_err = _finite(fp.get("forcediffimfluxunc"))
-    zp = _finite(fp.get("magzpsci"))
-    if jd is None or band is None or flux_dn is None or zp is None or flux_dn <= -99999:
-        return None
-    scale = 10 ** (-0.4 * (zp - AB_ZP_UJY))  # DN -> microjansky
-    mjd = jd_to_mjd(jd)
-    return {
-        "object_id": obj,
-        "source": "ztf_fp",
-        "mjd": mjd,
-        "band": band,
-        "flux": flux_dn * scale,
-        "flux_err": abs(flux_dn_err * scale) if flux_dn_err is not None else None,
-        "is_limit": False,
-        "night": mjd_to_night(mjd),
-        **meta,
-    }
-
-
-def alert_to_rows(record: dict[str, Any]) -> list[dict[str, Any]]:
-    """All light-curve points carried by one decoded alert record.
+def check_alert(record: Any) -> dict[str, Any]:
+    """A decoded alert as :func:`records_to_tables` reads it: checked, and its points typed (:func:`_clean`).
 
     Raises:
-        BadAlertError: the record is not a ZTF alert (foreign schema) or its candidate is unusable.
+        BadAlertError: not a ZTF alert (foreign schema, missing fields), a malformed candid, or
+            ``prv_candidates`` / ``fp_hists`` that are not lists of records.
     """
     if not isinstance(record, dict):
         raise BadAlertError(f"not a ZTF alert: a {type(record).__name__}, not a record")
     missing = [key for key in _REQUIRED if key not in record]
     if missing or not isinstance(record.get("candidate"), dict):
         raise BadAlertError(f"not a ZTF alert: missing {missing or ['candidate']}")
-    if not isinstance(record["objectId"], str) or not record["objectId"]:
-        raise BadAlertError(f"not a ZTF alert: objectId {record['objectId']!r} is not a name")
     obj = record["objectId"]
+    if not isinstance(obj, str) or not obj:
+        raise BadAlertError(f"not a ZTF alert: objectId {obj!r} is not a name")
     alert_candid = _candid(record.get("candid"))
     if alert_candid is None:
         raise BadAlertError(f"alert of {obj} has no candid")
@@ -317,20 +184,31 @@ def alert_to_rows(record: dict[str, Any]) -> list[dict[str, Any]]:
     for key, items in (("prv_candidates", prvs), ("fp_hists", fps)):
         if not isinstance(items, list) or not all(isinstance(item, dict) for item in items):
             raise BadAlertError(f"alert {alert_candid} of {obj}: {key} is not a list of records")
-    meta = {"schemavsn": str(record.get("schemavsn", "")), "alert_candid": alert_candid}
-    first = _detection_row(obj, record["candidate"], meta)
-    if first is None:
-        raise BadAlertError(f"alert {alert_candid} of {obj}: candidate has no usable photometry")
-    rows = [first]
-    for prv in prvs:
-        row = _detection_row(obj, prv, meta) if prv.get("candid") is not None else _limit_row(obj, prv, meta)
-        if row is not None:
-            rows.append(row)
-    for fp in fps:
-        row = _forced_row(obj, fp, meta)
-        if row is not None:
-            rows.append(row)
-    return rows
+    return {
+        "objectId": obj,
+        "candid": alert_candid,
+        "schemavsn": str(record.get("schemavsn", "")),
+        "candidate": _clean(record["candidate"], _CANDIDATE),
+        "prv_candidates": [_clean(p, _POINT) for p in prvs],
+        "fp_hists": [_clean(f, _FORCED) for f in fps],
+    }
+
+
+def alert_to_rows(record: dict[str, Any]) -> list[dict[str, Any]]:
+    """All light-curve points carried by one decoded alert record, as row dicts (every schema column).
+
+    The same rules, values and order as :func:`records_to_tables` (this is that function on one
+    checked alert): the candidate, its ``prv_candidates`` in packet order (detections have a
+    ``candid``, upper limits do not), then its ``fp_hists`` forced photometry; unusable points
+    are left out.
+
+    Raises:
+        BadAlertError: the record is not a ZTF alert (foreign schema) or its candidate is unusable.
+    """
+    table, _meta, bad = records_to_tables([check_alert(record)])
+    if bad:
+        raise BadAlertError(bad[0][1])
+    return table.to_pylist()
 
 
 def parse(raw: RawInput) -> ParseResult:
@@ -340,10 +218,10 @@ def parse(raw: RawInput) -> ParseResult:
 
 def parse_many(raws: Iterable[RawInput]) -> ParseResult:
     """Decode many Avro files at once: the records are decoded one by one, the light-curve table is
-    built column-wise with Arrow (no per-point Python dicts). Same rules as :func:`alert_to_rows`.
+    built column-wise with Arrow (no per-point Python dicts) by :func:`records_to_tables`.
 
     ``ParseResult.alert_meta`` holds one row per alert (:data:`ALERT_SCHEMA`), the fields the
-    pre-filters read.
+    pre-filters read. A record :func:`check_alert` refuses is quarantined with its reason.
     """
     records: list[dict[str, Any]] = []
     names: list[str] = []
@@ -355,15 +233,48 @@ def parse_many(raws: Iterable[RawInput]) -> ParseResult:
             quarantined.append((raw.name, str(exc)))
             continue
         for i, record in enumerate(decoded):
-            missing = [key for key in _REQUIRED if key not in record]
-            if missing or not isinstance(record.get("candidate"), dict):
-                quarantined.append((f"{raw.name}#{i}", f"not a ZTF alert: missing {missing or ['candidate']}"))
+            if _is_typed_alert(record):
+                records.append(record)  # fast path: typed by the Avro schema, already in shape
             else:
-                records.append(record)
-                names.append(f"{raw.name}#{i}")
-    table, meta, bad = records_to_tables(records, names)
+                try:
+                    records.append(check_alert(record))
+                except BadAlertError as exc:
+                    quarantined.append((f"{raw.name}#{i}", str(exc)))
+                    continue
+            names.append(f"{raw.name}#{i}")
+    try:
+        table, meta, bad = records_to_tables(records, names)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, OverflowError):  # a field of a foreign type
+        table, meta, bad = _records_to_tables_checked(records, names, quarantined)
     quarantined.extend(bad)
     return ParseResult(table=table, alerts=meta.num_rows, quarantined=quarantined, alert_meta=meta)
+
+
+def _records_to_tables_checked(
+    records: list[dict[str, Any]], names: list[str], quarantined: list[tuple[str, str]]
+) -> tuple[pa.Table, pa.Table, list[tuple[str, str]]]:
+    """:func:`records_to_tables` after :func:`check_alert` typed every record (the slow, safe path)."""
+    checked, checked_names = [], []
+    for record, name in zip(records, names, strict=True):
+        try:
+            checked.append(check_alert(record))
+            checked_names.append(name)
+        except BadAlertError as exc:
+            quarantined.append((name, str(exc)))
+    return records_to_tables(checked, checked_names)
+
+
+def _is_typed_alert(record: Any) -> bool:
+    """A ZTF packet as fastavro decodes it: what :func:`check_alert` would pass through unchanged in value."""
+    return (
+        isinstance(record, dict)
+        and isinstance(record.get("objectId"), str)
+        and bool(record["objectId"])
+        and type(record.get("candid")) is int
+        and isinstance(record.get("candidate"), dict)
+        and isinstance(record.get("prv_candidates") or [], list)
+        and isinstance(record.get("fp_hists") or [], list)
+    )
 
 
 _POINT = pa.struct(
@@ -428,10 +339,8 @@ def _bands(fid: pa.Array) -> tuple[pa.Array, np.ndarray]:
 
 
 def _nights(mjd: np.ndarray) -> pa.Array:
-    usable = np.isfinite(mjd) & (mjd >= _JD_MIN - 2400000.5) & (mjd <= _JD_MAX - 2400000.5)
-    mjd = np.where(usable, mjd, 40587.0)  # rows without a usable time are filtered out later
-    days = (np.floor(mjd) - 40587).astype(np.int32)  # MJD 40587 = 1970-01-01
-    return pc.strftime(pc.cast(pa.array(days), pa.date32()), format="%Y%m%d")
+    usable = np.isfinite(mjd) & (mjd >= _MJD_MIN) & (mjd <= _MJD_MAX)
+    return pa.array(mjd_to_nights(np.where(usable, mjd, 40587.0)), pa.string())  # unusable rows are dropped later
 
 
 def _diffpos(values: pa.Array) -> pa.Array:
@@ -485,7 +394,7 @@ def records_to_tables(
     ]
     keep = usable & ~bad_alert[parent]
 
-    mjd = jd - 2400000.5
+    mjd = jd_to_mjd(jd)
     diffpos = _diffpos(cols["isdiffpos"])
     sign = np.where(pc.fill_null(diffpos, True).to_numpy(zero_copy_only=False), 1.0, -1.0)
     flux = sign * 10 ** (-0.4 * (mag - AB_ZP_UJY))
@@ -518,20 +427,19 @@ def records_to_tables(
         },
         schema=SCHEMA,
     ).filter(pa.array(keep))
-    tables = [table]
+    points_table = table
     if forced:
-        tables.append(
-            _forced_table(
-                forced, np.repeat(np.arange(len(records)), forced_lengths), objects, versions, alert_candids, bad_alert
-            )
-        )
-    points_table = pa.concat_tables(tables) if len(tables) > 1 else table
+        forced_parent = np.repeat(np.arange(len(records)), forced_lengths)  # (F,) alert index of each forced point
+        fp_table, fp_keep = _forced_table(forced, forced_parent, objects, versions, alert_candids, bad_alert)
+        # each alert's points, then its forced photometry, alert after alert (as alert_to_rows gives them)
+        order = np.argsort(np.concatenate([parent[keep], forced_parent[fp_keep]]), kind="stable")
+        points_table = pa.concat_tables([table, fp_table]).take(pa.array(order))
 
     good = ~bad_alert
     cand = pa.array([r["candidate"] for r in records], type=_CANDIDATE).flatten()
     cand = dict(zip(_CANDIDATE.names, cand, strict=False))
     cand_band, _ = _bands(cand["fid"])
-    cand_mjd = _np(cand["jd"]) - 2400000.5
+    cand_mjd = jd_to_mjd(_np(cand["jd"]))
     meta = pa.table(
         {
             "object_id": pa.array(objects, pa.string()),
@@ -558,7 +466,8 @@ def _forced_table(
     versions: list[str],
     alert_candids: list[Any],
     bad_alert: np.ndarray,
-) -> pa.Table:
+) -> tuple[pa.Table, np.ndarray]:
+    """Forced-photometry points -> (their usable rows in the light-curve schema, which rows were kept)."""
     cols = dict(zip(_FORCED.names, pa.array(forced, type=_FORCED).flatten(), strict=False))
     jd, flux_dn, unc, zp = (_np(cols[k]) for k in ("jd", "forcediffimflux", "forcediffimfluxunc", "magzpsci"))
     band, band_ok = _bands(cols["fid"])
@@ -573,7 +482,7 @@ def _forced_table(
         & ~bad_alert[parent]
     )
     scale = 10 ** (-0.4 * (zp - AB_ZP_UJY))  # DN -> microjansky
-    mjd = jd - 2400000.5
+    mjd = jd_to_mjd(jd)
     n = len(forced)
     idx = pa.array(parent)
     null_f = pa.nulls(n, pa.float64())
@@ -601,7 +510,7 @@ def _forced_table(
         },
         schema=SCHEMA,
     )
-    return table.filter(pa.array(keep))
+    return table.filter(pa.array(keep)), keep
 
 
 def alert_json_to_rows(alert: dict[str, Any]) -> list[dict[str, Any]]:

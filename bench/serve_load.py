@@ -501,7 +501,7 @@ def run(args) -> dict[str, Any]:
     from cosmic_ray.learn import registry
     from cosmic_ray.ops import deploy as serving
     from cosmic_ray.serve.app import points_to_rows
-    from cosmic_ray.serve.store import EventStore
+    from cosmic_ray.serve.store import Store
 
     torch.set_num_threads(1)
     CLIENT["wrk"] = args.client == "wrk" or (args.client == "auto" and wrk_client.available())
@@ -622,13 +622,13 @@ def run(args) -> dict[str, Any]:
         from cosmic_ray.serve import live
 
         alerts = burst_alerts(settings.shared_data_dir or REPO.parent / "shared" / "data", args.burst)
-        store = EventStore(settings.event_store_url)
+        store = Store.open(settings.event_store_url)
         start = time.perf_counter()
-        outcome = live.classify_and_store(alerts, live.model_handle(), store)
+        outcome = live.classify_and_store(alerts, live.model_handle(), store.events)
         results["e_live_burst"] = {
             **outcome.to_dict(),
             "seconds": round(time.perf_counter() - start, 2),
-            "stored_total": store.count_classifications(),
+            "stored_total": store.events.count_classifications(),
         }
         from ray import serve
 

@@ -80,7 +80,7 @@ def test_every_write_route_refuses_anonymous_and_viewers(served, accounts):
 def test_session_cookie_attributes(served, event_store):
     from cosmic_ray.serve import auth
 
-    event_store.add_user("cookie-check", "cookie check password 7", role="viewer")
+    event_store.accounts.add_user("cookie-check", "cookie check password 7", role="viewer")
     with httpx.Client(base_url=served, timeout=60) as client:
         answer = client.post("/auth/login", json={"username": "cookie-check", "password": "cookie check password 7"})
         assert answer.status_code == 200, answer.text
@@ -150,7 +150,7 @@ def test_passwords_are_never_logged_or_returned(served, event_store, settings, t
         if any(s.encode() in data for s in (secret_ok, secret_bad, secret_long[:60])):
             leaked.append(str(path))
     assert leaked == [], f"a password appears in {leaked}"
-    stored = event_store.get_user("pw-check")
+    stored = event_store.accounts.get_user("pw-check")
     assert stored is not None and secret_ok not in json.dumps(
         stored.__dict__ if hasattr(stored, "__dict__") else str(stored), default=str
     )

@@ -144,12 +144,12 @@ class ProtoNetModel:
 
     def __init__(self, args: dict[str, Any]):
         from cosmic_ray.learn import registry
-        from cosmic_ray.serve.store import EventStore
+        from cosmic_ray.serve.store import Store
 
         self.args = AppArgs.model_validate(args)
         self.settings = self.args.settings()
         self._registry = registry
-        self.store = EventStore(self.settings.event_store_url)
+        self.store = Store.open(self.settings.event_store_url).events
         self._rebuild = threading.Lock()
         classifier, registered = registry.load_model(self.settings)
         classifier.novelty_threshold = self.args.novelty_threshold
@@ -526,14 +526,15 @@ _AUTH_ERRORS = {401: {"model": ErrorResponse}, 403: {"model": ErrorResponse}}
 class Ingress:
     def __init__(self, model: DeploymentHandle, args: dict[str, Any]):
         from cosmic_ray.serve import metrics, web
-        from cosmic_ray.serve.store import EventStore
+        from cosmic_ray.serve.store import Store
 
         self.model = model
         self.args = AppArgs.model_validate(args)
         self.settings = self.args.settings()
         _LIMITS["max_body_bytes"] = self.settings.max_body_bytes
-        self.store = EventStore(self.settings.event_store_url)
-        web.configure(self.store, self.settings)  # the pages check sessions against this store
+        store = Store.open(self.settings.event_store_url)
+        self.store, self.accounts = store.events, store.accounts
+        web.configure(self.accounts, self.settings)  # the pages check sessions against this store
         s = self.settings
         self.logins_by_account = auth.RateLimiter(s.login_attempts_per_account, s.login_window_s)
         self.logins_by_address = auth.RateLimiter(s.login_attempts_per_address, s.login_window_s)
@@ -551,7 +552,7 @@ class Ingress:
 
     # ------------------------------------------------------------ helpers
     def _principal(self, request: Request):
-        return auth.principal_from_request(request, self.store)
+        return auth.principal_from_request(request, self.accounts)
 
     def _reader(self, request: Request) -> None:
         if self.settings.read_requires_auth:
@@ -691,7 +692,7 @@ class Ingress:
     )
     async def add_class(self, body: ClassIn, request: Request) -> ClassInfo:
         """Register a class from K support light curves and/or lake object ids; live on every replica within seconds."""
-        from cosmic_ray.serve.store import ConflictError, StoreError
+        from cosmic_ray.serve.db import ConflictError, StoreError
 
         principal = auth.require_writer(self._principal(request))
         n = len(body.lightcurves) + len(body.object_ids)
@@ -752,7 +753,7 @@ class Ingress:
         responses={404: {"model": ErrorResponse}, 409: {"model": ErrorResponse}, **_AUTH_ERRORS},
     )
     async def remove_class(self, name: str, request: Request) -> Response:
-        from cosmic_ray.serve.store import NotFoundError
+        from cosmic_ray.serve.db import NotFoundError
 
         auth.require_writer(self._principal(request))
         try:
@@ -863,7 +864,7 @@ class Ingress:
             raise HTTPException(
                 status_code=429, detail="too many login attempts: try again later", headers={"Retry-After": str(wait)}
             )
-        principal = await asyncio.to_thread(self.store.authenticate, body.username, body.password)
+        principal = await asyncio.to_thread(self.accounts.authenticate, body.username, body.password)
         if principal is None:  # failures count, so users behind one shared address are not locked out by logging in
             self.logins_by_address.hit(address)
             self.logins_by_account.hit(account)
@@ -871,7 +872,7 @@ class Ingress:
             raise HTTPException(status_code=401, detail="invalid username or password")
         self.logins_by_account.reset(account)
         session_id, expires = await asyncio.to_thread(
-            self.store.create_session, principal.username, timedelta(hours=self.settings.session_hours)
+            self.accounts.create_session, principal.username, timedelta(hours=self.settings.session_hours)
         )
         response = JSONResponse(Me(username=principal.username, role=principal.role).model_dump())
         response.headers.append("set-cookie", auth.session_cookie(session_id, expires, self.settings.cookie_secure))
@@ -882,7 +883,7 @@ class Ingress:
         """End the cookie's session (if any) and clear the cookie."""
         session = request.cookies.get(auth.SESSION_COOKIE)
         if session:
-            await asyncio.to_thread(self.store.delete_session, session)
+            await asyncio.to_thread(self.accounts.delete_session, session)
         response = Response(status_code=204)
         response.headers.append("set-cookie", auth.clear_session_cookie(self.settings.cookie_secure))
         return response

@@ -3,11 +3,11 @@ chunks, never one HTTP call per alert) -> the event store, exactly once per aler
 with rare events marked and (optionally) sent to a Slack-compatible webhook.
 
 The ingest watcher calls :func:`on_batch` with each batch it reads (a lake-schema table), or
-:func:`classify_and_store` with a handle and a store it keeps open.
+:func:`classify_and_store` with a handle and the store's events it keeps open.
 
 Example:
     >>> import ray; ray.init(address="auto")                      # doctest: +SKIP
-    >>> result = classify_and_store(records, model_handle(), EventStore(url))   # doctest: +SKIP
+    >>> result = classify_and_store(records, model_handle(), Store.open(url).events)   # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ import pyarrow as pa
 
 from cosmic_ray.core.config import Settings
 from cosmic_ray.core.errors import BadAlertError
-from cosmic_ray.serve.store import EventStore
+from cosmic_ray.serve.events import Events
+from cosmic_ray.serve.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +98,7 @@ def items_from_table(table: pa.Table) -> list[dict[str, Any]]:
 def classify_and_store(
     batch: pa.Table | Iterable[Mapping[str, Any]],
     handle,
-    store: EventStore,
+    store: Events,
     webhook_url: str | None = None,
     chunk: int = CHUNK,
 ) -> LiveResult:
@@ -106,7 +107,7 @@ def classify_and_store(
     Args:
         batch: a lake-schema table (the watcher's batch) or decoded alert records.
         handle: the model deployment's ``DeploymentHandle`` (:func:`model_handle`).
-        store: the event store.
+        store: the event store's events.
         webhook_url: a Slack-compatible incoming webhook told about new rare events.
         chunk: alerts per handle call.
     """
@@ -174,5 +175,5 @@ def on_batch(table: pa.Table, settings: Settings | None = None) -> LiveResult:
     settings = settings or Settings()
     key = settings.event_store_url
     if _DEFAULTS.get("key") != key:
-        _DEFAULTS.update(key=key, store=EventStore(settings.event_store_url), handle=model_handle())
+        _DEFAULTS.update(key=key, store=Store.open(settings.event_store_url).events, handle=model_handle())
     return classify_and_store(table, _DEFAULTS["handle"], _DEFAULTS["store"], settings.rare_webhook_url)

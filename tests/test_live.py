@@ -47,7 +47,7 @@ def test_a_watcher_batch_table_goes_through_the_same_path(served, shared_data, e
     assert len(items) == parsed.alerts >= 1
     result = live.on_batch(parsed.table, settings=_settings_like(event_store))
     assert result.stored + result.already_stored == len(items)
-    assert event_store.events.known_candids(i["candid"] for i in items) == {i["candid"] for i in items}
+    assert event_store.events.known_candids(i.candid for i in items) == {i.candid for i in items}
 
 
 def _settings_like(event_store):

@@ -21,7 +21,7 @@ from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, insert, select, update
 from sqlalchemy.engine import Engine
 
 from cosmic_ray.serve.db import ApiToken, ConflictError, NotFoundError, Session, StoreError, User, utcnow
@@ -98,9 +98,7 @@ class Accounts:
             if conn.execute(select(User.username).where(User.username == username)).first() is not None:
                 raise ConflictError(f"user {username!r} already exists")
             conn.execute(
-                User.__table__.insert().values(
-                    username=username, role=role, password_hash=digest, created_at=now, updated_at=now
-                )
+                insert(User).values(username=username, role=role, password_hash=digest, created_at=now, updated_at=now)
             )
         log.info("user %s added with role %s", username, role)
         return Principal(username, role, "password")
@@ -199,7 +197,7 @@ class Accounts:
             if conn.execute(select(User.username).where(User.username == username)).first() is None:
                 raise NotFoundError(f"no user {username!r}")
             result = conn.execute(
-                ApiToken.__table__.insert().values(
+                insert(ApiToken).values(
                     token_hash=hash_secret(token), username=username, name=name, created_at=utcnow()
                 )
             )
@@ -251,7 +249,7 @@ class Accounts:
         with self.engine.begin() as conn:
             conn.execute(delete(Session).where(Session.expires_at < now))
             conn.execute(
-                Session.__table__.insert().values(
+                insert(Session).values(
                     id_hash=hash_secret(session_id), username=username, created_at=now, expires_at=expires
                 )
             )

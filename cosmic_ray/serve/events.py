@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Row, delete, func, select, update
+from sqlalchemy import Connection, Row, delete, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 
@@ -91,7 +91,7 @@ class Events:
         Each row: ``candid, object_id, class, probabilities, open_set_score, novel, rare, model_version``.
         """
         now = utcnow()
-        values = [
+        values: list[dict[str, Any]] = [
             {
                 "candid": int(r["candid"]),
                 "object_id": str(r["object_id"]),
@@ -115,16 +115,16 @@ class Events:
                 unique.append(v)
         dialect = self.engine.dialect.name
         if dialect == "sqlite":
-            insert = sqlite.insert
+            upsert = sqlite.insert
         elif dialect == "postgresql":
-            insert = postgresql.insert  # type: ignore[assignment]  # same interface, other dialect
+            upsert = postgresql.insert  # type: ignore[assignment]  # same interface, other dialect
         else:  # pragma: no cover - other databases: check first, then insert
             return self._record_portable(unique)
         new: list[int] = []
         with self.engine.begin() as conn:
             for start in range(0, len(unique), 500):
                 stmt = (
-                    insert(Classification)
+                    upsert(Classification)
                     .values(unique[start : start + 500])
                     .on_conflict_do_nothing(index_elements=["candid"])
                     .returning(Classification.candid)
@@ -141,7 +141,7 @@ class Events:
             )
             fresh = [v for v in values if v["candid"] not in existing]
             if fresh:
-                conn.execute(Classification.__table__.insert(), fresh)
+                conn.execute(insert(Classification), fresh)
         return [v["candid"] for v in fresh]
 
     def known_candids(self, candids: Iterable[int]) -> set[int]:
@@ -207,7 +207,7 @@ class Events:
     def _bump_classes_version(conn: Connection) -> None:
         current = conn.execute(select(StoreMeta.value).where(StoreMeta.key == _CLASSES_VERSION)).scalar_one_or_none()
         if current is None:
-            conn.execute(StoreMeta.__table__.insert().values(key=_CLASSES_VERSION, value=1))
+            conn.execute(insert(StoreMeta).values(key=_CLASSES_VERSION, value=1))
         else:
             conn.execute(update(StoreMeta).where(StoreMeta.key == _CLASSES_VERSION).values(value=current + 1))
 
@@ -233,7 +233,7 @@ class Events:
             if conn.execute(select(RegisteredClass.id).where(RegisteredClass.name == name)).first() is not None:
                 raise ConflictError(f"class {name!r} is already registered")
             conn.execute(
-                RegisteredClass.__table__.insert().values(
+                insert(RegisteredClass).values(
                     name=name, support=record.support, created_by=created_by, created_at=record.created_at
                 )
             )

@@ -21,8 +21,9 @@ from dataclasses import dataclass, field
 
 import httpx
 
+from cosmic_ray.serve.replica import MODEL_DEPLOYMENT as MODEL
+
 APP = "cosmic_ray"
-MODEL = "ProtoNetModel"
 
 
 @dataclass

@@ -324,7 +324,7 @@ def classify_items(classifier, items: list[dict[str, Any]], neighbours: int = 5)
     from cosmic_ray.learn.features import featurize_objects
 
     return classifier.predict_features(
-        featurize_objects([item["rows"] for item in items], classifier.max_len), neighbours=neighbours
+        featurize_objects([item.rows for item in items], classifier.max_len), neighbours=neighbours
     )
 
 
@@ -357,7 +357,7 @@ def plain_app():
 
     from cosmic_ray.core.config import Settings
     from cosmic_ray.learn import registry
-    from cosmic_ray.serve.app import request_to_item
+    from cosmic_ray.serve.parsing import request_to_item
     from cosmic_ray.serve.schemas import PredictRequest, PredictResponse
 
     torch.set_num_threads(1)
@@ -500,8 +500,8 @@ def run(args) -> dict[str, Any]:
     from cosmic_ray.core.config import Settings
     from cosmic_ray.learn import registry
     from cosmic_ray.ops import deploy as serving
-    from cosmic_ray.serve.app import points_to_rows
-    from cosmic_ray.serve.store import EventStore
+    from cosmic_ray.serve.items import ModelItem, points_to_rows
+    from cosmic_ray.serve.store import Store
 
     torch.set_num_threads(1)
     CLIENT["wrk"] = args.client == "wrk" or (args.client == "auto" and wrk_client.available())
@@ -518,7 +518,7 @@ def run(args) -> dict[str, Any]:
     classifier, registered = registry.load_model(settings)
     curves = lake_lightcurves(settings, 512)
     bodies = [{"lightcurve": c} for c in curves]
-    items = [{"object_id": c["object_id"], "rows": points_to_rows(c["object_id"], c["points"])} for c in curves]
+    items = [ModelItem(c["object_id"], points_to_rows(c["object_id"], c["points"])) for c in curves]
     results: dict[str, Any] = {
         "model_version": registered.version,
         "cores": os.cpu_count(),
@@ -622,13 +622,13 @@ def run(args) -> dict[str, Any]:
         from cosmic_ray.serve import live
 
         alerts = burst_alerts(settings.shared_data_dir or REPO.parent / "shared" / "data", args.burst)
-        store = EventStore(settings.event_store_url)
+        store = Store.open(settings.event_store_url)
         start = time.perf_counter()
-        outcome = live.classify_and_store(alerts, live.model_handle(), store)
+        outcome = live.classify_and_store(alerts, live.model_handle(), store.events)
         results["e_live_burst"] = {
             **outcome.to_dict(),
             "seconds": round(time.perf_counter() - start, 2),
-            "stored_total": store.count_classifications(),
+            "stored_total": store.events.count_classifications(),
         }
         from ray import serve
 

@@ -111,10 +111,10 @@ def served(trained, settings):
 
 @pytest.fixture(scope="session")
 def event_store(settings):
-    """The event store the served app uses (SQLite under the session home)."""
-    from cosmic_ray.serve.store import EventStore
+    """The event store the served app uses (SQLite under the session home): ``.events``, ``.accounts``."""
+    from cosmic_ray.serve.store import Store
 
-    store = EventStore(settings.event_store_url)
+    store = Store.open(settings.event_store_url)
     yield store
     store.close()
 
@@ -122,9 +122,9 @@ def event_store(settings):
 @pytest.fixture(scope="session")
 def accounts(event_store):
     """An astronomer and a viewer, each with an API token: ``{"astronomer": token, "viewer": token}``."""
-    event_store.add_user("ada", "astronomer password 1", role="astronomer")
-    event_store.add_user("vic", "viewer password 1", role="viewer")
+    event_store.accounts.add_user("ada", "astronomer password 1", role="astronomer")
+    event_store.accounts.add_user("vic", "viewer password 1", role="viewer")
     return {
-        "astronomer": event_store.create_token("ada", "tests").token,
-        "viewer": event_store.create_token("vic", "tests").token,
+        "astronomer": event_store.accounts.create_token("ada", "tests").token,
+        "viewer": event_store.accounts.create_token("vic", "tests").token,
     }

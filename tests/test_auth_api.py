@@ -32,7 +32,7 @@ def test_login_sets_a_strict_http_only_cookie_and_me_answers(served, accounts):
 
 
 def test_bad_logins_get_a_generic_401_then_429_with_retry_after(served, event_store):
-    event_store.add_user("mallory-target", "the real password 9", role="viewer")
+    event_store.accounts.add_user("mallory-target", "the real password 9", role="viewer")
     unknown = httpx.post(f"{served}/auth/login", json={"username": "nobody", "password": "whatever123"}, timeout=60)
     wrong = httpx.post(
         f"{served}/auth/login", json={"username": "mallory-target", "password": "guess number 1"}, timeout=60
@@ -101,6 +101,6 @@ def test_cli_users_and_tokens(settings, event_store, served):
     )
     assert run("users", "passwd", "grace", "--password-stdin", stdin="short\n").returncode != 0
     assert run("users", "passwd", "grace", "--password-stdin", stdin="a newer long password\n").returncode == 0
-    assert event_store.authenticate("grace", "a newer long password") is not None
+    assert event_store.accounts.authenticate("grace", "a newer long password") is not None
     assert run("users", "remove", "grace").returncode == 0
-    assert event_store.get_user("grace") is None
+    assert event_store.accounts.get_user("grace") is None

@@ -126,7 +126,7 @@ def test_users_tokens_and_classifications_survive_a_redeploy(served, accounts, e
     from cosmic_ray.ops import deploy as serving
 
     candid = 9_000_000_000_000_000_123
-    event_store.record_classifications(
+    event_store.events.record_classifications(
         [
             {
                 "candid": candid,

@@ -287,7 +287,7 @@ def test_whole_cluster_restart_keeps_classes_users_classifications_and_serves_th
     trained, settings, shared_data, tmp_path, monkeypatch
 ):
     from cosmic_ray.ops.cluster import high_throughput_env
-    from cosmic_ray.serve.store import EventStore
+    from cosmic_ray.serve.store import Store
 
     # the clusters start as `cosmic-ray cluster up` starts them: Serve's high-throughput mode (HAProxy)
     for name, value in high_throughput_env().items():
@@ -301,9 +301,9 @@ def test_whole_cluster_restart_keeps_classes_users_classifications_and_serves_th
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     log = tmp_path / "serve_up.log"
-    store = EventStore(f"sqlite:///{home / 'events.db'}")
-    store.add_user("rita", "restart password 1", role="astronomer")
-    token = store.create_token("rita", "restart test").token
+    store = Store.open(f"sqlite:///{home / 'events.db'}")
+    store.accounts.add_user("rita", "restart password 1", role="astronomer")
+    token = store.accounts.create_token("rita", "restart test").token
     auth = {"Authorization": f"Bearer {token}"}
 
     first = start_cluster(4, [])
@@ -326,7 +326,7 @@ def test_whole_cluster_restart_keeps_classes_users_classifications_and_serves_th
         assert answer["model_version"] == version
         # classifications stored by the live path's store call, from this model's real answer
         candids = [9_100_000_000_000_000_000 + i for i in range(3)]
-        store.record_classifications(
+        store.events.record_classifications(
             [
                 {
                     "candid": c,
@@ -341,7 +341,7 @@ def test_whole_cluster_restart_keeps_classes_users_classifications_and_serves_th
                 for c in candids
             ]
         )
-        stored_before = store.count_classifications()
+        stored_before = store.events.count_classifications()
     finally:
         t0 = time.monotonic()
         first.shutdown()  # the whole cluster: GCS, raylet, Serve controller, proxy, replicas
@@ -372,8 +372,8 @@ def test_whole_cluster_restart_keeps_classes_users_classifications_and_serves_th
         assert login.status_code == 200
         alerts = httpx.get(f"{url}/alerts", params={"limit": 1000}, timeout=30).json()
         assert {c for c in candids} <= {a["candid"] for a in alerts}
-        reopened = EventStore(f"sqlite:///{home / 'events.db'}")
-        assert reopened.count_classifications() == stored_before
+        reopened = Store.open(f"sqlite:///{home / 'events.db'}")
+        assert reopened.events.count_classifications() == stored_before
         reopened.close()
     finally:
         second.shutdown()

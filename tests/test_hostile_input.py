@@ -5,7 +5,7 @@ Property-based (hypothesis). The ZTF cases start from the real packets in
 the record and from the Avro schema), wrong types, huge arrays, NaN/inf, negative errors, unsorted
 or duplicate epochs, empty light curves, corrupted bytes. The catalogue CSV parser, TESS FITS files
 built with astropy (columns and headers missing or wrong) and the JSON alert path of the API
-(``ztf.alert_json_to_rows``, ``PredictRequest``, ``serve.request_to_item``) get the same treatment.
+(``ztf.alert_json_to_rows``, ``PredictRequest``, ``serve.parsing.request_to_item``) get the same treatment.
 
 What every parser must do with any input: return rows that are usable (finite time and photometry,
 a known band, non-negative errors, a ``YYYYMMDD`` night) or say why not (a ``cosmic_ray.core.errors``
@@ -560,7 +560,7 @@ def test_predict_request_is_valid_or_a_422_never_a_crash(body, which, use_real):
     from fastapi import HTTPException
     from pydantic import ValidationError
 
-    from cosmic_ray.serve.app import request_to_item
+    from cosmic_ray.serve.parsing import request_to_item
     from cosmic_ray.serve.schemas import PredictRequest
 
     if use_real and isinstance(body, dict):
@@ -580,8 +580,8 @@ def test_predict_request_is_valid_or_a_422_never_a_crash(body, which, use_real):
     except HTTPException as exc:
         assert exc.status_code == 422 and exc.detail
         return
-    assert any(not r["is_limit"] for r in item["rows"])
-    _check_rows([r for r in item["rows"] if r["source"] != "user"])
+    assert any(not r["is_limit"] for r in item.rows)
+    _check_rows([r for r in item.rows if r["source"] != "user"])
 
 
 def test_report_counts(capsys):

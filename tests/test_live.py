@@ -24,10 +24,10 @@ def test_alert_files_are_classified_once_and_visible_over_http(served, shared_da
     records = _records(shared_data)
     assert len(records) >= 2
     handle = live.model_handle()
-    first = live.classify_and_store(records, handle, event_store, chunk=2)
+    first = live.classify_and_store(records, handle, event_store.events, chunk=2)
     assert first.alerts == len(records) and first.stored == first.classified == len(records) - first.unusable
     assert first.stored >= 2
-    again = live.classify_and_store(records, handle, event_store)
+    again = live.classify_and_store(records, handle, event_store.events)
     assert again.stored == 0 and again.already_stored == first.stored  # exactly once by candid
     seen = {a["candid"]: a for a in httpx.get(f"{served}/alerts", params={"limit": 1000}, timeout=30).json()}
     for record in records:
@@ -47,7 +47,7 @@ def test_a_watcher_batch_table_goes_through_the_same_path(served, shared_data, e
     assert len(items) == parsed.alerts >= 1
     result = live.on_batch(parsed.table, settings=_settings_like(event_store))
     assert result.stored + result.already_stored == len(items)
-    assert event_store.known_candids(i["candid"] for i in items) == {i["candid"] for i in items}
+    assert event_store.events.known_candids(i.candid for i in items) == {i.candid for i in items}
 
 
 def _settings_like(event_store):
@@ -127,7 +127,7 @@ def test_cosmic_ray_watch_classify_stores_what_passes_the_prefilters(served, sha
         "RAY_USAGE_STATS_ENABLED": "0",
     }
     in_mailbox = {r["candid"] for p in mailbox.glob("*.avro") for r in fastavro.reader(p.open("rb"))}
-    assert not event_store.known_candids(in_mailbox)  # alerts this session's store has never seen
+    assert not event_store.events.known_candids(in_mailbox)  # alerts this session's store has never seen
     cli = Path(sys.executable).parent / "cosmic-ray"
     proc = subprocess.Popen(
         [str(cli), "watch", str(mailbox), "--classify", "--interval", "0.2"],
@@ -155,5 +155,5 @@ def test_cosmic_ray_watch_classify_stores_what_passes_the_prefilters(served, sha
     failed = set(alerts.column("alert_candid").to_pylist()) - passed
     assert stats["passed"] == len(passed) >= 1
     assert passed | failed == in_mailbox
-    assert event_store.known_candids(passed) == passed  # every alert that passed is classified and stored
-    assert not event_store.known_candids(failed)  # the pre-filtered ones were routed away
+    assert event_store.events.known_candids(passed) == passed  # every alert that passed is classified and stored
+    assert not event_store.events.known_candids(failed)  # the pre-filtered ones were routed away

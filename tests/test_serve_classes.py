@@ -15,7 +15,9 @@ def _replica_infos(app_name: str = "cosmic_ray", calls: int = 24) -> dict[str, d
     """info() of each model replica, by replica id (calls go to replicas at random)."""
     from ray import serve
 
-    handle = serve.get_deployment_handle("ProtoNetModel", app_name=app_name)
+    from cosmic_ray.serve.replica import MODEL_DEPLOYMENT
+
+    handle = serve.get_deployment_handle(MODEL_DEPLOYMENT, app_name=app_name)
     infos = {}
     for _ in range(calls):
         info = handle.info.remote().result()

@@ -11,7 +11,9 @@ import httpx
 def _infos(calls: int = 16) -> dict[str, dict]:
     from ray import serve
 
-    handle = serve.get_deployment_handle("ProtoNetModel", app_name="cosmic_ray")
+    from cosmic_ray.serve.replica import MODEL_DEPLOYMENT
+
+    handle = serve.get_deployment_handle(MODEL_DEPLOYMENT, app_name="cosmic_ray")
     out = {}
     for _ in range(calls):
         info = handle.info.remote().result()

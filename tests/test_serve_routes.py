@@ -23,7 +23,7 @@ def test_alerts_route_filters_by_class_rarity_and_time(served, event_store):
         }
         for i, (label, rare) in enumerate([("TDE", True), ("SN II", False), ("SLSN-I", True)])
     ]
-    assert len(event_store.record_classifications(rows)) == 3
+    assert len(event_store.events.record_classifications(rows)) == 3
     every = httpx.get(f"{served}/alerts", params={"limit": 1000}, timeout=30).json()
     mine = [a for a in every if BASE <= a["candid"] < BASE + 10]
     assert [a["candid"] for a in mine] == [BASE + 2, BASE + 1, BASE]  # newest first
@@ -55,7 +55,7 @@ def test_candidates_route_ranks_objects_by_one_class_probability(served, event_s
         }
         for i, (obj, p) in enumerate([("ZTFcandA", 0.2), ("ZTFcandB", 0.9), ("ZTFcandA", 0.6), ("ZTFcandC", 0.4)])
     ]
-    assert len(event_store.record_classifications(rows)) == 4
+    assert len(event_store.events.record_classifications(rows)) == 4
     answer = httpx.get(f"{served}/candidates", params={"class": cls, "limit": 10}, timeout=30)
     assert answer.status_code == 200, answer.text
     assert [(a["object_id"], a["probabilities"][cls]) for a in answer.json()] == [

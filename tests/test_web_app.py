@@ -40,8 +40,8 @@ VIEWER = ("web-vic", "viewer web password 1")
 @pytest.fixture(scope="module")
 def web_users(event_store):
     for (name, password), role in ((ASTRONOMER, "astronomer"), (VIEWER, "viewer")):
-        if event_store.get_user(name) is None:
-            event_store.add_user(name, password, role=role)
+        if event_store.accounts.get_user(name) is None:
+            event_store.accounts.add_user(name, password, role=role)
     return {"astronomer": ASTRONOMER, "viewer": VIEWER}
 
 
@@ -61,7 +61,7 @@ def session_context(browser, served, event_store, username):
     """A browser context already logged in as ``username`` (a session made by the store, as /auth/login does)."""
     from datetime import timedelta
 
-    session_id, _ = event_store.create_session(username, timedelta(hours=1))
+    session_id, _ = event_store.accounts.create_session(username, timedelta(hours=1))
     context = browser.new_context(viewport=VIEWPORT)
     context.add_cookies(
         [{"name": "cr_session", "value": session_id, "url": served, "httpOnly": True, "sameSite": "Strict"}]
@@ -107,7 +107,7 @@ def fresh_alerts(shared_data, event_store, n: int = 2) -> list[dict]:
     for path in sorted((shared_data / "ztf-alerts").rglob("*.avro")):
         with open(path, "rb") as handle:
             records = [{k: v for k, v in r.items() if not k.startswith("cutout")} for r in fastavro.reader(handle)]
-        unseen = event_store.known_candids(r["candid"] for r in records)
+        unseen = event_store.events.known_candids(r["candid"] for r in records)
         out.extend(r for r in records if r["candid"] not in unseen)
         if len(out) >= n:
             return out[:n]
@@ -219,11 +219,11 @@ def test_login_success_reaches_the_dashboard_with_a_just_sent_alert(
     records = fresh_alerts(shared_data, event_store)
     # Playwright's sync API runs an event loop in this thread; a Serve handle's sync calls need another thread
     with ThreadPoolExecutor(1) as pool:
-        result = pool.submit(lambda: live.classify_and_store(records, live.model_handle(), event_store)).result(
+        result = pool.submit(lambda: live.classify_and_store(records, live.model_handle(), event_store.events)).result(
             timeout=120
         )
     assert result.stored >= 1
-    stored = event_store.recent_alerts(limit=5)
+    stored = event_store.events.recent_alerts(limit=5)
     candid = next(a["candid"] for a in stored if a["candid"] in {r["candid"] for r in records})
     alert = next(a for a in stored if a["candid"] == candid)
     # candids exceed 2**53: JavaScript numbers cannot hold them exactly, so match object + time
@@ -326,9 +326,9 @@ def test_dashboard_panels_apod_offline_and_screenshots(browser, served, web_user
         "rare": False,
         "model_version": trained.version,
     }
-    event_store.record_classifications([top])
-    assert event_store.known_candids([top["candid"]]) == {top["candid"]}
-    expected = [a["object_id"] for a in event_store.top_candidates("SLSN-I", limit=6)]
+    event_store.events.record_classifications([top])
+    assert event_store.events.known_candids([top["candid"]]) == {top["candid"]}
+    expected = [a["object_id"] for a in event_store.events.top_candidates("SLSN-I", limit=6)]
     assert expected[0] == "ZTFfollowA"
     assert page.locator("#followup-class option[value='SLSN-I']").count() == 1
     page.select_option("#followup-class", "SLSN-I")

@@ -91,10 +91,10 @@ def web_dir() -> Path:
 @pytest.fixture(scope="module")
 def web_store(tmp_path_factory):
     """An event store with one user: the pages need a login session."""
-    from cosmic_ray.serve.store import EventStore
+    from cosmic_ray.serve.store import Store
 
-    store = EventStore(f"sqlite:///{tmp_path_factory.mktemp('web_store') / 'events.db'}")
-    store.add_user("solar-viewer", "solar viewer password", role="viewer")
+    store = Store.open(f"sqlite:///{tmp_path_factory.mktemp('web_store') / 'events.db'}")
+    store.accounts.add_user("solar-viewer", "solar viewer password", role="viewer")
     yield store
     store.close()
 
@@ -103,13 +103,13 @@ def web_store(tmp_path_factory):
 def session_id(web_store) -> str:
     from datetime import timedelta
 
-    return web_store.create_session("solar-viewer", timedelta(hours=1))[0]
+    return web_store.accounts.create_session("solar-viewer", timedelta(hours=1))[0]
 
 
 @pytest.fixture(scope="module")
 def base_url(web_dir: Path, web_store):
     app = FastAPI()
-    app.include_router(web_router(web_dir, store=web_store))
+    app.include_router(web_router(web_dir, store=web_store.accounts))
     with serve_app(app) as url:
         yield url
 
@@ -429,7 +429,7 @@ def test_mount_web_in_a_plain_app(web_dir, web_store, session_id):
     def health() -> dict[str, str]:
         return {"status": "ok"}
 
-    mount_web(app, web_dir, store=web_store)
+    mount_web(app, web_dir, store=web_store.accounts)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         client = TestClient(app, follow_redirects=False)

@@ -334,10 +334,10 @@ def serve_status() -> None:
 
 
 # ----------------------------------------------------------------------------- users and tokens
-def _store():
-    from cosmic_ray.serve.store import EventStore
+def _accounts():
+    from cosmic_ray.serve.store import Store
 
-    return EventStore(_settings().event_store_url)
+    return Store.open(_settings().event_store_url).accounts
 
 
 def _read_password(password_stdin: bool) -> str:
@@ -358,11 +358,11 @@ def users_add(
     password_stdin: bool = typer.Option(False, "--password-stdin", help="Read the password from stdin."),
 ) -> None:
     """Add a user (the password is prompted for, or read from stdin)."""
-    from cosmic_ray.serve.store import StoreError
+    from cosmic_ray.serve.db import StoreError
 
     password = _read_password(password_stdin)
     try:
-        user = _store().add_user(username, password, role=role)
+        user = _accounts().add_user(username, password, role=role)
     except StoreError as exc:
         _fail(str(exc))
     _emit({"username": user.username, "role": user.role, "added": True})
@@ -374,11 +374,11 @@ def users_passwd(
     password_stdin: bool = typer.Option(False, "--password-stdin", help="Read the password from stdin."),
 ) -> None:
     """Change a user's password (ends their web sessions)."""
-    from cosmic_ray.serve.store import StoreError
+    from cosmic_ray.serve.db import StoreError
 
     password = _read_password(password_stdin)
     try:
-        _store().set_password(username, password)
+        _accounts().set_password(username, password)
     except StoreError as exc:
         _fail(str(exc))
     _emit({"username": username, "password_changed": True})
@@ -387,10 +387,10 @@ def users_passwd(
 @users_app.command("remove")
 def users_remove(username: str = typer.Argument(...)) -> None:
     """Remove a user with their tokens and sessions."""
-    from cosmic_ray.serve.store import StoreError
+    from cosmic_ray.serve.db import StoreError
 
     try:
-        _store().remove_user(username)
+        _accounts().remove_user(username)
     except StoreError as exc:
         _fail(str(exc))
     _emit({"username": username, "removed": True})
@@ -398,7 +398,7 @@ def users_remove(username: str = typer.Argument(...)) -> None:
 
 @users_app.command("list")
 def users_list() -> None:
-    _emit([{"username": u.username, "role": u.role} for u in _store().list_users()])
+    _emit([{"username": u.username, "role": u.role} for u in _accounts().list_users()])
 
 
 @tokens_app.command("create")
@@ -406,10 +406,10 @@ def tokens_create(
     username: str = typer.Argument(...), name: str = typer.Option("", help="A label, e.g. the script's name.")
 ) -> None:
     """Create an API token for USERNAME; the token is printed once and only its hash is kept."""
-    from cosmic_ray.serve.store import StoreError
+    from cosmic_ray.serve.db import StoreError
 
     try:
-        info = _store().create_token(username, name)
+        info = _accounts().create_token(username, name)
     except StoreError as exc:
         _fail(str(exc))
     _emit({"id": info.id, "username": info.username, "name": info.name, "token": info.token})
@@ -417,10 +417,10 @@ def tokens_create(
 
 @tokens_app.command("revoke")
 def tokens_revoke(token_id: int = typer.Argument(..., help="The id printed by `tokens create`.")) -> None:
-    from cosmic_ray.serve.store import StoreError
+    from cosmic_ray.serve.db import StoreError
 
     try:
-        _store().revoke_token(token_id)
+        _accounts().revoke_token(token_id)
     except StoreError as exc:
         _fail(str(exc))
     _emit({"id": token_id, "revoked": True})

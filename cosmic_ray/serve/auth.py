@@ -15,13 +15,13 @@ from datetime import UTC, datetime
 
 from fastapi import HTTPException, Request
 
-from cosmic_ray.serve.store import EventStore, Principal
+from cosmic_ray.serve.accounts import Accounts, Principal
 
 SESSION_COOKIE = "cr_session"
 _BEARER = "bearer "
 
 
-def principal_from_request(request: Request, store: EventStore) -> Principal | None:
+def principal_from_request(request: Request, accounts: Accounts) -> Principal | None:
     """The authenticated caller, or None when anonymous.
 
     Raises:
@@ -31,13 +31,13 @@ def principal_from_request(request: Request, store: EventStore) -> Principal | N
     if header:
         if not header.lower().startswith(_BEARER) or not header[len(_BEARER) :].strip():
             raise unauthorized("malformed Authorization header: use 'Bearer <token>'")
-        principal = store.principal_for_token(header[len(_BEARER) :].strip())
+        principal = accounts.principal_for_token(header[len(_BEARER) :].strip())
         if principal is None:
             raise unauthorized("invalid or revoked token")
         return principal
     session = request.cookies.get(SESSION_COOKIE)
     if session:
-        principal = store.principal_for_session(session)
+        principal = accounts.principal_for_session(session)
         if principal is None:
             raise unauthorized("session expired or logged out: log in again")
         return principal

@@ -3,11 +3,11 @@ chunks, never one HTTP call per alert) -> the event store, exactly once per aler
 with rare events marked and (optionally) sent to a Slack-compatible webhook.
 
 The ingest watcher calls :func:`on_batch` with each batch it reads (a lake-schema table), or
-:func:`classify_and_store` with a handle and a store it keeps open.
+:func:`classify_and_store` with a handle and the store's events it keeps open.
 
 Example:
     >>> import ray; ray.init(address="auto")                      # doctest: +SKIP
-    >>> result = classify_and_store(records, model_handle(), EventStore(url))   # doctest: +SKIP
+    >>> result = classify_and_store(records, model_handle(), Store.open(url).events)   # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -18,16 +18,22 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import httpx
 import pyarrow as pa
+from ray import serve
+from ray.serve.handle import DeploymentHandle
 
 from cosmic_ray.core.config import Settings
 from cosmic_ray.core.errors import BadAlertError
-from cosmic_ray.serve.store import EventStore
+from cosmic_ray.serve.events import Events
+from cosmic_ray.serve.items import ModelItem
+from cosmic_ray.serve.replica import MODEL_DEPLOYMENT
+from cosmic_ray.serve.store import Store
+from cosmic_ray.sources import ztf
 
 log = logging.getLogger(__name__)
 
 APP_NAME = "cosmic_ray"
-MODEL_DEPLOYMENT = "ProtoNetModel"
 CHUNK = 256  # alerts per handle call: big enough to amortise, small enough to spread over replicas
 
 
@@ -53,17 +59,13 @@ class LiveResult:
         }
 
 
-def model_handle(app_name: str = APP_NAME):
+def model_handle(app_name: str = APP_NAME) -> DeploymentHandle:
     """The model deployment's handle on the connected Ray cluster (``ray.init`` first)."""
-    from ray import serve
-
     return serve.get_deployment_handle(MODEL_DEPLOYMENT, app_name=app_name)
 
 
-def items_from_records(records: Iterable[Mapping[str, Any]]) -> tuple[list[dict[str, Any]], int]:
-    """Decoded alert records (Avro dicts) -> model items ``{candid, object_id, rows}``; and the unusable count."""
-    from cosmic_ray.sources import ztf
-
+def items_from_records(records: Iterable[Mapping[str, Any]]) -> tuple[list[ModelItem], int]:
+    """Decoded alert records (Avro dicts) -> model items, one per alert; and the unusable count."""
     items, bad = [], 0
     for record in records:
         try:
@@ -72,11 +74,11 @@ def items_from_records(records: Iterable[Mapping[str, Any]]) -> tuple[list[dict[
             log.warning("alert not classified: %s", exc)
             bad += 1
             continue
-        items.append({"candid": int(record["candid"]), "object_id": str(record["objectId"]), "rows": rows})
+        items.append(ModelItem(object_id=str(record["objectId"]), rows=rows, candid=int(record["candid"])))
     return items, bad
 
 
-def items_from_table(table: pa.Table) -> list[dict[str, Any]]:
+def items_from_table(table: pa.Table) -> list[ModelItem]:
     """A lake-schema table of alert points -> one model item per alert (``alert_candid``).
 
     Each alert carries its own history (``prv_candidates``), so its points are its light curve.
@@ -84,20 +86,19 @@ def items_from_table(table: pa.Table) -> list[dict[str, Any]]:
     if table.num_rows == 0 or "alert_candid" not in table.column_names:
         return []
     keep = ["object_id", "source", "mjd", "band", "mag", "magerr", "is_limit", "night", "alert_candid"]
-    by_alert: dict[int, dict[str, Any]] = {}
+    by_alert: dict[int, list[dict[str, Any]]] = {}
     for row in table.select([c for c in keep if c in table.column_names]).to_pylist():
         candid = row.pop("alert_candid")
         if candid is None or row["source"] != "ztf_alert":
             continue
-        item = by_alert.setdefault(int(candid), {"candid": int(candid), "object_id": row["object_id"], "rows": []})
-        item["rows"].append(row)
-    return list(by_alert.values())
+        by_alert.setdefault(int(candid), []).append(row)
+    return [ModelItem(object_id=rows[0]["object_id"], rows=rows, candid=candid) for candid, rows in by_alert.items()]
 
 
 def classify_and_store(
     batch: pa.Table | Iterable[Mapping[str, Any]],
-    handle,
-    store: EventStore,
+    handle: DeploymentHandle,
+    store: Events,
     webhook_url: str | None = None,
     chunk: int = CHUNK,
 ) -> LiveResult:
@@ -106,7 +107,7 @@ def classify_and_store(
     Args:
         batch: a lake-schema table (the watcher's batch) or decoded alert records.
         handle: the model deployment's ``DeploymentHandle`` (:func:`model_handle`).
-        store: the event store.
+        store: the event store's events.
         webhook_url: a Slack-compatible incoming webhook told about new rare events.
         chunk: alerts per handle call.
     """
@@ -117,8 +118,8 @@ def classify_and_store(
     else:
         items, result.unusable = items_from_records(batch)
     result.alerts = len(items) + result.unusable
-    known = store.known_candids(i["candid"] for i in items)
-    todo = [i for i in items if i["candid"] not in known]
+    known = store.known_candids(i.candid for i in items if i.candid is not None)
+    todo = [i for i in items if i.candid not in known]
     result.already_stored = len(items) - len(todo)
     # all chunks in flight at once: the router spreads them over the replicas
     responses = [handle.predict_many.remote(todo[i : i + chunk]) for i in range(0, len(todo), chunk)]
@@ -142,8 +143,6 @@ def classify_and_store(
 
 def notify_rare(webhook_url: str, events: list[dict[str, Any]], timeout: float = 5.0) -> bool:
     """Post one Slack-compatible message (``{"text": ...}``) listing rare events; never raises."""
-    import httpx
-
     lines = [
         f"• {e['object_id']} (candid {e['candid']}): {e['class']} p={e['probabilities'][e['class']]:.2f}, "
         f"open-set {e['open_set_score']:.2f}, model v{e['model_version']}"
@@ -174,5 +173,5 @@ def on_batch(table: pa.Table, settings: Settings | None = None) -> LiveResult:
     settings = settings or Settings()
     key = settings.event_store_url
     if _DEFAULTS.get("key") != key:
-        _DEFAULTS.update(key=key, store=EventStore(settings.event_store_url), handle=model_handle())
+        _DEFAULTS.update(key=key, store=Store.open(settings.event_store_url).events, handle=model_handle())
     return classify_and_store(table, _DEFAULTS["handle"], _DEFAULTS["store"], settings.rare_webhook_url)

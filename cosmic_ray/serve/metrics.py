@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import functools
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
+
+from cosmic_ray.serve.events import Events
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -64,15 +67,15 @@ def api_metrics() -> ApiMetrics:
 class StoreCollector:
     """Counts from the event store at scrape time (classifications and rare events of the live path)."""
 
-    def __init__(self, store, ttl_s: float = 5.0):
-        self.store = store
+    def __init__(self, events: Events, ttl_s: float = 5.0):
+        self.events = events
         self.ttl_s = ttl_s
         self._cached: tuple[float, int, int] | None = None
 
-    def collect(self):
+    def collect(self) -> Iterator[GaugeMetricFamily]:
         now = time.monotonic()
         if self._cached is None or now - self._cached[0] > self.ttl_s:
-            self._cached = (now, self.store.count_classifications(), self.store.count_classifications(rare=True))
+            self._cached = (now, self.events.count_classifications(), self.events.count_classifications(rare=True))
         _, total, rare = self._cached
         yield GaugeMetricFamily("cosmic_ray_stored_classifications", "Classifications in the event store.", value=total)
         yield GaugeMetricFamily("cosmic_ray_rare_events", "Rare events in the event store.", value=rare)

@@ -19,7 +19,7 @@ Routes:
 - ``GET /web/runs/{run_id}/evaluation`` and ``.../figures/{name}.png`` (session required): the
   validation metrics and figures MLflow holds for the run behind the served model.
 
-Sessions are checked against the event store given to ``configure`` (the Serve ingress passes
+Sessions are checked against the accounts (``Store.accounts``) given to ``configure`` (the Serve ingress passes
 its own) or to ``web_router(store=...)``; without either, the store of ``Settings()``.
 
 Static files go through Starlette's ``StaticFiles``, which refuses any path that
@@ -57,7 +57,7 @@ from cosmic_ray.serve.schemas import ApodInfo, ErrorResponse, ModelEvaluation, W
 
 if TYPE_CHECKING:
     from cosmic_ray.core.config import Settings
-    from cosmic_ray.serve.store import EventStore, Principal
+    from cosmic_ray.serve.accounts import Accounts, Principal
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +98,7 @@ def vendor_dir(web_dir: Path) -> Path:
 _CONFIGURED: dict[str, Any] = {}
 
 
-def configure(store: "EventStore | None" = None, settings: "Settings | None" = None) -> None:
+def configure(store: "Accounts | None" = None, settings: "Settings | None" = None) -> None:
     """Check page sessions against ``store`` and read links and the APOD key from ``settings``."""
     if store is not None:
         _CONFIGURED["store"] = store
@@ -114,15 +114,15 @@ def _settings() -> "Settings":
     return _CONFIGURED["settings"]
 
 
-def _store() -> "EventStore":
+def _store() -> "Accounts":
     if "store" not in _CONFIGURED:
-        from cosmic_ray.serve.store import EventStore
+        from cosmic_ray.serve.store import Store
 
-        _CONFIGURED["store"] = EventStore(_settings().event_store_url)
+        _CONFIGURED["store"] = Store.open(_settings().event_store_url).accounts
     return _CONFIGURED["store"]
 
 
-def session_principal(request: Request, store: "EventStore | None" = None) -> "Principal | None":
+def session_principal(request: Request, store: "Accounts | None" = None) -> "Principal | None":
     """The user of the request's ``cr_session`` cookie, or None (no cookie, expired, logged out)."""
     from cosmic_ray.serve.auth import SESSION_COOKIE
 
@@ -139,7 +139,7 @@ def _login_redirect(request: Request) -> RedirectResponse:
     return RedirectResponse(f"login?next={quote(target, safe='')}", status_code=303, headers=_HTML_HEADERS)
 
 
-def _page_endpoint(html: Path, public: bool, store: "EventStore | None"):
+def _page_endpoint(html: Path, public: bool, store: "Accounts | None"):
     async def page(request: Request):
         if not public and session_principal(request, store) is None:
             return _login_redirect(request)
@@ -149,7 +149,7 @@ def _page_endpoint(html: Path, public: bool, store: "EventStore | None"):
     return page
 
 
-def _require_session(request: Request, store: "EventStore | None") -> "Principal":
+def _require_session(request: Request, store: "Accounts | None") -> "Principal":
     principal = session_principal(request, store)
     if principal is None:
         raise HTTPException(status_code=401, detail="log in first")
@@ -233,7 +233,7 @@ def model_figure(settings: "Settings", run_id: str, name: str) -> bytes:
         return Path(client.download_artifacts(run_id, f"figures/{name}", tmp)).read_bytes()
 
 
-def _web_api_routes(router: APIRouter, store: "EventStore | None") -> None:
+def _web_api_routes(router: APIRouter, store: "Accounts | None") -> None:
     async def config(request: Request) -> WebConfig:
         _require_session(request, store)
         return web_config(_settings())
@@ -290,7 +290,7 @@ def _web_api_routes(router: APIRouter, store: "EventStore | None") -> None:
     router.add_api_route("/web/apod", apod, methods=["GET"], response_model=ApodInfo, tags=["web"], responses=errors)
 
 
-def web_router(web_dir: Path | None = None, store: "EventStore | None" = None) -> APIRouter:
+def web_router(web_dir: Path | None = None, store: "Accounts | None" = None) -> APIRouter:
     """Build a router that serves the pages, their assets and the vendored npm packages.
 
     Include it with ``app.include_router(web_router())``. Its static folders are
@@ -300,7 +300,7 @@ def web_router(web_dir: Path | None = None, store: "EventStore | None" = None) -
     Args:
         web_dir: Folder with the HTML pages, ``js/``, ``css/`` and ``vendor/`` (an installed
             copy) or ``node_modules/`` (a checkout); defaults to ``default_web_dir()``.
-        store: Event store that holds the login sessions; defaults to the one given to
+        store: Accounts (``Store.accounts``) that hold the login sessions; defaults to the one given to
             ``configure``, else that of ``Settings()``.
 
     Returns:
@@ -339,7 +339,7 @@ def web_router(web_dir: Path | None = None, store: "EventStore | None" = None) -
     return router
 
 
-def mount_web(app: FastAPI, web_dir: Path | None = None, store: "EventStore | None" = None) -> None:
+def mount_web(app: FastAPI, web_dir: Path | None = None, store: "Accounts | None" = None) -> None:
     """Serve the web pages from ``app`` (works with any FastAPI version).
 
     Args:

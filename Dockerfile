@@ -6,6 +6,15 @@
 #          --build-arg TORCH_INDEX_URL=https://download.pytorch.org/whl/cu128 .
 # The Ray version of RAY_IMAGE must equal rayVersion in k8s/*.yaml (tests/test_k8s_manifests.py).
 ARG RAY_IMAGE=rayproject/ray:2.60.0-py311
+ARG NODE_IMAGE=node:22-bookworm-slim
+
+# The npm files the web pages load (three.js, d3, ...), pinned by web/package-lock.json. A build
+# stage only: the wheel built below copies the files the pages use; the image carries no Node.
+FROM ${NODE_IMAGE} AS web
+WORKDIR /web
+COPY web/package.json web/package-lock.json ./
+RUN npm ci --no-audit --no-fund
+
 FROM ${RAY_IMAGE}
 
 # Where PyTorch comes from: CPU-only wheels by default, so the CPU image carries no CUDA.
@@ -20,8 +29,13 @@ RUN pip install --index-url "${TORCH_INDEX_URL}" "torch>=2.4,<2.15"
 
 # The package (non-editable), plus the PostgreSQL driver used by the event store and by the
 # MLflow server's backend store. The image runs as the Ray image's user (uid 1000, gid 100).
-COPY --chown=1000:100 pyproject.toml README.md /tmp/src/
+# setup.py's build step ships the web pages, the npm files they load and the default configs in
+# the wheel (cosmic_ray/_bundled/), so the Serve app in the image serves working pages.
+COPY --chown=1000:100 pyproject.toml setup.py MANIFEST.in README.md /tmp/src/
 COPY --chown=1000:100 cosmic_ray /tmp/src/cosmic_ray
+COPY --chown=1000:100 configs /tmp/src/configs
+COPY --chown=1000:100 web /tmp/src/web
+COPY --from=web --chown=1000:100 /web/node_modules /tmp/src/web/node_modules
 WORKDIR /tmp/src
 RUN pip install . "psycopg2-binary>=2.9,<3" \
     && cd / && rm -rf /tmp/src \

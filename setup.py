@@ -10,7 +10,7 @@ from it needs no npm.
 
 ``web/node_modules`` comes from ``npm ci`` in ``web/``; when it is missing the build runs
 ``npm ci`` if npm is there, else it fails and says so (a wheel whose pages cannot load is worse
-than no wheel). A source tree without ``web/`` at all (the Dockerfile copies only the package)
+than no wheel). A source tree without ``web/`` at all (a copy of the package alone)
 builds an API-only wheel, with a warning.
 """
 

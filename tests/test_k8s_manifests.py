@@ -696,7 +696,7 @@ def test_ray_version_is_the_same_everywhere() -> None:
 
     commands = dockerfile_commands()
     args = dict(c.value[0].split("=", 1) for c in commands if c.cmd == "ARG" and "=" in c.value[0])
-    (base,) = [c.value[0] for c in commands if c.cmd == "FROM"]
+    base = [c.value[0] for c in commands if c.cmd == "FROM"][-1]  # the final stage is the image
     base = re.sub(r"\$\{(\w+)\}", lambda m: args[m.group(1)], base)
     assert base == f"rayproject/ray:{ray.__version__}-py311", f"Dockerfile FROM {base}"
     for owner, spec in ray_cluster_specs():
@@ -721,6 +721,11 @@ def test_dockerfile_installs_the_project_and_copies_what_jobs_need() -> None:
     runs = " ".join(" ".join(c.value) for c in commands if c.cmd == "RUN")
     assert re.search(r"pip install \.(\s|$)", runs), "the Dockerfile must `pip install .` the project"
     assert {"configs", "jobs"} <= dockerfile_app_dirs()
+    # the wheel's build step needs its own script, the pages and the npm files they load
+    build_inputs = {c.value[-2] for c in commands if c.cmd == "COPY"} | {
+        src for c in commands if c.cmd == "COPY" for src in c.value[:-1]
+    }
+    assert {"setup.py", "web", "/web/node_modules"} <= build_inputs, build_inputs
     ignored = [
         line.strip()
         for line in (REPO / ".dockerignore").read_text().splitlines()

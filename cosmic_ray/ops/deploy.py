@@ -99,27 +99,30 @@ def healthy(settings: Settings, timeout: float = 2.0) -> bool:
 
 
 def wait_healthy(settings: Settings, timeout: float = 120.0, app_name: str | None = None) -> None:
-    """Wait for /healthz to answer 200.
+    """Wait for /healthz to answer 200 (and, given ``app_name``, for Serve to report it RUNNING).
 
     Args:
         settings: where the app listens.
         timeout: seconds.
-        app_name: also fail fast when Serve reports this application DEPLOY_FAILED (needs Ray).
+        app_name: also wait until every replica of this application runs, and fail fast when Serve
+            reports it DEPLOY_FAILED (needs a connected Ray).
 
     Raises:
         ConfigError: the application failed to deploy (Serve's message).
-        TimeoutError: no 200 within ``timeout``.
+        TimeoutError: not ready within ``timeout``.
     """
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if healthy(settings):
-            return
+        status = "RUNNING"
         if app_name is not None:
             from ray import serve  # deferred: ray is heavy
 
             app = serve.status().applications.get(app_name)
-            if app is not None and _status({"status": app.status}) == "DEPLOY_FAILED":
+            status = _status({"status": app.status}) if app is not None else "NOT_STARTED"
+            if app is not None and status == "DEPLOY_FAILED":
                 raise ConfigError(f"Serve could not deploy {app_name!r}: {app.message[-2000:]}")
+        if status == "RUNNING" and healthy(settings):
+            return
         time.sleep(0.5)
     raise TimeoutError(f"{settings.app_url}/healthz did not answer 200 within {timeout:.0f} s")
 

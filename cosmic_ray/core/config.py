@@ -27,6 +27,7 @@ class Settings(BaseSettings):
     app_port: int = 8000
     dashboard_host: str = "127.0.0.1"
     dashboard_port: int = 8265
+    ray_port: int = Field(default=6379, description="GCS port of the head `cosmic-ray cluster up` starts.")
     ray_address: str | None = Field(
         default=None, validation_alias=AliasChoices("RAY_ADDRESS", "COSMIC_RAY_RAY_ADDRESS")
     )

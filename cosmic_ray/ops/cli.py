@@ -7,9 +7,14 @@ import logging
 import sys
 import time
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, NoReturn, Optional
 
 import typer
+
+from cosmic_ray.core.errors import CosmicRayError
+
+if TYPE_CHECKING:
+    from cosmic_ray.core.config import Settings
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Find rare cosmic events in alert streams on Ray.")
 cluster_app = typer.Typer(no_args_is_help=True, help="The local Ray cluster.")
@@ -24,13 +29,13 @@ app.add_typer(tokens_app, name="tokens")
 log = logging.getLogger("cosmic_ray")
 
 
-def _settings():
-    from cosmic_ray.core.config import Settings
+def _settings() -> Settings:
+    from cosmic_ray.core.config import Settings  # deferred: pydantic-settings (~0.3 s) is not needed by --help
 
     return Settings()
 
 
-def _fail(message: str, code: int = 1) -> None:
+def _fail(message: str, code: int = 1) -> NoReturn:
     typer.echo(f"error: {message}", err=True)
     raise typer.Exit(code)
 
@@ -53,28 +58,35 @@ def _main(verbose: bool = typer.Option(False, "--verbose", "-v", help="Debug log
 # ----------------------------------------------------------------------------- cluster
 @cluster_app.command("up")
 def cluster_up(num_cpus: Optional[int] = typer.Option(None, help="Logical CPUs (default: max(cores, 4)).")) -> None:
-    """Start a local Ray head node (dashboard on the settings' host and port); no-op if one runs."""
-    from cosmic_ray.ops import cluster
+    """Start a local Ray head node (GCS on COSMIC_RAY_RAY_PORT, dashboard on the settings' host and port).
+
+    A no-op if the one it started runs. Creates Ray's auth token (~/.ray/auth_token) if none exists.
+    """
+    from cosmic_ray.ops import cluster  # deferred: settings (pydantic-settings, ~0.3 s) are not needed by --help
 
     s = _settings()
-    started = cluster.up(s, num_cpus)
-    _emit({"started": started, "dashboard": s.dashboard_url})
+    try:
+        started = cluster.up(s, num_cpus)
+    except RuntimeError as exc:
+        _fail(str(exc))
+    state = cluster.read_state(s)
+    _emit({"started": started, "address": state.gcs_address if state else None, "dashboard": s.dashboard_url})
 
 
 @cluster_app.command("down")
 def cluster_down() -> None:
-    """Stop every Ray process of the local cluster."""
-    from cosmic_ray.ops import cluster
+    """Stop the Ray cluster `cluster up` started (other Ray clusters on the machine keep running)."""
+    from cosmic_ray.ops import cluster  # deferred: settings (pydantic-settings, ~0.3 s) are not needed by --help
 
-    cluster.down()
-    _emit({"stopped": True})
+    _emit({"stopped": cluster.down(_settings())})
 
 
 @cluster_app.command("status")
 def cluster_status() -> None:
-    from cosmic_ray.ops import cluster
+    """`ray status` of the cluster `cluster up` started."""
+    from cosmic_ray.ops import cluster  # deferred: settings (pydantic-settings, ~0.3 s) are not needed by --help
 
-    typer.echo(cluster.status())
+    typer.echo(cluster.status(_settings()))
 
 
 # ----------------------------------------------------------------------------- ingest
@@ -177,8 +189,8 @@ def watch(
 @app.command()
 def train(config: Path = typer.Option(Path("configs/train.yaml"), help="Training config (YAML).")) -> None:
     """Featurize the labelled lake, train the ProtoNet with Ray Train, register it in MLflow, gate it."""
+    # deferred: settings, numpy/pyarrow and Ray are heavy; only this command needs them
     from cosmic_ray.core.config import load_train_config
-    from cosmic_ray.core.errors import CosmicRayError
     from cosmic_ray.ops import cluster, pipeline
 
     s = _settings()
@@ -197,8 +209,8 @@ def retrain(
     every: Optional[str] = typer.Option(None, help="Repeat every interval, e.g. 24h, 30m."),
 ) -> None:
     """The retrain pipeline (same as jobs/retrain.py): train on the lake, register, promote through the gate."""
+    # deferred: settings, numpy/pyarrow and Ray are heavy; only this command needs them
     from cosmic_ray.core.config import load_retrain_config, load_train_config
-    from cosmic_ray.core.errors import CosmicRayError
     from cosmic_ray.ops import cluster
     from cosmic_ray.ops import retrain as pipeline_retrain
 
@@ -245,7 +257,7 @@ def evaluate(
     seed: int = typer.Option(0, help="Seed of the support draws."),
 ) -> None:
     """Closed-set, K-shot and open-set figures of a model against a balanced-random-forest baseline."""
-    from cosmic_ray.core.errors import CosmicRayError
+    # deferred: pyarrow, torch and mlflow are heavy; only this command needs them
     from cosmic_ray.ingest.lake import Lake
     from cosmic_ray.learn import registry
     from cosmic_ray.learn.evaluate import report as ev_report
@@ -289,44 +301,46 @@ def evaluate(
 # ----------------------------------------------------------------------------- serve
 @serve_app.command("up")
 def serve_up(config: Path = typer.Option(Path("configs/serve.yaml"), help="Ray Serve config.")) -> None:
-    """Deploy the API (idempotent); starts a local cluster if none runs; returns once /healthz is 200."""
-    from cosmic_ray.core.errors import CosmicRayError
-    from cosmic_ray.ops import cluster
-    from cosmic_ray.ops import deploy as serving
+    """Apply the API's Serve config (like `serve deploy`: unchanged config, nothing redeployed; edited, applied).
+
+    Starts a local cluster if none runs; returns once /healthz is 200.
+    """
+    from cosmic_ray.ops import cluster  # deferred: settings (pydantic-settings, ~0.3 s) are not needed by --help
+    from cosmic_ray.ops import deploy as serving  # deferred: httpx + yaml, only for serve commands
 
     s = _settings()
-    if serving.healthy(s):
-        _emit({"url": s.app_url, "already_running": True})
-        return
     try:
         cluster.connect(s)
-        url = serving.deploy(s, config)
-    except (CosmicRayError, TimeoutError) as exc:
+        result = serving.apply(s, config)
+    except (CosmicRayError, TimeoutError, RuntimeError) as exc:
         _fail(str(exc))
-    _emit({"url": url, "docs": f"{url}/docs", "already_running": False})
+    _emit(
+        {"url": result.url, "docs": f"{result.url}/docs", "app": result.app_name, "already_running": not result.changed}
+    )
 
 
 @serve_app.command("down")
 def serve_down() -> None:
-    from cosmic_ray.ops import cluster
-    from cosmic_ray.ops import deploy as serving
+    """Delete the API's Serve application (other applications on the cluster keep running)."""
+    from cosmic_ray.ops import cluster  # deferred: settings (pydantic-settings, ~0.3 s) are not needed by --help
+    from cosmic_ray.ops import deploy as serving  # deferred: httpx + yaml, only for serve commands
 
     s = _settings()
-    if not cluster.is_running():
+    if not s.ray_address and not cluster.is_running(s):
         _emit({"stopped": False, "reason": "no cluster"})
         return
     cluster.connect(s, start_local=False)
-    serving.shutdown()
-    _emit({"stopped": True})
+    _emit({"stopped": serving.shutdown()})
 
 
 @serve_app.command("status")
 def serve_status() -> None:
-    from cosmic_ray.ops import cluster
-    from cosmic_ray.ops import deploy as serving
+    """Status of the Serve applications and whether the API answers /healthz."""
+    from cosmic_ray.ops import cluster  # deferred: settings (pydantic-settings, ~0.3 s) are not needed by --help
+    from cosmic_ray.ops import deploy as serving  # deferred: httpx + yaml, only for serve commands
 
     s = _settings()
-    if not cluster.is_running():
+    if not s.ray_address and not cluster.is_running(s):
         _emit({"cluster": "down", "healthy": False})
         return
     cluster.connect(s, start_local=False)
@@ -433,8 +447,7 @@ def demo(
     serve_config: Path = typer.Option(Path("configs/serve.yaml"), help="Ray Serve config."),
 ) -> None:
     """The main job end to end: cluster -> ingest -> featurize -> train -> register -> serve -> predict."""
-    from cosmic_ray.core.errors import CosmicRayError
-    from cosmic_ray.ops import demo as run_demo
+    from cosmic_ray.ops import demo as run_demo  # deferred: the whole stack (Ray, torch, mlflow) is heavy
 
     try:
         result = run_demo.run(_settings(), config, serve_config)

@@ -1,17 +1,48 @@
-"""The local Ray cluster: start, stop, status (``cosmic-ray cluster up|down|status``) and connect."""
+"""The local Ray cluster: start, stop, status (``cosmic-ray cluster up|down|status``) and connect.
+
+``up`` runs ``ray start --head --block`` as a detached child with its own temp dir and ports, and
+records it in ``$COSMIC_RAY_HOME/cluster.json``; ``down`` stops that head (SIGTERM: Ray drains the
+node and stops the processes it started) and nothing else, so other Ray clusters on the machine
+(other users', tests') keep running. ``ray stop`` is never called: it stops every Ray process.
+"""
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import secrets
 import shutil
+import signal
+import socket
 import subprocess
 import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from cosmic_ray.core.config import Settings
 
 log = logging.getLogger(__name__)
+
+STATE_FILE = "cluster.json"
+LOG_FILE = "cluster.log"
+
+
+@dataclass(frozen=True)
+class ClusterState:
+    """The head ``up`` started: what ``down``, ``status`` and ``connect`` need to find it again."""
+
+    pid: int  # the `ray start --block` process; also the id of its process group
+    gcs_address: str  # host:port, for ray.init(address=...) and `ray status --address`
+    dashboard_url: str  # for `ray job submit --address`
+    temp_dir: str
+    log: str
+
+    @property
+    def gcs_port(self) -> int:
+        return int(self.gcs_address.rsplit(":", 1)[1])
 
 
 def _ray_cli() -> str:
@@ -19,8 +50,12 @@ def _ray_cli() -> str:
     return str(beside) if beside.exists() else (shutil.which("ray") or "ray")
 
 
-def _env(settings: Settings | None = None) -> dict[str, str]:
-    settings = settings or Settings()
+def high_throughput_env() -> dict[str, str]:
+    """Ray Serve's high-throughput mode; read by Serve when Ray's processes start (set before `ray start`)."""
+    return {"RAY_SERVE_ENABLE_HA_PROXY": "1", "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1"}
+
+
+def _env(settings: Settings) -> dict[str, str]:
     env = dict(os.environ)
     env.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     env.setdefault("RAY_AUTH_MODE", settings.ray_auth_mode)
@@ -29,77 +64,261 @@ def _env(settings: Settings | None = None) -> dict[str, str]:
     # Serve replaces a dead HTTP proxy after 3 failed health checks: 10 s apart by default (~30 s
     # outage, bench/fault_bench.py), 2 s apart here (~9 s)
     env.setdefault("RAY_SERVE_PROXY_HEALTH_CHECK_PERIOD_S", "2")
+    # a SIGTERM'd head drains first (30 s by default); a local dev cluster needs only a few seconds
+    env.setdefault("RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S", "5")
     return env
 
 
-def is_running() -> bool:
-    """Whether a local Ray cluster answers (``ray status``)."""
-    proc = subprocess.run([_ray_cli(), "status"], capture_output=True, text=True, env=_env(), timeout=60)
-    return proc.returncode == 0
+# ----------------------------------------------------------------------------- auth token
+def token_path(env: dict[str, str]) -> Path:
+    """Where Ray 2.60 reads its auth token: ``RAY_AUTH_TOKEN_PATH``, else ``~/.ray/auth_token``.
+
+    (``ray._private.authentication.authentication_token_setup._get_default_token_path``.)
+    """
+    explicit = env.get("RAY_AUTH_TOKEN_PATH")
+    if explicit:
+        return Path(explicit).expanduser()
+    home = env.get("HOME")
+    return (Path(home) if home else Path.home()) / ".ray" / "auth_token"
 
 
-def high_throughput_env() -> dict[str, str]:
-    """Ray Serve's high-throughput mode; read by Serve when Ray's processes start (set before `ray start`)."""
-    return {"RAY_SERVE_ENABLE_HA_PROXY": "1", "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1"}
+def ensure_auth_token(env: dict[str, str]) -> Path | None:
+    """Create Ray's auth token when token auth is on and none exists; the token file's path, or None.
+
+    ``ray start`` refuses to start in token mode without a token (only an in-process ``ray.init``
+    creates one), so a fresh machine could not start the cluster. The token is made as Ray's own
+    ``ray get-auth-token --generate`` makes it (``secrets.token_hex(32)`` in the file Ray reads), but
+    created owner-only (mode 0600) in one step instead of under the umask.
+    """
+    if env.get("RAY_AUTH_MODE", "").lower() != "token" or env.get("RAY_AUTH_TOKEN"):
+        return None
+    path = token_path(env)
+    if path.exists():
+        return path
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:  # made meanwhile by another process: use that one
+        return path
+    with os.fdopen(fd, "w") as handle:
+        handle.write(secrets.token_hex(32))
+    log.info("created a Ray auth token in %s (mode 0600)", path)
+    return path
 
 
-def up(settings: Settings, num_cpus: int | None = None) -> bool:
-    """Start a local head node with the dashboard on the settings' host/port; no-op if one runs.
+# ----------------------------------------------------------------------------- state
+def state_path(settings: Settings) -> Path:
+    return settings.home_dir / STATE_FILE
+
+
+def read_state(settings: Settings) -> ClusterState | None:
+    """The recorded head of ``settings``' home, or None when ``up`` recorded none."""
+    try:
+        return ClusterState(**json.loads(state_path(settings).read_text()))
+    except (OSError, ValueError, TypeError):
+        return None
+
+
+def _write_state(settings: Settings, state: ClusterState) -> None:
+    path = state_path(settings)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(asdict(state), indent=2) + "\n")
+
+
+def _is_our_head(pid: int) -> bool:
+    """Whether ``pid`` is alive and still a ``ray start`` process (not a reused pid)."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        try:
+            os.kill(pid, 0)  # no /proc (macOS): trust the pid
+        except OSError:
+            return False
+        return True
+    return b"start" in cmdline and any(part.endswith(b"ray") for part in cmdline)
+
+
+def _port_open(port: int, host: str = "127.0.0.1") -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1.0):
+            return True
+    except OSError:
+        return False
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def running_state(settings: Settings) -> ClusterState | None:
+    """The recorded head if its process is alive and its GCS port answers, else None."""
+    state = read_state(settings)
+    if state is None or not _is_our_head(state.pid) or not _port_open(state.gcs_port):
+        return None
+    return state
+
+
+def is_running(settings: Settings | None = None) -> bool:
+    """Whether the cluster ``up`` started for these settings answers."""
+    return running_state(settings or Settings()) is not None
+
+
+def default_temp_dir(settings: Settings) -> Path:
+    """Ray's temp dir for this head: per user and GCS port, short (Ray's socket paths must stay < 108 chars)."""
+    return Path(tempfile.gettempdir()) / f"cosmic_ray-{os.getuid()}-{settings.ray_port}"
+
+
+# ----------------------------------------------------------------------------- up / down
+def up(settings: Settings, num_cpus: int | None = None, timeout: float = 180.0) -> bool:
+    """Start a local head node (GCS on ``settings.ray_port``, dashboard on the settings' host/port).
+
+    A no-op if the head recorded under the settings' home still runs.
 
     Returns:
-        True if a cluster was started, False if one was already running.
+        True if a cluster was started, False if it was already running.
+
+    Raises:
+        RuntimeError: ``ray start`` failed or the head did not come up within ``timeout``.
     """
-    if is_running():
+    if running_state(settings) is not None:
         return False
+    env = _env(settings)
+    ensure_auth_token(env)
+    temp_dir = default_temp_dir(settings)
+    temp_dir.mkdir(parents=True, exist_ok=True)
+    address_file = temp_dir / "ray_current_cluster"  # Ray writes the GCS address here once the head runs
+    address_file.unlink(missing_ok=True)
+    settings.home_dir.mkdir(parents=True, exist_ok=True)
+    log_path = settings.home_dir / LOG_FILE
     # Logical CPUs above the physical count let training and serving share a small machine.
     cpus = num_cpus or max(os.cpu_count() or 2, 4)
     cmd = [
         _ray_cli(),
         "start",
         "--head",
+        "--block",
+        f"--port={settings.ray_port}",
+        f"--temp-dir={temp_dir}",
         f"--dashboard-host={settings.dashboard_host}",
         f"--dashboard-port={settings.dashboard_port}",
         "--include-dashboard=true",
+        # every port of its own, so it can run beside other Ray clusters (defaults are fixed: 10001, 52365, ...)
+        f"--ray-client-server-port={_free_port()}",
+        f"--dashboard-agent-listen-port={_free_port()}",
+        "--min-worker-port=0",
+        "--max-worker-port=0",
         f"--num-cpus={cpus}",
         "--disable-usage-stats",
     ]
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=_env(settings), timeout=180)
-    if proc.returncode != 0:
-        raise RuntimeError(f"`ray start` failed:\n{proc.stderr[-2000:]}")
-    log.info("started a local Ray cluster; dashboard at %s", settings.dashboard_url)
+    with log_path.open("ab") as out:
+        proc = subprocess.Popen(
+            cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True
+        )
+    deadline = time.monotonic() + timeout
+    while not (address_file.exists() and _port_open(settings.dashboard_port, settings.dashboard_host)):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            _stop_process_group(proc.pid, grace=10.0)
+            tail = log_path.read_text(errors="replace")[-2000:]
+            raise RuntimeError(f"`ray start` did not bring a head up (log {log_path}):\n{tail}")
+        time.sleep(0.5)
+    state = ClusterState(
+        pid=proc.pid,
+        gcs_address=address_file.read_text().strip(),
+        dashboard_url=settings.dashboard_url,
+        temp_dir=str(temp_dir),
+        log=str(log_path),
+    )
+    _write_state(settings, state)
+    log.info("started a local Ray cluster at %s; dashboard at %s", state.gcs_address, state.dashboard_url)
     return True
 
 
-def down() -> None:
-    subprocess.run([_ray_cli(), "stop", "--force"], capture_output=True, text=True, env=_env(), timeout=120)
+def _stop_process_group(pid: int, grace: float) -> None:
+    """SIGTERM ``pid`` (a session leader we started), wait ``grace`` s, then SIGKILL what is left of its group."""
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        pass
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline:
+        try:
+            finished, _ = os.waitpid(pid, os.WNOHANG)  # our child: reap it
+        except ChildProcessError:  # not our child (another process ran `up`)
+            finished = 0 if _is_our_head(pid) else pid
+        if finished:
+            break
+        time.sleep(0.2)
+    try:
+        os.killpg(pid, signal.SIGKILL)  # stragglers of that group only (its id is the head's pid)
+    except (ProcessLookupError, PermissionError):
+        pass
 
 
-def status() -> str:
-    proc = subprocess.run([_ray_cli(), "status"], capture_output=True, text=True, env=_env(), timeout=60)
-    return proc.stdout if proc.returncode == 0 else "no Ray cluster is running"
+def down(settings: Settings, grace: float = 60.0) -> bool:
+    """Stop the head ``up`` started for these settings (and only it); a no-op when none is recorded.
+
+    Returns:
+        True if a running head was stopped.
+    """
+    state = read_state(settings)
+    if state is None:
+        return False
+    stopped = _is_our_head(state.pid)
+    if stopped:
+        _stop_process_group(state.pid, grace)
+        log.info("stopped the Ray cluster at %s", state.gcs_address)
+    state_path(settings).unlink(missing_ok=True)
+    return stopped
+
+
+def status(settings: Settings) -> str:
+    """``ray status`` of this cluster, or a line saying it is not running."""
+    state = running_state(settings)
+    if state is None:
+        return "no cosmic-ray cluster is running (`cosmic-ray cluster up`)"
+    proc = subprocess.run(
+        [_ray_cli(), "status", f"--address={state.gcs_address}"],
+        capture_output=True,
+        text=True,
+        env=_env(settings),
+        timeout=60,
+    )
+    return (
+        proc.stdout if proc.returncode == 0 else f"the cluster at {state.gcs_address} does not answer:\n{proc.stderr}"
+    )
 
 
 def connect(settings: Settings, start_local: bool = True, persistent: bool = True) -> None:
-    """``ray.init`` against ``RAY_ADDRESS`` if set, else the local cluster.
+    """``ray.init`` against ``RAY_ADDRESS`` if set, else this settings' local cluster.
 
     Args:
+        settings: where the cluster's state is recorded.
         start_local: start a local cluster when none runs.
         persistent: start it with ``ray start`` (outlives this process, dashboard on the settings'
             port) rather than in-process (gone when this process exits).
+
+    Raises:
+        RuntimeError: no cluster runs and ``start_local`` is False.
     """
-    import ray
+    # Ray reads RAY_AUTH_MODE from the environment: clients of a token cluster need it too.
+    os.environ.setdefault("RAY_AUTH_MODE", settings.ray_auth_mode)
+    import ray  # deferred: ray is heavy and only commands that use the cluster need it
 
     if ray.is_initialized():
         return
-    # RAY_AUTH_MODE is read when ray is imported: set it in the environment, not here.
     if settings.ray_address:
         ray.init(address=settings.ray_address)
-    elif is_running():
-        ray.init(address="auto")
-    elif start_local and persistent:
+        return
+    state = running_state(settings)
+    if state is None and start_local and persistent:
         up(settings)
-        ray.init(address="auto")
+        state = running_state(settings)
+    if state is not None:
+        ray.init(address=state.gcs_address)
     elif start_local:
-        ray.init(num_cpus=max(os.cpu_count() or 2, 4), include_dashboard=False)
+        # "local": a new in-process cluster, never one of the other clusters running on this machine
+        ray.init(address="local", num_cpus=max(os.cpu_count() or 2, 4), include_dashboard=False)
     else:
-        raise RuntimeError("no Ray cluster is running: `cosmic-ray cluster up`")
+        raise RuntimeError("no cosmic-ray cluster is running: `cosmic-ray cluster up`")

@@ -8,15 +8,20 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import fastavro
 import httpx
 
 from cosmic_ray.core.config import Settings, load_train_config
+from cosmic_ray.ops import cluster, pipeline
+from cosmic_ray.ops import deploy as serving
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
 class DemoResult:
+    """What the demo did and where to look: its JSON line and the summary printed to the terminal."""
+
     simulated: bool
     ingest: list[dict[str, Any]]
     train: dict[str, Any]
@@ -51,8 +56,6 @@ class DemoResult:
 
 def example_alert(inputs_alerts: list[Path]) -> dict[str, Any]:
     """The first readable alert of the inputs, as the JSON the API takes (cutouts dropped)."""
-    import fastavro
-
     for folder in inputs_alerts:
         for path in sorted(Path(folder).rglob("*.avro")):
             try:
@@ -60,24 +63,21 @@ def example_alert(inputs_alerts: list[Path]) -> dict[str, Any]:
                     record = next(iter(fastavro.reader(handle)))
             except Exception:  # a bad file is quarantined by ingest; just pick another
                 continue
-            if "candidate" in record:
+            if isinstance(record, dict) and "candidate" in record:
                 return {k: v for k, v in record.items() if not k.startswith("cutout")}
     raise FileNotFoundError("no readable alert among the inputs")
 
 
 def run(settings: Settings, train_config: Path, serve_config: Path) -> DemoResult:
-    from cosmic_ray.ops import cluster, pipeline
-    from cosmic_ray.ops import deploy as serving
-
+    """Cluster -> ingest -> train -> register -> serve (declarative, as ``serve up``) -> one prediction."""
     start = time.perf_counter()
     cluster.connect(settings)
     inputs = pipeline.default_inputs(settings)
     summaries = pipeline.ingest_defaults(settings, inputs)
     report = pipeline.train_from_lake(settings, load_train_config(train_config))
-    if serving.healthy(settings):
-        log.info("the API is already up; it follows the registry and picks the new production model up by itself")
-    else:
-        serving.deploy(settings, serve_config)
+    # a running API follows the registry and picks the new production model up by itself; apply()
+    # changes nothing then, and applies an edited serve config
+    serving.apply(settings, serve_config)
     alert = example_alert(inputs.alerts)
     answer = httpx.post(f"{settings.app_url}/predict", json={"alert": alert}, timeout=60)
     answer.raise_for_status()

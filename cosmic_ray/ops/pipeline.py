@@ -50,9 +50,11 @@ def default_inputs(settings: Settings) -> DefaultInputs:
 
 
 def ingest_defaults(settings: Settings, inputs: DefaultInputs) -> list[IngestSummary]:
+    alerts: list[str | Path] = [*inputs.alerts]
+    catalogs: list[str | Path] = [*inputs.catalogs]
     return [
-        ingest("ztf", inputs.alerts, settings.lake_dir, settings.quarantine_dir),
-        ingest("catalog", inputs.catalogs, settings.lake_dir, settings.quarantine_dir),
+        ingest("ztf", alerts, settings.lake_dir, settings.quarantine_dir),
+        ingest("catalog", catalogs, settings.lake_dir, settings.quarantine_dir),
     ]
 
 

@@ -4,7 +4,7 @@
 #   GPU: docker build -t cosmic-ray:0.1.0-gpu \
 #          --build-arg RAY_IMAGE=rayproject/ray:2.60.0-py311-gpu \
 #          --build-arg TORCH_INDEX_URL=https://download.pytorch.org/whl/cu128 .
-# The Ray version of RAY_IMAGE must equal rayVersion in k8s/*.yaml (tests/test_k8s_manifests.py).
+# The Ray version of RAY_IMAGE must equal rayVersion in k8s/*.yaml (tests/deploy/test_k8s_manifests.py).
 ARG RAY_IMAGE=rayproject/ray:2.60.0-py311
 ARG NODE_IMAGE=node:22-bookworm-slim
 

@@ -32,6 +32,7 @@ demo: $(STAMP) web-deps
 test: $(STAMP) web-deps
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 down:

@@ -8,7 +8,7 @@ Needs a deployed app (``cosmic-ray serve up``) on the Ray cluster of ``RAY_ADDRE
 bounded in time and count. Prints one JSON line per fault: requests sent / failed, failed %,
 recovery seconds (kill -> the deployment is back to its replica count and answers), and for the
 proxy the outage (first failed -> first answered request after the kill).
-tests/test_faults.py runs :func:`replica_kill` with small bounds.
+tests/integration/test_faults.py runs :func:`replica_kill` with small bounds.
 """
 
 from __future__ import annotations

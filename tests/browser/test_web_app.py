@@ -19,7 +19,7 @@ import httpx
 import numpy as np
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SHOTS = Path(os.environ.get("COSMIC_RAY_SCREENSHOTS") or REPO / "docs" / "screenshots")
 CHROMIUM_ARGS = [
     "--headless",

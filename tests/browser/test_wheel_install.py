@@ -48,7 +48,7 @@ try:
 except ImportError:  # tests/ made a package
     from tests.web_server import free_port
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"]
 USER = ("wheel-ada", "wheel user password 1")
 # A small but real training run: the point is the install, not the model's quality.

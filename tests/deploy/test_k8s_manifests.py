@@ -42,7 +42,7 @@ try:  # Dev dependencies of these tests: required, so that a missing one fails l
 except ImportError as exc:  # pragma: no cover
     raise ImportError(f"{exc.name} is missing: pip install kubernetes-validate dockerfile") from exc
 
-REPO = Path(__file__).parents[1]
+REPO = Path(__file__).parents[2]
 K8S = REPO / "k8s"
 NAMESPACE = "cosmic-ray"
 # Kubernetes versions the built-in objects must be valid for: an older supported one and the newest

@@ -3,7 +3,7 @@ answer (errors included) matches the schema; oversized bodies get 413 at once.
 
 Bounded: a few examples per operation, anonymous callers only (no state is changed: every write
 route refuses them), ``/auth/login`` left out (its per-address rate limit is shared with the other
-tests of the session; tests/test_auth_api.py and tests/test_security.py cover it).
+tests of the session; tests/integration/test_auth_api.py and tests/integration/test_security.py cover it).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Faults on a real local Ray (bounded): a model replica killed under load, MLflow down when a
 retrain finishes, a re-deploy with state in the store.
 
-The classes' half of "state survives a re-deploy" is tests/test_serve_classes.py; here: users,
+The classes' half of "state survives a re-deploy" is tests/integration/test_serve_classes.py; here: users,
 tokens and stored classifications, and the production model served again without manual steps.
 Figures (requests sent/failed, recovery seconds) are printed; ``pytest -s`` shows them.
 """
@@ -18,7 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.timeout(400)
 
 

@@ -29,7 +29,7 @@ from astropy.io import fits
 
 from cosmic_ray.ingest.lake import Lake
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 CONSTRUCTED = REPO / "tests" / "fixtures" / "constructed"
 TIC = 55652896
 TESS_FILE = "hlsp_tess-data-alerts_tess_phot_00055652896-s01_tess_v1_lc.fits"

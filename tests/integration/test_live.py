@@ -108,7 +108,7 @@ def test_cosmic_ray_watch_classify_stores_what_passes_the_prefilters(served, sha
     # 20 real alerts as ingest_bench replicates them (fresh objectId and candids, every other field
     # real), under a replica number no other test uses: the session's store holds none of them yet
     spec = importlib.util.spec_from_file_location(
-        "ingest_bench", Path(__file__).resolve().parents[1] / "bench" / "ingest_bench.py"
+        "ingest_bench", Path(__file__).resolve().parents[2] / "bench" / "ingest_bench.py"
     )
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)

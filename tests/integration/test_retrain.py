@@ -18,7 +18,7 @@ from cosmic_ray.ingest.lake import Lake
 from cosmic_ray.ops.retrain import apply_retention, snapshot, window_for
 from cosmic_ray.sources import ztf
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _stream_lake(root: Path, shared_data: Path) -> Lake:

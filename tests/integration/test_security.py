@@ -25,7 +25,7 @@ from hypothesis import given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.timeout(300)
 # POST routes anyone may call: classification is a read, login/logout are how one gets in.
 PUBLIC_WRITES = {("POST", "/predict"), ("POST", "/predict/batch"), ("POST", "/auth/login"), ("POST", "/auth/logout")}

@@ -17,7 +17,7 @@ import fastavro
 from cosmic_ray.ingest.lake import Lake
 from cosmic_ray.ingest.watch import DONE, MailboxWatcher
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _drop(mailbox: Path, path: Path, name: str | None = None) -> None:

@@ -13,7 +13,7 @@ from matplotlib.image import imread
 
 from cosmic_ray.learn.evaluate.figures import confusion_png, embedding_png
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[3]
 
 _BLOCKER = """
 import importlib.abc, sys

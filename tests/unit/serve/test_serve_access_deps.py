@@ -1,7 +1,7 @@
 """The routes' access dependencies (``Reader``, ``CurrentUser``, ``Writer``, ``Admin``) over real HTTP:
 uvicorn on loopback, a real SQLite event store, tokens and session cookies of real users.
 
-The served app's routes use the same dependencies (tests/test_security.py checks them there); this
+The served app's routes use the same dependencies (tests/integration/test_security.py checks them there); this
 pins the whole 401/403 matrix, including reads that require a login, without Ray.
 """
 

@@ -23,7 +23,7 @@ try:
 except ImportError:  # tests/ made a package
     from tests.web_server import serve_app
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[3]
 WEB = REPO / "web"
 
 # Paths that leave /vendor/<package>/ or name files no page loads: all 404 (400 allowed for odd escapes).

@@ -27,7 +27,7 @@ from cosmic_ray.sources import catalog, catalogs, get_source, magsystems
 from cosmic_ray.sources import crossmatch as xm
 from cosmic_ray.sources.ztf import RawInput
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[3]
 DATA = Path(os.environ.get("COSMIC_RAY_SHARED_DATA", REPO.parent / "shared" / "data"))
 
 

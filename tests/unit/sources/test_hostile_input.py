@@ -51,7 +51,7 @@ def _load_real() -> list[tuple[dict, dict]]:
     import os
 
     root = (
-        Path(os.environ.get("COSMIC_RAY_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+        Path(os.environ.get("COSMIC_RAY_SHARED_DATA", Path(__file__).resolve().parents[4] / "shared" / "data"))
         / "ztf-alerts"
     )
     out: dict[str, tuple[dict, dict]] = {}

@@ -29,7 +29,7 @@ from cosmic_ray.core.lightcurve import SCHEMA
 from cosmic_ray.sources import get_source, irsa, mast, tess
 from cosmic_ray.sources.base import RawInput, http_response_bytes, split_http_response
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[3]
 DATA = Path(os.environ.get("COSMIC_RAY_SHARED_DATA", REPO.parent / "shared" / "data"))
 CONSTRUCTED = REPO / "tests" / "fixtures" / "constructed"
 

@@ -15,7 +15,7 @@ from cosmic_ray.ingest.requests import IngestOptions, request_for
 from cosmic_ray.sources import REGISTRY, get_source
 from cosmic_ray.sources.base import FileRequest, RawInput, Request, recorded_paths, unwrap_http
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[3]
 
 
 def test_importing_the_registry_imports_no_source_and_nothing_heavy():

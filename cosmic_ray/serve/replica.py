@@ -160,6 +160,8 @@ class ProtoNetModel:
         try:
             latest = self._registry.production_version(self.settings)
             if latest is None or latest.version == serving:
+                if latest is not None:  # production names what is served: no failed switch is pending
+                    self.last_reload_error = None
                 return serving
             classifier, registered = self._registry.load_model(self.settings, latest.version)
             classifier.novelty_threshold = self.args.novelty_threshold

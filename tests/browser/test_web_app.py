@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import os
 import shutil
+import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -290,6 +291,16 @@ def test_class_registration_from_the_form_by_role(browser, served, web_users, ev
     assert sorted(registered[name]["support_objects"]) == sorted(objects)
     page.wait_for_selector(f'#class-filter option[value="{name}"]', state="attached", timeout=10_000)
     astronomer.close()
+    _remove_class(served, event_store, name)
+
+
+def _remove_class(served: str, event_store, name: str, timeout: float = 90) -> None:
+    """Leave the session's app as it was: the class gone from the store and from every replica."""
+    event_store.events.remove_class(name)
+    deadline = time.monotonic() + timeout
+    while any(name in httpx.get(f"{served}/model", timeout=30).json()["classes"] for _ in range(8)):  # any replica
+        assert time.monotonic() < deadline, f"{name} still served after its removal"
+        time.sleep(0.5)
 
 
 # ------------------------------------------------------------------ dashboard panels, solar, screenshots

@@ -139,8 +139,10 @@ def test_cli_ingest_prints_one_json_line(tmp_path, shared_data):
     lines = [line for line in proc.stdout.splitlines() if line.strip()]
     assert len(lines) == 1, proc.stdout
     summary = json.loads(lines[0])
-    assert set(summary) == {"source", "inputs", "alerts", "objects", "points", "duplicates", "quarantined", "seconds"}
+    keys = {"source", "inputs", "alerts", "objects", "points", "anchors", "duplicates", "quarantined", "seconds"}
+    assert set(summary) == keys
     assert summary["inputs"] == 2 and summary["alerts"] == 1 and summary["quarantined"] == 1
+    assert summary["anchors"] == 0  # alerts are light-curve points; archive observations are anchors
     missing = subprocess.run(
         [*cli, str(tmp_path / "nothing-here")], capture_output=True, text=True, env=env, timeout=300
     )

@@ -53,7 +53,7 @@ class Settings(BaseSettings):
     read_requires_auth: bool = Field(default=False, description="GET routes need a token or session too.")
     cookie_secure: bool = Field(default=False, description="Mark the session cookie Secure (set it behind HTTPS).")
     session_hours: float = Field(default=12.0, gt=0, description="Lifetime of a web login session.")
-    token_days: float = Field(default=90.0, gt=0, description="Lifetime of a new API token (days).")
+    token_days: float = Field(default=30.0, gt=0, description="Lifetime of a new API token (days).")
     login_attempts_per_account: PositiveInt = Field(
         default=5,
         description="Login attempts an account's bucket holds; it leaks as many per window (then one per "

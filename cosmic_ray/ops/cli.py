@@ -420,7 +420,7 @@ def users_list() -> None:
 def tokens_create(
     username: str = typer.Argument(...),
     name: str = typer.Option("", help="A label, e.g. the script's name."),
-    days: float | None = typer.Option(None, help="Lifetime in days (default: COSMIC_RAY_TOKEN_DAYS, 90)."),
+    days: float | None = typer.Option(None, help="Lifetime in days (default: COSMIC_RAY_TOKEN_DAYS, 30)."),
 ) -> None:
     """Create an API token for USERNAME; the token is printed once and only its hash is kept. It expires."""
     from cosmic_ray.serve.db import StoreError

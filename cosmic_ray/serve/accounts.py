@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 
 ROLES = ("viewer", "astronomer", "admin")
 WRITER_ROLES = ("astronomer", "admin")
-DEFAULT_TOKEN_TTL = timedelta(days=90)
+DEFAULT_TOKEN_TTL = timedelta(days=30)  # ASVS V3.3.2 (level 1): re-authenticate at least every 30 days
 _USERNAME = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
 
 

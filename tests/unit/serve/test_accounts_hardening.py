@@ -23,7 +23,7 @@ from fastapi import FastAPI
 from cosmic_ray.core.config import Settings
 from cosmic_ray.serve import context, metrics, web
 from cosmic_ray.serve.coalesce import Coalescer
-from cosmic_ray.serve.db import StoreError
+from cosmic_ray.serve.db import StoreError, utcnow
 from cosmic_ray.serve.deps import get_context
 from cosmic_ray.serve.logins import LoginThrottle
 from cosmic_ray.serve.routes import accounts as account_routes
@@ -96,6 +96,9 @@ def test_passwords_need_12_characters_and_must_not_be_common(tmp_path):
     store = Store.open(f"sqlite:///{tmp_path / 'events.db'}")
     with pytest.raises(StoreError, match="12 characters"):
         store.accounts.add_user("short", "eleven char", role="viewer")
+    with pytest.raises(StoreError, match="128 characters"):
+        store.accounts.add_user("long", "a very long passphrase " * 6, role="viewer")  # 138 characters
+    store.accounts.add_user("sixty-four", "plum orbit lantern " * 3 + "seven42", role="viewer")  # 64 characters
     for common in ("qwerty123456", "1qaz2wsx3edc", "Password123456", "iloveyou 2024!", "sonyericsson"):
         with pytest.raises(StoreError, match="common"):
             store.accounts.add_user("weak", common, role="viewer")
@@ -111,11 +114,14 @@ def test_passwords_need_12_characters_and_must_not_be_common(tmp_path):
 def test_tokens_expire(api):
     base, store = api
     store.accounts.add_user("cron", "the cron job password", role="viewer")
-    short = store.accounts.create_token("cron", "short-lived", ttl=timedelta(seconds=1.5))
+    short = store.accounts.create_token("cron", "short-lived", ttl=timedelta(seconds=5))
     lasting = store.accounts.create_token("cron", "default lifetime")
-    assert lasting.expires_at is not None and lasting.expires_at - short.expires_at > timedelta(days=80)
+    assert lasting.expires_at is not None and timedelta(days=29) < lasting.expires_at - short.expires_at <= timedelta(
+        days=30
+    )
     assert me(base, short.token) == 200
-    time.sleep(1.6)
+    assert short.expires_at is not None
+    time.sleep(max(0.0, (short.expires_at - utcnow()).total_seconds()) + 0.2)
     assert me(base, short.token) == 401 and me(base, lasting.token) == 200
     with pytest.raises(StoreError):
         store.accounts.create_token("cron", "backwards", ttl=timedelta(seconds=-1))

@@ -53,16 +53,25 @@ class Settings(BaseSettings):
     read_requires_auth: bool = Field(default=False, description="GET routes need a token or session too.")
     cookie_secure: bool = Field(default=False, description="Mark the session cookie Secure (set it behind HTTPS).")
     session_hours: float = Field(default=12.0, gt=0, description="Lifetime of a web login session.")
-    login_attempts_per_account: PositiveInt = Field(default=5, description="Failed logins per account per window.")
+    token_days: float = Field(default=30.0, gt=0, description="Lifetime of a new API token (days).")
+    login_attempts_per_account: PositiveInt = Field(
+        default=5,
+        description="Login attempts an account's bucket holds; it leaks as many per window (then one per "
+        "window/attempts seconds, 429 with Retry-After). Shared by every replica through the event store.",
+    )
     login_attempts_per_address: PositiveInt = Field(
-        default=20, description="Failed login attempts per client address per window."
+        default=20, description="Login attempts a client address's bucket holds (as per account); successes refunded."
+    )
+    login_concurrency: PositiveInt = Field(default=2, description="Password checks (argon2) at once per replica.")
+    login_queue_s: float = Field(
+        default=10.0, gt=0, description="How long a login waits for a password-check slot before a 429."
     )
     trusted_proxies: list[str] = Field(
         default_factory=list,
         description="Peer addresses (a load balancer, an ingress controller) whose X-Forwarded-For names the client. "
         "Serve's HAProxy mode adds no such header: behind it, every client shares HAProxy's address.",
     )
-    login_window_s: float = Field(default=300.0, gt=0, description="The login rate-limit window.")
+    login_window_s: float = Field(default=300.0, gt=0, description="The login buckets' leak period.")
     max_support: PositiveInt = Field(
         default=100, description="Most support light curves of a class registered at runtime."
     )

@@ -6,6 +6,7 @@ import json
 import logging
 import sys
 import time
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn, Optional
 
@@ -417,16 +418,19 @@ def users_list() -> None:
 
 @tokens_app.command("create")
 def tokens_create(
-    username: str = typer.Argument(...), name: str = typer.Option("", help="A label, e.g. the script's name.")
+    username: str = typer.Argument(...),
+    name: str = typer.Option("", help="A label, e.g. the script's name."),
+    days: float | None = typer.Option(None, help="Lifetime in days (default: COSMIC_RAY_TOKEN_DAYS, 30)."),
 ) -> None:
-    """Create an API token for USERNAME; the token is printed once and only its hash is kept."""
+    """Create an API token for USERNAME; the token is printed once and only its hash is kept. It expires."""
     from cosmic_ray.serve.db import StoreError
 
     try:
-        info = _accounts().create_token(username, name)
+        info = _accounts().create_token(username, name, timedelta(days=days or _settings().token_days))
     except StoreError as exc:
         _fail(str(exc))
-    _emit({"id": info.id, "username": info.username, "name": info.name, "token": info.token})
+    expires = info.expires_at.isoformat() + "Z" if info.expires_at else None
+    _emit({"id": info.id, "username": info.username, "name": info.name, "token": info.token, "expires_at": expires})
 
 
 @tokens_app.command("revoke")

@@ -1,6 +1,9 @@
 """The event store's accounts: users and their roles, argon2 password hashes, API tokens, login sessions.
 
-Tokens and session ids are shown to their owner once; only their SHA-256 is stored.
+Tokens and session ids are shown to their owner once; only their SHA-256 is stored. Passwords follow
+:mod:`cosmic_ray.serve.passwords` (12 characters or more, not a common one). API tokens expire
+(``DEFAULT_TOKEN_TTL`` unless a lifetime is given) and a password change revokes them and ends the
+user's sessions.
 
 Example:
     >>> from cosmic_ray.serve.db import open_engine
@@ -25,12 +28,13 @@ from sqlalchemy import delete, insert, select, update
 from sqlalchemy.engine import Engine
 
 from cosmic_ray.serve.db import ApiToken, ConflictError, NotFoundError, Session, StoreError, User, utcnow
+from cosmic_ray.serve.passwords import check_password
 
 log = logging.getLogger(__name__)
 
 ROLES = ("viewer", "astronomer", "admin")
 WRITER_ROLES = ("astronomer", "admin")
-MIN_PASSWORD_LENGTH = 10
+DEFAULT_TOKEN_TTL = timedelta(days=30)  # ASVS V3.3.2 (level 1): re-authenticate at least every 30 days
 _USERNAME = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
 
 
@@ -60,6 +64,7 @@ class TokenInfo:
     username: str
     name: str
     token: str  # the plain token: shown once, never stored
+    expires_at: datetime | None = None
 
 
 class Accounts:
@@ -77,8 +82,7 @@ class Accounts:
     # --------------------------------------------------------------- users
     @staticmethod
     def _check_password(password: str) -> None:
-        if len(password) < MIN_PASSWORD_LENGTH:
-            raise StoreError(f"the password must have at least {MIN_PASSWORD_LENGTH} characters")
+        check_password(password)
 
     def add_user(self, username: str, password: str, role: str = "viewer") -> Principal:
         """Add a user.
@@ -104,7 +108,7 @@ class Accounts:
         return Principal(username, role, "password")
 
     def set_password(self, username: str, password: str) -> None:
-        """Change a password; ends the user's sessions.
+        """Change a password; ends the user's sessions and revokes their API tokens.
 
         Raises:
             NotFoundError: no such user.
@@ -119,7 +123,12 @@ class Accounts:
             if changed == 0:
                 raise NotFoundError(f"no user {username!r}")
             conn.execute(delete(Session).where(Session.username == username))
-        log.info("password of %s changed", username)
+            conn.execute(
+                update(ApiToken)
+                .where(ApiToken.username == username, ApiToken.revoked_at.is_(None))
+                .values(revoked_at=utcnow())
+            )
+        log.info("password of %s changed: sessions ended, tokens revoked", username)
 
     def set_role(self, username: str, role: str) -> None:
         """Change a role.
@@ -186,25 +195,36 @@ class Accounts:
         return self._dummy
 
     # --------------------------------------------------------------- API tokens
-    def create_token(self, username: str, name: str = "") -> TokenInfo:
+    def create_token(self, username: str, name: str = "", ttl: timedelta | None = None) -> TokenInfo:
         """A new API token for ``username``; the plain token is in the result only.
+
+        Args:
+            username: its owner.
+            name: a label (e.g. the script that uses it).
+            ttl: its lifetime (``DEFAULT_TOKEN_TTL`` when None).
 
         Raises:
             NotFoundError: no such user.
+            StoreError: a lifetime that is not positive.
         """
+        ttl = DEFAULT_TOKEN_TTL if ttl is None else ttl
+        if ttl <= timedelta(0):
+            raise StoreError(f"a token lifetime must be positive, not {ttl}")
         token = "crt_" + secrets.token_urlsafe(32)
+        now = utcnow()
+        expires = now + ttl
         with self.engine.begin() as conn:
             if conn.execute(select(User.username).where(User.username == username)).first() is None:
                 raise NotFoundError(f"no user {username!r}")
             result = conn.execute(
                 insert(ApiToken).values(
-                    token_hash=hash_secret(token), username=username, name=name, created_at=utcnow()
+                    token_hash=hash_secret(token), username=username, name=name, created_at=now, expires_at=expires
                 )
             )
             assert result.inserted_primary_key is not None  # an INSERT has one
             token_id = int(result.inserted_primary_key[0])
         log.info("token %d created for %s", token_id, username)
-        return TokenInfo(token_id, username, name, token)
+        return TokenInfo(token_id, username, name, token, expires)
 
     def revoke_token(self, token_id: int) -> None:
         """Revoke a token.
@@ -223,9 +243,9 @@ class Accounts:
         log.info("token %d revoked", token_id)
 
     def list_tokens(self, username: str | None = None) -> list[dict[str, Any]]:
-        stmt = select(ApiToken.id, ApiToken.username, ApiToken.name, ApiToken.created_at, ApiToken.revoked_at).order_by(
-            ApiToken.id
-        )
+        stmt = select(
+            ApiToken.id, ApiToken.username, ApiToken.name, ApiToken.created_at, ApiToken.expires_at, ApiToken.revoked_at
+        ).order_by(ApiToken.id)
         if username:
             stmt = stmt.where(ApiToken.username == username)
         with self.engine.connect() as conn:
@@ -236,7 +256,11 @@ class Accounts:
             row = conn.execute(
                 select(User.username, User.role)
                 .join(ApiToken, ApiToken.username == User.username)
-                .where(ApiToken.token_hash == hash_secret(token), ApiToken.revoked_at.is_(None))
+                .where(
+                    ApiToken.token_hash == hash_secret(token),
+                    ApiToken.revoked_at.is_(None),
+                    ApiToken.expires_at > utcnow(),  # NULL (a token without a lifetime): refused
+                )
             ).first()
         return Principal(row.username, row.role, "token") if row else None
 

@@ -20,8 +20,8 @@ from ray.serve.handle import DeploymentHandle
 
 from cosmic_ray.serve import context, metrics, web
 from cosmic_ray.serve.args import AppArgs
-from cosmic_ray.serve.auth import RateLimiter
 from cosmic_ray.serve.coalesce import Coalescer
+from cosmic_ray.serve.logins import LoginThrottle
 from cosmic_ray.serve.middleware import ObserveAndLimit, set_body_limit
 from cosmic_ray.serve.parsing import validation_error
 from cosmic_ray.serve.replica import MODEL_DEPLOYMENT, ProtoNetModel
@@ -66,8 +66,14 @@ class Ingress:
             coalescer=Coalescer(
                 functools.partial(context.call_model, model, "predict"), on_batch=api_metrics.coalesced.observe
             ),
-            logins_by_account=RateLimiter(settings.login_attempts_per_account, settings.login_window_s),
-            logins_by_address=RateLimiter(settings.login_attempts_per_address, settings.login_window_s),
+            logins=LoginThrottle(  # in the store: one limit for every replica
+                store.engine,
+                settings.login_attempts_per_account,
+                settings.login_attempts_per_address,
+                settings.login_window_s,
+                settings.login_concurrency,
+                settings.login_queue_s,
+            ),
             metrics=api_metrics,
         )
         context.configure(ctx)

@@ -1,4 +1,4 @@
-"""Who is calling the API, what they may do, and the login rate limits.
+"""Who is calling the API and what they may do (the login limits: :mod:`cosmic_ray.serve.logins`).
 
 A caller proves who they are with ``Authorization: Bearer <api token>`` or the ``cr_session``
 cookie set by ``POST /auth/login``. Writes need an astronomer or admin (401 anonymous, 403
@@ -7,10 +7,6 @@ under-privileged); reads are open unless ``COSMIC_RAY_READ_REQUIRES_AUTH`` is tr
 
 from __future__ import annotations
 
-import math
-import threading
-import time
-from collections import deque
 from datetime import UTC, datetime
 
 from fastapi import HTTPException, Request
@@ -94,47 +90,3 @@ def clear_session_cookie(secure: bool) -> str:
     if secure:
         parts.append("Secure")
     return "; ".join(parts)
-
-
-class RateLimiter:
-    """At most ``limit`` events per key within a sliding ``window_s`` (in this process).
-
-    Example:
-        >>> rl = RateLimiter(limit=1, window_s=60)
-        >>> rl.hit("a"); rl.retry_after("a") > 0
-        True
-    """
-
-    def __init__(self, limit: int, window_s: float, max_keys: int = 100_000):
-        self.limit = limit
-        self.window_s = window_s
-        self.max_keys = max_keys
-        self._events: dict[str, deque[float]] = {}
-        self._lock = threading.Lock()
-
-    def _prune(self, key: str, now: float) -> deque[float]:
-        events = self._events.setdefault(key, deque())
-        while events and events[0] <= now - self.window_s:
-            events.popleft()
-        return events
-
-    def retry_after(self, key: str) -> int:
-        """Seconds until ``key`` may try again; 0 when it may now."""
-        now = time.monotonic()
-        with self._lock:
-            events = self._prune(key, now)
-            if len(events) < self.limit:
-                return 0
-            return max(1, math.ceil(events[0] + self.window_s - now))
-
-    def hit(self, key: str) -> None:
-        now = time.monotonic()
-        with self._lock:
-            if len(self._events) > self.max_keys:  # bounded memory under a flood of distinct keys
-                for k in [k for k, v in self._events.items() if not v or v[-1] <= now - self.window_s]:
-                    del self._events[k]
-            self._prune(key, now).append(now)
-
-    def reset(self, key: str) -> None:
-        with self._lock:
-            self._events.pop(key, None)

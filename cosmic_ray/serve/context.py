@@ -1,5 +1,5 @@
 """What the ingress's routes share in one process: settings, the event store, the model handle and
-how calls reach it (coalesced single predictions, chunked batches), login rate limits, metrics.
+how calls reach it (coalesced single predictions, chunked batches), login limits, metrics.
 
 The ingress builds one :class:`IngressContext` when its replica starts and hands it to
 :func:`configure`; routes receive it through the ``Ctx`` dependency (:mod:`cosmic_ray.serve.deps`).
@@ -19,10 +19,10 @@ from ray.serve.handle import DeploymentHandle
 from cosmic_ray.core.config import Settings
 from cosmic_ray.serve import metrics
 from cosmic_ray.serve.accounts import Accounts
-from cosmic_ray.serve.auth import RateLimiter
 from cosmic_ray.serve.coalesce import Coalescer
 from cosmic_ray.serve.events import Events
 from cosmic_ray.serve.items import ModelItem
+from cosmic_ray.serve.logins import LoginThrottle
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +47,7 @@ class IngressContext:
     accounts: Accounts
     model: DeploymentHandle
     coalescer: Coalescer[ModelItem, Prediction]
-    logins_by_account: RateLimiter
-    logins_by_address: RateLimiter
+    logins: LoginThrottle
     metrics: metrics.ApiMetrics
 
     async def predict_items(self, items: list[ModelItem]) -> list[Prediction]:

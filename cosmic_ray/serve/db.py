@@ -30,6 +30,8 @@ from sqlalchemy import (
     String,
     create_engine,
     event,
+    inspect,
+    text,
 )
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -119,6 +121,8 @@ class ApiToken(Base):
     name: Mapped[str] = mapped_column(String(128))
     created_at: Mapped[datetime] = mapped_column(DateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    # NULL: a token made before tokens had a lifetime, refused as expired (create a new one)
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
 
 
 class Session(Base):
@@ -128,6 +132,20 @@ class Session(Base):
     username: Mapped[str] = mapped_column(ForeignKey("users.username", ondelete="CASCADE"), index=True)
     created_at: Mapped[datetime] = mapped_column(DateTime)
     expires_at: Mapped[datetime] = mapped_column(DateTime, index=True)
+
+
+class LoginBucket(Base):
+    """A leaky bucket of login attempts per key (``account:<name>``, ``address:<ip>``), shared by every replica."""
+
+    __tablename__ = "login_buckets"
+
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    level: Mapped[float] = mapped_column(Float)  # attempts still in the bucket at updated_at
+    updated_at: Mapped[datetime] = mapped_column(DateTime, index=True)
+
+
+#: Columns added after a table first shipped: ``open_engine`` adds them to an older store (all nullable).
+_ADDED_COLUMNS: tuple[tuple[str, str], ...] = (("api_tokens", "expires_at"),)
 
 
 # ------------------------------------------------------------------------------------ engine
@@ -164,4 +182,18 @@ def open_engine(url: str) -> Engine:
     """An engine for ``url`` with every table of the store created (idempotent)."""
     engine = make_engine(url)
     Base.metadata.create_all(engine)
+    _add_missing_columns(engine)
     return engine
+
+
+def _add_missing_columns(engine: Engine) -> None:
+    """``ALTER TABLE ... ADD COLUMN`` for each column of ``_ADDED_COLUMNS`` that a store made earlier lacks."""
+    inspector = inspect(engine)
+    for table_name, column_name in _ADDED_COLUMNS:
+        if column_name in {c["name"] for c in inspector.get_columns(table_name)}:
+            continue
+        column = Base.metadata.tables[table_name].columns[column_name]
+        kind = column.type.compile(dialect=engine.dialect)
+        with engine.begin() as conn:
+            conn.execute(text(f"ALTER TABLE {table_name} ADD COLUMN {column_name} {kind}"))
+        log.info("event store: added column %s.%s", table_name, column_name)

@@ -4,6 +4,7 @@ A route's signature says who may call it (as full-stack-fastapi-template's ``api
 
 - ``Reader``: anyone, unless ``COSMIC_RAY_READ_REQUIRES_AUTH`` (then a token or session: 401 without);
   the caller, or None when reads are open.
+- ``Caller``: the signed-in caller, or None when anonymous (what a route shows may depend on it).
 - ``CurrentUser``: any signed-in caller (401 without).
 - ``Writer``: an astronomer or admin (401 anonymous, 403 a viewer).
 - ``Admin``: an admin (401 anonymous, 403 any other role).
@@ -65,6 +66,7 @@ def require_admin(principal: Annotated[Principal | None, Depends(optional_princi
 
 
 Reader = Annotated[Principal | None, Depends(require_reader)]
+Caller = Annotated[Principal | None, Depends(optional_principal)]
 CurrentUser = Annotated[Principal, Depends(require_user)]
 Writer = Annotated[Principal, Depends(require_writer)]
 Admin = Annotated[Principal, Depends(require_admin)]

@@ -43,7 +43,7 @@ import tempfile
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import httpx
 from fastapi import APIRouter, FastAPI, HTTPException, Request
@@ -53,6 +53,7 @@ from starlette.staticfiles import StaticFiles
 
 from cosmic_ray.core import resources
 from cosmic_ray.serve.assets import NODE_MODULES, PAGE_DIRS, VENDOR
+from cosmic_ray.serve.redact import strip_credentials
 from cosmic_ray.serve.schemas import ApodInfo, ErrorResponse, ModelEvaluation, WebConfig
 
 if TYPE_CHECKING:
@@ -158,46 +159,56 @@ def _require_session(request: Request, store: "Accounts | None") -> "Principal":
 
 def web_config(settings: "Settings") -> WebConfig:
     """Links the dashboard shows (the Ray dashboard, the MLflow UI and how to start it)."""
-    return WebConfig(
-        ray_dashboard_url=settings.dashboard_url,
-        mlflow_ui_url=settings.mlflow_ui_url,
-        mlflow_ui_command=f"mlflow ui --backend-store-uri {settings.tracking_uri}",
+    return WebConfig(  # credentials stripped: any signed-in user sees these
+        ray_dashboard_url=strip_credentials(settings.dashboard_url),
+        mlflow_ui_url=strip_credentials(settings.mlflow_ui_url),
+        mlflow_ui_command=f"mlflow ui --backend-store-uri {strip_credentials(settings.tracking_uri)}",
         apod_configured=bool(settings.apod_api_key),
     )
 
 
-_APOD_CACHE: dict[str, tuple[float, ApodInfo]] = {}
+_APOD_CACHE: dict[tuple[str, str], tuple[float, ApodInfo]] = {}
 _APOD_OK_TTL_S = 3600.0
 _APOD_FAIL_TTL_S = 60.0
 
 
-async def fetch_apod(api_key: str | None, timeout_s: float = 4.0) -> ApodInfo:
-    """Today's Astronomy Picture of the Day from NASA, or ``available=False`` with the reason.
+def https_only(url: object) -> str | None:
+    """``url`` if it is an ``https:`` URL with a host, else None (no ``javascript:``, ``data:`` or plain ``http:``)."""
+    if not isinstance(url, str):
+        return None
+    parts = urlsplit(url.strip())
+    return url.strip() if parts.scheme.lower() == "https" and parts.netloc else None
+
+
+async def fetch_apod(api_key: str | None, timeout_s: float = 4.0, url: str | None = None) -> ApodInfo:
+    """Today's Astronomy Picture of the Day from NASA (``url``: ``APOD_URL``), or ``available=False`` and why.
 
     Never raises for network trouble: offline, a bad key or an odd answer all give the
-    unavailable state (the page then shows no picture at all). Answers are cached in-process.
+    unavailable state (the page then shows no picture at all). Only ``https:`` links are passed on
+    (an answer whose picture is not one is unavailable). Answers are cached in-process.
     """
     if not api_key:
         return ApodInfo(available=False, reason="no APOD API key configured (COSMIC_RAY_APOD_API_KEY)")
-    cached = _APOD_CACHE.get(api_key)
+    url = url or APOD_URL
+    cached = _APOD_CACHE.get((url, api_key))
     if cached and cached[0] > time.monotonic():
         return cached[1]
     try:
         async with httpx.AsyncClient(timeout=timeout_s) as client:
-            answer = await client.get(APOD_URL, params={"api_key": api_key, "thumbs": "true"})
+            answer = await client.get(url, params={"api_key": api_key, "thumbs": "true"})
         answer.raise_for_status()
         data = answer.json()
         media = data.get("media_type", "")
-        image = data.get("url") if media == "image" else data.get("thumbnail_url")
+        image = https_only(data.get("url") if media == "image" else data.get("thumbnail_url"))
         if not image:
-            raise ValueError(f"no picture in the answer (media_type {media!r})")
+            raise ValueError(f"no https picture in the answer (media_type {media!r})")
         info = ApodInfo(
             available=True,
             title=data.get("title"),
             date=data.get("date"),
             explanation=data.get("explanation"),
             image_url=image,
-            page_url=data.get("hdurl") or data.get("url"),
+            page_url=https_only(data.get("hdurl")) or https_only(data.get("url")),
             copyright=data.get("copyright"),
         )
         ttl = _APOD_OK_TTL_S
@@ -205,7 +216,7 @@ async def fetch_apod(api_key: str | None, timeout_s: float = 4.0) -> ApodInfo:
         log.info("APOD unavailable: %s", exc)
         info = ApodInfo(available=False, reason=f"NASA APOD could not be reached ({type(exc).__name__})")
         ttl = _APOD_FAIL_TTL_S
-    _APOD_CACHE[api_key] = (time.monotonic() + ttl, info)
+    _APOD_CACHE[(url, api_key)] = (time.monotonic() + ttl, info)
     return info
 
 

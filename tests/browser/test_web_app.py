@@ -286,7 +286,9 @@ def test_class_registration_from_the_form_by_role(browser, served, web_users, ev
     page.fill("#class-objects", ", ".join(objects))
     page.click("#register")
     page.wait_for_selector('#register-message[data-status="201"]', timeout=60_000)
-    registered = {c["name"]: c for c in httpx.get(f"{served}/classes", timeout=30).json()}
+    token = event_store.accounts.create_token(web_users["astronomer"][0], "browser-test").token
+    signed_in = {"Authorization": f"Bearer {token}"}  # created_by is shown to signed-in readers only
+    registered = {c["name"]: c for c in httpx.get(f"{served}/classes", headers=signed_in, timeout=30).json()}
     assert registered[name]["created_by"] == web_users["astronomer"][0]
     assert sorted(registered[name]["support_objects"]) == sorted(objects)
     page.wait_for_selector(f'#class-filter option[value="{name}"]', state="attached", timeout=10_000)

@@ -361,7 +361,7 @@ def test_whole_cluster_restart_keeps_classes_users_classifications_and_serves_th
         again = _predict_with_class(url, probe)
         assert again["model_version"] == version and again["class"] == answer["class"]
         assert again["probabilities"].keys() == answer["probabilities"].keys()
-        classes = httpx.get(f"{url}/classes", timeout=30).json()
+        classes = httpx.get(f"{url}/classes", headers=auth, timeout=30).json()  # signed in: created_by shown
         mine = next(c for c in classes if c["name"] == NEW_CLASS)
         assert mine["source"] == "registered" and mine["created_by"] == "rita"
         assert httpx.get(f"{url}/auth/me", headers=auth, timeout=30).json() == {

@@ -241,14 +241,26 @@ async function loadModel() {
 }
 
 // ---------------------------------------------------------------- APOD
+// Links from NASA's answer are used only when they are https: URLs (never javascript:, data: or http:).
+function httpsOnly(url) {
+  if (typeof url !== "string") return null;
+  try {
+    const u = new URL(url);
+    return u.protocol === "https:" && u.host ? u.href : null;
+  } catch {
+    return null;
+  }
+}
+
 async function loadApod() {
   const box = $("apod");
   const r = await api("web/apod");
   state.apod = r.body;
-  if (r.ok && r.body.available && r.body.image_url) {
+  const image = r.ok && r.body.available ? httpsOnly(r.body.image_url) : null;
+  if (image) {
     box.dataset.state = "available";
     box.replaceChildren(
-      el("a", { href: r.body.page_url || r.body.image_url, target: "_blank", rel: "noopener" }, el("img", { src: r.body.image_url, alt: r.body.title || "APOD" })),
+      el("a", { href: httpsOnly(r.body.page_url) || image, target: "_blank", rel: "noopener noreferrer" }, el("img", { src: image, alt: r.body.title || "APOD" })),
       el("p", {}, el("b", {}, r.body.title || ""), el("span", { class: "dim small" }, ` ${r.body.date || ""}${r.body.copyright ? " · © " + r.body.copyright : ""}`)),
     );
   } else {

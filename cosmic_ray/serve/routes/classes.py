@@ -1,5 +1,8 @@
 """Classes: ``GET /classes`` (reader), ``POST /classes`` and ``DELETE /classes/{name}`` (writers).
 
+Who registered a class (``created_by``) is shown to signed-in callers only: usernames are not
+given away to anonymous readers (they are half of a login).
+
 A class registered here is stored in the event store and live on every model replica within
 seconds (they poll the store's classes version).
 """
@@ -16,21 +19,27 @@ from fastapi import APIRouter, HTTPException, Response
 from cosmic_ray.core.config import Settings
 from cosmic_ray.ingest.lake import Lake
 from cosmic_ray.learn.features import MODEL_SOURCES
+from cosmic_ray.serve.accounts import Principal
 from cosmic_ray.serve.db import ConflictError, NotFoundError, StoreError
-from cosmic_ray.serve.deps import AUTH_ERRORS, Ctx, Reader, Writer
+from cosmic_ray.serve.deps import AUTH_ERRORS, Caller, Ctx, Reader, Writer
 from cosmic_ray.serve.schemas import ClassIn, ClassInfo, ErrorResponse
 
 router = APIRouter()
 
 
 @router.get("/classes", response_model=list[ClassInfo], responses=AUTH_ERRORS)
-async def classes(ctx: Ctx, _: Reader) -> list[ClassInfo]:
+async def classes(ctx: Ctx, _: Reader, caller: Caller) -> list[ClassInfo]:
     """Trained classes of the served model, then the classes registered at runtime (from the store)."""
     info = await ctx.model_info()
     registered = ctx.events.list_classes()
     names = {r.name for r in registered}
     trained = [ClassInfo(name=c, source="model") for c in info["classes"] if c not in names]
-    return trained + [ClassInfo(source="registered", **r.summary()) for r in registered]
+    return trained + [shown_to(caller, ClassInfo(source="registered", **r.summary())) for r in registered]
+
+
+def shown_to(caller: Principal | None, info: ClassInfo) -> ClassInfo:
+    """``info`` as ``caller`` may see it: without who registered it when anonymous."""
+    return info if caller is not None else info.model_copy(update={"created_by": None})
 
 
 @router.post(

@@ -15,9 +15,9 @@ from fastapi import FastAPI
 
 from cosmic_ray.core.config import Settings
 from cosmic_ray.serve import context, metrics
-from cosmic_ray.serve.auth import RateLimiter
 from cosmic_ray.serve.coalesce import Coalescer
 from cosmic_ray.serve.deps import Admin, CurrentUser, Reader, Writer
+from cosmic_ray.serve.logins import LoginThrottle
 from cosmic_ray.serve.store import Store
 
 try:
@@ -67,8 +67,7 @@ def api(request, tmp_path, monkeypatch):
         accounts=store.accounts,
         model=None,  # type: ignore[arg-type]  # no model behind these routes
         coalescer=Coalescer(_no_model),
-        logins_by_account=RateLimiter(5, 60),
-        logins_by_address=RateLimiter(5, 60),
+        logins=LoginThrottle(store.engine, 5, 5, 60),
         metrics=metrics.api_metrics(),
     )
     monkeypatch.setattr(context, "_CONTEXT", {})

@@ -1,4 +1,4 @@
-"""``/docs``: Swagger UI served from the installed ``swagger-ui-bundle`` package, not from a CDN.
+"""``/docs``: Swagger UI served from the installed ``fastapi-offline`` package, not from a CDN.
 
 FastAPI's own ``/docs`` page loads Swagger UI from a CDN at a floating version with no integrity
 check and starts it from an inline script; ``/redoc`` does the same. Here the app is built with
@@ -6,7 +6,11 @@ both turned off (``docs_url=None, redoc_url=None``) and :func:`mount_docs` serve
 
 - ``/docs``: a page with no inline script (so the strict Content-Security-Policy holds there too),
 - ``/docs/init.js``: the script that starts Swagger UI on ``openapi.json``,
-- ``/docs/assets/...``: the files of the pinned Swagger UI release the package ships.
+- ``/docs/assets/...``: the Swagger UI files the package ships (Swagger UI 5, which reads the
+  OpenAPI 3.1 FastAPI writes; the release is fixed by the package version pinned in pyproject.toml).
+
+Only the package's static files are used, not its ``FastAPIOffline`` (which starts Swagger UI from
+an inline script). ReDoc stays off: it injects ``<style>`` elements, which ``style-src 'self'`` refuses.
 
 Every URL is relative, so the page works under a path prefix.
 
@@ -18,15 +22,15 @@ Example:
 
 from __future__ import annotations
 
+from importlib import resources
 from pathlib import Path
 
 from fastapi import FastAPI
 from fastapi.responses import HTMLResponse, Response
 from starlette.staticfiles import StaticFiles
-from swagger_ui_bundle import swagger_ui_path
 
-#: The Swagger UI files the package ships (one pinned release).
-SWAGGER_UI_DIR = Path(str(swagger_ui_path))
+#: The Swagger UI files the package ships (``swagger-ui-bundle.js``, ``swagger-ui.css``).
+SWAGGER_UI_DIR = Path(str(resources.files("fastapi_offline") / "static"))
 
 _PAGE = """<!doctype html>
 <html lang="en">
@@ -49,6 +53,7 @@ window.ui = SwaggerUIBundle({
   url: "openapi.json",
   dom_id: "#swagger-ui",
   layout: "BaseLayout",
+  validatorUrl: null, // else a badge image from validator.swagger.io (another origin)
   deepLinking: true,
   showExtensions: true,
   showCommonExtensions: true,
@@ -71,7 +76,7 @@ def mount_docs(app: FastAPI) -> None:
         FileNotFoundError: the package's Swagger UI files are missing (a broken install).
     """
     if not (SWAGGER_UI_DIR / "swagger-ui-bundle.js").is_file():
-        raise FileNotFoundError(f"Swagger UI not found in {SWAGGER_UI_DIR}: reinstall swagger-ui-bundle")
+        raise FileNotFoundError(f"Swagger UI not found in {SWAGGER_UI_DIR}: reinstall fastapi-offline")
     page = docs_page(app.title)
 
     async def docs() -> HTMLResponse:

@@ -21,6 +21,8 @@ from ray.serve.handle import DeploymentHandle
 from cosmic_ray.serve import context, metrics, web
 from cosmic_ray.serve.args import AppArgs
 from cosmic_ray.serve.coalesce import Coalescer
+from cosmic_ray.serve.docs import mount_docs
+from cosmic_ray.serve.headers import SecurityHeaders, content_security_policy, inline_script_hashes
 from cosmic_ray.serve.logins import LoginThrottle
 from cosmic_ray.serve.middleware import ObserveAndLimit, set_body_limit
 from cosmic_ray.serve.parsing import validation_error
@@ -35,9 +37,18 @@ api = FastAPI(
     title="cosmic_ray",
     description="Few-shot classification of astronomical alerts: known classes, rare classes, and what fits none.",
     version="0.1.0",
+    docs_url=None,  # mount_docs: Swagger UI from the installed package, not a CDN
+    redoc_url=None,  # ReDoc would load its script from a CDN
 )
 api.add_middleware(ObserveAndLimit)
+# Outermost: every answer gets the headers, the 413s of ObserveAndLimit included. The pages' inline
+# import maps are allowed by the hashes of the HTML files served, computed here from those files.
+api.add_middleware(
+    SecurityHeaders,
+    csp=content_security_policy(inline_script_hashes(web.page_files()), web.APOD_IMAGE_ORIGINS),
+)
 api.add_exception_handler(RequestValidationError, validation_error)
+mount_docs(api)
 if web.default_web_dir().is_dir():  # the web pages (web/), from the API's origin, in a source checkout
     web.mount_web(api)
 for _router in ROUTERS:

@@ -18,8 +18,8 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
 
 from cosmic_ray.core.errors import BadAlertError
-from cosmic_ray.serve.items import ModelItem, lightcurve_rows
-from cosmic_ray.serve.schemas import PredictRequest
+from cosmic_ray.serve.items import ModelItem, Row, lightcurve_rows
+from cosmic_ray.serve.schemas import MAG_MAX, MAG_MIN, MAGERR_MAX, PredictRequest
 from cosmic_ray.sources import ztf
 
 
@@ -39,6 +39,9 @@ def request_to_item(body: PredictRequest) -> ModelItem:
                 status_code=422, detail=f"bad alert: malformed field ({type(exc).__name__}: {exc})"
             ) from exc
         rows = [r for r in rows if r["source"] == "ztf_alert"]
+        problem = out_of_range(rows)
+        if problem:
+            raise HTTPException(status_code=422, detail=f"bad alert: {problem}")
         object_id = str(body.alert.get("objectId"))
     elif body.lightcurve is not None:
         rows = lightcurve_rows(body.lightcurve)
@@ -48,6 +51,23 @@ def request_to_item(body: PredictRequest) -> ModelItem:
     if not any(not r["is_limit"] for r in rows):
         raise HTTPException(status_code=422, detail="the light curve has no detection (only upper limits)")
     return ModelItem(object_id=object_id, rows=rows)
+
+
+def out_of_range(rows: list[Row]) -> str | None:
+    """What is wrong with the first point of ``rows`` whose magnitude or error is outside the
+    ranges a light curve's points are held to (:class:`~cosmic_ray.serve.schemas.PointIn`), else None.
+
+    An alert's numbers are only checked to be finite by the parser (a 300-digit ``magpsf`` is a
+    finite float); the model must not see values no light curve could carry.
+    """
+    for r in rows:
+        mag, err = r.get("mag"), r.get("magerr")
+        kind = "limiting magnitude" if r.get("is_limit") else "magnitude"
+        if mag is not None and not MAG_MIN <= mag <= MAG_MAX:
+            return f"{kind} {mag:.6g} at MJD {r['mjd']:.5f} is outside {MAG_MIN:g}..{MAG_MAX:g}"
+        if err is not None and not 0 <= err <= MAGERR_MAX:
+            return f"magnitude error {err:.6g} at MJD {r['mjd']:.5f} is outside 0..{MAGERR_MAX:g}"
+    return None
 
 
 def json_body(model: type[BaseModel]) -> dict[str, Any]:

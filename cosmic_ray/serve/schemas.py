@@ -2,11 +2,35 @@
 
 from __future__ import annotations
 
-from typing import Any
+from datetime import UTC, datetime
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 MAX_POINTS = 5000
+
+#: Magnitudes (also limiting magnitudes) and their errors a point may carry, in a light curve or an alert.
+MAG_MIN, MAG_MAX, MAGERR_MAX = -40.0, 60.0, 10.0
+
+#: A class name: 1-64 printable ASCII characters but ``"`` and ``\\``. The event store ranks
+#: ``/candidates`` through a JSON path built from the name: a quote or backslash would change the
+#: path (an error or silently no match, by SQLite version), and SQLite matches no non-ASCII key.
+CLASS_NAME_PATTERN = r"^[ !#-\[\]-~]{1,64}$"
+CLASS_NAME_RULE = "1-64 printable ASCII characters, no double quote or backslash (e.g. SN Ia, SLSN-I)"
+
+
+def _utc_in_range(when: datetime) -> datetime:
+    """``when`` if it can be converted to UTC (``0001-01-01T00:00+14:00`` cannot: before year 1)."""
+    if when.tzinfo is not None:
+        try:
+            when.astimezone(UTC)
+        except OverflowError:
+            raise ValueError("time out of range once converted to UTC (years 1 to 9999)") from None
+    return when
+
+
+#: A time a query may filter on: any ISO 8601 time that stays within years 1-9999 in UTC (else 422).
+QueryTime = Annotated[datetime, AfterValidator(_utc_in_range)]
 
 
 class PointIn(BaseModel):
@@ -21,9 +45,9 @@ class PointIn(BaseModel):
     )
     band: str = Field(min_length=1, max_length=16, description="g, r, i for ZTF; <survey>_<filter> otherwise.")
     mag: float = Field(
-        ge=-40, le=60, allow_inf_nan=False, description="AB magnitude (limiting magnitude when is_limit)."
+        ge=MAG_MIN, le=MAG_MAX, allow_inf_nan=False, description="AB magnitude (limiting magnitude when is_limit)."
     )
-    magerr: float = Field(default=0.0, ge=0, le=10, allow_inf_nan=False)
+    magerr: float = Field(default=0.0, ge=0, le=MAGERR_MAX, allow_inf_nan=False)
     is_limit: bool = False
 
 
@@ -111,9 +135,9 @@ class ClassIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(min_length=1, max_length=64)
+    name: str = Field(min_length=1, max_length=64, pattern=CLASS_NAME_PATTERN, description=CLASS_NAME_RULE)
     lightcurves: list[LightCurveIn] = Field(default_factory=list, max_length=1000)
-    object_ids: list[str] = Field(default_factory=list, max_length=1000)
+    object_ids: list[Annotated[str, Field(min_length=1, max_length=128)]] = Field(default_factory=list, max_length=1000)
 
     @model_validator(mode="after")
     def _some_support(self) -> ClassIn:

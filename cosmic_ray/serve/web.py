@@ -74,6 +74,10 @@ PUBLIC_PAGES: frozenset[str] = frozenset({"/login"})
 
 APOD_URL = "https://api.nasa.gov/planetary/apod"
 
+#: Origins of the pictures ``/web/apod`` links to (NASA's images; YouTube and Vimeo thumbnails on
+#: video days): the only foreign origins the pages' Content-Security-Policy lets images come from.
+APOD_IMAGE_ORIGINS: tuple[str, ...] = ("https://apod.nasa.gov", "https://img.youtube.com", "https://i.vimeocdn.com")
+
 #: Sub-folders of the web folder served under ``/static/<name>/``.
 ASSET_DIRS: tuple[str, ...] = PAGE_DIRS
 
@@ -87,6 +91,12 @@ _HTML_HEADERS = {"Cache-Control": "no-cache"}
 def default_web_dir() -> Path:
     """The pages shipped with the installed package, else the ``web/`` folder of the source checkout."""
     return resources.resource_dir(resources.WEB)
+
+
+def page_files(web_dir: Path | None = None) -> list[Path]:
+    """The HTML files of ``PAGES`` that exist in ``web_dir`` (default: ``default_web_dir()``)."""
+    folder = web_dir or default_web_dir()
+    return [folder / name for name in PAGES.values() if (folder / name).is_file()]
 
 
 def vendor_dir(web_dir: Path) -> Path:

@@ -3,6 +3,9 @@
 Headless Chromium (Debian's, driven by Playwright) opens the pages the Ray Serve ingress serves
 (the ``served`` fixture: real model, real event store). Users are created in the store, as the
 CLI does. Screenshots of each page go to docs/screenshots/ (they are in the README).
+
+Waits take functions (``"() => ..."``): Playwright runs a bare expression through ``eval``, which
+the pages' Content-Security-Policy refuses (no ``'unsafe-eval'``).
 """
 
 from __future__ import annotations
@@ -74,7 +77,7 @@ def open_dashboard(context, served):
     page = context.new_page()
     page.goto(f"{served}/", wait_until="load")
     page.wait_for_function(
-        "window.dashboardState && window.dashboardState.ready && window.dashboardState.polls >= 1", timeout=60_000
+        "() => window.dashboardState && window.dashboardState.ready && window.dashboardState.polls >= 1", timeout=60_000
     )
     return page
 
@@ -151,25 +154,25 @@ def test_login_astronaut_watches_covers_and_is_sad_on_failure(browser, served, w
     page.on("pageerror", lambda e: errors.append(str(e)))
     page.goto(f"{served}/login", wait_until="load")
     page.wait_for_function(
-        "window.astronautState && window.astronautState.ready && window.astronautState.frames > 3", timeout=60_000
+        "() => window.astronautState && window.astronautState.ready && window.astronautState.frames > 3", timeout=60_000
     )
     assert page.evaluate("window.astronautState.webgl")
 
     page.evaluate("document.activeElement.blur()")
-    page.wait_for_function("window.astronautState.mode === 'idle'")
+    page.wait_for_function("() => window.astronautState.mode === 'idle'")
     assert page.get_attribute("body", "data-state") == "idle"
 
     page.click("#username")
     page.keyboard.type("w", delay=20)
     page.wait_for_function(
-        "window.astronautState.mode === 'watching' && Math.abs(window.astronautState.headYaw - window.astronautState.targetYaw) < 0.02",
+        "() => window.astronautState.mode === 'watching' && Math.abs(window.astronautState.headYaw - window.astronautState.targetYaw) < 0.02",
         timeout=10_000,
     )
     yaw_short = page.evaluate("window.astronautState.headYaw")
     caret_short = page.evaluate("window.astronautState.caret.x")
     page.keyboard.type("eb-ada-is-typing-a-long-name", delay=15)
     page.wait_for_function(
-        f"Math.abs(window.astronautState.headYaw - {yaw_short}) > 0.02 && Math.abs(window.astronautState.headYaw - window.astronautState.targetYaw) < 0.02",
+        f"() => Math.abs(window.astronautState.headYaw - {yaw_short}) > 0.02 && Math.abs(window.astronautState.headYaw - window.astronautState.targetYaw) < 0.02",
         timeout=10_000,
     )
     assert page.evaluate("window.astronautState.caret.x") > caret_short + 50  # the caret moved right, the head followed
@@ -179,16 +182,16 @@ def test_login_astronaut_watches_covers_and_is_sad_on_failure(browser, served, w
     page.fill("#username", web_users["astronomer"][0])
     page.click("#password")
     page.wait_for_function(
-        "window.astronautState.mode === 'covering' && window.astronautState.handsOnVisor", timeout=10_000
+        "() => window.astronautState.mode === 'covering' && window.astronautState.handsOnVisor", timeout=10_000
     )
     assert page.get_attribute("body", "data-state") == "covering"
 
     page.keyboard.type("not the password")
     page.keyboard.press("Enter")
     page.wait_for_function(
-        "window.astronautState.mode === 'sad' && window.astronautState.failures === 1", timeout=30_000
+        "() => window.astronautState.mode === 'sad' && window.astronautState.failures === 1", timeout=30_000
     )
-    page.wait_for_function("Math.abs(window.astronautState.shake) > 0.05", timeout=5_000)  # it shakes
+    page.wait_for_function("() => Math.abs(window.astronautState.shake) > 0.05", timeout=5_000)  # it shakes
     assert page.evaluate("window.astronautState.lastStatus") == 401
     assert "invalid username or password" in page.inner_text("#message").lower()
     assert page.url.endswith("/login")
@@ -205,7 +208,7 @@ def test_login_success_reaches_the_dashboard_with_a_just_sent_alert(
     context = browser.new_context(viewport=VIEWPORT)
     page = context.new_page()
     page.goto(f"{served}/login", wait_until="load")
-    page.wait_for_function("window.astronautState && window.astronautState.ready")
+    page.wait_for_function("() => window.astronautState && window.astronautState.ready")
     page.fill("#username", web_users["astronomer"][0])
     page.fill("#password", web_users["astronomer"][1])
     page.click("#submit")
@@ -213,7 +216,7 @@ def test_login_success_reaches_the_dashboard_with_a_just_sent_alert(
     cookie = [c for c in context.cookies() if c["name"] == "cr_session"]
     assert cookie and cookie[0]["httpOnly"] and cookie[0]["sameSite"] == "Strict"
     page.wait_for_function(
-        "window.dashboardState && window.dashboardState.ready && window.dashboardState.polls >= 1", timeout=60_000
+        "() => window.dashboardState && window.dashboardState.ready && window.dashboardState.polls >= 1", timeout=60_000
     )
     assert page.inner_text("#me") == web_users["astronomer"][0]
 
@@ -237,7 +240,7 @@ def test_login_success_reaches_the_dashboard_with_a_just_sent_alert(
     # the object view: light curve, probabilities, nearest known objects, find similar
     row.locator("a").first.click()
     page.wait_for_function(
-        f"window.dashboardState.objectId === {alert['object_id']!r} && window.dashboardState.objectReady",
+        f"() => window.dashboardState.objectId === {alert['object_id']!r} && window.dashboardState.objectReady",
         timeout=60_000,
     )
     assert page.locator("#lightcurve svg circle.det").count() >= 2
@@ -317,13 +320,13 @@ def test_dashboard_panels_apod_offline_and_screenshots(browser, served, web_user
     assert page.locator("#apod img").count() == 0
     assert "unavailable" in page.inner_text("#apod").lower()
     page.wait_for_function(
-        f"document.getElementById('model-version').textContent === 'v{trained.version}'", timeout=30_000
+        f"() => document.getElementById('model-version').textContent === 'v{trained.version}'", timeout=30_000
     )
     page.wait_for_selector("#model-metrics .metric", timeout=60_000)
     assert "balanced accuracy" in page.inner_text("#model-metrics")
     assert page.get_attribute("#ray-link", "href") == "http://127.0.0.1:8265"
     assert page.get_attribute("#mlflow-link", "href").startswith("http")
-    page.wait_for_function("window.dashboardState.solarFrames > 5", timeout=30_000)
+    page.wait_for_function("() => window.dashboardState.solarFrames > 5", timeout=30_000)
     page.wait_for_timeout(500)
     check_and_save(page, "dashboard")
 
@@ -346,7 +349,8 @@ def test_dashboard_panels_apod_offline_and_screenshots(browser, served, web_user
     assert page.locator("#followup-class option[value='SLSN-I']").count() == 1
     page.select_option("#followup-class", "SLSN-I")
     page.wait_for_function(
-        "document.querySelector('#followup-list li[data-object]')?.dataset.object === 'ZTFfollowA'", timeout=30_000
+        "() => document.querySelector('#followup-list li[data-object]')?.dataset.object === 'ZTFfollowA'",
+        timeout=30_000,
     )
     listed = page.locator("#followup-list li[data-object]").evaluate_all("items => items.map(li => li.dataset.object)")
     assert listed == expected, (listed, expected)  # the page shows the store's ranking, in order
@@ -354,7 +358,7 @@ def test_dashboard_panels_apod_offline_and_screenshots(browser, served, web_user
 
     # rare only: every row listed is flagged rare
     page.check("#rare-only")
-    page.wait_for_function("window.dashboardState.polls >= 1")
+    page.wait_for_function("() => window.dashboardState.polls >= 1")
     page.wait_for_timeout(300)
     assert page.locator("#feed tr").count() == page.locator("#feed tr.rare").count()
 
@@ -369,7 +373,7 @@ def test_dashboard_panels_apod_offline_and_screenshots(browser, served, web_user
     try:
         # ?t= starts paused: the view renders on demand, so one frame is enough
         solar.wait_for_function(
-            "window.solarState && window.solarState.ready && window.solarState.frames >= 1", timeout=60_000
+            "() => window.solarState && window.solarState.ready && window.solarState.frames >= 1", timeout=60_000
         )
     except Exception as exc:
         raise AssertionError(

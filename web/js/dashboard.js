@@ -30,6 +30,7 @@ function el(tag, attrs = {}, ...children) {
     if (k === "class") node.className = v;
     else if (k === "dataset") Object.assign(node.dataset, v);
     else if (k.startsWith("on")) node.addEventListener(k.slice(2), v);
+    else if (k === "style") node.style.cssText = v; // CSSOM: a style attribute would be refused by the CSP
     else node.setAttribute(k, v);
   }
   for (const c of children.flat()) node.append(c instanceof Node ? c : document.createTextNode(String(c ?? "")));

@@ -782,7 +782,13 @@ class SolarApp {
       for (const name of astro.PLANETS) {
         const tr = document.createElement("tr");
         tr.id = `row-${name}`;
-        tr.innerHTML = `<td><span class="swatch" style="background:${PLANET_STYLE[name].color}"></span>${PLANET_STYLE[name].label}</td><td></td><td></td><td></td>`;
+        // Built node by node: a style attribute in markup would be refused by the CSP (style-src 'self').
+        const swatch = document.createElement("span");
+        swatch.className = "swatch";
+        swatch.style.background = PLANET_STYLE[name].color;
+        const label = document.createElement("td");
+        label.append(swatch, PLANET_STYLE[name].label);
+        tr.append(label, ...[0, 1, 2].map(() => document.createElement("td")));
         rows.appendChild(tr);
       }
     }

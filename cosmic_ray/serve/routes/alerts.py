@@ -3,12 +3,11 @@
 # No `from __future__ import annotations`: FastAPI must see real types on the routes.
 
 import asyncio
-from datetime import datetime
 
 from fastapi import APIRouter, Query
 
 from cosmic_ray.serve.deps import AUTH_ERRORS, Ctx, Reader
-from cosmic_ray.serve.schemas import AlertRecord
+from cosmic_ray.serve.schemas import CLASS_NAME_PATTERN, CLASS_NAME_RULE, AlertRecord, QueryTime
 
 router = APIRouter()
 
@@ -17,9 +16,13 @@ router = APIRouter()
 async def alerts(
     ctx: Ctx,
     _: Reader,
-    class_: str | None = Query(None, alias="class", max_length=64, description="Only this class."),
+    class_: str | None = Query(
+        None, alias="class", pattern=CLASS_NAME_PATTERN, description=f"Only this class ({CLASS_NAME_RULE})."
+    ),
     rare: bool | None = Query(None, description="Only rare (true) or only not rare (false)."),
-    since: datetime | None = Query(None, description="Classified at or after this time (ISO 8601; UTC if no zone)."),
+    since: QueryTime | None = Query(
+        None, description="Classified at or after this time (ISO 8601; UTC if no zone; years 1-9999 in UTC)."
+    ),
     limit: int = Query(100, ge=1, le=1000),
 ) -> list[AlertRecord]:
     """Recent classified alerts of the live path, newest first."""
@@ -31,8 +34,12 @@ async def alerts(
 async def candidates(
     ctx: Ctx,
     _: Reader,
-    class_: str = Query(alias="class", min_length=1, max_length=64, description="The class to rank by, e.g. SLSN-I."),
-    since: datetime | None = Query(None, description="Classified at or after this time (ISO 8601; UTC if no zone)."),
+    class_: str = Query(
+        alias="class", pattern=CLASS_NAME_PATTERN, description=f"The class to rank by ({CLASS_NAME_RULE})."
+    ),
+    since: QueryTime | None = Query(
+        None, description="Classified at or after this time (ISO 8601; UTC if no zone; years 1-9999 in UTC)."
+    ),
     limit: int = Query(50, ge=1, le=1000),
 ) -> list[AlertRecord]:
     """A follow-up list: the live path's objects ranked by their probability of one class, each

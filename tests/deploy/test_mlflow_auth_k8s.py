@@ -163,7 +163,9 @@ def test_mlflow_on_kubernetes_needs_users_and_serving_only_reads(mlflow_server: 
     assert httpx.get(search, timeout=120).status_code == 401, "anonymous requests must be refused"
     admin = (values[("cosmic-ray-mlflow-admin", "username")], values[("cosmic-ray-mlflow-admin", "password")])
     assert httpx.get(search, auth=admin, timeout=120).status_code == 200, "the admin is the Secret's"
-    assert httpx.get(search, auth=("admin", "password1234"), timeout=120).status_code == 401, "no default admin password"
+    assert httpx.get(search, auth=("admin", "password1234"), timeout=120).status_code == 401, (
+        "no default admin password"
+    )
 
     out = run_users_job(url, values)
     assert out.returncode == 0, out.stderr[-3000:]

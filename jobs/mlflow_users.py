@@ -19,13 +19,14 @@ def main() -> int:
     from mlflow.exceptions import MlflowException
 
     from cosmic_ray.core.config import Settings
+    from cosmic_ray.learn.registry import EXPERIMENT
     from cosmic_ray.ops.mlflow_users import ensure_users, users_from_env
 
     settings = Settings()
     try:
         if not settings.mlflow_tracking_uri:
             raise ValueError("MLFLOW_TRACKING_URI is not set")
-        users = users_from_env(os.environ, settings.model_name)
+        users = users_from_env(os.environ, settings.model_name, EXPERIMENT)
         ensure_users(settings.mlflow_tracking_uri, users)
     except (ValueError, MlflowException) as exc:
         logging.getLogger("mlflow_users").error("%s", exc)

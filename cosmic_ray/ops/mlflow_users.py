@@ -4,8 +4,10 @@ MLflow's basic-auth app (k8s/mlflow.yaml) creates only its admin. The Job ``mlfl
 (k8s/mlflow-users.yaml) runs ``jobs/mlflow_users.py`` with the admin's credentials
 (``MLFLOW_TRACKING_USERNAME``/``MLFLOW_TRACKING_PASSWORD``, as every MLflow client reads them),
 which calls :func:`ensure_users`: each user is created, or its password reset to the Secret's
-value, and made a non-admin; the trainer gets MANAGE on the registered model. Reading needs no
-grant: the server's ``default_permission`` is READ for every authenticated user.
+value, and made a non-admin; the trainer gets MANAGE on the registered model and on the
+experiment, which the Job creates first: otherwise the first client to touch it would own it, and
+that may be a serving replica (replicas create a missing experiment when they look for a model).
+Reading needs no grant: the server's ``default_permission`` is READ for every authenticated user.
 """
 
 from __future__ import annotations
@@ -16,31 +18,37 @@ from dataclasses import dataclass
 
 from mlflow.exceptions import RestException
 from mlflow.server.auth.client import AuthServiceClient
+from mlflow.tracking import MlflowClient
 
 log = logging.getLogger(__name__)
 
-#: The permission the trainer holds on the registered model (edit, alias, delete versions).
+#: The permission the trainer holds on its experiment and registered model (edit, alias, delete).
 TRAINER_PERMISSION = "MANAGE"
 
 
 @dataclass(frozen=True)
 class MlflowUser:
-    """One MLflow account and the registered models it may change."""
+    """One MLflow account, the registered models and the experiments (by name) it may change."""
 
     username: str
     password: str
     manages: tuple[str, ...] = ()
+    manages_experiments: tuple[str, ...] = ()
 
     def __repr__(self) -> str:  # never print a password
-        return f"MlflowUser(username={self.username!r}, manages={self.manages!r})"
+        return (
+            f"MlflowUser(username={self.username!r}, manages={self.manages!r}, "
+            f"manages_experiments={self.manages_experiments!r})"
+        )
 
 
-def users_from_env(env: Mapping[str, str], model_name: str) -> list[MlflowUser]:
+def users_from_env(env: Mapping[str, str], model_name: str, experiment: str) -> list[MlflowUser]:
     """The trainer and serving users named by the Job's environment.
 
     Args:
         env: Holds ``MLFLOW_{TRAINER,SERVING}_{USERNAME,PASSWORD}`` (from the Secrets).
         model_name: The registered model the trainer manages.
+        experiment: The experiment the trainer logs its runs to.
 
     Raises:
         ValueError: A variable is missing or empty, or both users have the same name.
@@ -55,7 +63,12 @@ def users_from_env(env: Mapping[str, str], model_name: str) -> list[MlflowUser]:
     if values["MLFLOW_TRAINER_USERNAME"] == values["MLFLOW_SERVING_USERNAME"]:
         raise ValueError("the trainer and the serving user must be two users")
     return [
-        MlflowUser(values["MLFLOW_TRAINER_USERNAME"], values["MLFLOW_TRAINER_PASSWORD"], manages=(model_name,)),
+        MlflowUser(
+            values["MLFLOW_TRAINER_USERNAME"],
+            values["MLFLOW_TRAINER_PASSWORD"],
+            manages=(model_name,),
+            manages_experiments=(experiment,),
+        ),
         MlflowUser(values["MLFLOW_SERVING_USERNAME"], values["MLFLOW_SERVING_PASSWORD"]),
     ]
 
@@ -74,6 +87,7 @@ def ensure_users(tracking_uri: str, users: Sequence[MlflowUser]) -> list[str]:
         mlflow.exceptions.RestException: The server refused (e.g. the caller is not an admin).
     """
     client = AuthServiceClient(tracking_uri)
+    tracking = MlflowClient(tracking_uri)
     created = []
     for user in users:
         try:
@@ -87,12 +101,22 @@ def ensure_users(tracking_uri: str, users: Sequence[MlflowUser]) -> list[str]:
             log.info("MLflow user %s exists: password reset to the Secret's", user.username)
         client.update_user_admin(user.username, False)
         for model in user.manages:
-            try:
-                client.grant_user_permission(user.username, "registered_model", model, TRAINER_PERMISSION)
-            except RestException as exc:
-                if exc.error_code != "RESOURCE_ALREADY_EXISTS":
-                    raise
-                client.revoke_user_permission(user.username, "registered_model", model)
-                client.grant_user_permission(user.username, "registered_model", model, TRAINER_PERMISSION)
+            _grant(client, user.username, "registered_model", model)
             log.info("MLflow user %s may manage the registered model %s", user.username, model)
+        for name in user.manages_experiments:
+            experiment = tracking.get_experiment_by_name(name)
+            experiment_id = experiment.experiment_id if experiment else tracking.create_experiment(name)
+            _grant(client, user.username, "experiment", experiment_id)
+            log.info("MLflow user %s may manage the experiment %s (%s)", user.username, name, experiment_id)
     return created
+
+
+def _grant(client: AuthServiceClient, username: str, resource_type: str, resource_id: str) -> None:
+    """Give ``username`` MANAGE on a resource, replacing whatever permission it had there."""
+    try:
+        client.grant_user_permission(username, resource_type, resource_id, TRAINER_PERMISSION)
+    except RestException as exc:
+        if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+            raise
+        client.revoke_user_permission(username, resource_type, resource_id)
+        client.grant_user_permission(username, resource_type, resource_id, TRAINER_PERMISSION)

@@ -28,6 +28,7 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 from test_k8s_manifests import REPO, by_kind, find, ray_groups
 
+from cosmic_ray.learn.registry import EXPERIMENT
 from tests.web_server import free_port
 
 MODEL = "cosmic-ray"
@@ -172,8 +173,14 @@ def test_mlflow_on_kubernetes_needs_users_and_serving_only_reads(mlflow_server: 
     trainer, serving = pod_credentials(False, values), pod_credentials(True, values)
     assert trainer[0] != serving[0]
 
+    # The Job made the experiment, so a serving replica (which creates a missing one when it looks for
+    # a model) cannot own it; the trainer manages it.
+    with logged_in(url, *serving) as client:
+        found = client.get_experiment_by_name(EXPERIMENT)
+        assert found is not None, "the Job creates the experiment"
+        experiment = found.experiment_id
+        assert refused(lambda: client.create_run(experiment)) == "PERMISSION_DENIED"
     with logged_in(url, *trainer) as client:
-        experiment = client.create_experiment("cosmic-ray-auth-test")
         run = client.create_run(experiment)
         client.log_metric(run.info.run_id, "f1", 0.9)
         client.create_registered_model(MODEL)

@@ -15,8 +15,8 @@ ENV = {
 
 
 def test_the_trainer_manages_the_model_and_serving_manages_nothing() -> None:
-    trainer, serving = users_from_env(ENV, "cosmic-ray")
-    assert trainer == MlflowUser("trainer", "t-secret", manages=("cosmic-ray",))
+    trainer, serving = users_from_env(ENV, "cosmic-ray", "exp")
+    assert trainer == MlflowUser("trainer", "t-secret", manages=("cosmic-ray",), manages_experiments=("exp",))
     assert serving == MlflowUser("serving", "s-secret")
     assert "secret" not in repr(trainer) + repr(serving), "passwords never reach a log line"
 
@@ -25,9 +25,9 @@ def test_the_trainer_manages_the_model_and_serving_manages_nothing() -> None:
 def test_a_missing_or_empty_variable_names_its_secret(missing: str) -> None:
     for env in ({k: v for k, v in ENV.items() if k != missing}, {**ENV, missing: ""}):
         with pytest.raises(ValueError, match=missing):
-            users_from_env(env, "cosmic-ray")
+            users_from_env(env, "cosmic-ray", "exp")
 
 
 def test_one_user_cannot_be_both() -> None:
     with pytest.raises(ValueError, match="two users"):
-        users_from_env({**ENV, "MLFLOW_SERVING_USERNAME": "trainer"}, "cosmic-ray")
+        users_from_env({**ENV, "MLFLOW_SERVING_USERNAME": "trainer"}, "cosmic-ray", "exp")

@@ -19,16 +19,25 @@ FROM ${RAY_IMAGE}
 
 # Where PyTorch comes from: CPU-only wheels by default, so the CPU image carries no CUDA.
 ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
+ARG TORCH_VERSION=2.13.0
 
 ENV RAY_USAGE_STATS_ENABLED=0 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 
 # PyTorch first, in its own layer: the largest dependency, and the one that changes least.
-RUN pip install --index-url "${TORCH_INDEX_URL}" "torch>=2.4,<2.15"
+# Its own index is not locked here (docs/kubernetes.md: the release step adds its hash).
+RUN pip install --index-url "${TORCH_INDEX_URL}" "torch==${TORCH_VERSION}"
 
-# The package (non-editable), plus the PostgreSQL driver used by the event store and by the
-# MLflow server's backend store. The image runs as the Ray image's user (uid 1000, gid 100).
+# Every other dependency from the hashed lock (requirements/image.lock, made from
+# requirements/image.in): pip refuses any file whose hash is not in it, and installs nothing
+# the lock does not list (--no-deps: the lock is complete).
+COPY requirements/image.lock /tmp/image.lock
+RUN pip install --require-hashes --no-deps -r /tmp/image.lock && rm /tmp/image.lock
+
+# The package (non-editable) alone: its dependencies, the PostgreSQL driver (event store, MLflow's
+# backend store) and the build backend came from the lock; no index is asked again.
+# The image runs as the Ray image's user (uid 1000, gid 100).
 # setup.py's build step ships the web pages, the npm files they load and the default configs in
 # the wheel (cosmic_ray/_bundled/), so the Serve app in the image serves working pages.
 COPY --chown=1000:100 pyproject.toml setup.py MANIFEST.in README.md /tmp/src/
@@ -37,7 +46,7 @@ COPY --chown=1000:100 configs /tmp/src/configs
 COPY --chown=1000:100 web /tmp/src/web
 COPY --from=web --chown=1000:100 /web/node_modules /tmp/src/web/node_modules
 WORKDIR /tmp/src
-RUN pip install . "psycopg2-binary>=2.9,<3" \
+RUN pip install --no-deps --no-build-isolation . \
     && cd / && rm -rf /tmp/src \
     && python -c "import ray, cosmic_ray, psycopg2; assert ray.__version__ == '2.60.0', ray.__version__"
 

@@ -719,7 +719,7 @@ def test_every_pod_runs_the_project_image() -> None:
 def test_dockerfile_installs_the_project_and_copies_what_jobs_need() -> None:
     commands = dockerfile_commands()
     runs = " ".join(" ".join(c.value) for c in commands if c.cmd == "RUN")
-    assert re.search(r"pip install \.(\s|$)", runs), "the Dockerfile must `pip install .` the project"
+    assert re.search(r"pip install (--[-\w]+ )*\.(\s|$)", runs), "the Dockerfile must `pip install .` the project"
     assert {"configs", "jobs"} <= dockerfile_app_dirs()
     # the wheel's build step needs its own script, the pages and the npm files they load
     build_inputs = {c.value[-2] for c in commands if c.cmd == "COPY"} | {
@@ -886,8 +886,9 @@ def test_mlflow_server_uses_postgres_and_the_artifact_volume() -> None:
 
     deployment = find("Deployment", "mlflow")
     (container,) = deployment["spec"]["template"]["spec"]["containers"]
-    argv = [*container["command"], *container["args"]]
-    assert argv[:2] == ["mlflow", "server"]
+    # `sh -c SCRIPT mlflow ARGS...`: the script fills the auth config in, then `exec mlflow server "$@"`.
+    assert container["command"] == ["sh", "-c"] and 'exec mlflow server "$@"' in container["args"][0]
+    argv = ["mlflow", "server", *container["args"][2:]]
     options = dict(a.removeprefix("--").split("=", 1) for a in argv[2:] if "=" in a)
     store = options["backend-store-uri"]
     assert store.startswith("postgresql://") and store.endswith("/mlflow")

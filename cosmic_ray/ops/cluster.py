@@ -440,6 +440,9 @@ def connect(settings: Settings, start_local: bool = True, persistent: bool = Tru
     """
     # Ray reads RAY_AUTH_MODE from the environment: clients of a token cluster need it too.
     os.environ.setdefault("RAY_AUTH_MODE", settings.ray_auth_mode)
+    loopback = is_loopback(settings.ray_node_ip_address)
+    if loopback:  # an in-process cluster keeps 127.0.0.1 too (read when ray is first imported)
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     import ray  # deferred: ray is heavy and only commands that use the cluster need it
 
     if ray.is_initialized():
@@ -452,10 +455,14 @@ def connect(settings: Settings, start_local: bool = True, persistent: bool = Tru
         up(settings)
         state = running_state(settings)
     if state is not None:
-        # joins as a driver of that node: its address, not the one Ray would guess (the machine's)
-        ray.init(address=state.gcs_address, _node_ip_address=state.gcs_address.rsplit(":", 1)[0])
+        ray.init(address=state.gcs_address)  # a driver of a loopback head sees itself at 127.0.0.1
     elif start_local:
         # "local": a new in-process cluster, never one of the other clusters running on this machine
-        ray.init(address="local", num_cpus=max(os.cpu_count() or 2, 4), include_dashboard=False)
+        ray.init(
+            address="local",
+            num_cpus=max(os.cpu_count() or 2, 4),
+            include_dashboard=False,
+            _node_ip_address=_node_ip(settings) if loopback else None,
+        )
     else:
         raise RuntimeError("no cosmic-ray cluster is running: `cosmic-ray cluster up`")

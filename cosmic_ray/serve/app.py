@@ -22,6 +22,7 @@ from cosmic_ray.serve import context, metrics, web
 from cosmic_ray.serve.args import AppArgs
 from cosmic_ray.serve.auth import RateLimiter
 from cosmic_ray.serve.coalesce import Coalescer
+from cosmic_ray.serve.loopback import bind_replica_grpc_to_loopback
 from cosmic_ray.serve.middleware import ObserveAndLimit, set_body_limit
 from cosmic_ray.serve.parsing import validation_error
 from cosmic_ray.serve.replica import MODEL_DEPLOYMENT, ProtoNetModel
@@ -50,6 +51,7 @@ class Ingress:
     """The API's replica: builds the routes' shared context once, when it starts."""
 
     def __init__(self, model: DeploymentHandle, args: dict[str, Any]):
+        bind_replica_grpc_to_loopback()  # before Serve starts this replica's gRPC server
         settings = AppArgs.model_validate(args).settings()
         set_body_limit(settings.max_body_bytes)
         store = Store.open(settings.event_store_url)

@@ -107,3 +107,11 @@ def test_the_cluster_binds_loopback_and_keeps_haproxy_files_in_a_private_folder_
 
     assert not Settings(home=home).serve_high_throughput  # opt-in
     assert "RAY_SERVE_ENABLE_HA_PROXY" not in cluster._env(Settings(home=home))
+
+
+def test_replica_grpc_addresses_on_all_interfaces_become_loopback():
+    from cosmic_ray.serve.loopback import loopback_address
+
+    assert loopback_address("[::]:0") == "127.0.0.1:0"
+    assert loopback_address("0.0.0.0:5000") == "127.0.0.1:5000"
+    assert loopback_address("10.0.0.5:5000") == "10.0.0.5:5000"  # a chosen address is kept

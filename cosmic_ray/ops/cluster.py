@@ -22,6 +22,7 @@ import secrets
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import tempfile
@@ -59,8 +60,8 @@ def _ray_cli() -> str:
     return str(beside) if beside.exists() else (shutil.which("ray") or "ray")
 
 
-#: Longest path of a Unix socket (sun_path is 108 bytes with its NUL).
-_MAX_SOCKET_PATH = 107
+#: Longest Unix socket path HAProxy 2.8 accepts (it binds ``<path>.<pid>.tmp`` first; sun_path is 108 bytes).
+_MAX_SOCKET_PATH = 97
 #: HAProxy's sockets lie in ``<haproxy dir>/<node id: 56 hex>/``; the longest is metrics.sock.
 _HAPROXY_SOCKET_TAIL = 1 + 56 + 1 + len("metrics.sock")
 
@@ -80,11 +81,12 @@ def haproxy_dir(settings: Settings) -> Path:
 
     Ray's default is ``/tmp/haproxy-serve`` with a world-writable admin socket (``mode 666 level
     admin``); this folder is the user's only (0700, made by ``up``). A home whose path would make
-    the sockets' paths too long for Unix sockets gets it in this cluster's temp dir instead.
+    the sockets' paths too long for HAProxy gets a short private folder in the temp dir instead,
+    ``crh-<uid>-<GCS port>``.
     """
     folder = settings.home_dir / "haproxy"
     if len(str(folder)) + _HAPROXY_SOCKET_TAIL > _MAX_SOCKET_PATH:
-        folder = default_temp_dir(settings) / "haproxy"
+        folder = Path(tempfile.gettempdir()) / f"crh-{os.getuid()}-{settings.ray_port}"
     return folder
 
 
@@ -248,6 +250,8 @@ def up(settings: Settings, num_cpus: int | None = None, timeout: float = 180.0) 
     hap_dir = ""
     if settings.serve_high_throughput:
         hap_dir = str(_private_dir(haproxy_dir(settings)))
+        if len(hap_dir) + _HAPROXY_SOCKET_TAIL > _MAX_SOCKET_PATH:
+            raise RuntimeError(f"HAProxy's socket paths under {hap_dir} would be too long: set a shorter TMPDIR")
     address_file = temp_dir / "ray_current_cluster"  # Ray writes the GCS address here once the head runs
     address_file.unlink(missing_ok=True)
     settings.home_dir.mkdir(parents=True, exist_ok=True)
@@ -303,8 +307,15 @@ def _node_ip(settings: Settings) -> str:
 
 
 def _private_dir(folder: Path) -> Path:
-    """``folder``, created if missing, owner-only (0700) whatever it was before."""
+    """``folder``, created if missing, owner-only (0700) whatever it was before.
+
+    Raises:
+        RuntimeError: ``folder`` is a symlink, not a folder, or another user's.
+    """
     folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    info = folder.lstat()
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid():
+        raise RuntimeError(f"{folder} is not a folder of this user (a symlink, or made by someone else)")
     os.chmod(folder, 0o700)
     return folder
 

@@ -163,3 +163,4 @@ def test_high_throughput_mode_keeps_haproxy_private_and_down_stops_it(trained, s
             time.sleep(0.5)
     if state:
         shutil.rmtree(state["temp_dir"], ignore_errors=True)
+        shutil.rmtree(state["haproxy_dir"], ignore_errors=True)

@@ -86,7 +86,7 @@ def test_the_cluster_binds_loopback_and_keeps_haproxy_files_in_a_private_folder_
     assert cluster._node_ip(exposed) == "192.0.2.7" and "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER" not in cluster._env(exposed)
 
     folder = cluster.haproxy_dir(settings)
-    assert folder.parent == home.resolve() or folder.parent == cluster.default_temp_dir(settings)
+    assert folder.parent == home.resolve() or folder.name.startswith(f"crh-{os.getuid()}-")
     for name in (
         "RAY_SERVE_HAPROXY_CONFIG_FILE_LOC",
         "RAY_SERVE_HAPROXY_SOCKET_PATH",
@@ -94,16 +94,22 @@ def test_the_cluster_binds_loopback_and_keeps_haproxy_files_in_a_private_folder_
         "RAY_SERVE_HAPROXY_SERVER_STATE_FILE",
     ):
         assert Path(env[name]).parent == folder, name  # never /tmp/haproxy-serve
-    # Serve puts the sockets in <folder>/<node id: 56 hex>/: the path must fit a Unix socket
-    assert len(env["RAY_SERVE_HAPROXY_METRICS_SOCKET_PATH"]) + 57 <= 107
+    # Serve puts the sockets in <folder>/<node id: 56 hex>/: the path must fit HAProxy's limit (97)
+    assert len(env["RAY_SERVE_HAPROXY_METRICS_SOCKET_PATH"]) + 57 <= 97
 
     long_home = Settings(home=tmp_path / ("x" * 60), serve_high_throughput=True)
-    assert cluster.haproxy_dir(long_home).parent == cluster.default_temp_dir(long_home)
+    assert cluster.haproxy_dir(long_home).name == f"crh-{os.getuid()}-{long_home.ray_port}"
+    short_home = Settings(home=Path("/h"), serve_high_throughput=True)
+    assert cluster.haproxy_dir(short_home) == Path("/h/haproxy")
 
     made = cluster._private_dir(folder)
     assert stat.S_IMODE(made.stat().st_mode) == 0o700
     os.chmod(made, 0o755)
     assert stat.S_IMODE(cluster._private_dir(folder).stat().st_mode) == 0o700
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "elsewhere")
+    with pytest.raises(RuntimeError, match="symlink"):
+        cluster._private_dir(tmp_path / "link")  # a planted symlink is refused
 
     assert not Settings(home=home).serve_high_throughput  # opt-in
     assert "RAY_SERVE_ENABLE_HA_PROXY" not in cluster._env(Settings(home=home))

@@ -102,10 +102,10 @@ def test_the_cluster_binds_loopback_and_keeps_haproxy_files_in_a_private_folder_
     short_home = Settings(home=Path("/h"), serve_high_throughput=True)
     assert cluster.haproxy_dir(short_home) == Path("/h/haproxy")
 
-    made = cluster._private_dir(folder)
+    made = cluster._private_dir(tmp_path / "hap")  # as `up` makes haproxy_dir(settings)
     assert stat.S_IMODE(made.stat().st_mode) == 0o700
     os.chmod(made, 0o755)
-    assert stat.S_IMODE(cluster._private_dir(folder).stat().st_mode) == 0o700
+    assert stat.S_IMODE(cluster._private_dir(made).stat().st_mode) == 0o700
     (tmp_path / "elsewhere").mkdir()
     (tmp_path / "link").symlink_to(tmp_path / "elsewhere")
     with pytest.raises(RuntimeError, match="symlink"):

@@ -334,7 +334,8 @@ def processes(settings: Settings, state: ClusterState | None = None) -> list[pro
     """Every process of this settings' cluster: the head's tree and session, and what names its folders."""
     state = state or read_state(settings)
     root = state.pid if state is not None and _is_our_head(state.pid) else -1
-    return procs.family(root, folders=_folders(settings, state))
+    # the head's session outlives it (its id is the head's pid): what a killed head left is found by it
+    return procs.family(root, folders=_folders(settings, state), session=state.pid if state is not None else None)
 
 
 def listening(settings: Settings) -> list[procs.Listener]:
@@ -364,7 +365,7 @@ def stop_leftovers(settings: Settings, grace: float = 5.0) -> list[procs.Proc]:
     state = read_state(settings)
     if state is not None and _is_our_head(state.pid):
         return []
-    left = procs.family(-1, folders=_folders(settings, state))
+    left = processes(settings, state)
     if left:
         log.warning("stopping %d process(es) left by an earlier cluster: %s", len(left), _describe(left))
         procs.terminate(left, grace)
@@ -397,7 +398,10 @@ def _stop_process_group(pid: int, grace: float) -> None:
 
 
 def down(settings: Settings, grace: float = 60.0) -> bool:
-    """Stop the head ``up`` started for these settings (and only it); a no-op when none is recorded.
+    """Stop the head ``up`` started for these settings, then every process of its cluster still running.
+
+    Its process tree and session (also when the head itself died first) and whatever names its temp
+    dir or HAProxy folder; no other Ray cluster of the machine. A no-op when none is recorded.
 
     Returns:
         True if a running head was stopped.
@@ -412,7 +416,7 @@ def down(settings: Settings, grace: float = 60.0) -> bool:
         _stop_process_group(state.pid, grace)
         log.info("stopped the Ray cluster at %s", state.gcs_address)
     left = [proc for proc in members if procs.alive(proc)]
-    left += [proc for proc in procs.family(-1, folders=_folders(settings, state)) if proc not in left]
+    left += [proc for proc in processes(settings, state) if proc not in left]
     if left:
         log.warning("stopping %d process(es) the head left running: %s", len(left), _describe(left))
         procs.terminate(left)

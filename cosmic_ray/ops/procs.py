@@ -93,17 +93,28 @@ def names_folder(args: Iterable[str], folder: str) -> bool:
     return any(arg == folder or arg.endswith("=" + folder) or (folder + "/") in arg for arg in args)
 
 
-def family(root: int, procs: list[Proc] | None = None, folders: Iterable[str] = ()) -> list[Proc]:
+def family(
+    root: int, procs: list[Proc] | None = None, folders: Iterable[str] = (), session: int | None = None
+) -> list[Proc]:
     """Processes of ``root``: itself, its descendants, its session's members, and those naming ``folders``.
 
-    Only processes of this user that are not this process (nor its ancestors) are returned.
+    Args:
+        root: a process id (-1: none).
+        procs: the processes to look among (default: all).
+        folders: folders whose processes belong too (and their descendants).
+        session: a session id whose members belong too (default ``root``'s): a session outlives its
+            leader, so the members of a dead leader's session are still found by its id.
+
+    Returns:
+        Processes of this user, not this process nor its ancestors.
     """
     procs = all_procs() if procs is None else procs
     by_parent: dict[int, list[Proc]] = {}
     for proc in procs:
         by_parent.setdefault(proc.ppid, []).append(proc)
     found: dict[int, Proc] = {}
-    todo = [proc for proc in procs if proc.pid == root or proc.session == root]
+    session = root if session is None else session
+    todo = [proc for proc in procs if proc.pid == root or (session > 0 and proc.session == session)]
     folders = [f for f in folders if f]
     if folders:
         todo += [proc for proc in procs if any(names_folder(cmdline(proc.pid), f) for f in folders)]

@@ -164,3 +164,47 @@ def test_high_throughput_mode_keeps_haproxy_private_and_down_stops_it(trained, s
     if state:
         shutil.rmtree(state["temp_dir"], ignore_errors=True)
         shutil.rmtree(state["haproxy_dir"], ignore_errors=True)
+
+
+@pytest.mark.timeout(600)
+def test_down_after_the_head_died_stops_what_it_left_and_up_starts_clean(tmp_path):
+    """The `ray start` process killed (OOM, a closed terminal): its GCS, raylet and workers run on,
+    holding the cluster's ports. `cluster down` stops them all; `cluster up` then starts afresh."""
+    env = _env_no_model(tmp_path)
+    state: dict = {}
+    try:
+        assert _cli(env, "cluster", "up", "--num-cpus", "2")["started"] is True
+        state = _state(env)
+        members = _members(state)
+        assert len(members) > 3
+        os.kill(state["pid"], 9)  # only the head process
+        time.sleep(2)
+        orphans = [proc for proc in members if procs.alive(proc)]
+        assert orphans  # the head's children outlive it
+        assert _cli(env, "cluster", "down", timeout=180)["stopped"] is False  # no head to stop
+        left = [proc for proc in members if procs.alive(proc)]
+        assert not left, [(proc.name, proc.pid) for proc in left]
+        assert not _port_open(int(env["COSMIC_RAY_RAY_PORT"]))
+        assert _cli(env, "cluster", "up", "--num-cpus", "2")["started"] is True
+        state = _state(env)
+        members = _members(state)
+    finally:
+        if (Path(env["COSMIC_RAY_HOME"]) / "cluster.json").exists():
+            _cli(env, "cluster", "down", timeout=180)
+    assert not [proc for proc in members if procs.alive(proc)]
+    shutil.rmtree(state["temp_dir"], ignore_errors=True)
+
+
+def _env_no_model(tmp_path: Path) -> dict[str, str]:
+    """A cluster's environment with no model (`cluster up|down` only)."""
+    env = {**os.environ, "HOME": str(tmp_path), "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+    env.update(
+        RAY_USAGE_STATS_ENABLED="0",
+        COSMIC_RAY_HOME=str(tmp_path / "cr"),
+        COSMIC_RAY_RAY_PORT=str(free_port()),
+        COSMIC_RAY_DASHBOARD_PORT=str(free_port()),
+        COSMIC_RAY_SERVE_HIGH_THROUGHPUT="false",
+    )
+    for name in ("RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH", "RAY_ADDRESS", "COSMIC_RAY_RAY_ADDRESS", "RAY_AUTH_MODE"):
+        env.pop(name, None)
+    return env

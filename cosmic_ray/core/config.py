@@ -39,11 +39,17 @@ class Settings(BaseSettings):
     mlflow_tracking_uri: str | None = Field(
         default=None, validation_alias=AliasChoices("MLFLOW_TRACKING_URI", "COSMIC_RAY_MLFLOW_TRACKING_URI")
     )
+    ray_node_ip_address: str = Field(
+        default="127.0.0.1",
+        description="Node address of the head `cosmic-ray cluster up` starts. 127.0.0.1 (default): every Ray port "
+        "listens on loopback only and no other machine can join; the machine's address: a head other nodes can join.",
+    )
     serve_high_throughput: bool = Field(
-        default=True,
+        default=False,
         description="Start local clusters in Ray Serve's high-throughput mode (HAProxy in front of ingress replicas "
         "that serve HTTP themselves; ~3x the requests/s of the Python proxy on 2 cores, bench/serve_load.py). "
-        "Replica HTTP ports then listen on all interfaces.",
+        "Opt-in: Ray 2.60's HAProxy then listens on all interfaces for its stats (8404) and metrics (9101), "
+        "without authentication, and cannot be bound to loopback.",
     )
     model_name: str = "cosmic-ray"
     store_url: str | None = Field(default=None, description="Event store; SQLite under home by default.")

@@ -71,7 +71,18 @@ def cluster_up(num_cpus: Optional[int] = typer.Option(None, help="Logical CPUs (
     except RuntimeError as exc:
         _fail(str(exc))
     state = cluster.read_state(s)
-    _emit({"started": started, "address": state.gcs_address if state else None, "dashboard": s.dashboard_url})
+    listening = cluster.listening(s)
+    for line in cluster.describe_listening(s, listening):
+        typer.echo(line, err=True)
+    _emit(
+        {
+            "started": started,
+            "address": state.gcs_address if state else None,
+            "dashboard": s.dashboard_url,
+            "listening": [str(item) for item in listening],
+            "high_throughput": s.serve_high_throughput,
+        }
+    )
 
 
 @cluster_app.command("down")
@@ -315,14 +326,23 @@ def serve_up(config: Path = typer.Option(Path("configs/serve.yaml"), help="Ray S
         result = serving.apply(s, config)
     except (CosmicRayError, TimeoutError, RuntimeError) as exc:
         _fail(str(exc))
+    listening = [] if s.ray_address else cluster.listening(s)  # known for the cluster `cluster up` started
+    for line in cluster.describe_listening(s, listening):
+        typer.echo(line, err=True)
     _emit(
-        {"url": result.url, "docs": f"{result.url}/docs", "app": result.app_name, "already_running": not result.changed}
+        {
+            "url": result.url,
+            "docs": f"{result.url}/docs",
+            "app": result.app_name,
+            "already_running": not result.changed,
+            "listening": [str(item) for item in listening],
+        }
     )
 
 
 @serve_app.command("down")
 def serve_down() -> None:
-    """Delete the API's Serve application (other applications on the cluster keep running)."""
+    """Delete the API's Serve application (other applications keep running; with none left, Serve stops too)."""
     from cosmic_ray.ops import cluster  # deferred: settings (pydantic-settings, ~0.3 s) are not needed by --help
     from cosmic_ray.ops import deploy as serving  # deferred: httpx + yaml, only for serve commands
 

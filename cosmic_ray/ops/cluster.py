@@ -2,12 +2,19 @@
 
 ``up`` runs ``ray start --head --block`` as a detached child with its own temp dir and ports, and
 records it in ``$COSMIC_RAY_HOME/cluster.json``; ``down`` stops that head (SIGTERM: Ray drains the
-node and stops the processes it started) and nothing else, so other Ray clusters on the machine
-(other users', tests') keep running. ``ray stop`` is never called: it stops every Ray process.
+node and stops the processes it started), then every process of that cluster still running (its
+process tree and session, and what names its folders, such as an HAProxy that outlived its actor),
+and nothing else, so other Ray clusters on the machine (other users', tests') keep running.
+``ray stop`` is never called: it stops every Ray process.
+
+By default every port of the head listens on 127.0.0.1 only (``COSMIC_RAY_RAY_NODE_IP_ADDRESS``):
+Ray binds loopback when its node address is 127.0.0.1, which ``ray start`` accepts only with
+``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`` (else it swaps in the machine's address).
 """
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import logging
 import os
@@ -15,6 +22,7 @@ import secrets
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import tempfile
@@ -23,6 +31,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from cosmic_ray.core.config import Settings
+from cosmic_ray.ops import procs
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +48,7 @@ class ClusterState:
     dashboard_url: str  # for `ray job submit --address`
     temp_dir: str
     log: str
+    haproxy_dir: str = ""  # HAProxy's config and sockets (high-throughput mode), or ""
 
     @property
     def gcs_port(self) -> int:
@@ -50,17 +60,65 @@ def _ray_cli() -> str:
     return str(beside) if beside.exists() else (shutil.which("ray") or "ray")
 
 
-def high_throughput_env() -> dict[str, str]:
-    """Ray Serve's high-throughput mode; read by Serve when Ray's processes start (set before `ray start`)."""
-    return {"RAY_SERVE_ENABLE_HA_PROXY": "1", "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1"}
+#: Longest Unix socket path HAProxy 2.8 accepts (it binds ``<path>.<pid>.tmp`` first; sun_path is 108 bytes).
+_MAX_SOCKET_PATH = 97
+#: HAProxy's sockets lie in ``<haproxy dir>/<node id: 56 hex>/``; the longest is metrics.sock.
+_HAPROXY_SOCKET_TAIL = 1 + 56 + 1 + len("metrics.sock")
+
+
+def is_loopback(address: str) -> bool:
+    """Whether ``address`` is this machine only (127.0.0.0/8, ::1, localhost)."""
+    if address == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return False
+
+
+def haproxy_dir(settings: Settings) -> Path:
+    """HAProxy's folder (config, admin and metrics sockets, server state): ``$COSMIC_RAY_HOME/haproxy``.
+
+    Ray's default is ``/tmp/haproxy-serve`` with a world-writable admin socket (``mode 666 level
+    admin``); this folder is the user's only (0700, made by ``up``). A home whose path would make
+    the sockets' paths too long for HAProxy gets a short private folder in the temp dir instead,
+    ``crh-<uid>-<GCS port>``.
+    """
+    folder = settings.home_dir / "haproxy"
+    if len(str(folder)) + _HAPROXY_SOCKET_TAIL > _MAX_SOCKET_PATH:
+        folder = Path(tempfile.gettempdir()) / f"crh-{os.getuid()}-{settings.ray_port}"
+    return folder
+
+
+def high_throughput_env(settings: Settings | None = None) -> dict[str, str]:
+    """Ray Serve's high-throughput mode; read by Serve when Ray's processes start (set before `ray start`).
+
+    Given ``settings``, HAProxy's config and sockets go to :func:`haproxy_dir` instead of ``/tmp``.
+    """
+    env = {"RAY_SERVE_ENABLE_HA_PROXY": "1", "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1"}
+    if settings is not None:
+        folder = haproxy_dir(settings)
+        env.update(
+            RAY_SERVE_HAPROXY_CONFIG_FILE_LOC=str(folder / "haproxy.cfg"),
+            RAY_SERVE_HAPROXY_SOCKET_PATH=str(folder / "admin.sock"),
+            RAY_SERVE_HAPROXY_METRICS_SOCKET_PATH=str(folder / "metrics.sock"),
+            RAY_SERVE_HAPROXY_SERVER_STATE_BASE=str(folder),
+            RAY_SERVE_HAPROXY_SERVER_STATE_FILE=str(folder / "server-state"),
+        )
+    return env
 
 
 def _env(settings: Settings) -> dict[str, str]:
     env = dict(os.environ)
     env.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     env.setdefault("RAY_AUTH_MODE", settings.ray_auth_mode)
+    if is_loopback(settings.ray_node_ip_address):
+        # `ray start` replaces a loopback --node-ip-address by the machine's address unless Ray thinks
+        # it runs where clusters are single-node (ray._private.services.get_node_ip_address); with a
+        # node address of exactly 127.0.0.1, Ray's gRPC servers and agents bind loopback only.
+        env["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
     if settings.serve_high_throughput:
-        env.update(high_throughput_env())
+        env.update(high_throughput_env(settings))
     # Serve replaces a dead HTTP proxy after 3 failed health checks: 10 s apart by default (~30 s
     # outage, bench/fault_bench.py), 2 s apart here (~9 s)
     env.setdefault("RAY_SERVE_PROXY_HEALTH_CHECK_PERIOD_S", "2")
@@ -184,10 +242,16 @@ def up(settings: Settings, num_cpus: int | None = None, timeout: float = 180.0) 
     """
     if running_state(settings) is not None:
         return False
+    stop_leftovers(settings)
     env = _env(settings)
     ensure_auth_token(env)
     temp_dir = default_temp_dir(settings)
     temp_dir.mkdir(parents=True, exist_ok=True)
+    hap_dir = ""
+    if settings.serve_high_throughput:
+        hap_dir = str(_private_dir(haproxy_dir(settings)))
+        if len(hap_dir) + _HAPROXY_SOCKET_TAIL > _MAX_SOCKET_PATH:
+            raise RuntimeError(f"HAProxy's socket paths under {hap_dir} would be too long: set a shorter TMPDIR")
     address_file = temp_dir / "ray_current_cluster"  # Ray writes the GCS address here once the head runs
     address_file.unlink(missing_ok=True)
     settings.home_dir.mkdir(parents=True, exist_ok=True)
@@ -200,6 +264,7 @@ def up(settings: Settings, num_cpus: int | None = None, timeout: float = 180.0) 
         "--head",
         "--block",
         f"--port={settings.ray_port}",
+        f"--node-ip-address={_node_ip(settings)}",
         f"--temp-dir={temp_dir}",
         f"--dashboard-host={settings.dashboard_host}",
         f"--dashboard-port={settings.dashboard_port}",
@@ -229,10 +294,86 @@ def up(settings: Settings, num_cpus: int | None = None, timeout: float = 180.0) 
         dashboard_url=settings.dashboard_url,
         temp_dir=str(temp_dir),
         log=str(log_path),
+        haproxy_dir=hap_dir,
     )
     _write_state(settings, state)
     log.info("started a local Ray cluster at %s; dashboard at %s", state.gcs_address, state.dashboard_url)
     return True
+
+
+def _node_ip(settings: Settings) -> str:
+    """The head's node address: 127.0.0.1 for any loopback name (Ray binds loopback for exactly that)."""
+    return "127.0.0.1" if is_loopback(settings.ray_node_ip_address) else settings.ray_node_ip_address
+
+
+def _private_dir(folder: Path) -> Path:
+    """``folder``, created if missing, owner-only (0700) whatever it was before.
+
+    Raises:
+        RuntimeError: ``folder`` is a symlink, not a folder, or another user's.
+    """
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    info = folder.lstat()
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid():
+        raise RuntimeError(f"{folder} is not a folder of this user (a symlink, or made by someone else)")
+    os.chmod(folder, 0o700)
+    return folder
+
+
+def _folders(settings: Settings, state: ClusterState | None) -> list[str]:
+    """The folders only this cluster's processes name on their command line (temp dir, HAProxy's)."""
+    folders = {str(default_temp_dir(settings))}
+    if settings.serve_high_throughput:
+        folders.add(str(haproxy_dir(settings)))
+    if state is not None:
+        folders.update(f for f in (state.temp_dir, state.haproxy_dir) if f)
+    return sorted(folders)
+
+
+def processes(settings: Settings, state: ClusterState | None = None) -> list[procs.Proc]:
+    """Every process of this settings' cluster: the head's tree and session, and what names its folders."""
+    state = state or read_state(settings)
+    root = state.pid if state is not None and _is_our_head(state.pid) else -1
+    # the head's session outlives it (its id is the head's pid): what a killed head left is found by it
+    return procs.family(root, folders=_folders(settings, state), session=state.pid if state is not None else None)
+
+
+def listening(settings: Settings) -> list[procs.Listener]:
+    """What this settings' cluster listens on (address, port, process)."""
+    return procs.listeners(processes(settings))
+
+
+def describe_listening(settings: Settings, found: list[procs.Listener]) -> list[str]:
+    """Lines saying what listens where (``cluster up`` and ``serve up`` print them)."""
+    exposed = [item for item in found if not item.loopback]
+    lines = [f"listening on {len(found)} port(s), {len(exposed)} beyond 127.0.0.1:"]
+    lines += [f"  {item}{'' if item.loopback else '  <- reachable from other machines'}" for item in found]
+    if settings.serve_high_throughput:
+        lines.append(
+            "  high-throughput mode (COSMIC_RAY_SERVE_HIGH_THROUGHPUT): once the app is served, HAProxy's stats "
+            "(8404) and metrics (9101) listen on all interfaces, without authentication"
+        )
+    return lines
+
+
+def stop_leftovers(settings: Settings, grace: float = 5.0) -> list[procs.Proc]:
+    """Stop processes of an earlier cluster of these settings whose head is gone (an orphaned HAProxy).
+
+    Returns:
+        The processes that were stopped.
+    """
+    state = read_state(settings)
+    if state is not None and _is_our_head(state.pid):
+        return []
+    left = processes(settings, state)
+    if left:
+        log.warning("stopping %d process(es) left by an earlier cluster: %s", len(left), _describe(left))
+        procs.terminate(left, grace)
+    return left
+
+
+def _describe(found: list[procs.Proc]) -> str:
+    return ", ".join(f"{proc.name} (pid {proc.pid})" for proc in found)
 
 
 def _stop_process_group(pid: int, grace: float) -> None:
@@ -257,18 +398,28 @@ def _stop_process_group(pid: int, grace: float) -> None:
 
 
 def down(settings: Settings, grace: float = 60.0) -> bool:
-    """Stop the head ``up`` started for these settings (and only it); a no-op when none is recorded.
+    """Stop the head ``up`` started for these settings, then every process of its cluster still running.
+
+    Its process tree and session (also when the head itself died first) and whatever names its temp
+    dir or HAProxy folder; no other Ray cluster of the machine. A no-op when none is recorded.
 
     Returns:
         True if a running head was stopped.
     """
     state = read_state(settings)
     if state is None:
+        stop_leftovers(settings)
         return False
     stopped = _is_our_head(state.pid)
+    members = processes(settings, state)  # before the head goes: its children are still its children
     if stopped:
         _stop_process_group(state.pid, grace)
         log.info("stopped the Ray cluster at %s", state.gcs_address)
+    left = [proc for proc in members if procs.alive(proc)]
+    left += [proc for proc in processes(settings, state) if proc not in left]
+    if left:
+        log.warning("stopping %d process(es) the head left running: %s", len(left), _describe(left))
+        procs.terminate(left)
     state_path(settings).unlink(missing_ok=True)
     return stopped
 
@@ -304,6 +455,9 @@ def connect(settings: Settings, start_local: bool = True, persistent: bool = Tru
     """
     # Ray reads RAY_AUTH_MODE from the environment: clients of a token cluster need it too.
     os.environ.setdefault("RAY_AUTH_MODE", settings.ray_auth_mode)
+    loopback = is_loopback(settings.ray_node_ip_address)
+    if loopback:  # an in-process cluster keeps 127.0.0.1 too (read when ray is first imported)
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     import ray  # deferred: ray is heavy and only commands that use the cluster need it
 
     if ray.is_initialized():
@@ -316,9 +470,14 @@ def connect(settings: Settings, start_local: bool = True, persistent: bool = Tru
         up(settings)
         state = running_state(settings)
     if state is not None:
-        ray.init(address=state.gcs_address)
+        ray.init(address=state.gcs_address)  # a driver of a loopback head sees itself at 127.0.0.1
     elif start_local:
         # "local": a new in-process cluster, never one of the other clusters running on this machine
-        ray.init(address="local", num_cpus=max(os.cpu_count() or 2, 4), include_dashboard=False)
+        ray.init(
+            address="local",
+            num_cpus=max(os.cpu_count() or 2, 4),
+            include_dashboard=False,
+            _node_ip_address=_node_ip(settings) if loopback else None,
+        )
     else:
         raise RuntimeError("no cosmic-ray cluster is running: `cosmic-ray cluster up`")

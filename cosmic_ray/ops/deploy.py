@@ -216,6 +216,9 @@ def deploy(settings: Settings, config_path: Path | str = DEFAULT_CONFIG, wait: f
 def shutdown(app_name: str = DEFAULT_APP_NAME) -> bool:
     """Delete this application only (other Serve applications keep running).
 
+    With no application left, Serve itself stops too (its controller and HTTP proxies, HAProxy in
+    the high-throughput mode), so nothing keeps the app's port; ``serve up`` starts it again.
+
     Returns:
         True if the application was running and is now deleted.
     """
@@ -224,6 +227,9 @@ def shutdown(app_name: str = DEFAULT_APP_NAME) -> bool:
     if app_name not in serve.status().applications:
         return False
     serve.delete(app_name)
+    if not serve.status().applications:
+        serve.shutdown()
+        log.info("no Serve application left: Serve stopped")
     return True
 
 

@@ -24,6 +24,7 @@ from cosmic_ray.serve.coalesce import Coalescer
 from cosmic_ray.serve.docs import mount_docs
 from cosmic_ray.serve.headers import SecurityHeaders, content_security_policy, inline_script_hashes
 from cosmic_ray.serve.logins import LoginThrottle
+from cosmic_ray.serve.loopback import bind_replica_grpc_to_loopback
 from cosmic_ray.serve.middleware import ObserveAndLimit, set_body_limit
 from cosmic_ray.serve.parsing import validation_error
 from cosmic_ray.serve.replica import MODEL_DEPLOYMENT, ProtoNetModel
@@ -61,6 +62,7 @@ class Ingress:
     """The API's replica: builds the routes' shared context once, when it starts."""
 
     def __init__(self, model: DeploymentHandle, args: dict[str, Any]):
+        bind_replica_grpc_to_loopback()  # before Serve starts this replica's gRPC server
         settings = AppArgs.model_validate(args).settings()
         set_body_limit(settings.max_body_bytes)
         store = Store.open(settings.event_store_url)

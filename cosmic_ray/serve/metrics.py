@@ -17,6 +17,10 @@ from prometheus_client.core import GaugeMetricFamily
 from cosmic_ray.serve.events import Events
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+#: The HTTP methods that get a label value of their own; any other method is counted as ``OTHER``,
+#: so a client cannot create metric series (memory) by inventing methods.
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+OTHER_METHOD = "OTHER"
 
 
 @dataclass(frozen=True)
@@ -81,9 +85,20 @@ class StoreCollector:
         yield GaugeMetricFamily("cosmic_ray_rare_events", "Rare events in the event store.", value=rare)
 
 
+def method_label(method: str) -> str:
+    """The ``method`` label of a request: the method if it is a standard one, else ``OTHER``."""
+    return method if method in KNOWN_METHODS else OTHER_METHOD
+
+
+def status_label(status: int) -> str:
+    """The ``status`` label: the code if it is a valid HTTP status (100-599), else ``other``."""
+    return str(status) if 100 <= status <= 599 else "other"
+
+
 def observe(route: str, method: str, status: int, seconds: float) -> None:
+    """Count one request. Every label has a bounded set of values (routes are the app's templates)."""
     m = api_metrics()
-    m.requests.labels(route, method, str(status)).inc()
+    m.requests.labels(route, method_label(method), status_label(status)).inc()
     m.latency.labels(route).observe(seconds)
 
 

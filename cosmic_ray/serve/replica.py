@@ -21,6 +21,7 @@ from cosmic_ray.ingest.lake import Lake
 from cosmic_ray.learn.features import featurize, featurize_objects
 from cosmic_ray.serve.args import AppArgs
 from cosmic_ray.serve.items import ModelItem, points_to_rows
+from cosmic_ray.serve.loopback import bind_replica_grpc_to_loopback
 from cosmic_ray.serve.schemas import ModelInfo
 from cosmic_ray.serve.store import Store
 
@@ -80,6 +81,7 @@ class ProtoNetModel:
     def __init__(self, args: dict[str, Any]):
         from cosmic_ray.learn import registry  # deferred: mlflow is heavy
 
+        bind_replica_grpc_to_loopback()  # before Serve starts this replica's gRPC server
         self.args = AppArgs.model_validate(args)
         self.settings = self.args.settings()
         self._registry = registry

@@ -34,7 +34,7 @@ PARTITIONING = pads.partitioning(pa.schema([("source", pa.string()), ("night", p
 _KEY_COLUMNS = ["source", "object_id", "band", "mjd", "is_limit", "candid"]
 ALERTS_DIR = "_alerts"
 ANCHORS_DIR = "_anchors"
-ROW_GROUP_ROWS = 32_768  # small enough for statistics to prune by object, large enough to read fast
+ROW_GROUP_ROWS = 4_096  # small enough for statistics to prune by object, large enough to read fast
 
 
 @dataclass(frozen=True)
@@ -254,7 +254,9 @@ class Lake:
             columns: the columns to return (default: every lake column, in the lake schema).
         """
         dataset = self._dataset()
-        wanted = pc.field("object_id").isin(list(object_ids))
+        ids = list(object_ids)
+        # one object: an equality, which Parquet statistics prune best
+        wanted = pc.field("object_id") == ids[0] if len(ids) == 1 else pc.field("object_id").isin(ids)
         if dataset is None or not object_ids:
             empty = SCHEMA.empty_table()
             return empty.select(columns) if columns else empty

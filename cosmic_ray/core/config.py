@@ -81,6 +81,17 @@ class Settings(BaseSettings):
     max_support: PositiveInt = Field(
         default=100, description="Most support light curves of a class registered at runtime."
     )
+    read_concurrency: PositiveInt = Field(
+        default=8,
+        description="Most requests in flight per expensive read route (/objects/{id}/lightcurve, /similar) in "
+        "one ingress process; more are answered 503 with Retry-After, so reads cannot starve /predict.",
+    )
+    # --- hostile input (cosmic_ray/sources/bounded.py reads the same variable where it inflates) ---
+    max_decompressed_bytes: PositiveInt = Field(
+        default=256 * 1024 * 1024,
+        description="Most bytes one input may inflate to (Avro deflate blocks, gzip files, tar members, HTTP "
+        "answers) or a mailbox file may hold; beyond it the input is quarantined unread.",
+    )
     # --- live path (cosmic_ray/serve/live.py) ---
     rare_webhook_url: str | None = Field(default=None, description="Slack-compatible webhook notified of rare events.")
     # --- web pages (cosmic_ray/serve/web.py) ---

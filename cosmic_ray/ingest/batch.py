@@ -115,10 +115,7 @@ def parse_inputs(
             raws.append(RawInput(name, bytes(data)))
     parse_many: Callable[[list[RawInput]], ParseResult] | None = getattr(source, "parse_many", None)
     parse: Callable[..., ParseResult] = source.parse
-    if parse_many is not None and not parse_options:
-        results = [parse_many(raws)]
-    else:
-        results = [parse(raw, **(parse_options or {})) for raw in raws]
+    results = _parse_all(parse, parse_many if not parse_options else None, raws, parse_options or {})
     by_name = {raw.name: raw.data for raw in raws}
     tables = [SCHEMA.empty_table()]
     metas, anchors = [], []
@@ -141,6 +138,52 @@ def parse_inputs(
     return ParsedBatch(
         pa.concat_tables(tables), alerts, n_alerts, quarantined, pa.concat_tables(anchors) if anchors else None
     )
+
+
+def merge_batches(parts: list[ParsedBatch]) -> ParsedBatch:
+    """One :class:`ParsedBatch` of several (points, alert rows and anchors concatenated)."""
+    alerts = [p.alerts for p in parts if p.alerts is not None]
+    anchors = [p.anchors for p in parts if p.anchors is not None]
+    return ParsedBatch(
+        pa.concat_tables([SCHEMA.empty_table(), *(p.points for p in parts)]),
+        pa.concat_tables(alerts) if alerts else None,
+        sum(p.n_alerts for p in parts),
+        sum(p.quarantined for p in parts),
+        pa.concat_tables(anchors) if anchors else None,
+    )
+
+
+def _failed(raw: RawInput, exc: BaseException) -> ParseResult:
+    """A parser's failure on one input as that input's quarantine record."""
+    log.warning("parser failed on %s: %s: %s (quarantined)", raw.name, type(exc).__name__, exc)
+    return ParseResult(
+        table=SCHEMA.empty_table(), quarantined=[(raw.name, f"parser failed: {type(exc).__name__}: {exc}"[:500])]
+    )
+
+
+def _parse_one(parse: Callable[..., ParseResult], raw: RawInput, options: Mapping[str, Any]) -> ParseResult:
+    try:
+        return parse(raw, **options)
+    except Exception as exc:  # noqa: BLE001 - any parser failure quarantines its input, the rest go on
+        return _failed(raw, exc)
+
+
+def _parse_all(
+    parse: Callable[..., ParseResult],
+    parse_many: Callable[[list[RawInput]], ParseResult] | None,
+    raws: list[RawInput],
+    options: Mapping[str, Any],
+) -> list[ParseResult]:
+    """Every input parsed: in one ``parse_many`` call when the source has one; if that call fails,
+    input by input, so only the inputs the parser fails on are quarantined (with the exception)."""
+    if parse_many is not None:
+        try:
+            return [parse_many(raws)]
+        except Exception as exc:  # noqa: BLE001 - find the input(s) it fails on, keep the rest
+            log.warning(
+                "batch parse failed (%s: %s): parsing the %d inputs one by one", type(exc).__name__, exc, len(raws)
+            )
+    return [_parse_one(parse, raw, options) for raw in raws]
 
 
 def _iter_tarball_file(name: str) -> Iterator[RawInput]:

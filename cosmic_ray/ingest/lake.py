@@ -34,6 +34,7 @@ PARTITIONING = pads.partitioning(pa.schema([("source", pa.string()), ("night", p
 _KEY_COLUMNS = ["source", "object_id", "band", "mjd", "is_limit", "candid"]
 ALERTS_DIR = "_alerts"
 ANCHORS_DIR = "_anchors"
+ROW_GROUP_ROWS = 4_096  # small enough for statistics to prune by object, large enough to read fast
 
 
 @dataclass(frozen=True)
@@ -127,7 +128,10 @@ class Lake:
         if table.num_rows == 0:
             return
         parts = pc.binary_join_element_wise(table.column("source"), table.column("night"), "\x1f")
-        order = pc.sort_indices(parts)
+        # by partition, then by object: each file's row groups cover narrow object ranges, so a read
+        # of one object (read_objects) skips the others by their Parquet statistics
+        keys = pa.table({"part": parts, "object_id": table.column("object_id")})
+        order = pc.sort_indices(keys, sort_keys=[("part", "ascending"), ("object_id", "ascending")])
         table, parts = table.take(order), parts.take(order)
         if isinstance(parts, pa.ChunkedArray):
             parts = parts.combine_chunks()
@@ -146,7 +150,7 @@ class Lake:
         folder.mkdir(parents=True, exist_ok=True)
         name = f"part-{uuid.uuid4().hex}.parquet"
         tmp = folder / f".{name}.tmp"
-        pq.write_table(table, tmp)
+        pq.write_table(table, tmp, row_group_size=ROW_GROUP_ROWS)
         os.replace(tmp, folder / name)
 
     # ------------------------------------------------------------------ per-alert table
@@ -240,6 +244,24 @@ class Lake:
             cond = pc.field("night") >= nights_from
             expr = cond if expr is None else expr & cond
         return conform(dataset.to_table(filter=expr))
+
+    def read_objects(self, object_ids: list[str], columns: list[str] | None = None) -> pa.Table:
+        """The points of some objects only: the filter is pushed into the Parquet scan (row groups
+        whose ``object_id`` statistics exclude them are skipped, and only ``columns`` are decoded).
+
+        Args:
+            object_ids: the objects wanted.
+            columns: the columns to return (default: every lake column, in the lake schema).
+        """
+        dataset = self._dataset()
+        ids = list(object_ids)
+        # one object: an equality, which Parquet statistics prune best
+        wanted = pc.field("object_id") == ids[0] if len(ids) == 1 else pc.field("object_id").isin(ids)
+        if dataset is None or not object_ids:
+            empty = SCHEMA.empty_table()
+            return empty.select(columns) if columns else empty
+        table = dataset.to_table(columns=columns, filter=wanted)
+        return table if columns else conform(table)
 
     def files(self) -> list[Path]:
         """The light-curve files (not the per-alert table, not temporary files)."""

@@ -21,7 +21,8 @@ def quarantine(folder: Path | str, name: str, reason: str, data: bytes | None = 
     """Store one bad input (its bytes if given) and a ``.reason.json`` beside it; returns the reason file."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    digest = hashlib.sha1(f"{name}\0{reason}".encode()).hexdigest()[:12]
+    # a file name may carry bytes that are not UTF-8 (surrogate escapes): never an error here
+    digest = hashlib.sha1(f"{name}\0{reason}".encode("utf-8", "surrogateescape")).hexdigest()[:12]
     stem = f"{run_id + '-' if run_id else ''}{safe_name(name)}-{digest}"
     if data is not None:
         (folder / f"{stem}.bin").write_bytes(data)

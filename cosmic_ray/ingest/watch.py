@@ -12,6 +12,12 @@ restart, and the lake's dedup drops what was already written). Nothing is lost, 
 
 Producers should write a file under another name (``.tmp``) and rename it to ``*.avro``.
 
+Hostile mailboxes: links are never followed (a ``*.avro`` symbolic link is moved, as a link, into
+the quarantine folder with the reason; its target is never opened, and files are opened with
+``O_NOFOLLOW``); a file larger than the decompression bound is quarantined unread; a file the
+parser fails on is quarantined (bytes and reason) and taken out of the mailbox, so the watcher
+goes on and does not meet it again at its next start.
+
 The live path hooks in with ``on_batch(table)``: called after each micro-batch is in the lake with
 the light-curve points of the alerts that passed the pre-filters (column ``alert_candid`` names
 the alert each point came with).
@@ -32,10 +38,11 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from cosmic_ray.ingest import prefilter
-from cosmic_ray.ingest.batch import parse_inputs
+from cosmic_ray.ingest import prefilter, quarantine
+from cosmic_ray.ingest.batch import ParsedBatch, merge_batches, parse_inputs
 from cosmic_ray.ingest.lake import Lake
 from cosmic_ray.ingest.prefilter import PrefilterConfig
+from cosmic_ray.sources.bounded import max_decompressed_bytes
 
 log = logging.getLogger(__name__)
 
@@ -86,28 +93,81 @@ class MailboxWatcher:
         self._stop = False
 
     def pending(self) -> list[Path]:
-        """Settled ``.avro`` files waiting in the mailbox, oldest first."""
+        """Settled ``.avro`` files (and links, which :meth:`step` refuses) waiting in the mailbox, oldest first."""
         now = time.time()
         found = []
         for entry in os.scandir(self.mailbox):
-            if entry.is_file() and entry.name.endswith(".avro"):
-                mtime = entry.stat().st_mtime
+            if not entry.name.endswith(".avro"):
+                continue
+            if entry.is_symlink() or entry.is_file(follow_symlinks=False):
+                mtime = entry.stat(follow_symlinks=False).st_mtime
                 if now - mtime >= self.settle:
                     found.append((mtime, entry.name))
         return [self.mailbox / name for _, name in sorted(found)]
 
+    def _refuse(self, path: Path, reason: str, data: bytes | None, run_id: str) -> None:
+        """Quarantine ``path`` with ``reason`` and take it out of the mailbox (a link is moved as a link)."""
+        reason_file = quarantine.quarantine(self.quarantine_dir, str(path), reason, data, run_id)
+        if path.is_symlink():
+            os.replace(path, reason_file.with_name(reason_file.name.replace(".reason.json", ".link")))
+        else:
+            path.unlink(missing_ok=True)
+        self.stats.quarantined += 1
+        log.warning("watch: %s refused: %s", path.name, reason)
+
+    def _read(self, path: Path, run_id: str) -> bytes | None:
+        """The bytes of a mailbox file, never through a link; None when it was refused or is gone."""
+        limit = max_decompressed_bytes()
+        try:
+            fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        except FileNotFoundError:  # taken by someone else meanwhile
+            return None
+        except OSError as exc:
+            if path.is_symlink():
+                self._refuse(path, f"symbolic link to {os.readlink(path)!r}: links are not followed", None, run_id)
+            else:
+                self._refuse(path, f"unreadable: {exc}", None, run_id)
+            return None
+        with os.fdopen(fd, "rb") as handle:
+            size = os.fstat(handle.fileno()).st_size
+            if size > limit:
+                data = None
+            else:
+                data = handle.read(limit + 1)
+        if data is None or len(data) > limit:
+            self._refuse(path, f"larger than {limit} bytes (COSMIC_RAY_MAX_DECOMPRESSED_BYTES): not read", None, run_id)
+            return None
+        return data
+
+    def _parse(self, items: list[tuple[str, bytes]], run_id: str) -> tuple[ParsedBatch, list[tuple[str, bytes]]]:
+        """Parse the batch; if the parser fails on it, file by file, refusing the files it fails on."""
+        try:
+            return parse_inputs("ztf", items, self.quarantine_dir, run_id, self.prefilter_cfg), items
+        except Exception as exc:  # noqa: BLE001 - find the file(s) it fails on; the watcher goes on
+            log.warning("watch: batch parse failed (%s: %s): file by file", type(exc).__name__, exc)
+        parts, kept = [], []
+        for name, data in items:
+            try:
+                parts.append(parse_inputs("ztf", [(name, data)], self.quarantine_dir, run_id, self.prefilter_cfg))
+                kept.append((name, data))
+            except Exception as exc:  # noqa: BLE001 - this file: quarantined, out of the mailbox
+                self._refuse(Path(name), f"parser failed: {type(exc).__name__}: {exc}"[:500], data, run_id)
+        return merge_batches(parts), kept
+
     def step(self) -> int:
-        """Process one micro-batch; returns how many files it took (0: nothing was waiting)."""
+        """Process one micro-batch; returns how many files it took, refused ones included (0: nothing was waiting)."""
         files = self.pending()[: self.batch_files]
         if not files:
             return 0
+        run_id = f"watch{uuid.uuid4().hex[:6]}"
         items = []
         for path in files:
-            try:
-                items.append((str(path), path.read_bytes()))
-            except FileNotFoundError:  # taken by someone else meanwhile
-                continue
-        parsed = parse_inputs("ztf", items, self.quarantine_dir, f"watch{uuid.uuid4().hex[:6]}", self.prefilter_cfg)
+            data = self._read(path, run_id)
+            if data is not None:
+                items.append((str(path), data))
+        if not items:
+            return len(files)
+        parsed, items = self._parse(items, run_id)
         result = self.lake.append(parsed.points, defer=True)
         if parsed.alerts is not None:
             self.lake.append_alerts(parsed.alerts, defer=True)
@@ -138,7 +198,7 @@ class MailboxWatcher:
         if ok is not None:
             self.stats.passed += int(ok.sum())
         log.info("watch: %d files, %d alerts, %d new points", len(items), parsed.n_alerts, result.written)
-        return len(items)
+        return len(files)  # refused ones included: they left the mailbox too
 
     def stop(self, *_: Any) -> None:
         self._stop = True

@@ -1,5 +1,6 @@
 """What the ingress's routes share in one process: settings, the event store, the model handle and
-how calls reach it (coalesced single predictions, chunked batches), login limits, metrics.
+how calls reach it (coalesced single predictions, chunked batches), login limits, metrics, and
+the slots of the bounded read routes (:mod:`cosmic_ray.serve.limits`).
 
 The ingress builds one :class:`IngressContext` when its replica starts and hands it to
 :func:`configure`; routes receive it through the ``Ctx`` dependency (:mod:`cosmic_ray.serve.deps`).
@@ -10,9 +11,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+from fastapi import HTTPException
 from ray.exceptions import ActorUnavailableError, RayActorError
 from ray.serve.handle import DeploymentHandle
 
@@ -38,6 +40,37 @@ async def call_model(model: DeploymentHandle, method: str, items: list[ModelItem
         return await getattr(model, method).remote(items)
 
 
+#: ``Retry-After`` seconds of a 503 answered because a route is full.
+RETRY_AFTER_S = 1
+
+
+@dataclass
+class RouteSlots:
+    """Requests in flight per bounded route (one event loop: plain counters, no lock)."""
+
+    in_flight: dict[str, int] = field(default_factory=dict)
+    refused: dict[str, int] = field(default_factory=dict)
+
+    def enter(self, route: str, limit: int) -> None:
+        """Take a slot of ``route``.
+
+        Raises:
+            HTTPException: 503 with ``Retry-After`` when ``limit`` requests of it are in flight.
+        """
+        busy = self.in_flight.get(route, 0)
+        if busy >= limit:
+            self.refused[route] = self.refused.get(route, 0) + 1
+            raise HTTPException(
+                status_code=503,
+                detail=f"{route}: {busy} requests in flight (the limit); retry in {RETRY_AFTER_S} s",
+                headers={"Retry-After": str(RETRY_AFTER_S)},
+            )
+        self.in_flight[route] = busy + 1
+
+    def leave(self, route: str) -> None:
+        self.in_flight[route] = max(0, self.in_flight.get(route, 0) - 1)
+
+
 @dataclass(frozen=True)
 class IngressContext:
     """The ingress process's shared state (one per replica)."""
@@ -49,6 +82,7 @@ class IngressContext:
     coalescer: Coalescer[ModelItem, Prediction]
     logins: LoginThrottle
     metrics: metrics.ApiMetrics
+    slots: RouteSlots = field(default_factory=RouteSlots)  # requests in flight per bounded read route
 
     async def predict_items(self, items: list[ModelItem]) -> list[Prediction]:
         """Predictions of ``items``, in order: one coalesced call for one item, chunks over the replicas for more."""

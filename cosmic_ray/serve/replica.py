@@ -17,12 +17,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from ray import serve
 
-from cosmic_ray.ingest.lake import Lake
-from cosmic_ray.learn.features import featurize, featurize_objects
+from cosmic_ray.learn.features import featurize_objects
 from cosmic_ray.serve.args import AppArgs
 from cosmic_ray.serve.items import ModelItem, points_to_rows
 from cosmic_ray.serve.loopback import bind_replica_grpc_to_loopback
 from cosmic_ray.serve.schemas import ModelInfo
+from cosmic_ray.serve.similarity import LakeIndex, SimilarityIndex
 from cosmic_ray.serve.store import Store
 
 if TYPE_CHECKING:
@@ -54,17 +54,6 @@ class ServedModel:
     registered_classes: tuple[str, ...]
 
 
-@dataclass(frozen=True)
-class _LakeIndex:
-    """Embeddings of the lake's objects by one model version."""
-
-    version: str
-    n_files: int
-    ids: np.ndarray  # (N,)
-    labels: np.ndarray  # (N,)
-    embeddings: np.ndarray  # (N, D)
-
-
 def _count_items(calls: list[list[Any]]) -> int:
     """Batch size of a list of calls that each carry a list of items: the number of items."""
     return sum(len(call) for call in calls)
@@ -92,7 +81,7 @@ class ProtoNetModel:
         self._current = self._with_registered_classes(classifier, registered)
         self.last_reload_error: str | None = None
         self.last_class_error: str | None = None
-        self._lake_index: _LakeIndex | None = None
+        self._similar = SimilarityIndex(self.settings.lake_dir)
         try:
             self.replica = serve.get_replica_context().replica_id.unique_id
         except Exception:  # outside Serve (plain construction in a benchmark)
@@ -169,7 +158,7 @@ class ProtoNetModel:
             classifier.novelty_threshold = self.args.novelty_threshold
             with self._rebuild:
                 self._current = self._with_registered_classes(classifier, registered)
-                self._lake_index = None
+                self._similar.invalidate()
             self.last_reload_error = None
             log.info("now serving %s version %s", registered.name, registered.version)
         except Exception as exc:  # a bad version leaves the old one serving
@@ -236,23 +225,22 @@ class ProtoNetModel:
         return self._classify(items)
 
     # ------------------------------------------------------------ similarity
-    def _index(self, classifier: ProtoNetClassifier, version: str) -> _LakeIndex:
-        """Embeddings of every lake object with a usable light curve, per model version (built on first use)."""
-        lake = Lake(self.settings.lake_dir)
-        n_files = len(lake.files())
-        index = self._lake_index
-        if index is None or (index.version, index.n_files) != (version, n_files):
-            arrays = featurize(lake.read(), classifier.max_len)
-            emb = classifier.embed(arrays["seq"], arrays["length"], arrays["feats"])  # (N, D)
-            ids = np.asarray(arrays["object_id"], dtype=str)
-            labels = np.asarray([str(x or "") for x in arrays["label"]], dtype=str)
-            if len(ids) == 0:  # no lake here: the classifier's reference objects
-                ids, labels, emb = (
-                    classifier.ref_ids.astype(str),
-                    classifier.ref_labels.astype(str),
-                    classifier.ref_embeddings,
-                )
-            index = self._lake_index = _LakeIndex(version, n_files, ids, labels, emb)
+    def _index(self, classifier: ProtoNetClassifier, version: str) -> LakeIndex:
+        """Embeddings of every lake object with a usable light curve, per model version (built once, under a
+        lock; a landed file re-embeds only its objects); the classifier's reference objects when the lake is empty."""
+
+        def embed(arrays: dict[str, Any]) -> np.ndarray:
+            return classifier.embed(arrays["seq"], arrays["length"], arrays["feats"])  # (N, D)
+
+        index = self._similar.get(version, classifier.max_len, embed)
+        if len(index.ids) == 0:  # no lake here: the classifier's reference objects
+            return LakeIndex(
+                version,
+                index.files,
+                classifier.ref_ids.astype(str),
+                classifier.ref_labels.astype(str),
+                classifier.ref_embeddings,
+            )
         return index
 
     def similar(self, object_id: str, k: int = 10) -> dict[str, Any] | None:

@@ -2,7 +2,13 @@
 
 The container is walked with fastavro's own header schema and record decoder; the writer schema
 is parsed once per distinct schema text and cached (parsing the ~23 KB ZTF schema costs more
-than decoding the alert itself). Codecs other than null/deflate go through ``fastavro.reader``.
+than decoding the alert itself).
+
+Hostile containers are refused before anything is decoded: a writer schema that is not a record
+(or lacks the fields the caller requires) is foreign; a block may not declare more records than it
+has bytes (a record of a record schema with a required field takes at least one byte), so a
+78-byte file cannot make millions of records; deflate blocks are inflated with the decompression
+bound of :mod:`cosmic_ray.sources.bounded`; codecs other than null and deflate are refused.
 """
 
 from __future__ import annotations
@@ -11,25 +17,38 @@ import functools
 import io
 import json
 import zlib
+from collections.abc import Sequence
 from typing import Any
 
 import fastavro
 import fastavro.read as _avro_read
 
 from cosmic_ray.core.errors import BadAlertError
+from cosmic_ray.sources.bounded import inflate
 
 _HEADER = fastavro.parse_schema(_avro_read.HEADER_SCHEMA)
 _LONG = fastavro.parse_schema({"type": "long"})
+CODECS = ("null", "deflate")
 
 
-def read_records(data: bytes) -> list[Any]:
-    """Decode an Avro container file's values (records, for ZTF alerts: checking them is the caller's job).
+class ForeignSchemaError(BadAlertError):
+    """The container's writer schema is not a record with the fields the caller requires."""
+
+
+def read_records(data: bytes, required_fields: Sequence[str] = ()) -> list[Any]:
+    """Decode an Avro container file's records (for ZTF alerts, checking their values is the caller's job).
+
+    Args:
+        data: the container file's bytes.
+        required_fields: top-level fields the writer schema must declare (a schema without them
+            is foreign and refused before any record is decoded).
 
     Raises:
-        BadAlertError: the bytes are not a readable Avro container.
+        BadAlertError: the bytes are not a readable Avro container, the writer schema is foreign,
+            a block declares more records than it has bytes, or a block inflates beyond the bound.
     """
     try:
-        return _read_container(data)
+        return _read_container(data, tuple(required_fields))
     except BadAlertError:
         raise
     except Exception as exc:  # fastavro raises several unrelated types on corrupt input
@@ -37,8 +56,18 @@ def read_records(data: bytes) -> list[Any]:
 
 
 @functools.lru_cache(maxsize=32)
-def _writer_schema(text: str) -> Any:
-    return fastavro.parse_schema(json.loads(text))
+def _writer_schema(text: str, required_fields: tuple[str, ...]) -> Any:
+    declared = json.loads(text)
+    if not isinstance(declared, dict) or declared.get("type") != "record":
+        kind = declared.get("type") if isinstance(declared, dict) else declared
+        raise ForeignSchemaError(f"foreign writer schema: a {str(kind)[:40]!r}, not a record: refused")
+    names = {f.get("name") for f in declared.get("fields") or [] if isinstance(f, dict)}
+    missing = [name for name in required_fields if name not in names]
+    if missing or not names:
+        raise ForeignSchemaError(
+            f"foreign writer schema {str(declared.get('name'))[:60]!r}: no field {missing or ['(any)']}: refused"
+        )
+    return fastavro.parse_schema(declared)
 
 
 def _text(value: Any) -> str:
@@ -58,25 +87,34 @@ def _long(fo: io.BytesIO) -> int:
     return value
 
 
-def _read_container(data: bytes) -> list[Any]:
+def _read_container(data: bytes, required_fields: tuple[str, ...]) -> list[Any]:
     fo = io.BytesIO(data)
     header = _record(fastavro.schemaless_reader(fo, _HEADER, None))
     if header["magic"] != _avro_read.MAGIC:
         raise BadAlertError("not a readable Avro container: bad magic bytes")
     meta = _record(header["meta"])
     codec = _text(meta.get("avro.codec", b"null"))
-    if codec not in ("null", "deflate"):
-        return list(fastavro.reader(io.BytesIO(data)))
-    schema = _writer_schema(_text(meta["avro.schema"]))
+    if codec not in CODECS:
+        raise BadAlertError(f"Avro codec {codec[:40]!r} is not accepted (only {', '.join(CODECS)})")
+    schema = _writer_schema(_text(meta["avro.schema"]), required_fields)
     sync = header["sync"]
     records: list[Any] = []
     end = len(data)
     while fo.tell() < end:
         count = _long(fo)
         size = _long(fo)
+        if size < 0 or size > end - fo.tell():
+            raise BadAlertError(f"not a readable Avro container: block of {size} bytes, {end - fo.tell()} left")
         block = fo
+        available = size
         if codec == "deflate":
-            block = io.BytesIO(zlib.decompress(fo.read(size), -15))
+            try:
+                inflated = inflate(fo.read(size), -15, "Avro deflate block")
+            except zlib.error as exc:
+                raise BadAlertError(f"not a readable Avro container: corrupt deflate block: {exc}") from exc
+            block, available = io.BytesIO(inflated), len(inflated)
+        if count < 0 or count > available:  # each record takes at least one byte (a record with fields)
+            raise BadAlertError(f"not a readable Avro container: block declares {count} records in {available} bytes")
         start = fo.tell()
         for _ in range(count):
             records.append(fastavro.schemaless_reader(block, schema, None))

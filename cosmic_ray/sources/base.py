@@ -24,6 +24,7 @@ import httpx
 import pyarrow as pa
 
 from cosmic_ray.core.errors import RemoteServiceError, SourceError
+from cosmic_ray.sources.bounded import DecompressionLimitError, max_decompressed_bytes
 
 log = logging.getLogger(__name__)
 
@@ -202,14 +203,30 @@ def http_answer(
 ) -> RawInput:
     """Send one request and keep the answer, errors included, as a raw HTTP response.
 
+    The body is read chunk by chunk as httpx decodes it (``Content-Encoding: gzip``...), refused
+    past the decompression bound (:mod:`cosmic_ray.sources.bounded`).
+
     Raises:
         RemoteServiceError: the service did not answer at all (connection error, timeout).
+        DecompressionLimitError: the decoded answer is larger than the bound.
     """
+    limit = max_decompressed_bytes()
     try:
-        resp = client.request(method, url, **kwargs)
+        with client.stream(method, url, **kwargs) as resp:
+            parts: list[bytes] = []
+            total = 0
+            for chunk in resp.iter_bytes():  # decoded (Content-Encoding undone) chunk by chunk, bounded
+                total += len(chunk)
+                if total > limit:
+                    raise DecompressionLimitError(
+                        f"{service} answer from {url} is larger than {limit} bytes once decoded "
+                        "(the decompression bound COSMIC_RAY_MAX_DECOMPRESSED_BYTES): refused"
+                    )
+                parts.append(chunk)
+            body = b"".join(parts)
+            return RawInput(name or str(resp.url), http_response_bytes(resp.status_code, body, dict(resp.headers)))
     except httpx.HTTPError as exc:
         raise RemoteServiceError(f"{service} did not answer {url}: {exc}; check the network, retry later") from exc
-    return RawInput(name or str(resp.url), http_response_bytes(resp.status_code, resp.content, dict(resp.headers)))
 
 
 def sky_position(value: Any) -> Any:

@@ -24,6 +24,7 @@ import pyarrow.csv as pacsv
 from cosmic_ray.core.errors import SourceError
 from cosmic_ray.core.lightcurve import SCHEMA, conform, mag_to_flux_ujy, mjd_to_nights
 from cosmic_ray.sources.base import ParseResult, RawInput, read_files
+from cosmic_ray.sources.bounded import DecompressionLimitError, maybe_gunzip
 
 log = logging.getLogger(__name__)
 
@@ -112,17 +113,16 @@ def fetch(request: CatalogRequest) -> Iterator[RawInput]:
 
 def parse(raw: RawInput, source: str = "catalog") -> ParseResult:
     """Long-format CSV bytes -> schema table. Rows with missing/non-finite values are quarantined."""
-    compression = "gzip" if raw.data[:2] == b"\x1f\x8b" else None  # by magic: readers may inflate already
     try:
-        stream = pa.input_stream(pa.BufferReader(raw.data), compression=compression)
+        data = maybe_gunzip(raw.data, "gzipped CSV file")  # by magic (readers may inflate already), bounded
         table = pacsv.read_csv(
-            stream,
+            pa.BufferReader(data),
             convert_options=pacsv.ConvertOptions(
                 column_types={"object_id": pa.string(), "label": pa.string(), "band": pa.string()}
             ),
         )
         columns = table.column_names  # decodes the header: not UTF-8 raises here
-    except (pa.ArrowInvalid, OSError, UnicodeDecodeError) as exc:
+    except (pa.ArrowInvalid, OSError, UnicodeDecodeError, DecompressionLimitError) as exc:
         return ParseResult(table=SCHEMA.empty_table(), quarantined=[(raw.name, f"unreadable CSV: {exc}")])
     missing = [c for c in REQUIRED_COLUMNS if c not in columns]
     if missing:

@@ -55,6 +55,7 @@ from cosmic_ray.core.lightcurve import (
 )
 from cosmic_ray.core.taxonomy import to_coarse
 from cosmic_ray.sources.base import ParseResult, RawInput
+from cosmic_ray.sources.bounded import maybe_gunzip
 from cosmic_ray.sources.magsystems import (
     ab_offset,
     band_name,
@@ -193,7 +194,7 @@ def parse(raw: RawInput, assume_native_system: bool = True) -> ParseResult:
         if catalogue == "tde":
             return _parse_tde(raw, parts, assume_native_system)
         return _parse_alerce(raw, parts)
-    except (ValueError, KeyError, pd.errors.ParserError, UnicodeDecodeError) as exc:
+    except (ValueError, KeyError, pd.errors.ParserError, UnicodeDecodeError, OSError, SourceError) as exc:
         return ParseResult(
             table=SCHEMA.empty_table(), quarantined=[(raw.name, f"unreadable {catalogue} catalogue: {exc}")]
         )
@@ -223,8 +224,8 @@ def read_catalogue(folder: Path | str, assume_native_system: bool = True) -> Par
 
 
 def _csv(data: bytes, name: str, **kwargs: Any) -> pd.DataFrame:
-    compression = "gzip" if data[:2] == b"\x1f\x8b" else None  # by magic: readers may have inflated it
-    return pd.read_csv(io.BytesIO(data), compression=compression, **kwargs)
+    data = maybe_gunzip(data, f"gzipped catalogue {name}")  # by magic (readers may have inflated it), bounded
+    return pd.read_csv(io.BytesIO(data), **kwargs)
 
 
 def _jd_as_mjd(times: np.ndarray) -> np.ndarray:

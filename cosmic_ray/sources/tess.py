@@ -23,7 +23,6 @@ Example (offline)::
 
 from __future__ import annotations
 
-import gzip
 import io
 import logging
 import re
@@ -41,6 +40,7 @@ from cosmic_ray.core.errors import RemoteServiceError, SourceError
 from cosmic_ray.core.lightcurve import JD_MJD_OFFSET, SCHEMA, conform, jd_to_mjd, mjd_to_nights
 from cosmic_ray.sources import mast
 from cosmic_ray.sources.base import ParseResult, RawInput, http_answer, read_files, unwrap_http
+from cosmic_ray.sources.bounded import DecompressionLimitError, maybe_gunzip
 
 log = logging.getLogger(__name__)
 
@@ -203,11 +203,12 @@ def parse(raw: RawInput, flux_column: str | None = None) -> ParseResult:
     if isinstance(body, str):
         return _quarantine(raw, body)
     data = body
-    if data[:2] == b"\x1f\x8b":
-        try:
-            data = gzip.decompress(data)
-        except (OSError, EOFError) as exc:
-            return _quarantine(raw, f"corrupt gzip: {exc}")
+    try:
+        data = maybe_gunzip(data, "gzipped FITS file")
+    except DecompressionLimitError as exc:
+        return _quarantine(raw, str(exc))
+    except (OSError, EOFError) as exc:
+        return _quarantine(raw, f"corrupt gzip: {exc}")
     try:
         with fits.open(io.BytesIO(data), memmap=False) as hdul:
             hdul.verify("silentfix")

@@ -14,6 +14,7 @@ import io
 import logging
 import math
 import tarfile
+import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,13 +26,18 @@ import pyarrow.compute as pc
 
 from cosmic_ray.core.errors import BadAlertError, SourceError
 from cosmic_ray.core.lightcurve import AB_ZP_UJY, SCHEMA, jd_to_mjd, mjd_to_jd, mjd_to_nights
-from cosmic_ray.sources.avro import read_records
+from cosmic_ray.sources.avro import ForeignSchemaError, read_records
 from cosmic_ray.sources.base import ParseResult, RawInput
+from cosmic_ray.sources.bounded import DecompressionLimitError, max_decompressed_bytes, read_bounded
 
 log = logging.getLogger(__name__)
 
 NAME = "ztf"
 _REQUIRED = ("objectId", "candid", "candidate")
+_EMPTY_REASON = {  # why a tarball member came with no bytes (see _iter_tar)
+    "<over the decompression bound>": "tar member inflates beyond the decompression bound: refused, not read",
+    "<truncated>": "tarball is truncated",
+}
 
 
 @dataclass(frozen=True)
@@ -103,15 +109,26 @@ def iter_tarball_bytes(name: str, data: bytes) -> Iterator[RawInput]:
 
 
 def _iter_tar(name: str, tar: tarfile.TarFile) -> Iterator[RawInput]:
+    """The ``.avro`` members; one larger than the decompression bound is one bad input (empty bytes), never read."""
+    limit = max_decompressed_bytes()
     with tar:
         try:
             for member in tar:
                 if not member.isfile() or not member.name.endswith(".avro"):
                     continue
+                if member.size > limit:
+                    log.warning("tarball %s: member %s declares %d bytes: skipped", name, member.name, member.size)
+                    yield RawInput(f"{name}!{member.name}!<over the decompression bound>", b"")
+                    continue
                 handle = tar.extractfile(member)
                 if handle is not None:
-                    yield RawInput(f"{name}!{member.name}", handle.read())
-        except (tarfile.TarError, EOFError, OSError) as exc:
+                    try:
+                        data = read_bounded(handle, f"tar member {member.name}", limit)
+                    except DecompressionLimitError:
+                        yield RawInput(f"{name}!{member.name}!<over the decompression bound>", b"")
+                        continue
+                    yield RawInput(f"{name}!{member.name}", data)
+        except (tarfile.TarError, EOFError, OSError, zlib.error) as exc:
             log.warning("tarball %s is truncated: %s", name, exc)
             yield RawInput(f"{name}!<truncated>", b"")
 
@@ -221,14 +238,23 @@ def parse_many(raws: Iterable[RawInput]) -> ParseResult:
     built column-wise with Arrow (no per-point Python dicts) by :func:`records_to_tables`.
 
     ``ParseResult.alert_meta`` holds one row per alert (:data:`ALERT_SCHEMA`), the fields the
-    pre-filters read. A record :func:`check_alert` refuses is quarantined with its reason.
+    pre-filters read. A record :func:`check_alert` refuses is quarantined with its reason; a file
+    whose writer schema is not a ZTF alert's is refused whole before any record is decoded.
     """
     records: list[dict[str, Any]] = []
     names: list[str] = []
     quarantined: list[tuple[str, str]] = []
     for raw in raws:
+        if not raw.data:
+            quarantined.append(
+                (raw.name, _EMPTY_REASON.get(raw.name.rsplit("!", 1)[-1], "empty input: not a readable Avro container"))
+            )
+            continue
         try:
-            decoded = read_records(raw.data)
+            decoded = read_records(raw.data, _REQUIRED)
+        except ForeignSchemaError as exc:
+            quarantined.append((raw.name, f"not a ZTF alert: {exc}"))
+            continue
         except BadAlertError as exc:
             quarantined.append((raw.name, str(exc)))
             continue

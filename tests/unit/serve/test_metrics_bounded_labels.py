@@ -18,8 +18,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from cosmic_ray.core.config import Settings
 from cosmic_ray.serve import context, metrics
-from cosmic_ray.serve.auth import RateLimiter
 from cosmic_ray.serve.coalesce import Coalescer
+from cosmic_ray.serve.logins import LoginThrottle
 from cosmic_ray.serve.middleware import ObserveAndLimit
 from cosmic_ray.serve.routes.health import router as health_router
 from cosmic_ray.serve.store import Store
@@ -60,8 +60,7 @@ def api(request, tmp_path, monkeypatch):
         accounts=store.accounts,
         model=_ModelVersion(),  # type: ignore[arg-type]
         coalescer=Coalescer(_no_model),
-        logins_by_account=RateLimiter(5, 60),
-        logins_by_address=RateLimiter(5, 60),
+        logins=LoginThrottle(store.engine, 5, 5, 60),
         metrics=metrics.api_metrics(),
     )
     monkeypatch.setattr(context, "_CONTEXT", {})

@@ -26,8 +26,8 @@ from cosmic_ray.core.config import Settings
 from cosmic_ray.core.lightcurve import conform, mjd_to_nights
 from cosmic_ray.ingest.lake import Lake
 from cosmic_ray.serve import context, metrics
-from cosmic_ray.serve.auth import RateLimiter
 from cosmic_ray.serve.coalesce import Coalescer
+from cosmic_ray.serve.logins import LoginThrottle
 from cosmic_ray.serve.routes import objects
 from cosmic_ray.serve.similarity import SimilarityIndex
 from cosmic_ray.serve.store import Store
@@ -125,8 +125,7 @@ def api(big_lake, monkeypatch):
         accounts=store.accounts,
         model=None,  # type: ignore[arg-type]  # no model behind these routes
         coalescer=Coalescer(_no_model),
-        logins_by_account=RateLimiter(5, 60),
-        logins_by_address=RateLimiter(5, 60),
+        logins=LoginThrottle(store.engine, 5, 5, 60),
         metrics=metrics.api_metrics(),
     )
     monkeypatch.setattr(context, "_CONTEXT", {})

@@ -223,6 +223,13 @@ def promote_if_better(
     candidate wins when the lower end of the 95% interval of its gain exceeds ``min_gain``.
     Without it, the runs' logged ``metric`` values are compared. The decision and its figures are
     recorded on the candidate's run (metrics, tags and ``gate/decision.json``).
+
+    The candidate is read back from MLflow and verified first; a production model whose bundle
+    does not verify is never deserialised and is replaced by the candidate.
+
+    Raises:
+        UntrustedModelError: the candidate's stored bundle is unsigned, signed with another key or
+            changed since the trainer signed it (the alias is not moved).
     """
     client = configure(settings)
     try:  # the candidate as MLflow holds it now: signed by the trainer and unchanged since

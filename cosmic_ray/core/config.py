@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, PositiveInt
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, PositiveInt, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from cosmic_ray.core.errors import ConfigError
@@ -52,6 +52,11 @@ class Settings(BaseSettings):
         "without authentication, and cannot be bound to loopback.",
     )
     model_name: str = "cosmic-ray"
+    model_signing_key: SecretStr | None = Field(
+        default=None,
+        description="HMAC key the trainer signs model bundles with and every loader checks (a Kubernetes Secret "
+        "fills it; never stored in MLflow). Unset: the key file under home (cosmic_ray/learn/signing.py).",
+    )
     store_url: str | None = Field(default=None, description="Event store; SQLite under home by default.")
     max_batch: PositiveInt = Field(default=1000, description="Largest /predict/batch request.")
     max_body_bytes: PositiveInt = Field(default=8 * 1024 * 1024, description="Largest request body.")
@@ -116,6 +121,11 @@ class Settings(BaseSettings):
     @property
     def checkpoints_dir(self) -> Path:
         return self.home_dir / "checkpoints"
+
+    @property
+    def model_signing_key_file(self) -> Path:
+        """The model signing key when ``COSMIC_RAY_MODEL_SIGNING_KEY`` is unset (made by the first local training)."""
+        return self.home_dir / "model-signing.key"
 
     @property
     def mlflow_artifacts_dir(self) -> Path:

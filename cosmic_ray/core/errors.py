@@ -35,5 +35,9 @@ class IncompatibleModelError(ModelNotFoundError):
     """A saved model was trained on inputs this code no longer computes (another feature set)."""
 
 
+class UntrustedModelError(ModelNotFoundError):
+    """A model bundle is unsigned, signed with another key, or changed after signing: it is not loaded."""
+
+
 class TrainingError(CosmicRayError):
     """Training could not produce a model (too few classes or objects, failed run)."""

@@ -1,13 +1,16 @@
 """A trained ProtoNet ready to answer: encoder + prototypes + open-set calibration + neighbours.
 
 Saved as a folder (``weights.pt``, ``bundle.json``, ``arrays.npz``) that MLflow stores as the
-model's artifact. Importable with numpy + torch alone.
+model's artifact, signed by the trainer (:mod:`cosmic_ray.learn.signing`). Read back with formats
+that cannot run code: tensors only (``weights_only``), arrays without pickles, JSON.
+Importable with numpy + torch alone.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,7 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from cosmic_ray.core.errors import IncompatibleModelError
+from cosmic_ray.core.errors import IncompatibleModelError, UntrustedModelError
 from cosmic_ray.learn.model import LightCurveEncoder, ProtoNetConfig, normalise_features, squared_distances
 from cosmic_ray.learn.train import TrainingSet
 
@@ -254,22 +257,30 @@ class ProtoNetClassifier:
 
     @classmethod
     def load(cls, folder: Path | str) -> ProtoNetClassifier:
-        """Rebuild a saved classifier.
+        """Rebuild a saved classifier (check its signature first: :func:`cosmic_ray.learn.signing.verify_bundle`).
 
         Raises:
             IncompatibleModelError: it was trained on features this code no longer computes (a model
                 of an older release): it could only answer with errors, so it is refused here.
+            UntrustedModelError: ``weights.pt`` or ``arrays.npz`` holds more than tensors and plain arrays.
         """
         folder = Path(folder)
         bundle = json.loads((folder / "bundle.json").read_text())
         _check_features(bundle)
-        arrays = np.load(folder / "arrays.npz", allow_pickle=False)
+        try:
+            state_dict = torch.load(folder / "weights.pt", map_location="cpu", weights_only=True)
+            with np.load(folder / "arrays.npz", allow_pickle=False) as npz:  # object arrays: ValueError
+                arrays = {name: npz[name] for name in npz.files}
+        except (pickle.UnpicklingError, ValueError) as exc:
+            raise UntrustedModelError(
+                f"model bundle {folder} holds more than plain tensors and arrays (pickled objects): refused"
+            ) from exc
         bundle["arch"].setdefault("feature_block", False)  # models saved before the hybrid embedding
         bundle["arch"].setdefault("quantile_features", False)  # ... before features entered as normal scores
         bundle["arch"].setdefault("novelty_subspace", False)  # ... before the open-set score in the prototypes' span
         return cls(
             arch=ProtoNetConfig(**bundle["arch"]),
-            state_dict=torch.load(folder / "weights.pt", map_location="cpu", weights_only=True),
+            state_dict=state_dict,
             class_names=list(bundle["class_names"]),
             prototypes=arrays["prototypes"],
             feat_mean=arrays["feat_mean"],
@@ -281,7 +292,7 @@ class ProtoNetClassifier:
             max_len=int(bundle["max_len"]),
             meta=bundle.get("meta", {}),
             novelty_threshold=float(bundle.get("novelty_threshold", 0.95)),
-            prior_counts=arrays["prior_counts"] if "prior_counts" in arrays.files else None,
+            prior_counts=arrays.get("prior_counts"),
         )
 
 

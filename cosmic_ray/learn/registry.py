@@ -1,12 +1,18 @@
 """Model tracking and registry: the only module that imports mlflow.
 
 Each training run logs its resolved config, per-epoch metrics and the model (an MLflow pyfunc
-whose artifact is the classifier folder), registers a version, and moves the ``production``
-alias only when the gate says the new version is better.
+whose artifact is the classifier folder, signed by :mod:`cosmic_ray.learn.signing`), registers a
+version, and moves the ``production`` alias only when the gate says the new version is better.
+
+Models are read back from their signed bundle only (:func:`load_model`, :func:`load_model_uri`):
+the bundle folder is downloaded, its signature checked, then its weights and arrays loaded with
+formats that cannot run code. The pyfunc's pickled ``python_model`` is never loaded here, since
+whoever can write to MLflow could replace it.
 """
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import logging
 import tempfile
@@ -25,17 +31,22 @@ from mlflow.tracking import MlflowClient
 from mlflow.types import ColSpec, Schema
 
 from cosmic_ray.core.config import Settings
-from cosmic_ray.core.errors import ModelNotFoundError
+from cosmic_ray.core.errors import ModelNotFoundError, UntrustedModelError
 from cosmic_ray.core.lightcurve import rows_to_table
 from cosmic_ray.learn.classifier import ProtoNetClassifier
 from cosmic_ray.learn.evaluate.gate import gate_decision, paired_bootstrap
 from cosmic_ray.learn.evaluate.report import flat_metrics
 from cosmic_ray.learn.features import featurize
+from cosmic_ray.learn.signing import sign_bundle, signing_key, verify_bundle
 
 log = logging.getLogger(__name__)
 
 EXPERIMENT = "cosmic-ray"
 PRODUCTION = "production"
+#: What :class:`CosmicRayPyFunc` imports (its ``requirements.txt`` in MLflow).
+_PYFUNC_PACKAGES = ("cosmic_ray", "torch", "numpy", "pandas", "pyarrow", "light-curve", "mlflow")
+#: Where the classifier folder sits in a logged model (``artifacts={"bundle": ...}`` of the pyfunc).
+BUNDLE_PATH = "artifacts/bundle"
 
 SIGNATURE = ModelSignature(
     inputs=Schema(
@@ -52,7 +63,10 @@ SIGNATURE = ModelSignature(
 
 
 class CosmicRayPyFunc(PythonModel):
-    """MLflow face of the classifier: points (long format) in, one row per object out."""
+    """MLflow face of the classifier: points (long format) in, one row per object out.
+
+    For MLflow's own tools only; cosmic-ray loads models from the signed bundle (:func:`load_model`).
+    """
 
     def load_context(self, context: PythonModelContext) -> None:
         self.classifier = ProtoNetClassifier.load(context.artifacts["bundle"])
@@ -144,7 +158,13 @@ def log_and_register(
     artifacts: dict[str, Any] | None = None,
     figures: dict[str, Path] | None = None,
 ) -> RegisteredModel:
-    """Log one training run (config, per-epoch metrics, model) and register a model version."""
+    """Log one training run (config, per-epoch metrics, model) and register a model version.
+
+    The classifier folder is signed with the installation's model signing key
+    (:func:`cosmic_ray.learn.signing.signing_key`; a local installation without one gets a new key
+    file under home), so replicas and the gate can tell it from anything else written to MLflow.
+    """
+    key = signing_key(settings, create=True)
     configure(settings)
     with mlflow.start_run() as run, tempfile.TemporaryDirectory() as tmp:
         mlflow.log_params(_flatten(params))
@@ -159,16 +179,24 @@ def log_and_register(
         for path in (figures or {}).values():
             mlflow.log_artifact(str(path), "figures")
         bundle = classifier.save(Path(tmp) / "bundle")
+        sign_bundle(bundle, key)
         info = mlflow.pyfunc.log_model(
             name="model",
             python_model=CosmicRayPyFunc(),
             artifacts={"bundle": str(bundle)},
             signature=SIGNATURE,
+            pip_requirements=_pip_requirements(),
             registered_model_name=settings.model_name,
         )
         version = str(info.registered_model_version)
     log.info("registered %s version %s (run %s)", settings.model_name, version, run.info.run_id)
     return RegisteredModel(settings.model_name, version, run.info.run_id)
+
+
+def _pip_requirements() -> list[str]:
+    """The pyfunc's requirements, declared: MLflow would otherwise infer them by loading the model in a
+    subprocess (~20 s per registration on 2 busy cores)."""
+    return [f"{name}=={importlib.metadata.version(name)}" for name in _PYFUNC_PACKAGES]
 
 
 def production_version(settings: Settings) -> RegisteredModel | None:
@@ -195,8 +223,23 @@ def promote_if_better(
     candidate wins when the lower end of the 95% interval of its gain exceeds ``min_gain``.
     Without it, the runs' logged ``metric`` values are compared. The decision and its figures are
     recorded on the candidate's run (metrics, tags and ``gate/decision.json``).
+
+    The candidate is read back from MLflow and verified first; a production model whose bundle
+    does not verify is never deserialised and is replaced by the candidate.
+
+    Raises:
+        UntrustedModelError: the candidate's stored bundle is unsigned, signed with another key or
+            changed since the trainer signed it (the alias is not moved).
     """
     client = configure(settings)
+    try:  # the candidate as MLflow holds it now: signed by the trainer and unchanged since
+        load_model(settings, candidate.version)
+    except UntrustedModelError as exc:
+        reason = f"candidate v{candidate.version} refused: {exc}"
+        client.set_tag(candidate.run_id, "gate.promoted", "False")
+        client.set_tag(candidate.run_id, "gate.reason", reason)
+        log.error("gate: %s", reason)
+        raise
     current = production_version(settings)
     value = client.get_run(candidate.run_id).data.metrics[metric]
     figures: dict[str, Any] = {}
@@ -209,6 +252,9 @@ def promote_if_better(
                 validation.object_id, validation.seq, validation.length, validation.feats, neighbours=0
             )
             prod_pred = np.asarray([p.label for p in preds], dtype=object)
+        except UntrustedModelError as exc:  # never deserialised; the signed candidate replaces it
+            log.error("production v%s refused (%s): promoting the candidate", current.version, exc)
+            decision = GateDecision(True, metric, value, None, f"production v{current.version} refused: {exc}")
         except Exception as exc:  # a production model this code cannot load or run is replaced
             log.warning(
                 "production v%s cannot score the validation set (%s): promoting the candidate", current.version, exc
@@ -274,27 +320,46 @@ def run_of_model(settings: Settings, uri: str) -> str | None:
         return None
 
 
+def _load_signed(settings: Settings, uri: str) -> ProtoNetClassifier:
+    """Download the bundle folder of the model at ``uri``, verify its signature, then load it.
+
+    Raises:
+        ModelNotFoundError: no bundle at that URI.
+        UntrustedModelError: the bundle is unsigned, signed with another key or changed since.
+    """
+    key = signing_key(settings)  # no key, no model: checked before any download
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            folder = mlflow.artifacts.download_artifacts(artifact_uri=f"{uri.rstrip('/')}/{BUNDLE_PATH}", dst_path=tmp)
+        except (mlflow.exceptions.MlflowException, OSError) as exc:
+            raise ModelNotFoundError(
+                f"no model bundle at {uri} in {settings.tracking_uri}: run `cosmic-ray train` first or pass --model"
+            ) from exc
+        verify_bundle(folder, key)
+        return ProtoNetClassifier.load(folder)
+
+
 def load_model_uri(settings: Settings, uri: str) -> ProtoNetClassifier:
-    """The classifier behind any MLflow model URI (``models:/cosmic-ray@production``, ``runs:/...``).
+    """The classifier behind any MLflow model URI (``models:/cosmic-ray@production``, ``runs:/<id>/model``).
 
     Raises:
         ModelNotFoundError: nothing loadable at that URI.
+        UntrustedModelError: its bundle is not signed by this installation's trainer (see :func:`load_model`).
     """
     configure(settings)
-    try:
-        model = mlflow.pyfunc.load_model(uri)
-    except (mlflow.exceptions.MlflowException, OSError) as exc:
-        raise ModelNotFoundError(
-            f"no model at {uri} in {settings.tracking_uri}: run `cosmic-ray train` first or pass --model"
-        ) from exc
-    return model.unwrap_python_model().classifier
+    return _load_signed(settings, uri)
 
 
 def load_model(settings: Settings, version: str | None = None) -> tuple[ProtoNetClassifier, RegisteredModel]:
     """The classifier of a registered version (default: the one under the production alias).
 
+    Only the version's bundle folder is read, after its signature is checked
+    (:func:`cosmic_ray.learn.signing.verify_bundle`); MLflow's pickled pyfunc is never loaded.
+
     Raises:
         ModelNotFoundError: nothing is registered under that name/alias.
+        UntrustedModelError: the bundle is unsigned, signed with another key, changed after signing,
+            or holds anything but plain tensors and arrays; nothing of it was deserialised.
     """
     client = configure(settings)
     try:
@@ -306,9 +371,12 @@ def load_model(settings: Settings, version: str | None = None) -> tuple[ProtoNet
         raise ModelNotFoundError(
             f"no model {settings.model_name}@{version or PRODUCTION} in {settings.tracking_uri}: run `cosmic-ray train` first"
         ) from exc
-    model = mlflow.pyfunc.load_model(f"models:/{settings.model_name}/{mv.version}")
-    classifier = model.unwrap_python_model().classifier
-    return classifier, _registered(settings.model_name, mv)
+    registered = _registered(settings.model_name, mv)
+    try:
+        classifier = _load_signed(settings, registered.uri)
+    except UntrustedModelError as exc:
+        raise UntrustedModelError(f"{settings.model_name} version {registered.version}: {exc}") from exc
+    return classifier, registered
 
 
 def _flatten(params: dict[str, Any], prefix: str = "") -> dict[str, str]:

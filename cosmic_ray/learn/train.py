@@ -7,6 +7,7 @@ numbered in comments.
 from __future__ import annotations
 
 import logging
+import pickle
 import tempfile
 import time
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from cosmic_ray.core.errors import TrainingError
 from cosmic_ray.learn.episodes import eligible_classes, held_out_classes, objects_needed, sample_episode
 from cosmic_ray.learn.model import (
     LightCurveEncoder,
@@ -30,6 +32,9 @@ from cosmic_ray.learn.model import (
 )
 
 log = logging.getLogger(__name__)
+
+#: The file of a Ray Train checkpoint folder: weights, optimizer and scheduler state, epoch, history.
+CHECKPOINT_FILE = "model.pt"
 
 
 @dataclass
@@ -338,7 +343,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     checkpoint = ray.train.get_checkpoint()
     if checkpoint:
         with checkpoint.as_directory() as folder:
-            state = torch.load(Path(folder) / "model.pt", map_location="cpu", weights_only=False)
+            state = load_checkpoint(folder)
         _unwrap(model).load_state_dict(state["state_dict"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
@@ -365,9 +370,32 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
                     "epoch": epoch,
                     "history": history,
                 }
-                torch.save(state, Path(tmp) / "model.pt")
+                save_checkpoint(state, tmp)
                 ckpt = ray.train.Checkpoint.from_directory(tmp)
             ray.train.report(metrics, checkpoint=ckpt)
+
+
+def save_checkpoint(state: dict[str, Any], folder: Path | str) -> Path:
+    """Write a training checkpoint (tensors, numbers, strings, lists and dicts of them) into ``folder``."""
+    path = Path(folder) / CHECKPOINT_FILE
+    torch.save(state, path)
+    return path
+
+
+def load_checkpoint(folder: Path | str) -> dict[str, Any]:
+    """Read a checkpoint :func:`save_checkpoint` wrote, with ``weights_only`` loading (no code runs).
+
+    Raises:
+        TrainingError: the file holds pickled objects other than tensors and plain containers.
+    """
+    path = Path(folder) / CHECKPOINT_FILE
+    try:
+        state: dict[str, Any] = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise TrainingError(
+            f"checkpoint {path} holds objects weights-only loading refuses (not written by this trainer): {exc}"
+        ) from exc
+    return state
 
 
 def _distinct_worker_nodes() -> int:
@@ -468,7 +496,7 @@ def fit(
     if result.checkpoint is None:
         raise RuntimeError(f"training produced no checkpoint: {result.error}")
     with result.checkpoint.as_directory() as folder:
-        state = torch.load(Path(folder) / "model.pt", map_location="cpu", weights_only=False)
+        state = load_checkpoint(folder)
     history = state["history"]
     eps = float(np.mean([h["episodes_per_second"] for h in history[1:] or history]))
     return TrainOutput(state_dict=state["state_dict"], history=history, seconds=seconds, episodes_per_second=eps)

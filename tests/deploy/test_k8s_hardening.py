@@ -51,7 +51,7 @@ from test_k8s_manifests import (
 from cosmic_ray.core.config import Settings
 
 DOCS = REPO / "docs" / "kubernetes.md"
-MODEL_KEY_SECRET = ("cosmic-ray-model-key", "COSMIC_RAY_MODEL_KEY")
+MODEL_KEY_SECRET = ("cosmic-ray-model-key", "COSMIC_RAY_MODEL_SIGNING_KEY")
 SUPERUSER_SECRET = "cosmic-ray-postgres"
 
 
@@ -321,7 +321,16 @@ def test_serving_reads_mlflow_with_its_own_credentials_and_training_writes_with_
 @pytest.mark.parametrize("owner,group_name,group", ray_groups(), ids=[f"{o}-{g}" for o, g, _ in ray_groups()])
 def test_every_ray_pod_gets_the_model_signing_key(owner: str, group_name: str, group: dict[str, Any]) -> None:
     env = env_of(group["template"]["spec"]["containers"][0])
-    assert secret_of(env, "COSMIC_RAY_MODEL_KEY") == MODEL_KEY_SECRET, f"{owner} {group_name}"
+    assert secret_of(env, "COSMIC_RAY_MODEL_SIGNING_KEY") == MODEL_KEY_SECRET, f"{owner} {group_name}"
+
+
+def test_the_model_key_variable_is_the_one_the_loaders_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    from cosmic_ray.core.config import Settings
+    from cosmic_ray.learn.signing import signing_key
+
+    monkeypatch.setenv("COSMIC_RAY_MODEL_SIGNING_KEY", "k" * 40)
+    key = signing_key(Settings())
+    assert key == b"k" * 40
 
 
 def test_ray_jobs_run_where_the_model_key_is() -> None:

@@ -126,6 +126,7 @@ def ingest(
     Bad records are quarantined with their reasons. MAST observations go to the lake's anchors
     table (lake/_anchors), not among the light-curve points.
     """
+    # deferred: each command imports what it runs, so `cosmic-ray --help` starts fast
     from cosmic_ray.core.errors import SourceError
     from cosmic_ray.ingest.batch import ingest as run_ingest
     from cosmic_ray.ingest.requests import IngestOptions, request_for
@@ -180,11 +181,13 @@ def watch(
     With --classify, each batch goes to the Serve model deployment (one handle call per batch) and the
     classifications into the event store before its files leave the mailbox.
     """
+    # deferred: each command imports what it runs, so `cosmic-ray --help` starts fast
     from cosmic_ray.ingest.watch import watch as run_watch
 
     s = _settings()
     hook = None
     if classify:
+        # deferred: each command imports what it runs, so `cosmic-ray --help` starts fast
         from cosmic_ray.ops import cluster
         from cosmic_ray.serve import live
 
@@ -370,6 +373,7 @@ def serve_status() -> None:
 
 # ----------------------------------------------------------------------------- users and tokens
 def _accounts():
+    # deferred: each command imports what it runs, so `cosmic-ray --help` starts fast
     from cosmic_ray.serve.store import Store
 
     return Store.open(_settings().event_store_url).accounts
@@ -393,6 +397,7 @@ def users_add(
     password_stdin: bool = typer.Option(False, "--password-stdin", help="Read the password from stdin."),
 ) -> None:
     """Add a user (the password is prompted for, or read from stdin)."""
+    # deferred: each command imports what it runs, so `cosmic-ray --help` starts fast
     from cosmic_ray.serve.db import StoreError
 
     password = _read_password(password_stdin)
@@ -409,6 +414,7 @@ def users_passwd(
     password_stdin: bool = typer.Option(False, "--password-stdin", help="Read the password from stdin."),
 ) -> None:
     """Change a user's password (ends their web sessions)."""
+    # deferred: each command imports what it runs, so `cosmic-ray --help` starts fast
     from cosmic_ray.serve.db import StoreError
 
     password = _read_password(password_stdin)
@@ -422,6 +428,7 @@ def users_passwd(
 @users_app.command("remove")
 def users_remove(username: str = typer.Argument(...)) -> None:
     """Remove a user with their tokens and sessions."""
+    # deferred: each command imports what it runs, so `cosmic-ray --help` starts fast
     from cosmic_ray.serve.db import StoreError
 
     try:
@@ -443,6 +450,7 @@ def tokens_create(
     days: float | None = typer.Option(None, help="Lifetime in days (default: COSMIC_RAY_TOKEN_DAYS, 30)."),
 ) -> None:
     """Create an API token for USERNAME; the token is printed once and only its hash is kept. It expires."""
+    # deferred: each command imports what it runs, so `cosmic-ray --help` starts fast
     from cosmic_ray.serve.db import StoreError
 
     try:
@@ -455,6 +463,7 @@ def tokens_create(
 
 @tokens_app.command("revoke")
 def tokens_revoke(token_id: int = typer.Argument(..., help="The id printed by `tokens create`.")) -> None:
+    # deferred: each command imports what it runs, so `cosmic-ray --help` starts fast
     from cosmic_ray.serve.db import StoreError
 
     try:

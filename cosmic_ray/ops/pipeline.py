@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -40,6 +41,7 @@ def default_inputs(settings: Settings) -> DefaultInputs:
             catalogs=[shared / "ztf-bts" / "bts_dev_lightcurves.csv.gz"],
             simulated=False,
         )
+    # deferred: the training stack (torch, Ray Train, MLflow) loads only for the step that needs it
     from cosmic_ray.ingest import simulate
 
     sim = settings.home_dir / "simulated"
@@ -76,6 +78,7 @@ class TrainReport:
 
 def lake_snapshot(lake: Lake, sources: list[str] | None = None) -> dict[str, Any]:
     """File list + hashes + row counts: what a model was trained on."""
+    # deferred: the training stack (torch, Ray Train, MLflow) loads only for the step that needs it
     import pyarrow.parquet as pq
 
     files = []
@@ -100,6 +103,7 @@ def train_from_lake(
     Raises:
         TrainingError: too little labelled data.
     """
+    # deferred: the training stack (torch, Ray Train, MLflow) loads only for the step that needs it
     from cosmic_ray.learn import registry
     from cosmic_ray.learn.classifier import build_classifier
     from cosmic_ray.learn.evaluate.figures import confusion_png, embedding_png
@@ -117,6 +121,7 @@ def train_from_lake(
     arrays = featurize_with_ray(table, cfg.data.max_len)
     data, stats = build_training_set(arrays, cfg.data, cfg.validation_fraction, cfg.seed)
     # physics-respecting augmented views of the training objects (driver side: needs light-curve)
+    # deferred: the training stack (torch, Ray Train, MLflow) loads only for the step that needs it
     import pyarrow as pa
     import pyarrow.compute as pc
 
@@ -185,8 +190,6 @@ def train_from_lake(
         "gate": gate.model_dump(),
         "augmented_views": N_VIEWS,
     }
-    import tempfile
-
     with tempfile.TemporaryDirectory() as tmp:
         figures = {
             "confusion_matrix": Path(tmp) / "confusion_matrix.png",

@@ -68,6 +68,7 @@ def window_for(lake: Lake, nights: int, as_of: str | None = None) -> Window:
 
 def snapshot(lake: Lake, window: Window) -> dict[str, Any]:
     """Exact content of the training window: every file with its SHA-256 and row count."""
+    # deferred: pyarrow, MLflow and the training stack load only when a retrain runs
     import pyarrow.parquet as pq
 
     files = []
@@ -107,6 +108,7 @@ def apply_retention(lake: Lake, window: Window, raw_dirs: list[Path] | None = No
     removed_partitions, removed_rows = [], 0
     for source, night, folder in _partitions(lake):
         if source in WINDOWED_SOURCES and night < window.first_night:
+            # deferred: pyarrow, MLflow and the training stack load only when a retrain runs
             import pyarrow.parquet as pq
 
             removed_rows += sum(pq.ParquetFile(p).metadata.num_rows for p in folder.glob("*.parquet"))
@@ -130,6 +132,7 @@ def run(
     raw_dirs: list[Path] | None = None,
 ) -> RetrainReport:
     """The whole pipeline; raises on the first failing stage."""
+    # deferred: pyarrow, MLflow and the training stack load only when a retrain runs
     from cosmic_ray.learn import registry
     from cosmic_ray.ops import pipeline
 

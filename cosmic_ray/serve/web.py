@@ -52,9 +52,12 @@ from starlette.routing import Mount
 from starlette.staticfiles import StaticFiles
 
 from cosmic_ray.core import resources
+from cosmic_ray.core.config import Settings
 from cosmic_ray.serve.assets import NODE_MODULES, PAGE_DIRS, VENDOR
+from cosmic_ray.serve.auth import SESSION_COOKIE
 from cosmic_ray.serve.redact import strip_credentials
 from cosmic_ray.serve.schemas import ApodInfo, ErrorResponse, ModelEvaluation, WebConfig
+from cosmic_ray.serve.store import Store
 
 if TYPE_CHECKING:
     from cosmic_ray.core.config import Settings
@@ -119,24 +122,18 @@ def configure(store: "Accounts | None" = None, settings: "Settings | None" = Non
 
 def _settings() -> "Settings":
     if "settings" not in _CONFIGURED:
-        from cosmic_ray.core.config import Settings
-
         _CONFIGURED["settings"] = Settings()
     return _CONFIGURED["settings"]
 
 
 def _store() -> "Accounts":
     if "store" not in _CONFIGURED:
-        from cosmic_ray.serve.store import Store
-
         _CONFIGURED["store"] = Store.open(_settings().event_store_url).accounts
     return _CONFIGURED["store"]
 
 
 def session_principal(request: Request, store: "Accounts | None" = None) -> "Principal | None":
     """The user of the request's ``cr_session`` cookie, or None (no cookie, expired, logged out)."""
-    from cosmic_ray.serve.auth import SESSION_COOKIE
-
     session_id = request.cookies.get(SESSION_COOKIE)
     if not session_id:
         return None
@@ -236,6 +233,7 @@ _RUN_ID = re.compile(r"^[A-Za-z0-9]{1,64}$")
 
 def model_evaluation(settings: "Settings", run_id: str) -> ModelEvaluation:
     """Metrics and figure names of an MLflow run (through ``registry``, the module that talks to MLflow)."""
+    # deferred: MLflow (the registry) is heavy and only the evaluation page needs it
     from cosmic_ray.learn import registry
 
     client = registry.configure(settings)
@@ -247,6 +245,7 @@ def model_evaluation(settings: "Settings", run_id: str) -> ModelEvaluation:
 
 
 def model_figure(settings: "Settings", run_id: str, name: str) -> bytes:
+    # deferred: MLflow (the registry) is heavy and only the evaluation page needs it
     from cosmic_ray.learn import registry
 
     client = registry.configure(settings)

@@ -89,8 +89,8 @@ def serve(home: Path, port: int, read_concurrency: int) -> None:
     from cosmic_ray.ingest.lake import Lake
     from cosmic_ray.learn.features import featurize_objects
     from cosmic_ray.serve import context, metrics
-    from cosmic_ray.serve.auth import RateLimiter
     from cosmic_ray.serve.coalesce import Coalescer
+    from cosmic_ray.serve.logins import LoginThrottle
     from cosmic_ray.serve.routes import objects, predict
     from cosmic_ray.serve.store import Store
 
@@ -127,8 +127,7 @@ def serve(home: Path, port: int, read_concurrency: int) -> None:
             accounts=store.accounts,
             model=None,  # type: ignore[arg-type]  # single predictions go through the coalescer
             coalescer=Coalescer(send),
-            logins_by_account=RateLimiter(5, 60),
-            logins_by_address=RateLimiter(5, 60),
+            logins=LoginThrottle(store.engine, 5, 5, 60),
             metrics=metrics.api_metrics(),
         )
     )

@@ -20,8 +20,8 @@ import pytest
 from cosmic_ray.core.config import Settings
 from cosmic_ray.serve import context, metrics, web
 from cosmic_ray.serve.app import api
-from cosmic_ray.serve.auth import RateLimiter
 from cosmic_ray.serve.coalesce import Coalescer
+from cosmic_ray.serve.logins import LoginThrottle
 from cosmic_ray.serve.store import Store
 
 try:
@@ -81,8 +81,7 @@ def app_url(tmp_path_factory):
         accounts=store.accounts,
         model=None,  # type: ignore[arg-type]  # the pages need no model
         coalescer=Coalescer(_no_model),
-        logins_by_account=RateLimiter(50, 60),
-        logins_by_address=RateLimiter(50, 60),
+        logins=LoginThrottle(store.engine, 50, 50, 60),
         metrics=metrics.api_metrics(),
     )
     saved_context, saved_web = dict(context._CONTEXT), dict(web._CONFIGURED)

@@ -297,6 +297,7 @@ def test_whole_cluster_restart_keeps_classes_users_classifications_and_serves_th
     home = tmp_path / "home"
     home.mkdir()
     shutil.copy(settings.home_dir / "mlflow.db", home / "mlflow.db")
+    shutil.copy(settings.model_signing_key_file, home / settings.model_signing_key_file.name)  # the trainer's key
     tracking = f"sqlite:///{home / 'mlflow.db'}"
     port = free_port()
     url = f"http://127.0.0.1:{port}"

@@ -37,6 +37,7 @@ def _env(tmp_path: Path, settings, **extra: str) -> dict[str, str]:
     cr_home = tmp_path / "cr"
     cr_home.mkdir(exist_ok=True)
     shutil.copy(settings.home_dir / "mlflow.db", cr_home / "mlflow.db")  # the session's registered model
+    shutil.copy(settings.model_signing_key_file, cr_home / settings.model_signing_key_file.name)  # and its key
     env = {
         **os.environ,
         "HOME": str(home),

@@ -117,6 +117,8 @@ def _env(settings: Settings) -> dict[str, str]:
         # it runs where clusters are single-node (ray._private.services.get_node_ip_address); with a
         # node address of exactly 127.0.0.1, Ray's gRPC servers and agents bind loopback only.
         env["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+    else:  # a head other nodes join: not the single-node flag an earlier in-process cluster may have set
+        env.pop("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", None)
     if settings.serve_high_throughput:
         env.update(high_throughput_env(settings))
     # Serve replaces a dead HTTP proxy after 3 failed health checks: 10 s apart by default (~30 s

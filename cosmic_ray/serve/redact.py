@@ -1,11 +1,11 @@
-"""Credentials out of text shown to API callers: ``scheme://user:password@host`` and ``password=...``.
+"""Credentials out of text shown to API callers: ``scheme://user:<password>@host`` and ``password=...``.
 
-A tracking or store URI may carry a password (``postgresql://ml:s3cret@db/mlflow``,
+A tracking or store URI may carry a password (``postgresql://ml:example-pw@db/mlflow``,
 ``https://token@mlflow.example``); where such a URI reaches an answer (a reload error of ``/model``, the
 dashboard's links) only ``scheme://***@host`` is shown.
 
 Example:
-    >>> strip_credentials("no model in postgresql://ml:s3cret@db:5432/mlflow?sslmode=require&password=x")
+    >>> strip_credentials("no model in postgresql://ml:example-pw@db:5432/mlflow?sslmode=require&password=x")
     'no model in postgresql://***@db:5432/mlflow?sslmode=require&password=***'
 """
 

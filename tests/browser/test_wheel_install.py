@@ -316,7 +316,7 @@ def _browser_logs_in(chromium: str, app_url: str) -> None:
             page.on("response", seen)
             page.goto(f"{app_url}/login", wait_until="load")
             page.wait_for_function(
-                "window.astronautState && window.astronautState.ready && window.astronautState.frames > 3",
+                "() => window.astronautState && window.astronautState.ready && window.astronautState.frames > 3",
                 timeout=60_000,
             )
             assert page.evaluate("window.astronautState.webgl")  # the 3D scene, drawn with WebGL
@@ -327,7 +327,7 @@ def _browser_logs_in(chromium: str, app_url: str) -> None:
             page.fill("#password", USER[1])
             page.click("#submit")
             page.wait_for_url(f"{app_url}/", timeout=30_000)
-            page.wait_for_function("window.dashboardState && window.dashboardState.ready", timeout=60_000)
+            page.wait_for_function("() => window.dashboardState && window.dashboardState.ready", timeout=60_000)
             assert not failed, failed
             assert not errors, errors
         finally:

@@ -52,7 +52,7 @@ from cosmic_ray.core.config import Settings
 
 DOCS = REPO / "docs" / "kubernetes.md"
 MODEL_KEY_SECRET = ("cosmic-ray-model-key", "COSMIC_RAY_MODEL_SIGNING_KEY")
-SUPERUSER_SECRET = "cosmic-ray-postgres"
+SUPERUSER_CREDENTIALS = "cosmic-ray-postgres"
 
 
 # --------------------------------------------------------------------------------------------
@@ -193,7 +193,7 @@ def test_each_consumer_has_its_own_role_and_database() -> None:
     for where, spec in pod_specs():
         for container in spec["containers"]:
             reads = {e["valueFrom"]["secretKeyRef"]["name"] for e in container.get("env", []) if "valueFrom" in e}
-            if SUPERUSER_SECRET in reads:
+            if SUPERUSER_CREDENTIALS in reads:
                 assert "StatefulSet/postgres" in where, f"{where} reads the PostgreSQL superuser's Secret"
 
 
@@ -381,7 +381,7 @@ def test_reads_need_an_account_and_the_cookie_is_secure_on_kubernetes(monkeypatc
 def test_every_secret_the_manifests_read_is_one_the_docs_create() -> None:
     secrets = referenced_secrets()
     expected = {
-        SUPERUSER_SECRET,
+        SUPERUSER_CREDENTIALS,
         "cosmic-ray-db-mlflow",
         "cosmic-ray-db-store",
         "cosmic-ray-mlflow-admin",

@@ -43,9 +43,9 @@ REPLICA_INFO: dict[str, Any] = {
     "run_id": "abc123",
     "classes": ["SN Ia", "AGN"],
     "registered_classes": ["Weird"],
-    "meta": {"tracking": "https://ci-bot:tr4cking-pass@mlflow.example.org/"},
+    "meta": {"tracking": "https://ci-bot:example-tracking-pass@mlflow.example.org/"},
     "last_reload_error": "version 4: MlflowException: no model cosmic-ray@production in "
-    "postgresql://mlflow:s3cret-db-pass@db.internal:5432/mlflow?sslmode=require&password=s3cret-query",
+    "postgresql://mlflow:example-db-pass@db.internal:5432/mlflow?sslmode=require&password=example-query",
 }
 
 
@@ -182,7 +182,7 @@ def test_model_info_carries_no_credentials(api):
     base, _ = api
     answer = httpx.get(f"{base}/model", timeout=30)
     assert answer.status_code == 200
-    for secret in ("s3cret-db-pass", "s3cret-query", "tr4cking-pass", "ci-bot:"):
+    for secret in ("example-db-pass", "example-query", "example-tracking-pass", "ci-bot:"):
         assert secret not in answer.text
     info = answer.json()
     assert "postgresql://***@db.internal:5432/mlflow" in info["last_reload_error"]
@@ -190,9 +190,9 @@ def test_model_info_carries_no_credentials(api):
 
 
 def test_web_config_carries_no_credentials(tmp_path):
-    settings = Settings(home=tmp_path, mlflow_tracking_uri="postgresql://ml:pw-in-uri@db/mlflow")
+    settings = Settings(home=tmp_path, mlflow_tracking_uri="postgresql://ml:example-pw-in-uri@db/mlflow")
     shown = web.web_config(settings).model_dump_json()
-    assert "pw-in-uri" not in shown and "postgresql://***@db/mlflow" in shown
+    assert "example-pw-in-uri" not in shown and "postgresql://***@db/mlflow" in shown
 
 
 # ------------------------------------------------------------------ APOD links

@@ -409,7 +409,10 @@ def records_to_tables(
     band, band_ok = _bands(cols["fid"])
     is_det = first | cols["candid"].is_valid().to_numpy(zero_copy_only=False)
     jd_ok = np.isfinite(jd) & (jd >= _JD_MIN) & (jd <= _JD_MAX)
-    det_ok = np.isfinite(mag) & jd_ok & band_ok & np.isfinite(err) & (err >= 0)
+    with np.errstate(over="ignore", invalid="ignore"):  # absurd magnitudes overflow: those rows are unusable
+        flux_abs = 10 ** (-0.4 * (mag - AB_ZP_UJY))
+        flux_err = flux_abs * err * math.log(10) / 2.5
+    det_ok = np.isfinite(mag) & jd_ok & band_ok & np.isfinite(err) & (err >= 0) & np.isfinite(flux_err)
     lim_ok = np.isfinite(lim) & jd_ok & band_ok
     usable = np.where(is_det, det_ok, lim_ok)
     bad_alert = np.zeros(len(records), dtype=bool)
@@ -423,8 +426,7 @@ def records_to_tables(
     mjd = jd_to_mjd(jd)
     diffpos = _diffpos(cols["isdiffpos"])
     sign = np.where(pc.fill_null(diffpos, True).to_numpy(zero_copy_only=False), 1.0, -1.0)
-    flux = sign * 10 ** (-0.4 * (mag - AB_ZP_UJY))
-    flux_err = np.abs(flux) * err * math.log(10) / 2.5
+    flux = sign * flux_abs
     det_mask = ~is_det  # null where not a detection
     n = len(points)
     parent_idx = pa.array(parent)
@@ -497,6 +499,9 @@ def _forced_table(
     cols = dict(zip(_FORCED.names, pa.array(forced, type=_FORCED).flatten(), strict=False))
     jd, flux_dn, unc, zp = (_np(cols[k]) for k in ("jd", "forcediffimflux", "forcediffimfluxunc", "magzpsci"))
     band, band_ok = _bands(cols["fid"])
+    with np.errstate(over="ignore", invalid="ignore"):  # absurd zero points overflow: those rows are unusable
+        scale = 10 ** (-0.4 * (zp - AB_ZP_UJY))  # DN -> microjansky
+        flux_ujy, unc_ujy = flux_dn * scale, np.abs(unc * scale)
     keep = (
         np.isfinite(jd)
         & (jd >= _JD_MIN)
@@ -504,10 +509,10 @@ def _forced_table(
         & band_ok
         & np.isfinite(flux_dn)
         & np.isfinite(zp)
+        & np.isfinite(flux_ujy)
         & (flux_dn > -99999)
         & ~bad_alert[parent]
     )
-    scale = 10 ** (-0.4 * (zp - AB_ZP_UJY))  # DN -> microjansky
     mjd = jd_to_mjd(jd)
     n = len(forced)
     idx = pa.array(parent)
@@ -520,8 +525,8 @@ def _forced_table(
             "band": band,
             "mag": null_f,
             "magerr": null_f,
-            "flux": pa.array(flux_dn * scale),
-            "flux_err": pa.array(np.abs(unc * scale), mask=~np.isfinite(unc)),
+            "flux": pa.array(flux_ujy),
+            "flux_err": pa.array(unc_ujy, mask=~np.isfinite(unc_ujy)),
             "is_limit": pa.array(np.zeros(n, dtype=bool)),
             "candid": pa.nulls(n, pa.int64()),
             "label": pa.nulls(n, pa.string()),

@@ -286,12 +286,12 @@ def _predict_with_class(url: str, lightcurve: dict, timeout: float = 60) -> dict
 def test_whole_cluster_restart_keeps_classes_users_classifications_and_serves_the_production_model(
     trained, settings, shared_data, tmp_path, monkeypatch
 ):
-    from cosmic_ray.ops.cluster import high_throughput_env
     from cosmic_ray.serve.store import Store
 
-    # the clusters start as `cosmic-ray cluster up` starts them: Serve's high-throughput mode (HAProxy)
-    for name, value in high_throughput_env().items():
-        monkeypatch.setenv(name, value)
+    # the clusters start as `cosmic-ray cluster up` starts them by default: Serve's own proxy (HAProxy
+    # mode is opt-in; tests/integration/test_ops_cluster_restart_loopback.py covers it)
+    for name in ("RAY_SERVE_ENABLE_HA_PROXY", "RAY_SERVE_THROUGHPUT_OPTIMIZED"):
+        monkeypatch.delenv(name, raising=False)
 
     # state of this deployment: its own home and event store; the real registered model of the session
     home = tmp_path / "home"
@@ -314,7 +314,8 @@ def test_whole_cluster_restart_keeps_classes_users_classifications_and_serves_th
         from cosmic_ray.learn import registry
 
         production = registry.production_version(Settings(home=home, mlflow_tracking_uri=tracking))
-        assert any("haproxy" in name for name in _listeners(port)), _listeners(port)  # HAProxy answers the port
+        listeners = _listeners(port)
+        assert listeners and not any("haproxy" in name for name in listeners), listeners  # Serve's proxy answers
         version = httpx.get(f"{url}/model", timeout=30).json()["version"]
         assert production is not None and version == production.version  # served without naming a version
         label, curves = _support_lightcurves(shared_data, trained.classes)

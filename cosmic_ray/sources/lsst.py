@@ -230,7 +230,7 @@ def _point(
     time = _first(item, "midpointMjdTai", "midPointTai")
     mjd = _number(time)
     band = _first(item, "band", "filterName")
-    band = band.strip().lower() if isinstance(band, str) else None
+    band = band if isinstance(band, str) else None  # exactly u g r i z y (an upper-case R is not Rubin r)
     flux = _number(_first(item, "psfFlux", "psFlux"))
     flux_err = _number(_first(item, "psfFluxErr", "psFluxErr"))
     if mjd is None or not _MJD_MIN <= mjd <= _MJD_MAX:

@@ -19,6 +19,8 @@ import fastavro
 import fastavro.schema
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from lsst.alert.packet import Schema, get_schema_root
 
 from cosmic_ray.core.lightcurve import AB_ZP_NJY, BANDS
@@ -285,3 +287,35 @@ def test_lsst_is_registered_and_reads_folders(tmp_path: Path, shared_data: Path)
     [raw] = list(source.fetch(request))
     assert source.parse(raw).table.num_rows == 2
     assert np.all(np.isfinite(source.parse(raw).table.column("flux").to_numpy()))
+
+
+_VALUES = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=5),
+    st.sampled_from(["u", "g", "y", "R", " i "]),
+    st.lists(st.none(), max_size=2),
+)
+_FIELDS = ("diaSourceId", "diaObjectId", "ssObjectId", "midpointMjdTai", "midPointTai", "band", "filterName")
+_FIELDS += ("psfFlux", "psfFluxErr", "psFlux", "ra", "dec", "decl", "reliability", "diaForcedSourceId")
+_ITEMS = st.dictionaries(st.sampled_from(_FIELDS), _VALUES, max_size=len(_FIELDS))
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    source=st.one_of(_ITEMS, _VALUES),
+    history=st.one_of(st.lists(st.one_of(_ITEMS, _VALUES), max_size=3), _VALUES),
+    forced=st.one_of(st.lists(_ITEMS, max_size=3), _VALUES),
+    alert_id=_VALUES,
+)
+def test_hostile_records_are_quarantined_or_read_never_raised(source, history, forced, alert_id):
+    record = {"alertId": alert_id, "diaSource": source, "prvDiaSources": history, "prvDiaForcedSources": forced}
+    result = lsst.parse_records([record, "not a record"], names=["a", "b"])
+    assert ("b", "not a Rubin alert: no diaSource record") in result.quarantined
+    assert result.alerts + len(result.quarantined) == 2
+    for row in result.table.to_pylist():
+        assert row["band"] in BANDS and math.isfinite(row["mjd"]) and math.isfinite(row["flux"])
+        assert row["time_scale"] == "tai" and row["object_id"].startswith("lsst:")
+        assert row["mag"] is None or (row["flux"] > 0 and math.isfinite(row["mag"]))

@@ -241,7 +241,6 @@ def _point(
         return "no finite psfFlux"
     if flux_err is not None and flux_err < 0:
         return f"negative psfFluxErr {flux_err}"
-    mag, magerr = flux_njy_to_mag(np.array([flux]), np.array([np.nan if flux_err is None else flux_err]))
     ra = _number(item.get("ra"))
     dec = _number(_first(item, "dec", "decl"))
     if ra is None or dec is None:
@@ -251,8 +250,8 @@ def _point(
         "source": kind,
         "mjd": mjd,
         "band": band,
-        "mag": None if not math.isfinite(mag[0]) else float(mag[0]),
-        "magerr": None if not math.isfinite(magerr[0]) else float(magerr[0]),
+        "mag": None,  # set by _with_magnitudes, for all the alert's points at once
+        "magerr": None,
         "flux": flux,
         "flux_err": flux_err,
         "is_limit": False,
@@ -305,4 +304,15 @@ def alert_rows(record: Any, version: str | None = None) -> list[dict[str, Any]]:
                 rows.append(row)
     if dropped:
         log.debug("alert %s of %s: %d history points without usable photometry left out", alert_id, object_id, dropped)
+    return _with_magnitudes(rows)
+
+
+def _with_magnitudes(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """AB magnitudes of the rows' positive fluxes (None where the flux is not positive or has no error)."""
+    flux = np.array([r["flux"] for r in rows], dtype=float)
+    err = np.array([np.nan if r["flux_err"] is None else r["flux_err"] for r in rows], dtype=float)
+    mag, magerr = flux_njy_to_mag(flux, err)
+    for row, m, e in zip(rows, mag.tolist(), magerr.tolist(), strict=True):
+        row["mag"] = m if math.isfinite(m) else None
+        row["magerr"] = e if math.isfinite(e) else None
     return rows

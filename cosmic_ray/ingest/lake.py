@@ -24,7 +24,7 @@ import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 
 from cosmic_ray.core.errors import SourceError
-from cosmic_ray.core.lightcurve import SCHEMA, conform
+from cosmic_ray.core.lightcurve import SCHEMA, conform, upgrade_legacy
 from cosmic_ray.ingest.keyindex import CandidIndex, PointKeyIndex
 
 log = logging.getLogger(__name__)
@@ -243,7 +243,7 @@ class Lake:
         if nights_from:
             cond = pc.field("night") >= nights_from
             expr = cond if expr is None else expr & cond
-        return conform(dataset.to_table(filter=expr))
+        return conform(upgrade_legacy(dataset.to_table(filter=expr)))
 
     def read_objects(self, object_ids: list[str], columns: list[str] | None = None) -> pa.Table:
         """The points of some objects only: the filter is pushed into the Parquet scan (row groups
@@ -261,7 +261,7 @@ class Lake:
             empty = SCHEMA.empty_table()
             return empty.select(columns) if columns else empty
         table = dataset.to_table(columns=columns, filter=wanted)
-        return table if columns else conform(table)
+        return upgrade_legacy(table) if columns else conform(upgrade_legacy(table))
 
     def files(self) -> list[Path]:
         """The light-curve files (not the per-alert table, not temporary files)."""

@@ -3,7 +3,10 @@
 Two views of each light curve:
 - ``seq``: the sequence tensor the encoder reads, (L, C) per object, first ``max_len`` detections;
 - ``feats``: light-curve package extractors per band plus colour, (F,) per object.
-Upper limits and forced photometry stay in the lake but are not model input yet.
+Upper limits and forced photometry stay in the lake but are not model input yet, and neither are
+negative-difference detections (``isdiffpos`` false: the source faded below its template, its
+``magpsf`` measures the fading, not a brightening; Rubin rows with a negative flux have no
+magnitude at all).
 
 Photometry of other surveys (the SLSN/TDE catalogues, user light curves) is read through
 :func:`band_family`: ``<survey>_g`` counts as g, ``<survey>_r``/``R``/ATLAS ``o`` as r and so on;
@@ -17,6 +20,7 @@ cuts light curves at a phase for early-classification figures.
 from __future__ import annotations
 
 import functools
+import logging
 from collections.abc import Iterator
 from typing import Any, NamedTuple
 
@@ -25,13 +29,15 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+log = logging.getLogger(__name__)
+
 # a training view moved nearer or farther (augment_points): its time dilation is taken at this
 # typical redshift of the bright training sample (BTS median ~0.06), and points the move makes
 # fainter than the survey's single-epoch depth are lost, as they would be
 REFERENCE_Z = 0.06
 SURVEY_LIMIT_MAG = 20.8
 
-MODEL_SOURCES = ("ztf_alert", "catalog", "ztf_bts", "simulated", "user", "slsne", "tde", "alerce")
+MODEL_SOURCES = ("ztf_alert", "catalog", "ztf_bts", "simulated", "user", "slsne", "tde", "alerce", "lsst_alert")
 SEQ_CHANNELS = ("t_rel", "log_dt", "band_g", "band_r", "band_i", "band_other", "mag_rel", "mag_abs", "magerr")
 FEATURE_BANDS = ("g", "r")
 
@@ -101,6 +107,10 @@ def clean_points(table: pa.Table) -> pa.Table:
     """Detections usable as model input, sorted by object then time, exact repeats merged."""
     mask = pc.and_(pc.invert(table.column("is_limit")), pc.is_valid(table.column("mag")))
     mask = pc.and_(mask, pc.is_in(table.column("source"), pa.array(MODEL_SOURCES)))
+    if "isdiffpos" in table.column_names:  # negative differences are no brightenings (null: not difference photometry)
+        positive = pc.fill_null(table.column("isdiffpos"), True)
+        log.debug("%d negative-difference detections left out of the model input", pc.sum(pc.invert(positive)).as_py())
+        mask = pc.and_(mask, positive)
     table = table.filter(mask).select(["object_id", "label", "mjd", "band", "mag", "magerr"])
     bands = table.column("band").to_pylist()
     if any(b not in ("g", "r", "i") for b in bands):
@@ -303,6 +313,8 @@ def _clean_object(points: list[dict[str, Any]]) -> ObjectPoints | None:
     kept: list[tuple[str, float, float, float, Any]] = []
     for p in points:
         if p.get("is_limit") or p.get("mag") is None or p.get("source") not in MODEL_SOURCES:
+            continue
+        if p.get("isdiffpos") is False:  # a negative difference: no brightening (see clean_points)
             continue
         band = p["band"] if p["band"] in ("g", "r", "i") else band_family(p["band"] or "")
         if band is not None:

@@ -104,7 +104,7 @@ def cluster_status() -> None:
 # ----------------------------------------------------------------------------- ingest
 @app.command()
 def ingest(
-    source: str = typer.Argument(..., help="ztf, catalog, catalogs, tess, mast, irsa (see cosmic_ray.sources)."),
+    source: str = typer.Argument(..., help="ztf, lsst, catalog, catalogs, tess, mast, irsa (see cosmic_ray.sources)."),
     inputs: Optional[list[str]] = typer.Argument(
         None,
         help="Files or folders; tess also takes TIC ids ('TIC 123'), irsa DR object ids; "

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from ray import serve
 
+from cosmic_ray.learn.bands import bands_used
 from cosmic_ray.learn.features import featurize_objects
 from cosmic_ray.serve.args import AppArgs
 from cosmic_ray.serve.items import ModelItem, points_to_rows
@@ -204,6 +205,7 @@ class ProtoNetModel:
                     "rare": p.label in self.args.rare_classes,
                     "neighbours": p.neighbours,
                     "model_version": current.registered.version,
+                    "bands_used": bands_used(item.rows),
                     **({"candid": item.candid} if item.candid is not None else {}),
                 }
             )

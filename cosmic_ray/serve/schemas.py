@@ -97,6 +97,9 @@ class PredictResponse(BaseModel):
     neighbours: list[Neighbour]
     model_version: str
     latency_ms: float
+    bands_used: list[str] = Field(
+        default_factory=list, description="The light curve's bands the model read (those it was trained on)."
+    )
 
 
 class BatchResponse(BaseModel):

@@ -22,6 +22,7 @@ REGISTRY: dict[str, str] = {
     "mast": "cosmic_ray.sources.mast",
     "irsa": "cosmic_ray.sources.irsa",
     "catalogs": "cosmic_ray.sources.catalogs",
+    "lsst": "cosmic_ray.sources.lsst",
 }
 
 
@@ -39,6 +40,6 @@ def get_source(name: str) -> Source[Any]:
 
 
 if TYPE_CHECKING:  # each registered module implements the Source protocol (checked by mypy, never run)
-    from cosmic_ray.sources import catalog, catalogs, irsa, mast, tess, ztf
+    from cosmic_ray.sources import catalog, catalogs, irsa, lsst, mast, tess, ztf
 
-    _CHECKED: tuple[Source[Any], ...] = (ztf, catalog, tess, mast, irsa, catalogs)
+    _CHECKED: tuple[Source[Any], ...] = (ztf, catalog, tess, mast, irsa, catalogs, lsst)

@@ -8,7 +8,8 @@ Hostile containers are refused before anything is decoded: a writer schema that 
 (or lacks the fields the caller requires) is foreign; a block may not declare more records than it
 has bytes (a record of a record schema with a required field takes at least one byte), so a
 78-byte file cannot make millions of records; deflate blocks are inflated with the decompression
-bound of :mod:`cosmic_ray.sources.bounded`; codecs other than null and deflate are refused.
+bound of :mod:`cosmic_ray.sources.bounded`, and so are snappy blocks (Avro's snappy codec, through
+``cramjam``); other codecs are refused.
 """
 
 from __future__ import annotations
@@ -24,11 +25,11 @@ import fastavro
 import fastavro.read as _avro_read
 
 from cosmic_ray.core.errors import BadAlertError
-from cosmic_ray.sources.bounded import inflate
+from cosmic_ray.sources.bounded import inflate, unsnappy_avro_block
 
 _HEADER = fastavro.parse_schema(_avro_read.HEADER_SCHEMA)
 _LONG = fastavro.parse_schema({"type": "long"})
-CODECS = ("null", "deflate")
+CODECS = ("null", "deflate", "snappy")
 
 
 class ForeignSchemaError(BadAlertError):
@@ -112,6 +113,12 @@ def _read_container(data: bytes, required_fields: tuple[str, ...]) -> list[Any]:
                 inflated = inflate(fo.read(size), -15, "Avro deflate block")
             except zlib.error as exc:
                 raise BadAlertError(f"not a readable Avro container: corrupt deflate block: {exc}") from exc
+            block, available = io.BytesIO(inflated), len(inflated)
+        elif codec == "snappy":
+            try:
+                inflated = unsnappy_avro_block(fo.read(size))
+            except ValueError as exc:
+                raise BadAlertError(f"not a readable Avro container: {exc}") from exc
             block, available = io.BytesIO(inflated), len(inflated)
         if count < 0 or count > available:  # each record takes at least one byte (a record with fields)
             raise BadAlertError(f"not a readable Avro container: block declares {count} records in {available} bytes")

@@ -61,6 +61,37 @@ def inflate(data: bytes, wbits: int, what: str = "compressed data", limit: int |
     return out
 
 
+def unsnappy_avro_block(data: bytes, what: str = "Avro snappy block", limit: int | None = None) -> bytes:
+    """An Avro ``snappy`` block (raw snappy, then the big-endian CRC32 of the output), at most ``limit`` bytes.
+
+    The declared length is read from the snappy preamble before anything is decompressed
+    (``cramjam``, the library fastavro uses for this codec).
+
+    Raises:
+        DecompressionLimitError: the declared or actual output exceeds the bound.
+        ValueError: corrupt snappy data or a checksum mismatch.
+    """
+    # deferred: cramjam is only needed for snappy-coded containers
+    import cramjam
+
+    bound = _limit(limit)
+    if len(data) < 4:
+        raise ValueError(f"{what}: {len(data)} bytes, shorter than its checksum")
+    body, crc = data[:-4], data[-4:]
+    try:
+        declared = cramjam.snappy.decompress_raw_len(body)
+        if declared > bound:
+            raise _too_big(what, bound)
+        out = bytes(cramjam.snappy.decompress_raw(body))
+    except cramjam.DecompressionError as exc:
+        raise ValueError(f"{what}: corrupt snappy data: {exc}") from exc
+    if len(out) > bound:
+        raise _too_big(what, bound)
+    if zlib.crc32(out).to_bytes(4, "big") != crc:
+        raise ValueError(f"{what}: CRC32 mismatch (corrupt block)")
+    return out
+
+
 def gunzip(data: bytes, what: str = "gzip data", limit: int | None = None) -> bytes:
     """Every member of a gzip stream, concatenated (as :func:`gzip.decompress`), at most ``limit`` bytes.
 

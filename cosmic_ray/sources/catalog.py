@@ -22,7 +22,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 
 from cosmic_ray.core.errors import SourceError
-from cosmic_ray.core.lightcurve import SCHEMA, conform, mag_to_flux_ujy, mjd_to_nights
+from cosmic_ray.core.lightcurve import SCHEMA, conform, mag_to_flux_njy, mjd_to_nights
 from cosmic_ray.sources.base import ParseResult, RawInput, read_files
 from cosmic_ray.sources.bounded import DecompressionLimitError, maybe_gunzip
 
@@ -130,7 +130,7 @@ def parse(raw: RawInput, source: str = "catalog") -> ParseResult:
 
     mjd, mag, err = (_floats(table.column(c)) for c in ("mjd", "mag", "magerr"))
     with np.errstate(over="ignore", invalid="ignore"):
-        flux, flux_err = mag_to_flux_ujy(mag, err)
+        flux, flux_err = mag_to_flux_njy(mag, err)
     good = (
         np.isfinite(mjd)
         & (mjd >= MJD_RANGE[0])

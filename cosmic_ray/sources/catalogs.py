@@ -45,7 +45,7 @@ from astropy.coordinates import SkyCoord
 
 from cosmic_ray.core.errors import SourceError
 from cosmic_ray.core.lightcurve import (
-    AB_ZP_UJY,
+    AB_ZP_NJY,
     JD_MJD_OFFSET,
     SCHEMA,
     ZTF_FID_TO_BAND,
@@ -310,7 +310,7 @@ def _to_table(df: pd.DataFrame, source: str, labels: pd.Series | str) -> pa.Tabl
     err = df["magerr"].to_numpy(float)
     limit = df["is_limit"].to_numpy(bool)
     sign = df["sign"].to_numpy(float) if "sign" in df else np.ones(len(df))
-    flux = sign * 10 ** (-0.4 * (mag - AB_ZP_UJY))  # microjansky from AB (ZP 23.9)
+    flux = sign * 10 ** (-0.4 * (mag - AB_ZP_NJY))  # nanojansky from AB (ZP 31.4)
     flux_err = np.abs(flux) * err * np.log(10) / 2.5
     no_flux = limit | ~np.isfinite(flux)
     columns: dict[str, Any] = {

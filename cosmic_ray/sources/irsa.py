@@ -37,7 +37,7 @@ from astropy import units as u
 from astropy.io import ascii as asciitable
 
 from cosmic_ray.core.errors import SourceError
-from cosmic_ray.core.lightcurve import SCHEMA, conform, mag_to_flux_ujy, mjd_to_nights
+from cosmic_ray.core.lightcurve import SCHEMA, conform, mag_to_flux_njy, mjd_to_nights
 from cosmic_ray.sources.base import (
     FileRequest,
     ParseResult,
@@ -255,7 +255,7 @@ def parse(raw: RawInput, object_id: str | None = None) -> ParseResult:
         int(flagged.sum()),
     )
 
-    flux, flux_err = mag_to_flux_ujy(mag[keep], err[keep])
+    flux, flux_err = mag_to_flux_njy(mag[keep], err[keep])
     n = int(keep.sum())
     ids = [object_id] * n if object_id is not None else [str(o) for o in oid[keep]]
     out = pa.table(

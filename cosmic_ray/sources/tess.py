@@ -7,7 +7,7 @@ What a row holds (differs from the alert sources, read this before mixing them):
   MJD like ZTF's (the two differ by up to ~8 minutes). :data:`TIME_REFERENCE` names it and the
   table's schema metadata carries it.
 * ``flux`` / ``flux_err`` are **relative** (the chosen flux column divided by its median over
-  the kept cadences, so the median is 1), not microjansky; ``mag``/``magerr`` are null.
+  the kept cadences, so the median is 1), not nanojansky; ``mag``/``magerr`` are null.
 * Cadences with ``QUALITY != 0`` or a NaN time/flux are dropped (counted in the log).
 * ``band`` is ``tess_T``, ``source`` is ``tess``, ``object_id`` is ``TIC<TICID>``.
 
@@ -48,7 +48,7 @@ NAME = "tess"
 SOURCE = "tess"
 BAND = "tess_T"
 TIME_REFERENCE = f"BJD_TDB - {JD_MJD_OFFSET} (barycentric, TDB); not geocentric UTC MJD"
-FLUX_REFERENCE = "relative: flux / median(flux) over kept cadences; not microjansky"
+FLUX_REFERENCE = "relative: flux / median(flux) over kept cadences; not nanojansky"
 # Column tried in order when none is asked for: SPOC's PDC flux, then QLP's detrended flux.
 DEFAULT_FLUX_COLUMNS = ("PDCSAP_FLUX", "KSPSAP_FLUX")
 DOWNLOAD_URL = mast.download_url()
@@ -279,6 +279,7 @@ def _parse_hdul(raw: RawInput, hdul: fits.HDUList, flux_column: str | None) -> P
             "ra": pa.array([_maybe_float(ra)] * n, pa.float64()),
             "dec": pa.array([_maybe_float(dec)] * n, pa.float64()),
             "night": pa.array(mjd_to_nights(mjd), pa.string()),
+            "time_scale": pa.array(["tdb"] * n, pa.string()),  # barycentric TDB (see TIME_REFERENCE)
         }
     )
     table = conform(table).replace_schema_metadata(

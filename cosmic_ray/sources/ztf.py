@@ -5,7 +5,7 @@ Shape shared by every source: ``build_request`` (what would be read, no I/O beyo
 
 Light curve of an alert = the triggering candidate + ``prv_candidates`` (detections have a
 ``candid``; upper limits do not and carry ``diffmaglim``) + ``fp_hists`` forced photometry
-(schema >= 4.0). Difference flux is signed by ``isdiffpos``.
+(schema >= 4.0). Difference flux (nanojansky) is signed by ``isdiffpos``; times are UTC.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from cosmic_ray.core.errors import BadAlertError, SourceError
-from cosmic_ray.core.lightcurve import AB_ZP_UJY, SCHEMA, jd_to_mjd, mjd_to_jd, mjd_to_nights
+from cosmic_ray.core.lightcurve import AB_ZP_NJY, SCHEMA, jd_to_mjd, mjd_to_jd, mjd_to_nights
 from cosmic_ray.sources.avro import ForeignSchemaError, read_records
 from cosmic_ray.sources.base import ParseResult, RawInput
 from cosmic_ray.sources.bounded import DecompressionLimitError, max_decompressed_bytes, read_bounded
@@ -410,7 +410,7 @@ def records_to_tables(
     is_det = first | cols["candid"].is_valid().to_numpy(zero_copy_only=False)
     jd_ok = np.isfinite(jd) & (jd >= _JD_MIN) & (jd <= _JD_MAX)
     with np.errstate(over="ignore", invalid="ignore"):  # absurd magnitudes overflow: those rows are unusable
-        flux_abs = 10 ** (-0.4 * (mag - AB_ZP_UJY))
+        flux_abs = 10 ** (-0.4 * (mag - AB_ZP_NJY))
         flux_err = flux_abs * err * math.log(10) / 2.5
     det_ok = np.isfinite(mag) & jd_ok & band_ok & np.isfinite(err) & (err >= 0) & np.isfinite(flux_err)
     lim_ok = np.isfinite(lim) & jd_ok & band_ok
@@ -452,6 +452,7 @@ def records_to_tables(
             "schemavsn": pa.array(versions, pa.string()).take(parent_idx),
             "alert_candid": pa.array(alert_candids, pa.int64()).take(parent_idx),
             "night": _nights(mjd),
+            "time_scale": pa.array(np.full(n, "utc", dtype=object), pa.string()),  # jd: exposure start, UTC
         },
         schema=SCHEMA,
     ).filter(pa.array(keep))
@@ -500,8 +501,8 @@ def _forced_table(
     jd, flux_dn, unc, zp = (_np(cols[k]) for k in ("jd", "forcediffimflux", "forcediffimfluxunc", "magzpsci"))
     band, band_ok = _bands(cols["fid"])
     with np.errstate(over="ignore", invalid="ignore"):  # absurd zero points overflow: those rows are unusable
-        scale = 10 ** (-0.4 * (zp - AB_ZP_UJY))  # DN -> microjansky
-        flux_ujy, unc_ujy = flux_dn * scale, np.abs(unc * scale)
+        scale = 10 ** (-0.4 * (zp - AB_ZP_NJY))  # DN -> nanojansky
+        flux_njy, unc_njy = flux_dn * scale, np.abs(unc * scale)
     keep = (
         np.isfinite(jd)
         & (jd >= _JD_MIN)
@@ -509,7 +510,7 @@ def _forced_table(
         & band_ok
         & np.isfinite(flux_dn)
         & np.isfinite(zp)
-        & np.isfinite(flux_ujy)
+        & np.isfinite(flux_njy)
         & (flux_dn > -99999)
         & ~bad_alert[parent]
     )
@@ -525,8 +526,8 @@ def _forced_table(
             "band": band,
             "mag": null_f,
             "magerr": null_f,
-            "flux": pa.array(flux_ujy),
-            "flux_err": pa.array(unc_ujy, mask=~np.isfinite(unc_ujy)),
+            "flux": pa.array(flux_njy),
+            "flux_err": pa.array(unc_njy, mask=~np.isfinite(unc_njy)),
             "is_limit": pa.array(np.zeros(n, dtype=bool)),
             "candid": pa.nulls(n, pa.int64()),
             "label": pa.nulls(n, pa.string()),
@@ -538,6 +539,7 @@ def _forced_table(
             "schemavsn": pa.array(versions, pa.string()).take(idx),
             "alert_candid": pa.array(alert_candids, pa.int64()).take(idx),
             "night": _nights(mjd),
+            "time_scale": pa.array(np.full(n, "utc", dtype=object), pa.string()),  # jd: exposure start, UTC
         },
         schema=SCHEMA,
     )

@@ -61,6 +61,10 @@ def test_predict_a_real_alert_over_http(served, trained, shared_data):
     assert 0 <= body["open_set_score"] <= 1
     assert body["model_version"] == trained.version
     assert len(body["neighbours"]) == 5 and all(n["label"] in trained.classes for n in body["neighbours"])
+    # the bands the model read: those of the alert's positive-difference detections (issue 17)
+    points = [_alert(path)["candidate"], *(_alert(path)["prv_candidates"] or [])]
+    fids = {p["fid"] for p in points if p.get("candid") and p.get("isdiffpos") in ("t", "1")}
+    assert body["bands_used"] == sorted({1: "g", 2: "r", 3: "i"}[f] for f in fids)
 
 
 def test_malformed_alert_gets_422_and_the_service_keeps_answering(served, shared_data):

@@ -149,7 +149,7 @@ def test_slsne_limits_and_flux(slsne: catalogs.ParseResult) -> None:
     limits, dets = df[df["is_limit"]], df[~df["is_limit"]]
     assert limits["magerr"].isna().all() and limits["flux"].isna().all()
     assert dets["magerr"].notna().all() and (dets["magerr"] >= 0).all()
-    np.testing.assert_allclose(dets["flux"], (dets["mag"].to_numpy() * u.ABmag).to_value(u.uJy), rtol=1e-10)
+    np.testing.assert_allclose(dets["flux"], (dets["mag"].to_numpy() * u.ABmag).to_value(u.nJy), rtol=1e-10)
 
 
 # ------------------------------------------------------------------------------------------- TDE

@@ -316,7 +316,8 @@ def test_irsa_ipac_table_CONSTRUCTED() -> None:
     assert [q[1] for q in result.quarantined] == ["null or non-finite mjd/mag/magerr"]
     np.testing.assert_allclose(table.column("mjd").to_numpy(), np.asarray(t["mjd"])[keep])
     np.testing.assert_allclose(table.column("mag").to_numpy(), np.asarray(t["mag"])[keep])
-    np.testing.assert_allclose(table.column("flux").to_numpy(), 10 ** (-0.4 * (np.asarray(t["mag"])[keep] - 23.9)))
+    # nanojansky: 31.4 is the AB magnitude of 1 nJy
+    np.testing.assert_allclose(table.column("flux").to_numpy(), 10 ** (-0.4 * (np.asarray(t["mag"])[keep] - 31.4)))
     assert table.column("band").to_pylist() == [
         {"zg": "g", "zr": "r", "zi": "i"}[f] for f in np.asarray(t["filtercode"])[keep]
     ]

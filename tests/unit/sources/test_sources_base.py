@@ -36,7 +36,7 @@ def test_every_registered_source_has_the_shape(name):
 
 
 def test_unknown_source_lists_the_known_ones():
-    with pytest.raises(KeyError, match="known sources: catalog, catalogs, irsa, mast, tess, ztf"):
+    with pytest.raises(KeyError, match="known sources: catalog, catalogs, irsa, lsst, mast, tess, ztf"):
         get_source("lsst")
 
 

@@ -104,7 +104,9 @@ def cluster_status() -> None:
 # ----------------------------------------------------------------------------- ingest
 @app.command()
 def ingest(
-    source: str = typer.Argument(..., help="ztf, catalog, catalogs, tess, mast, irsa (see cosmic_ray.sources)."),
+    source: str = typer.Argument(
+        ..., help="ztf, catalog, catalogs, tess, mast, irsa (see cosmic_ray.sources), or context (a context table)."
+    ),
     inputs: Optional[list[str]] = typer.Argument(
         None,
         help="Files or folders; tess also takes TIC ids ('TIC 123'), irsa DR object ids; "
@@ -124,7 +126,9 @@ def ingest(
     """Read SOURCE inputs, or the answers of an archive search, into the lake; print one JSON summary line.
 
     Bad records are quarantined with their reasons. MAST observations go to the lake's anchors
-    table (lake/_anchors), not among the light-curve points.
+    table (lake/_anchors), not among the light-curve points. ``ingest context FILE`` merges a
+    per-object context table (CSV/Parquet: object_id, ra, dec, gal_b, a_v, host_mag, host_color,
+    redshift; any subset) into lake/_context; ZTF alerts fill it too.
     """
     # deferred: each command imports what it runs, so `cosmic-ray --help` starts fast
     from cosmic_ray.core.errors import SourceError
@@ -134,6 +138,9 @@ def ingest(
     from cosmic_ray.sources import REGISTRY
 
     s = _settings()
+    if source == "context":
+        _ingest_context(s, inputs or [], lake or s.lake_dir)
+        return
     if source not in REGISTRY:
         _fail(f"unknown source {source!r}; known: {', '.join(sorted(REGISTRY))}", 2)
     if (ra is None) != (dec is None):
@@ -158,10 +165,32 @@ def ingest(
         request = request_for(source, inputs or [], options)
         if not request.remote:  # files are parsed by Ray Data; a remote search is fetched here
             cluster.connect(s, persistent=False)
-        summary = run_ingest(source, list(inputs or []), lake_dir, s.quarantine_dir, request=request)
+        summary = run_ingest(
+            source,
+            list(inputs or []),
+            lake_dir,
+            s.quarantine_dir,
+            request=request,
+            host_max_arcsec=s.context_host_max_arcsec,
+        )
     except SourceError as exc:  # RemoteServiceError included
         _fail(str(exc))
     _emit(summary.to_dict())
+
+
+def _ingest_context(s: Settings, files: list[str], lake_dir: Path) -> None:
+    """``cosmic-ray ingest context FILE...``: one JSON summary line per table."""
+    from cosmic_ray.core.errors import SourceError  # deferred: as in ingest
+    from cosmic_ray.ingest.context import ingest_context_file
+
+    if not files:
+        _fail("give a context table: cosmic-ray ingest context FILE", 2)
+    for name in files:
+        try:
+            summary = ingest_context_file(Path(name), lake_dir, s.quarantine_dir)
+        except SourceError as exc:
+            _fail(str(exc))
+        _emit(summary.to_dict())
 
 
 @app.command()

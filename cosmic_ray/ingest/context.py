@@ -320,3 +320,21 @@ def ingest_context_file(
     )
     log.info("ingest context %s: %s", path.name, summary)
     return summary
+
+
+def evaluation_context(lake_dir: Path | str, table_path: Path | str | None = None) -> pa.Table:
+    """The lake's context with a context table's good rows added (in memory only; nothing is written).
+
+    The table's rows are dated now unless they say otherwise, so they win field by field over the
+    lake's; its bad rows are left out with a warning (``ingest context`` quarantines them).
+
+    Raises:
+        SourceError: the table is unreadable or has no ``object_id`` column.
+    """
+    lake_rows = [conform_context(pq.read_table(p)) for p in _part_files(lake_dir)]
+    if table_path is None:
+        return merge_context(pa.concat_tables(lake_rows)) if lake_rows else CONTEXT_SCHEMA.empty_table()
+    parsed = parse_context_file(table_path)
+    if parsed.bad:
+        log.warning("context table %s: %d bad rows left out (first: %s)", table_path, len(parsed.bad), parsed.bad[0][2])
+    return merge_context(pa.concat_tables([*lake_rows, parsed.table]))

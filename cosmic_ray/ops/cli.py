@@ -299,9 +299,16 @@ def evaluate(
     run: Optional[str] = typer.Option(None, help="MLflow run id to log the figures to."),
     out: Path = typer.Option(..., help="Where to write the JSON report."),
     seed: int = typer.Option(0, help="Seed of the support draws."),
+    context: Optional[Path] = typer.Option(
+        None,
+        help="Context table (CSV/Parquet, as `ingest context` reads) added to the lake's context for this "
+        "evaluation only (the --data objects' context comes from it).",
+    ),
 ) -> None:
-    """Closed-set, K-shot and open-set figures of a model against a balanced-random-forest baseline."""
+    """Closed-set, K-shot and open-set figures of a model against a balanced-random-forest baseline,
+    in three context modes side by side (light_curve, alert_time, with_redshift)."""
     # deferred: pyarrow, torch and mlflow are heavy; only this command needs them
+    from cosmic_ray.ingest.context import evaluation_context
     from cosmic_ray.ingest.lake import Lake
     from cosmic_ray.learn import registry
     from cosmic_ray.learn.evaluate import report as ev_report
@@ -321,6 +328,7 @@ def evaluate(
             if train_table.num_rows == 0:
                 _fail(f"no labelled data in the lake {s.lake_dir} to train the baseline on: pass --train TABLE")
         same_event = ev_tables.event_key_from_shared(s.shared_data_dir) if s.shared_data_dir else None
+        context_table = evaluation_context(s.lake_dir, context)
         report = ev_report.evaluate_report(
             classifier,
             data_table,
@@ -331,6 +339,7 @@ def evaluate(
             model_uri=uri,
             seed=seed,
             same_event=same_event,
+            context=context_table,
         )
     except (CosmicRayError, ValueError) as exc:
         _fail(str(exc))

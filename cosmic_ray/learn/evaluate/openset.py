@@ -62,15 +62,28 @@ def protonet_open_set_by_class(
 
 
 def baseline_open_set_by_class(
-    train: LabelledArrays, data: LabelledArrays, classes: list[str], rare: list[str], seed: int = 0
+    train: LabelledArrays,
+    data: LabelledArrays,
+    classes: list[str],
+    rare: list[str],
+    seed: int = 0,
+    scored: Scored | None = None,
 ) -> dict[str, float]:
-    """Every class held out in turn, the baseline's 1 - highest probability (one forest per known set)."""
+    """Every class held out in turn, the baseline's 1 - highest probability (one forest per known set).
+
+    A rare class's known set is all the base classes: its scores are taken from ``scored`` (the
+    baseline's own leave-one-class-out, :func:`~cosmic_ray.learn.evaluate.scorers.score_baseline`) when given.
+    """
     base = sorted(set(train.coarse) & {c for c in classes if c not in rare})
     x_train, x_data = baseline_inputs(train), baseline_inputs(data)
     cache: dict[tuple[str, ...], np.ndarray] = {}
     score_for: dict[str, np.ndarray] = {}
+    reused: dict[str, float] = {}
     for c in classes:
         known = tuple(b for b in base if b != c)
+        if scored is not None and c in rare and c in scored.open_pos:
+            reused[c] = auroc(scored.open_pos[c], scored.open_neg[c])
+            continue
         if len(known) < 2:  # a forest needs two classes: not measurable (NaN)
             continue
         if known not in cache:
@@ -78,7 +91,7 @@ def baseline_open_set_by_class(
             forest = baseline_forest(seed).fit(x_train[rows], train.coarse[rows].astype(str))
             cache[known] = 1.0 - forest.predict_proba(x_data).max(axis=1)
         score_for[c] = cache[known]
-    return _by_class(score_for, data, classes, base)
+    return {**_by_class(score_for, data, classes, base), **reused}
 
 
 def followup_summary(scored: Scored, top: dict[str, float] = FOLLOWUP_TOP) -> dict[str, Any]:

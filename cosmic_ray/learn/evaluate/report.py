@@ -198,7 +198,7 @@ def mode_report(
     report["followup"] = followup_summary(model)
     baseline = summarize(base, inputs.rare, BASELINE_URI, k)
     baseline["open_set_auroc_by_class"] = baseline_open_set_by_class(
-        inputs.train, inputs.data, inputs.classes, inputs.rare, seed
+        inputs.train, inputs.data, inputs.classes, inputs.rare, seed, scored=base
     )
     baseline["followup"] = followup_summary(base)
     report["baseline"] = baseline
@@ -240,19 +240,21 @@ def evaluate_report(
     seed: int = 0,
     same_event: Callable[[str], str] | None = None,
     context: pa.Table | None = None,
+    modes: tuple[str, ...] = tuple(MODES),
 ) -> dict[str, Any]:
     """The evaluation report (see the module docstring for each key).
 
     Args:
         context: per-object context (a merged :data:`~cosmic_ray.core.context.CONTEXT_SCHEMA`
             table, one row per object) of the data, support and training objects; None: none known.
+        modes: the context modes to score (default: all three).
 
     Raises:
         ValueError: no data object of an evaluated class, or no training object for the baseline.
     """
     lookup = lookup_from_table(context)
     inputs = prepare_inputs(classifier, data_table, train_table, support_table, same_event, context=lookup)
-    return report_by_mode(classifier, inputs, k, draws, seed, model_uri)
+    return report_by_mode(classifier, inputs, k, draws, seed, model_uri, modes)
 
 
 def flat_metrics(report: dict[str, Any], prefix: str = "eval") -> dict[str, float]:

@@ -101,7 +101,8 @@ def merge_context(table: pa.Table) -> pa.Table:
     df["_order"] = np.arange(len(df))
     df = df.sort_values(["object_id", "updated_mjd", "_order"], kind="stable", na_position="first")
     merged = df.drop(columns="_order").groupby("object_id", sort=True).last()  # last non-null per field
-    newest_z = df[df["redshift"].notna()].groupby("object_id").last()  # the redshift and its source, together
+    # the newest redshift and its source come from the same row (sorted: the last row per object is the newest)
+    newest_z = df[df["redshift"].notna()].drop_duplicates("object_id", keep="last").set_index("object_id")
     merged["redshift_source"] = newest_z["redshift_source"].reindex(merged.index)
     merged["updated_mjd"] = df.groupby("object_id")["updated_mjd"].max()
     return conform_context(pa.Table.from_pandas(merged.reset_index(), preserve_index=False))

@@ -99,6 +99,14 @@ def test_merge_newest_wins_per_field_and_a_missing_field_never_erases(tmp_path):
     # a redshift's provenance never outlives it: a row with a source but no redshift adds no source
     merged = merge_context(rows({"object_id": "c", "redshift_source": "x", "updated_mjd": 1.0}))
     assert _row(merged, "c")["redshift_source"] is None
+    # ... and a newer redshift of unknown provenance does not take an older one's source
+    merged = merge_context(
+        rows(
+            {"object_id": "d", "redshift": 0.1, "redshift_source": "spec", "updated_mjd": 1.0},
+            {"object_id": "d", "redshift": 0.2, "updated_mjd": 2.0},
+        )
+    )
+    assert (_row(merged, "d")["redshift"], _row(merged, "d")["redshift_source"]) == (0.2, None)
     # an evaluation table is added in memory only: its rows win, the lake is unchanged
     extra = tmp_path / "eval.csv"
     extra.write_text("object_id,redshift\na,0.3\n")

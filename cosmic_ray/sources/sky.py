@@ -1,6 +1,6 @@
 """Where an object sits on the sky, as context: Galactic latitude and Milky-Way extinction.
 
-Galactic latitude is computed with astropy. Extinction comes from the SFD dust map through the
+Galactic latitude is computed with astropy's ICRS -> Galactic rotation (read once, applied with numpy). Extinction comes from the SFD dust map through the
 ``dustmaps`` package, and only when that package is importable and its map file is installed
 (``dustmaps.sfd.fetch()`` puts it in dustmaps' data folder); otherwise it is missing (NaN),
 never a guessed value.
@@ -20,19 +20,31 @@ log = logging.getLogger(__name__)
 AV_PER_SFD_EBV = 2.742
 
 
+@functools.lru_cache(maxsize=1)
+def _icrs_to_galactic() -> np.ndarray:
+    """(3, 3) astropy's ICRS -> Galactic rotation, read off once by transforming the unit vectors.
+
+    The transformation is a fixed rotation; applying it with numpy costs microseconds a point
+    instead of a SkyCoord transformation per call (the ``/predict`` hot path converts one alert).
+    """
+    # deferred: astropy.coordinates takes ~1 s to import; most callers never need it
+    from astropy.coordinates import CartesianRepresentation, SkyCoord
+
+    axes = SkyCoord(CartesianRepresentation(np.eye(3)), frame="icrs").galactic.cartesian.xyz.value  # (3, 3)
+    return np.asarray(axes, dtype=float)  # column i: the ICRS unit vector i in Galactic coordinates
+
+
 def galactic_latitude(ra: np.ndarray, dec: np.ndarray) -> np.ndarray:
     """(N,) ICRS degrees -> (N,) Galactic latitude in degrees; NaN where a coordinate is missing or impossible."""
-    # deferred: astropy.coordinates takes ~1 s to import; most callers never need it
-    import astropy.units as u
-    from astropy.coordinates import SkyCoord
-
     ra = np.asarray(ra, dtype=float)
     dec = np.asarray(dec, dtype=float)
     ok = np.isfinite(ra) & np.isfinite(dec) & (np.abs(dec) <= 90.0)
     out = np.full(ra.shape, np.nan)
     if ok.any():
-        coords = SkyCoord(ra=(ra[ok] % 360.0) * u.deg, dec=dec[ok] * u.deg, frame="icrs")
-        out[ok] = coords.galactic.b.deg
+        a, d = np.radians(ra[ok]), np.radians(dec[ok])
+        xyz = np.stack([np.cos(d) * np.cos(a), np.cos(d) * np.sin(a), np.sin(d)])  # (3, M) ICRS unit vectors
+        z = _icrs_to_galactic()[2] @ xyz  # (M,) Galactic z component
+        out[ok] = np.degrees(np.arcsin(np.clip(z, -1.0, 1.0)))
     return out
 
 

@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pytest
 
@@ -186,3 +187,16 @@ def test_cli_ingest_context_prints_one_json_line(tmp_path, shared_data):
         cwd=tmp_path,
     )
     assert missing.returncode == 1 and "unreadable" in missing.stderr
+
+
+def test_galactic_latitude_is_astropys():
+    from astropy import units as u
+    from astropy.coordinates import SkyCoord
+
+    from cosmic_ray.sources.sky import galactic_latitude
+
+    rng = np.random.default_rng(0)
+    ra, dec = rng.uniform(0, 360, 500), np.degrees(np.arcsin(rng.uniform(-1, 1, 500)))
+    reference = SkyCoord(ra=ra * u.deg, dec=dec * u.deg, frame="icrs").galactic.b.deg
+    np.testing.assert_allclose(galactic_latitude(ra, dec), reference, atol=1e-9)
+    assert np.isnan(galactic_latitude(np.array([10.0, np.nan]), np.array([95.0, 0.0]))).all()  # impossible, missing

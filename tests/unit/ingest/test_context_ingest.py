@@ -200,3 +200,19 @@ def test_galactic_latitude_is_astropys():
     reference = SkyCoord(ra=ra * u.deg, dec=dec * u.deg, frame="icrs").galactic.b.deg
     np.testing.assert_allclose(galactic_latitude(ra, dec), reference, atol=1e-9)
     assert np.isnan(galactic_latitude(np.array([10.0, np.nan]), np.array([95.0, 0.0]))).all()  # impossible, missing
+
+
+def test_a_parquet_table_with_some_columns(tmp_path, shared_data):
+    import pyarrow.csv as pcsv
+    import pyarrow.parquet as pq
+
+    shared = pcsv.read_csv(shared_data / "ztf-bts" / "bts_dev_context.csv")
+    part = shared.select(["object_id", "redshift"]).append_column(
+        "redshift_source", pa.array(["bts_spectroscopic"] * shared.num_rows)
+    )
+    pq.write_table(part.slice(0, 100), tmp_path / "z.parquet")
+    summary = ingest_context_file(tmp_path / "z.parquet", tmp_path / "lake", tmp_path / "q")
+    assert (summary.rows, summary.quarantined) == (100, 0)
+    row = _row(read_context(tmp_path / "lake"), "ZTF18aacnlxz")
+    assert row["redshift"] == pytest.approx(0.07247) and row["redshift_source"] == "bts_spectroscopic"
+    assert row["host_mag"] is None and row["gal_b"] is None  # columns it does not have stay missing

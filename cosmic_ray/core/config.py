@@ -104,6 +104,17 @@ class Settings(BaseSettings):
         default="DEMO_KEY", description="api.nasa.gov key of the dashboard's APOD widget; empty: off."
     )
     mlflow_ui_url: str = Field(default="http://127.0.0.1:5000", description="Where the dashboard links the MLflow UI.")
+    # --- per-object context (cosmic_ray/core/context.py, ingest/context.py, sources/ztf_context.py) ---
+    context_host_max_arcsec: float = Field(
+        default=3.0,
+        gt=0,
+        description="An alert's nearest PS1 source is its host only if galaxy-like (sgscore1 < 0.5) and this close.",
+    )
+    context_mode: Literal["light_curve", "alert_time", "with_redshift"] = Field(
+        default="alert_time",
+        description="Context /predict lets the model see: light_curve (none), alert_time (all but redshift), "
+        "with_redshift (all).",
+    )
 
     # --- derived paths (never created here) ---
     @property

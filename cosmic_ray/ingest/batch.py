@@ -5,7 +5,8 @@ Data; requests that ask a service (``request.remote``: a MAST or IRSA search, TE
 TIC id) are fetched and parsed on the driver. What cannot be read is quarantined with the reason;
 the driver appends to the lake, which drops what is already there. ZTF alerts also get one row
 each in the lake's per-alert table, with their pre-filter decision; MAST observations (anchors)
-go to the lake's anchors table, never among the light-curve points.
+go to the lake's anchors table, never among the light-curve points. ZTF alerts also fill the
+lake's per-object context table (position, host, nuclear distance: :mod:`cosmic_ray.sources.ztf_context`).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from cosmic_ray.ingest.prefilter import PrefilterConfig
 from cosmic_ray.sources import get_source
 from cosmic_ray.sources.base import ParseResult, RawInput, Request
 from cosmic_ray.sources.ztf import iter_tarball, iter_tarball_bytes
+from cosmic_ray.sources.ztf_context import HOST_MAX_ARCSEC, context_from_alerts
 
 log = logging.getLogger(__name__)
 
@@ -245,6 +247,7 @@ class _Tally:
     written: int = 0
     duplicates: int = 0
     anchors: int = 0
+    host_max_arcsec: float = HOST_MAX_ARCSEC  # nearest PS1 galaxy farther than this is no host (context)
 
     def __post_init__(self) -> None:
         self.objects: set[str] = set()
@@ -258,6 +261,7 @@ class _Tally:
         self.objects.update(pc.unique(parsed.points.column("object_id")).to_pylist())
         if parsed.alerts is not None:
             lake.append_alerts(parsed.alerts, defer=True)
+            lake.append_context(context_from_alerts(parsed.alerts, self.host_max_arcsec))  # the alerts' context
         if parsed.anchors is not None:
             stored = lake.append_anchors(parsed.anchors)
             self.anchors += stored.written
@@ -274,6 +278,7 @@ def ingest(
     files_per_block: int = 128,
     flush_rows: int = 2_000_000,
     request: Request | None = None,
+    host_max_arcsec: float = HOST_MAX_ARCSEC,
 ) -> IngestSummary:
     """Read ``inputs`` of ``source_name`` (or a prepared ``request``) into the lake.
 
@@ -292,6 +297,8 @@ def ingest(
         files_per_block: files per Ray Data block.
         flush_rows: staged points that trigger a write.
         request: a request built by the caller (e.g. a MAST search with options).
+        host_max_arcsec: farthest PS1 galaxy an alert's context takes for the host
+            (:mod:`cosmic_ray.sources.ztf_context`).
 
     Raises:
         SourceError: nothing readable was given (no input file at all).
@@ -303,7 +310,7 @@ def ingest(
     run_id = uuid.uuid4().hex[:8]
     lake = Lake(lake_dir)
     lake_dir.mkdir(parents=True, exist_ok=True)
-    tally = _Tally()
+    tally = _Tally(host_max_arcsec=host_max_arcsec)
     cfg = prefilter_cfg or PrefilterConfig()
     if request.remote:
         raws = list(get_source(source_name).fetch(request))

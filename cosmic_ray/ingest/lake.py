@@ -1,6 +1,7 @@
 """The Parquet light-curve lake: ``<root>/source=<source>/night=<YYYYMMDD>/part-<id>.parquet``,
-one row per ZTF alert (pre-filter decisions) in ``<root>/_alerts/night=<YYYYMMDD>/``, and the
-archive observations found by MAST searches (anchors, not points) in ``<root>/_anchors/``.
+one row per ZTF alert (pre-filter decisions) in ``<root>/_alerts/night=<YYYYMMDD>/``, the
+archive observations found by MAST searches (anchors, not points) in ``<root>/_anchors/``, and the
+per-object context (position, host, redshift) in ``<root>/_context/`` (:mod:`cosmic_ray.ingest.context`).
 
 Appends are idempotent (points already present are counted as duplicates, not written) and
 crash-safe (each file is written under a temporary name and renamed into place, so a killed
@@ -25,6 +26,7 @@ import pyarrow.parquet as pq
 
 from cosmic_ray.core.errors import SourceError
 from cosmic_ray.core.lightcurve import SCHEMA, conform, upgrade_legacy
+from cosmic_ray.ingest import context as context_table
 from cosmic_ray.ingest.keyindex import CandidIndex, PointKeyIndex
 
 log = logging.getLogger(__name__)
@@ -230,6 +232,15 @@ class Lake:
         if new.num_rows:
             self._write_file(self.anchors_root, new)
         return AppendResult(written=new.num_rows, duplicates=int((~keep).sum()), objects=0)
+
+    # ------------------------------------------------------------------ per-object context (ingest/context.py)
+    def read_context(self, object_ids: list[str] | None = None) -> pa.Table:
+        """The merged per-object context (:data:`cosmic_ray.core.context.CONTEXT_SCHEMA`, ``_context/``)."""
+        return context_table.read_context(self.root, object_ids)
+
+    def append_context(self, table: pa.Table) -> int:
+        """Store context rows (merged field by field on read, newest ``updated_mjd`` first); returns rows written."""
+        return context_table.append_context(self.root, table)
 
     # ------------------------------------------------------------------ reading
     def read(self, sources: list[str] | None = None, nights_from: str | None = None) -> pa.Table:

@@ -43,6 +43,7 @@ from cosmic_ray.ingest.batch import ParsedBatch, merge_batches, parse_inputs
 from cosmic_ray.ingest.lake import Lake
 from cosmic_ray.ingest.prefilter import PrefilterConfig
 from cosmic_ray.sources.bounded import max_decompressed_bytes
+from cosmic_ray.sources.ztf_context import context_from_alerts
 
 log = logging.getLogger(__name__)
 
@@ -171,6 +172,7 @@ class MailboxWatcher:
         result = self.lake.append(parsed.points, defer=True)
         if parsed.alerts is not None:
             self.lake.append_alerts(parsed.alerts, defer=True)
+            self.lake.append_context(context_from_alerts(parsed.alerts))  # position, PS1 host (ztf_context)
         self.lake.flush()  # points first, then the per-alert rows; both deduplicated on a rerun
         ok = prefilter.passed(parsed.alerts) if parsed.alerts is not None else None
         if parsed.alerts is not None and ok is not None and self.on_batch is not None:

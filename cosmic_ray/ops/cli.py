@@ -104,7 +104,10 @@ def cluster_status() -> None:
 # ----------------------------------------------------------------------------- ingest
 @app.command()
 def ingest(
-    source: str = typer.Argument(..., help="ztf, lsst, catalog, catalogs, tess, mast, irsa (see cosmic_ray.sources)."),
+    source: str = typer.Argument(
+        ...,
+        help="ztf, lsst, catalog, catalogs, tess, mast, irsa (see cosmic_ray.sources), or context (a context table).",
+    ),
     inputs: Optional[list[str]] = typer.Argument(
         None,
         help="Files or folders; tess also takes TIC ids ('TIC 123'), irsa DR object ids; "
@@ -124,7 +127,9 @@ def ingest(
     """Read SOURCE inputs, or the answers of an archive search, into the lake; print one JSON summary line.
 
     Bad records are quarantined with their reasons. MAST observations go to the lake's anchors
-    table (lake/_anchors), not among the light-curve points.
+    table (lake/_anchors), not among the light-curve points. ``ingest context FILE`` merges a
+    per-object context table (CSV/Parquet: object_id, ra, dec, gal_b, a_v, host_mag, host_color,
+    redshift; any subset) into lake/_context; ZTF alerts fill it too.
     """
     # deferred: each command imports what it runs, so `cosmic-ray --help` starts fast
     from cosmic_ray.core.errors import SourceError
@@ -134,6 +139,9 @@ def ingest(
     from cosmic_ray.sources import REGISTRY
 
     s = _settings()
+    if source == "context":
+        _ingest_context(s, inputs or [], lake or s.lake_dir)
+        return
     if source not in REGISTRY:
         _fail(f"unknown source {source!r}; known: {', '.join(sorted(REGISTRY))}", 2)
     if (ra is None) != (dec is None):
@@ -158,10 +166,32 @@ def ingest(
         request = request_for(source, inputs or [], options)
         if not request.remote:  # files are parsed by Ray Data; a remote search is fetched here
             cluster.connect(s, persistent=False)
-        summary = run_ingest(source, list(inputs or []), lake_dir, s.quarantine_dir, request=request)
+        summary = run_ingest(
+            source,
+            list(inputs or []),
+            lake_dir,
+            s.quarantine_dir,
+            request=request,
+            host_max_arcsec=s.context_host_max_arcsec,
+        )
     except SourceError as exc:  # RemoteServiceError included
         _fail(str(exc))
     _emit(summary.to_dict())
+
+
+def _ingest_context(s: Settings, files: list[str], lake_dir: Path) -> None:
+    """``cosmic-ray ingest context FILE...``: one JSON summary line per table."""
+    from cosmic_ray.core.errors import SourceError  # deferred: as in ingest
+    from cosmic_ray.ingest.context import ingest_context_file
+
+    if not files:
+        _fail("give a context table: cosmic-ray ingest context FILE", 2)
+    for name in files:
+        try:
+            summary = ingest_context_file(Path(name), lake_dir, s.quarantine_dir)
+        except SourceError as exc:
+            _fail(str(exc))
+        _emit(summary.to_dict())
 
 
 @app.command()
@@ -270,9 +300,16 @@ def evaluate(
     run: Optional[str] = typer.Option(None, help="MLflow run id to log the figures to."),
     out: Path = typer.Option(..., help="Where to write the JSON report."),
     seed: int = typer.Option(0, help="Seed of the support draws."),
+    context: Optional[Path] = typer.Option(
+        None,
+        help="Context table (CSV/Parquet, as `ingest context` reads) added to the lake's context for this "
+        "evaluation only (the --data objects' context comes from it).",
+    ),
 ) -> None:
-    """Closed-set, K-shot and open-set figures of a model against a balanced-random-forest baseline."""
+    """Closed-set, K-shot and open-set figures of a model against a balanced-random-forest baseline,
+    in three context modes side by side (light_curve, alert_time, with_redshift)."""
     # deferred: pyarrow, torch and mlflow are heavy; only this command needs them
+    from cosmic_ray.ingest.context import evaluation_context
     from cosmic_ray.ingest.lake import Lake
     from cosmic_ray.learn import registry
     from cosmic_ray.learn.evaluate import report as ev_report
@@ -292,6 +329,7 @@ def evaluate(
             if train_table.num_rows == 0:
                 _fail(f"no labelled data in the lake {s.lake_dir} to train the baseline on: pass --train TABLE")
         same_event = ev_tables.event_key_from_shared(s.shared_data_dir) if s.shared_data_dir else None
+        context_table = evaluation_context(s.lake_dir, context)
         report = ev_report.evaluate_report(
             classifier,
             data_table,
@@ -302,6 +340,7 @@ def evaluate(
             model_uri=uri,
             seed=seed,
             same_event=same_event,
+            context=context_table,
         )
     except (CosmicRayError, ValueError) as exc:
         _fail(str(exc))

@@ -28,11 +28,14 @@ class ModelItem:
         rows: lake-schema rows (``object_id, source, mjd, band, mag, magerr, is_limit, night``).
         candid: the alert's id on the live path (echoed, the key of the event store); None for a
             light curve sent by a user.
+        context: what is known of the object besides its points (:data:`cosmic_ray.core.context.CONTEXT_SCHEMA`
+            fields; missing ones absent or None); None when nothing is.
     """
 
     object_id: str
     rows: list[Row]
     candid: int | None = None
+    context: Mapping[str, Any] | None = None
 
 
 @functools.lru_cache(maxsize=65536)

@@ -21,17 +21,23 @@ from cosmic_ray.core.errors import BadAlertError
 from cosmic_ray.serve.items import ModelItem, Row, lightcurve_rows
 from cosmic_ray.serve.schemas import MAG_MAX, MAG_MIN, MAGERR_MAX, PredictRequest
 from cosmic_ray.sources import ztf
+from cosmic_ray.sources.ztf_context import HOST_MAX_ARCSEC, context_of_alert
 
 
-def request_to_item(body: PredictRequest) -> ModelItem:
-    """A validated request -> the model's item.
+def request_to_item(body: PredictRequest, host_max_arcsec: float = HOST_MAX_ARCSEC) -> ModelItem:
+    """A validated request -> the model's item, with the light curve's given context or the alert's own.
+
+    Args:
+        body: the validated request.
+        host_max_arcsec: farthest PS1 galaxy an alert's context takes for the host.
 
     Raises:
         HTTPException: 422 when the alert cannot be read or the light curve has no detection.
     """
+    context: dict[str, Any] | None = None
     if body.alert is not None:
         try:
-            rows = ztf.alert_json_to_rows(body.alert)
+            rows, context = alert_rows_and_context(body.alert, host_max_arcsec)
         except BadAlertError as exc:
             raise HTTPException(status_code=422, detail=f"bad alert: {exc}") from exc
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
@@ -46,11 +52,24 @@ def request_to_item(body: PredictRequest) -> ModelItem:
     elif body.lightcurve is not None:
         rows = lightcurve_rows(body.lightcurve)
         object_id = body.lightcurve.object_id
+        context = body.context.model_dump() if body.context is not None else None
     else:  # PredictRequest refuses this; kept for a request built without validation
         raise HTTPException(status_code=422, detail="give exactly one of 'alert' or 'lightcurve'")
     if not any(not r["is_limit"] for r in rows):
         raise HTTPException(status_code=422, detail="the light curve has no detection (only upper limits)")
-    return ModelItem(object_id=object_id, rows=rows)
+    return ModelItem(object_id=object_id, rows=rows, context=context)
+
+
+def alert_rows_and_context(alert: dict[str, Any], host_max_arcsec: float) -> tuple[list[Row], dict[str, Any]]:
+    """An alert posted as JSON -> (its points, as :func:`cosmic_ray.sources.ztf.alert_to_rows` gives them; its context).
+
+    Raises:
+        BadAlertError: not a ZTF alert, or its candidate is unusable.
+    """
+    table, meta, bad = ztf.records_to_tables([ztf.check_alert(alert)])
+    if bad:
+        raise BadAlertError(bad[0][1])
+    return table.to_pylist(), context_of_alert(meta.to_pylist()[0], host_max_arcsec)
 
 
 def out_of_range(rows: list[Row]) -> str | None:

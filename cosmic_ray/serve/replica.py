@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from ray import serve
 
+from cosmic_ray.core.context import masked
 from cosmic_ray.learn.bands import bands_used
 from cosmic_ray.learn.features import featurize_objects
 from cosmic_ray.serve.args import AppArgs
@@ -188,7 +189,13 @@ class ProtoNetModel:
         current = self._current
         classifier = current.classifier
         arrays = featurize_objects([item.rows for item in items], classifier.max_len)  # object_id: the item's index
-        preds = {p.object_id: p for p in classifier.predict_features(arrays, neighbours=self.args.neighbours)}
+        mode = self.settings.context_mode
+        shown = [masked(item.context, mode) for item in items]  # the context fields the mode lets the model see
+        context = [shown[int(i)] for i in arrays["object_id"]]  # one per featurized row
+        preds = {
+            p.object_id: p
+            for p in classifier.predict_features(arrays, neighbours=self.args.neighbours, context=context)
+        }
         out: list[dict[str, Any]] = []
         for i, item in enumerate(items):
             p = preds.get(str(i))
@@ -207,6 +214,7 @@ class ProtoNetModel:
                     "model_version": current.registered.version,
                     "bands_used": bands_used(item.rows),
                     **({"candid": item.candid} if item.candid is not None else {}),
+                    **({"context": shown[i], "context_mode": mode} if item.context is not None else {}),
                 }
             )
         return out

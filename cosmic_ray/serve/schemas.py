@@ -58,18 +58,41 @@ class LightCurveIn(BaseModel):
     points: list[PointIn] = Field(min_length=1, max_length=MAX_POINTS)
 
 
+class ContextIn(BaseModel):
+    """What is known of a light curve's object besides its points (:mod:`cosmic_ray.core.context`); every
+    field optional: a missing one is missing. ``ra``/``dec`` are never model features."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    ra: float | None = Field(default=None, ge=0, lt=360, allow_inf_nan=False, description="Degrees (ICRS).")
+    dec: float | None = Field(default=None, ge=-90, le=90, allow_inf_nan=False, description="Degrees (ICRS).")
+    gal_b: float | None = Field(default=None, ge=-90, le=90, allow_inf_nan=False, description="Galactic latitude.")
+    a_v: float | None = Field(default=None, ge=0, le=50, allow_inf_nan=False, description="Milky-Way A_V, mag.")
+    host_mag: float | None = Field(
+        default=None, ge=-10, le=40, allow_inf_nan=False, description="Host apparent r magnitude (AB)."
+    )
+    host_color: float | None = Field(default=None, ge=-10, le=10, allow_inf_nan=False, description="Host g - r.")
+    host_offset_arcsec: float | None = Field(default=None, ge=0, le=3600, allow_inf_nan=False)
+    nuclear_dist_arcsec: float | None = Field(default=None, ge=0, le=3600, allow_inf_nan=False)
+    redshift: float | None = Field(default=None, ge=0, le=20, allow_inf_nan=False)
+
+
 class PredictRequest(BaseModel):
-    """Exactly one of ``alert`` (a ZTF alert as JSON: the Avro record, cutouts omitted) or ``lightcurve``."""
+    """Exactly one of ``alert`` (a ZTF alert as JSON: the Avro record, cutouts omitted) or ``lightcurve``;
+    ``context`` only with a light curve (an alert carries its own)."""
 
     model_config = ConfigDict(extra="forbid")
 
     alert: dict[str, Any] | None = None
     lightcurve: LightCurveIn | None = None
+    context: ContextIn | None = None
 
     @model_validator(mode="after")
     def _exactly_one(self) -> PredictRequest:
         if (self.alert is None) == (self.lightcurve is None):
             raise ValueError("give exactly one of 'alert' or 'lightcurve'")
+        if self.alert is not None and self.context is not None:
+            raise ValueError("'context' goes with a 'lightcurve': an alert carries its own context")
         return self
 
 
@@ -100,6 +123,10 @@ class PredictResponse(BaseModel):
     bands_used: list[str] = Field(
         default_factory=list, description="The light curve's bands the model read (those it was trained on)."
     )
+    context: dict[str, float | None] | None = Field(
+        default=None, description="The context fields the model was given (hidden ones null); null without context."
+    )
+    context_mode: str | None = Field(default=None, description="light_curve, alert_time or with_redshift.")
 
 
 class BatchResponse(BaseModel):

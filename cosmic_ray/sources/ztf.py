@@ -329,6 +329,8 @@ _FORCED = pa.struct(
 )
 # candidate fields the pre-filters read (cosmic_ray.ingest.prefilter), kept per alert
 PREFILTER_FIELDS = ("rb", "drb", "ssdistnr", "ssmagnr", "sgscore1", "distpsnr1")
+# candidate fields the per-object context reads (cosmic_ray.sources.ztf_context), kept per alert
+CONTEXT_FIELDS = ("sgmag1", "srmag1", "simag1", "szmag1", "distnr", "magnr", "neargaia")
 ALERT_SCHEMA = pa.schema(
     [
         pa.field("object_id", pa.string(), nullable=False),
@@ -342,9 +344,12 @@ ALERT_SCHEMA = pa.schema(
         pa.field("isdiffpos", pa.bool_()),
         *[pa.field(name, pa.float64()) for name in PREFILTER_FIELDS],
         pa.field("night", pa.string(), nullable=False),
+        *[pa.field(name, pa.float64()) for name in CONTEXT_FIELDS],
     ]
 )
-_CANDIDATE = pa.struct([(f.name, f.type) for f in _POINT] + [(n, pa.float64()) for n in PREFILTER_FIELDS[2:]])
+_CANDIDATE = pa.struct(
+    [(f.name, f.type) for f in _POINT] + [(n, pa.float64()) for n in PREFILTER_FIELDS[2:] + CONTEXT_FIELDS]
+)
 _BANDS = pa.array([None, "g", "r", "i"], pa.string())  # index = fid
 
 
@@ -482,6 +487,7 @@ def records_to_tables(
             "isdiffpos": _diffpos(cand["isdiffpos"]),
             **{name: _finite_or_null(cand[name]) for name in PREFILTER_FIELDS},
             "night": _nights(cand_mjd),
+            **{name: _finite_or_null(cand[name]) for name in CONTEXT_FIELDS},
         },
         schema=ALERT_SCHEMA,
     ).filter(pa.array(good))

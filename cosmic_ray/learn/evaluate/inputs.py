@@ -7,6 +7,7 @@ scorers (:mod:`~cosmic_ray.learn.evaluate.scorers`) get.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 from collections.abc import Callable
@@ -17,6 +18,7 @@ import numpy as np
 import pyarrow as pa
 
 from cosmic_ray.core.taxonomy import OTHER, to_coarse
+from cosmic_ray.learn.evaluate.context import ContextLookup, context_matrix
 from cosmic_ray.learn.features import featurize, truncate
 
 if TYPE_CHECKING:
@@ -38,11 +40,20 @@ class LabelledArrays:
     seq: np.ndarray  # (N, L, C)
     length: np.ndarray  # (N,)
     feats: np.ndarray  # (N, F) raw (not normalised)
+    # (N, len(FEATURE_FIELDS)) per-object context, NaN where missing or hidden; None: no context at all
+    context: np.ndarray | None = None
+    context_shown: tuple[str, ...] = ()  # the context fields the current mode shows (cosmic_ray.core.context)
 
     def take(self, rows: np.ndarray) -> LabelledArrays:
         """The objects at ``rows`` (indices or a boolean mask)."""
         return LabelledArrays(
-            self.object_id[rows], self.coarse[rows], self.seq[rows], self.length[rows], self.feats[rows]
+            self.object_id[rows],
+            self.coarse[rows],
+            self.seq[rows],
+            self.length[rows],
+            self.feats[rows],
+            None if self.context is None else self.context[rows],
+            self.context_shown,
         )
 
     def __len__(self) -> int:
@@ -115,6 +126,7 @@ def prepare_inputs(
     same_event: Callable[[str], str] | None = None,
     phases: tuple[int, ...] = PHASES,
     min_support_points: int = 3,
+    context: ContextLookup | None = None,
 ) -> EvaluationInputs:
     """Featurize the data (in full and truncated at each phase), the support and the training table.
 
@@ -123,6 +135,8 @@ def prepare_inputs(
       closed-set figures.
     * Support and training objects of the same event as a data object (``same_event`` maps an
       object id to an event id; identity by default) are dropped, so no event sits on both sides.
+    * ``context`` (object id -> context row) fills each object's unmasked context matrix
+      (:mod:`~cosmic_ray.learn.evaluate.context`); the modes mask it later.
 
     Raises:
         ValueError: no data object of an evaluated class, or no training object left.
@@ -162,4 +176,12 @@ def prepare_inputs(
     seen = set(map(str, getattr(classifier, "ref_ids", []))) & {str(o) for o in kept_ids}
     if seen:
         log.warning("%d data objects were training objects of this model: its figures are optimistic", len(seen))
+    if context is not None:
+
+        def attach(a: LabelledArrays) -> LabelledArrays:
+            return dataclasses.replace(a, context=context_matrix(a.object_id, context))
+
+        data, train = attach(data), attach(train)
+        support = attach(support) if support is not None else None
+        phase_arrays = {days: attach(a) for days, a in phase_arrays.items()}
     return EvaluationInputs(data, phase_arrays, support, train, classes, rare)

@@ -4,7 +4,15 @@ The report (:func:`evaluate_report`) has exactly these keys (:data:`REPORT_KEYS`
 
     model_uri, k, draws, classes {name: {precision, recall, f1, support}}, macro_f1,
     balanced_accuracy, kshot_recall {class: {mean, std}}, open_set_auroc,
-    by_phase {days: {macro_f1, balanced_accuracy}}, baseline {the same keys}
+    by_phase {days: {macro_f1, balanced_accuracy}}, open_set_auroc_by_class {class: auroc},
+    followup {class: {top1, top5, top10}}, baseline {the same keys},
+    modes {light_curve | alert_time | with_redshift: {the same keys}}
+
+* ``modes``: the figures with the per-object context (:mod:`cosmic_ray.core.context`) masked by
+  mode: ``light_curve`` hides it, ``alert_time`` shows all but the redshift, ``with_redshift`` all.
+  The top-level figures are ``alert_time``'s. The classifier gets each object's masked context;
+  the baseline appends the fields the mode shows to its features. Modes that show the same values
+  (every mode when there is no context) are scored once.
 
 * Closed-set figures are the mean over the support draws (see
   :mod:`~cosmic_ray.learn.evaluate.scorers`). Support objects of the same event as a data object
@@ -12,6 +20,9 @@ The report (:func:`evaluate_report`) has exactly these keys (:data:`REPORT_KEYS`
   make up the rest of K.
 * ``open_set_auroc``: leave-one-class-out over the rare classes, the AUROC of the open-set score
   of c's objects against the objects of the base classes, averaged over the rare classes.
+* ``open_set_auroc_by_class``: every class held out in turn (:mod:`~cosmic_ray.learn.evaluate.openset`).
+* ``followup``: per class, the share of its objects in the top 1, 5, 10% when all objects are
+  ranked by its probability.
 * ``by_phase``: every light curve truncated 3, 10 and 30 days after its first detection, and in full.
 * ``baseline``: light-curve features + balanced random forest (the ALeRCE approach), scored the same way.
 
@@ -21,13 +32,16 @@ The CLI (``cosmic-ray evaluate``), the registry (:func:`flat_metrics`) and ``ben
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
 
-from cosmic_ray.learn.evaluate.inputs import prepare_inputs
+from cosmic_ray.core.context import DEFAULT_MODE, MODES
+from cosmic_ray.learn.evaluate.context import lookup_from_table
+from cosmic_ray.learn.evaluate.inputs import EvaluationInputs, prepare_inputs
 from cosmic_ray.learn.evaluate.metrics import (
     auroc,
     balanced_accuracy,
@@ -35,6 +49,8 @@ from cosmic_ray.learn.evaluate.metrics import (
     classification_metrics,
     macro_f1,
 )
+from cosmic_ray.learn.evaluate.modes import inputs_in_mode, mode_key
+from cosmic_ray.learn.evaluate.openset import baseline_open_set_by_class, followup_summary, protonet_open_set_by_class
 from cosmic_ray.learn.evaluate.scorers import Scored, score_all
 
 if TYPE_CHECKING:
@@ -50,7 +66,10 @@ REPORT_KEYS = (
     "kshot_recall",
     "open_set_auroc",
     "by_phase",
+    "open_set_auroc_by_class",
+    "followup",
     "baseline",
+    "modes",
 )
 BASELINE_URI = "baseline:light-curve-features+balanced-random-forest"
 
@@ -169,6 +188,46 @@ def ranking_summary(scored: Scored, top: tuple[float, ...] = (0.01, 0.02, 0.05, 
     return out
 
 
+def mode_report(
+    classifier: ProtoNetClassifier, inputs: EvaluationInputs, k: int, draws: int, seed: int, model_uri: str
+) -> dict[str, Any]:
+    """The report of one masked view of the inputs (every key but ``modes``)."""
+    model, base = score_all(classifier, inputs, k, draws, seed)
+    report = summarize(model, inputs.rare, model_uri, k)
+    report["open_set_auroc_by_class"] = protonet_open_set_by_class(classifier, inputs.data, inputs.classes, inputs.rare)
+    report["followup"] = followup_summary(model)
+    baseline = summarize(base, inputs.rare, BASELINE_URI, k)
+    baseline["open_set_auroc_by_class"] = baseline_open_set_by_class(
+        inputs.train, inputs.data, inputs.classes, inputs.rare, seed, scored=base
+    )
+    baseline["followup"] = followup_summary(base)
+    report["baseline"] = baseline
+    return report
+
+
+def report_by_mode(
+    classifier: ProtoNetClassifier,
+    inputs: EvaluationInputs,
+    k: int,
+    draws: int,
+    seed: int,
+    model_uri: str,
+    modes: tuple[str, ...] = tuple(MODES),
+) -> dict[str, Any]:
+    """:func:`mode_report` per context mode (views that show the same values scored once); the top
+    level is ``alert_time``'s (the first mode given when it is not among them), plus ``modes``."""
+    done: dict[str, dict[str, Any]] = {}
+    by_mode: dict[str, dict[str, Any]] = {}
+    for mode in modes:
+        view = inputs_in_mode(inputs, mode)
+        key = mode_key(view)
+        if key not in done:
+            done[key] = mode_report(classifier, view, k, draws, seed, model_uri)
+        by_mode[mode] = done[key]
+    headline = DEFAULT_MODE if DEFAULT_MODE in by_mode else modes[0]
+    return {**copy.deepcopy(by_mode[headline]), "modes": copy.deepcopy(by_mode)}
+
+
 def evaluate_report(
     classifier: ProtoNetClassifier,
     data_table: pa.Table,
@@ -180,17 +239,22 @@ def evaluate_report(
     model_uri: str = "",
     seed: int = 0,
     same_event: Callable[[str], str] | None = None,
+    context: pa.Table | None = None,
+    modes: tuple[str, ...] = tuple(MODES),
 ) -> dict[str, Any]:
     """The evaluation report (see the module docstring for each key).
+
+    Args:
+        context: per-object context (a merged :data:`~cosmic_ray.core.context.CONTEXT_SCHEMA`
+            table, one row per object) of the data, support and training objects; None: none known.
+        modes: the context modes to score (default: all three).
 
     Raises:
         ValueError: no data object of an evaluated class, or no training object for the baseline.
     """
-    inputs = prepare_inputs(classifier, data_table, train_table, support_table, same_event)
-    model, base = score_all(classifier, inputs, k, draws, seed)
-    report = summarize(model, inputs.rare, model_uri, k)
-    report["baseline"] = summarize(base, inputs.rare, BASELINE_URI, k)
-    return report
+    lookup = lookup_from_table(context)
+    inputs = prepare_inputs(classifier, data_table, train_table, support_table, same_event, context=lookup)
+    return report_by_mode(classifier, inputs, k, draws, seed, model_uri, modes)
 
 
 def flat_metrics(report: dict[str, Any], prefix: str = "eval") -> dict[str, float]:
@@ -228,4 +292,9 @@ def format_table(report: dict[str, Any]) -> str:
         lines.append(f"{report['k']}-shot recall {c}: {v['mean']:.2f} +- {v['std']:.2f} over {report['draws']} draws")
     for days, v in report["by_phase"].items():
         lines.append(f"phase {days:>4}: macro-F1 {v['macro_f1']:.3f}  balanced accuracy {v['balanced_accuracy']:.3f}")
+    for mode, v in report.get("modes", {}).items():
+        lines.append(
+            f"context {mode:<13}: macro-F1 {v['macro_f1']:.3f} (baseline {v['baseline']['macro_f1']:.3f})  "
+            f"open-set AUROC {v['open_set_auroc']:.3f}"
+        )
     return "\n".join(lines)

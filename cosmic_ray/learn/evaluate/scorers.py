@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from cosmic_ray.learn.evaluate.context import context_rows, shown_columns
 from cosmic_ray.learn.evaluate.inputs import EvaluationInputs, LabelledArrays, support_draws
 
 if TYPE_CHECKING:
@@ -38,6 +39,7 @@ class Scored:
     open_pos: dict[str, np.ndarray] = field(default_factory=dict)  # rare class -> open-set scores of its objects
     open_neg: dict[str, np.ndarray] = field(default_factory=dict)  # rare class -> scores of base-class objects
     rare_scores: dict[str, np.ndarray] = field(default_factory=dict)  # rare class -> (draws, N) its probability
+    class_scores: dict[str, np.ndarray] = field(default_factory=dict)  # every class -> (draws, N) its probability
 
 
 def concat_scored(parts: list[Scored]) -> Scored:
@@ -60,6 +62,11 @@ def concat_scored(parts: list[Scored]) -> Scored:
             for c in first.rare_scores
             if all(c in p.rare_scores for p in parts)
         },
+        class_scores={
+            c: cat([p.class_scores[c] for p in parts], axis=1)
+            for c in first.class_scores
+            if all(c in p.class_scores for p in parts)
+        },
     )
 
 
@@ -81,7 +88,7 @@ def score_protonet(
     """
 
     def embed(a: LabelledArrays) -> np.ndarray:
-        return classifier.embed(a.seq, a.length, a.feats)
+        return classifier.embed(a.seq, a.length, a.feats, context=context_rows(a.context))
 
     base = [c for c in classifier.class_names if c not in rare]
     base_rows = [classifier.class_names.index(c) for c in base]
@@ -105,7 +112,9 @@ def score_protonet(
 
     emb_data = embed(data)
     scored = Scored(classes=classes, truth=data.coarse, preds=np.stack([predict(emb_data, dr) for dr in draws]))
-    scored.rare_scores = _rare_probabilities([decide(emb_data, dr) for dr in draws], rare, len(data))
+    decisions = [decide(emb_data, dr) for dr in draws]
+    scored.rare_scores = _rare_probabilities(decisions, rare, len(data))
+    scored.class_scores = _rare_probabilities(decisions, classes, len(data))
     for days, arrays in phases.items():
         emb = embed(arrays)
         scored.phase_truth[days] = arrays.coarse
@@ -151,6 +160,12 @@ def baseline_features(feats: np.ndarray) -> np.ndarray:
     return np.nan_to_num(np.asarray(feats, float), nan=-999.0, posinf=1e6, neginf=-1e6)
 
 
+def baseline_inputs(a: LabelledArrays) -> np.ndarray:
+    """The forest's (N, F [+ shown context fields]) inputs: light-curve features, then the context the mode shows."""
+    extra = shown_columns(a.context, a.context_shown)
+    return baseline_features(a.feats if extra is None else np.hstack([a.feats, extra]))
+
+
 def score_baseline(
     train: LabelledArrays,
     data: LabelledArrays,
@@ -167,22 +182,23 @@ def score_baseline(
     class the ProtoNet gets.
     """
     known = np.isin(train.coarse, [c for c in classes if c not in rare])
-    xt, yt = baseline_features(train.feats[known]), train.coarse[known]
+    xt, yt = baseline_inputs(train)[known], train.coarse[known]
+    xs = baseline_inputs(support) if support is not None else None
     preds: list[np.ndarray] = []
     phase_preds: dict[str, list[np.ndarray]] = {d: [] for d in phases}
     decisions: list[tuple[list[str], np.ndarray]] = []
     for i, draw in enumerate(draws):
         x, y = [xt], [yt]
-        if support is not None:  # draws are empty without a support table
+        if support is not None and xs is not None:  # draws are empty without a support table
             for c, rows in draw.items():
-                x.append(baseline_features(support.feats[rows]))
+                x.append(xs[rows])
                 y.append(np.asarray([c] * len(rows), dtype=object))
         forest = baseline_forest(seed + i).fit(np.concatenate(x), np.concatenate(y).astype(str))
-        probs = forest.predict_proba(baseline_features(data.feats))
+        probs = forest.predict_proba(baseline_inputs(data))
         preds.append(forest.classes_[probs.argmax(axis=1)].astype(object))
         decisions.append((list(forest.classes_), np.log(np.maximum(probs, 1e-12))))
         for days, arrays in phases.items():
-            phase_preds[days].append(forest.predict(baseline_features(arrays.feats)).astype(object))
+            phase_preds[days].append(forest.predict(baseline_inputs(arrays)).astype(object))
     scored = Scored(
         classes=classes,
         truth=data.coarse,
@@ -190,10 +206,11 @@ def score_baseline(
         phase_truth={d: a.coarse for d, a in phases.items()},
         phase_preds={d: np.stack(v) for d, v in phase_preds.items()},
         rare_scores=_rare_probabilities(decisions, rare, len(data)),
+        class_scores=_rare_probabilities(decisions, classes, len(data)),
     )
     # open set: a forest of the base classes alone; score = 1 - highest class probability
     forest = baseline_forest(seed).fit(xt, yt.astype(str))
-    score = 1.0 - forest.predict_proba(baseline_features(data.feats)).max(axis=1)
+    score = 1.0 - forest.predict_proba(baseline_inputs(data)).max(axis=1)
     is_base = np.isin(data.coarse, np.unique(yt))
     for c in rare:
         scored.open_pos[c] = score[data.coarse == c]

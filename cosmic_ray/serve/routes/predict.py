@@ -25,7 +25,7 @@ async def predict(request: Request, ctx: Ctx, _: Reader) -> Response:
     in this process) and the answer serialised once."""
     start = time.perf_counter()
     body = parse_json_body(PredictRequest, await request.body())
-    (result,) = await ctx.predict_items([request_to_item(body)])
+    (result,) = await ctx.predict_items([request_to_item(body, ctx.settings.context_host_max_arcsec)])
     if "error" in result:
         raise HTTPException(status_code=422, detail=result["error"])
     ctx.count([result])
@@ -44,7 +44,7 @@ async def predict_batch(body: BatchRequest, ctx: Ctx, _: Reader) -> BatchRespons
         raise HTTPException(
             status_code=413, detail=f"batch of {len(body.items)} exceeds the limit of {ctx.settings.max_batch}"
         )
-    items = [request_to_item(item) for item in body.items]
+    items = [request_to_item(item, ctx.settings.context_host_max_arcsec) for item in body.items]
     results = await ctx.predict_items(items)
     bad = [i for i, r in enumerate(results) if "error" in r]
     if bad:

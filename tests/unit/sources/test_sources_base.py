@@ -37,7 +37,7 @@ def test_every_registered_source_has_the_shape(name):
 
 def test_unknown_source_lists_the_known_ones():
     with pytest.raises(KeyError, match="known sources: catalog, catalogs, irsa, lsst, mast, tess, ztf"):
-        get_source("lsst")
+        get_source("gaia")
 
 
 def test_every_request_is_a_request(shared_data: Path):

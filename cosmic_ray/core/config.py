@@ -104,6 +104,10 @@ class Settings(BaseSettings):
         default="DEMO_KEY", description="api.nasa.gov key of the dashboard's APOD widget; empty: off."
     )
     mlflow_ui_url: str = Field(default="http://127.0.0.1:5000", description="Where the dashboard links the MLflow UI.")
+    # --- the object table and cone search (cosmic_ray/serve/routes/sky.py) ---
+    cone_max_radius_deg: float = Field(
+        default=1.0, gt=0, le=180, description="Largest cone search radius (degrees) of GET /objects; more is a 422."
+    )
 
     # --- derived paths (never created here) ---
     @property

@@ -48,6 +48,7 @@ class IngestSummary:
     quarantined: int
     seconds: float
     anchors: int = 0  # MAST observations stored (lake ``_anchors/``)
+    objects_indexed: int = 0  # rows of the event store's object table refreshed (``store_url`` given)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -274,6 +275,7 @@ def ingest(
     files_per_block: int = 128,
     flush_rows: int = 2_000_000,
     request: Request | None = None,
+    store_url: str | None = None,
 ) -> IngestSummary:
     """Read ``inputs`` of ``source_name`` (or a prepared ``request``) into the lake.
 
@@ -292,6 +294,8 @@ def ingest(
         files_per_block: files per Ray Data block.
         flush_rows: staged points that trigger a write.
         request: a request built by the caller (e.g. a MAST search with options).
+        store_url: an event store whose object table gets the ingested objects (position, first/last
+            detection, points; :func:`cosmic_ray.serve.skyobjects.refresh_from_lake`); None: not touched.
 
     Raises:
         SourceError: nothing readable was given (no input file at all).
@@ -324,6 +328,12 @@ def ingest(
             if lake.staged_rows >= flush_rows:
                 lake.flush()
     lake.flush()
+    indexed = 0
+    if store_url is not None and tally.objects:
+        # deferred: the event store (SQLAlchemy) is needed only when an object table is kept
+        from cosmic_ray.serve.skyobjects import refresh_from_lake
+
+        indexed = refresh_from_lake(lake_dir, store_url, tally.objects)
     summary = IngestSummary(
         source=source_name,
         inputs=n_inputs,
@@ -334,6 +344,7 @@ def ingest(
         quarantined=quarantine.count(quarantine_dir, run_id),
         seconds=round(time.perf_counter() - start, 3),
         anchors=tally.anchors,
+        objects_indexed=indexed,
     )
     log.info("ingest %s: %s", source_name, summary)
     return summary

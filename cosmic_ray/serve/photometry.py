@@ -113,10 +113,10 @@ def to_csv(rows: Iterable[PhotometryRow]) -> str:
     return out.getvalue()
 
 
-def _columns(time_ref: str | None, unit: str) -> list[Column]:
+def _columns(unit: str) -> list[Column]:
     return [
         Column("object_id", "char", "meta.id;meta.main"),
-        Column("mjd", "double", "time.epoch", "d", "Modified Julian Date of the observation", ref=time_ref),
+        Column("mjd", "double", "time.epoch", "d", "Modified Julian Date of the observation (time scale: time_scale)"),
         Column("time_scale", "char", "time.scale", None, "time scale of mjd (utc, tdb, ...)"),
         Column("band", "char", "instr.bandpass", None, "g, r, i for ZTF; <survey>_<filter> otherwise"),
         Column("kind", "char", "meta.code", None, "detection, upper_limit (mag is the limit) or forced"),
@@ -133,17 +133,18 @@ def _columns(time_ref: str | None, unit: str) -> list[Column]:
 
 
 def to_votable(object_id: str, rows: list[PhotometryRow]) -> bytes:
-    """A VOTable of the rows; a TIMESYS when every row has the same time scale."""
-    scales = {r["time_scale"] for r in rows}
-    scale = scales.pop() if len(scales) == 1 else None
+    """A VOTable of the rows (each row says its time scale; an INFO ``time_scale`` when all share one).
+
+    No TIMESYS element: astropy 8 warns (W54) on reading one back, whatever the file's version.
+    """
+    scales = sorted({r["time_scale"] for r in rows})
     unit = rows[0]["flux_unit"] if rows else flux_unit()
     return votable_bytes(
-        _columns("time" if scale else None, unit),
+        _columns(unit),
         list(rows),
         name="lightcurve",
         description=f"Photometry of {object_id}: detections, upper limits and forced photometry.",
-        infos={"object_id": object_id},
-        timescale=scale,
+        infos={"object_id": object_id, "time_scale": ",".join(scales)},
     )
 
 

@@ -19,11 +19,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from astropy.io.votable.tree import Field, Info, Resource, TableElement, TimeSys, VOTableFile
+from astropy.io.votable.tree import Field, Info, Resource, TableElement, VOTableFile
 
 #: Content type of a VOTable answer.
 VOTABLE_MEDIA_TYPE = "application/x-votable+xml"
-_VERSION = "1.4"  # TIMESYS (the time scale of a light curve) needs 1.4
+_VERSION = "1.4"
 
 
 @dataclass(frozen=True)
@@ -35,7 +35,6 @@ class Column:
     ucd: str | None = None
     unit: str | None = None
     description: str | None = None
-    ref: str | None = None  # the ID of a TIMESYS this column's times are in
 
 
 def _missing(value: Any) -> bool:
@@ -66,7 +65,6 @@ def votable_bytes(
     name: str,
     description: str | None = None,
     infos: Mapping[str, str] | None = None,
-    timescale: str | None = None,
 ) -> bytes:
     """A VOTable of ``rows`` (dicts keyed by column name; None or NaN is a null cell).
 
@@ -76,12 +74,9 @@ def votable_bytes(
         name: the TABLE's name.
         description: the TABLE's description.
         infos: more ``<INFO name= value=>`` of the RESOURCE (after ``QUERY_STATUS=OK``).
-        timescale: when given, a TIMESYS (MJD origin) that columns with ``ref="time"`` refer to.
     """
     extra = [Info(name=k, value=str(v)) for k, v in (infos or {}).items()]
     vot, resource = _document([Info(name="QUERY_STATUS", value="OK"), *extra])
-    if timescale is not None:
-        vot.time_systems.append(TimeSys(ID="time", timeorigin="MJD-origin", timescale=timescale.upper()))
     table = TableElement(vot, name=name)
     if description:
         table.description = description
@@ -95,7 +90,6 @@ def votable_bytes(
             arraysize="*" if c.datatype == "char" else None,
             ucd=c.ucd,
             unit=c.unit,
-            ref=c.ref,
         )
         if c.description:
             f.description = c.description

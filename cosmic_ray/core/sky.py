@@ -26,6 +26,8 @@ from astropy_healpix import HEALPix, nside_to_pixel_resolution
 HEALPIX_ORDER = 29
 #: Coarsest order a cone is covered with (order 0 pixels are 58.6 degrees).
 _MIN_QUERY_ORDER = 0
+#: A cone is searched wider by this many pixel sizes of its query order (see :func:`cone_ranges`).
+_PAD_PIXELS = 1.5
 
 _HEALPIX: dict[int, HEALPix] = {}
 
@@ -58,7 +60,11 @@ def cone_ranges(ra: float, dec: float, radius_deg: float) -> list[tuple[int, int
     ranges also hold positions a little outside (filter them with :func:`angular_distance_deg`).
     """
     order = query_order(radius_deg)
-    pixels = np.sort(_healpix(order).cone_search_lonlat(ra * u.deg, dec * u.deg, radius_deg * u.deg))
+    # astropy-healpix's cone search can miss a pixel the cone only grazes (seen at order 13 with a
+    # 10-arcsec cone): searching a cone wider by 1.5 pixel sizes (more than a pixel's centre-to-corner
+    # distance) takes in every pixel that overlaps the cone itself
+    pad = _PAD_PIXELS * nside_to_pixel_resolution(2**order).to_value(u.deg)
+    pixels = np.sort(_healpix(order).cone_search_lonlat(ra * u.deg, dec * u.deg, (radius_deg + pad) * u.deg))
     shift = 2 * (HEALPIX_ORDER - order)
     ranges: list[tuple[int, int]] = []
     for p in pixels.tolist():

@@ -34,6 +34,7 @@ from fastapi import FastAPI
 
 from cosmic_ray.core.config import Settings
 from cosmic_ray.core.lightcurve import conform, mjd_to_nights
+from cosmic_ray.core.sky import cone_ranges, healpix_index
 from cosmic_ray.ingest.batch import parse_inputs
 from cosmic_ray.ingest.lake import Lake
 from cosmic_ray.serve import context, metrics
@@ -205,6 +206,23 @@ def test_a_rebuild_writes_the_same_rows(home, store):
 
 
 # ------------------------------------------------------------------------------ cone search
+def test_cone_ranges_cover_every_position_within_the_radius():
+    # the case astropy-healpix's bare cone search misses (order 13, a 10-arcsec cone grazing a pixel)
+    inside = healpix_index(270.45429863423266, -49.922971044911996)[0]
+    ranges = cone_ranges(270.45389780618655, -49.923437620299666, 10 / 3600)
+    assert any(lo <= inside <= hi for lo, hi in ranges)
+    # and random positions within random cones, every size, both poles and RA 0/360 included
+    rng = np.random.default_rng(3)
+    for radius in (1 / 3600, 10 / 3600, 0.05, 1.0):
+        ra = np.r_[rng.uniform(0, 360, 100), 0.0, 359.99999, 10.0, 200.0]
+        dec = np.r_[np.degrees(np.arcsin(rng.uniform(-1, 1, 100))), 0.0, 45.0, 90.0, -90.0]
+        centre = SkyCoord(ra * u.deg, dec * u.deg)
+        point = centre.directional_offset_by(rng.uniform(0, 360, len(ra)) * u.deg, radius * 0.999 * u.deg)
+        index = healpix_index(point.ra.deg, point.dec.deg)
+        for k in range(len(ra)):
+            assert any(lo <= index[k] <= hi for lo, hi in cone_ranges(ra[k], dec[k], radius)), (ra[k], dec[k], radius)
+
+
 def test_cone_search_matches_brute_force_on_real_and_constructed_positions(store, everything):
     rng = np.random.default_rng(7)
     table = store.objects

@@ -17,10 +17,10 @@ Example:
 from __future__ import annotations
 
 import math
+from functools import cache
+from typing import Any
 
 import numpy as np
-from astropy import units as u
-from astropy_healpix import HEALPix, nside_to_pixel_resolution
 
 #: Nested HEALPix order of the stored index (nside 2**29).
 HEALPIX_ORDER = 29
@@ -29,26 +29,40 @@ _MIN_QUERY_ORDER = 0
 #: A cone is searched wider by this many pixel sizes of its query order (see :func:`cone_ranges`).
 _PAD_PIXELS = 1.5
 
-_HEALPIX: dict[int, HEALPix] = {}
+
+@cache
+def _healpix(order: int) -> Any:
+    """The nested ``astropy_healpix.HEALPix`` of ``order``."""
+    # deferred: astropy takes ~0.5 s to import; the event store's users (CLI, replicas) import this module
+    from astropy_healpix import HEALPix
+
+    return HEALPix(nside=2**order, order="nested")
 
 
-def _healpix(order: int) -> HEALPix:
-    if order not in _HEALPIX:
-        _HEALPIX[order] = HEALPix(nside=2**order, order="nested")
-    return _HEALPIX[order]
+@cache
+def pixel_size_deg(order: int) -> float:
+    """The side of a HEALPix pixel of ``order`` (square root of its area), degrees."""
+    return math.degrees(math.sqrt(4 * math.pi / (12 * 4**order)))
+
+
+def _deg() -> Any:
+    from astropy import units as u  # deferred: see _healpix
+
+    return u.deg
 
 
 def healpix_index(ra: np.ndarray | float, dec: np.ndarray | float) -> np.ndarray:
     """Nested HEALPix indices at :data:`HEALPIX_ORDER` of positions in degrees (int64 array)."""
     ra_a = np.atleast_1d(np.asarray(ra, dtype=float))
     dec_a = np.atleast_1d(np.asarray(dec, dtype=float))
-    return np.asarray(_healpix(HEALPIX_ORDER).lonlat_to_healpix(ra_a * u.deg, dec_a * u.deg), dtype=np.int64)
+    deg = _deg()
+    return np.asarray(_healpix(HEALPIX_ORDER).lonlat_to_healpix(ra_a * deg, dec_a * deg), dtype=np.int64)
 
 
 def query_order(radius_deg: float) -> int:
     """The finest order whose pixels are at least twice ``radius_deg`` across (few pixels per cone)."""
     for order in range(HEALPIX_ORDER, _MIN_QUERY_ORDER - 1, -1):
-        if nside_to_pixel_resolution(2**order).to_value(u.deg) >= 2 * radius_deg:
+        if pixel_size_deg(order) >= 2 * radius_deg:
             return order
     return _MIN_QUERY_ORDER
 
@@ -63,8 +77,9 @@ def cone_ranges(ra: float, dec: float, radius_deg: float) -> list[tuple[int, int
     # astropy-healpix's cone search can miss a pixel the cone only grazes (seen at order 13 with a
     # 10-arcsec cone): searching a cone wider by 1.5 pixel sizes (more than a pixel's centre-to-corner
     # distance) takes in every pixel that overlaps the cone itself
-    pad = _PAD_PIXELS * nside_to_pixel_resolution(2**order).to_value(u.deg)
-    pixels = np.sort(_healpix(order).cone_search_lonlat(ra * u.deg, dec * u.deg, (radius_deg + pad) * u.deg))
+    pad = _PAD_PIXELS * pixel_size_deg(order)
+    deg = _deg()
+    pixels = np.sort(_healpix(order).cone_search_lonlat(ra * deg, dec * deg, (radius_deg + pad) * deg))
     shift = 2 * (HEALPIX_ORDER - order)
     ranges: list[tuple[int, int]] = []
     for p in pixels.tolist():
@@ -109,5 +124,6 @@ def galactic_latitude(ra: np.ndarray, dec: np.ndarray) -> np.ndarray:
     # deferred: astropy.coordinates takes ~0.5 s to import; only object summaries need it
     from astropy.coordinates import SkyCoord
 
-    coords = SkyCoord(ra=np.asarray(ra, dtype=float) * u.deg, dec=np.asarray(dec, dtype=float) * u.deg, frame="icrs")
+    deg = _deg()
+    coords = SkyCoord(ra=np.asarray(ra, dtype=float) * deg, dec=np.asarray(dec, dtype=float) * deg, frame="icrs")
     return np.asarray(coords.galactic.b.deg, dtype=float)

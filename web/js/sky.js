@@ -90,14 +90,15 @@ function galacticPlane() {
   return pts;
 }
 
-/** A polyline path through RA/Dec points, broken where it jumps across the map's edge. */
+/** A polyline path through RA/Dec points, broken where it crosses the map's edge (RA 0h = 24h). */
 function pathOf(points) {
   let d = "";
   let prev = null;
   for (const [ra, dec] of points) {
     const [x, y] = mollweide(ra, dec);
-    d += `${prev && Math.abs(x - prev[0]) < W / 3 ? "L" : "M"}${x.toFixed(1)},${y.toFixed(1)}`;
-    prev = [x, y];
+    const side = ((((180 - ra) % 360) + 540) % 360) - 180; // the longitude drawn: -180..180
+    d += `${prev !== null && Math.abs(side - prev) < 180 ? "L" : "M"}${x.toFixed(1)},${y.toFixed(1)}`;
+    prev = side;
   }
   return d;
 }

@@ -233,13 +233,15 @@ class ObjectTable:
     def record_classes(self, classifications: Iterable[Mapping[str, Any]]) -> int:
         """The live path's classifications -> each object's class fields (the newest per object wins).
 
-        Each row as :meth:`cosmic_ray.serve.events.Events.record_classifications` takes it. An
+        Each row as :meth:`cosmic_ray.serve.events.Events.record_classifications` takes it; newest is
+        the latest ``classified_at``, then the highest ``candid`` (ZTF candids grow with time). An
         object not yet in the table gets a row without position (ingest fills it). Returns objects updated.
         """
         latest: dict[str, dict[str, Any]] = {}
+        now = utcnow()  # one time for a batch (as the events get): the alert's candid then decides
         for r in classifications:
             oid = str(r["object_id"])
-            when = naive_utc(r["classified_at"]) if r.get("classified_at") else utcnow()
+            when = naive_utc(r["classified_at"]) if r.get("classified_at") else now
             candid = int(r["candid"]) if r.get("candid") is not None else None
             key = (when, candid or 0)
             if oid in latest and latest[oid]["_key"] > key:
@@ -259,7 +261,7 @@ class ObjectTable:
                 "candid": candid,
                 "n_points": 0,
                 "n_detections": 0,
-                "updated_at": utcnow(),
+                "updated_at": now,
             }
         if not latest:
             return 0

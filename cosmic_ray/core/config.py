@@ -115,6 +115,10 @@ class Settings(BaseSettings):
         description="Context /predict lets the model see: light_curve (none), alert_time (all but redshift), "
         "with_redshift (all).",
     )
+    # --- the object table and cone search (cosmic_ray/serve/routes/sky.py) ---
+    cone_max_radius_deg: float = Field(
+        default=1.0, gt=0, le=180, description="Largest cone search radius (degrees) of GET /objects; more is a 422."
+    )
 
     # --- derived paths (never created here) ---
     @property

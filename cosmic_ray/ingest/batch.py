@@ -50,6 +50,7 @@ class IngestSummary:
     quarantined: int
     seconds: float
     anchors: int = 0  # MAST observations stored (lake ``_anchors/``)
+    objects_indexed: int = 0  # rows of the event store's object table refreshed (``store_url`` given)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -279,6 +280,7 @@ def ingest(
     flush_rows: int = 2_000_000,
     request: Request | None = None,
     host_max_arcsec: float = HOST_MAX_ARCSEC,
+    store_url: str | None = None,
 ) -> IngestSummary:
     """Read ``inputs`` of ``source_name`` (or a prepared ``request``) into the lake.
 
@@ -299,6 +301,8 @@ def ingest(
         request: a request built by the caller (e.g. a MAST search with options).
         host_max_arcsec: farthest PS1 galaxy an alert's context takes for the host
             (:mod:`cosmic_ray.sources.ztf_context`).
+        store_url: an event store whose object table gets the ingested objects (position, first/last
+            detection, points; :func:`cosmic_ray.serve.skyobjects.refresh_from_lake`); None: not touched.
 
     Raises:
         SourceError: nothing readable was given (no input file at all).
@@ -331,6 +335,12 @@ def ingest(
             if lake.staged_rows >= flush_rows:
                 lake.flush()
     lake.flush()
+    indexed = 0
+    if store_url is not None and tally.objects:
+        # deferred: the event store (SQLAlchemy) is needed only when an object table is kept
+        from cosmic_ray.serve.skyobjects import refresh_from_lake
+
+        indexed = refresh_from_lake(lake_dir, store_url, tally.objects)
     summary = IngestSummary(
         source=source_name,
         inputs=n_inputs,
@@ -341,6 +351,7 @@ def ingest(
         quarantined=quarantine.count(quarantine_dir, run_id),
         seconds=round(time.perf_counter() - start, 3),
         anchors=tally.anchors,
+        objects_indexed=indexed,
     )
     log.info("ingest %s: %s", source_name, summary)
     return summary

@@ -173,6 +173,7 @@ def ingest(
             s.quarantine_dir,
             request=request,
             host_max_arcsec=s.context_host_max_arcsec,
+            store_url=s.event_store_url,
         )
     except SourceError as exc:  # RemoteServiceError included
         _fail(str(exc))
@@ -527,6 +528,33 @@ def demo(
         _fail(str(exc))
     typer.echo(result.render(), err=True)
     _emit(result.to_dict())
+
+
+# ----------------------------------------------------------------------------- objects
+objects_app = typer.Typer(no_args_is_help=True, help="The object table of the event store (positions, cone search).")
+app.add_typer(objects_app, name="objects")
+
+
+@objects_app.command("rebuild")
+def objects_rebuild(
+    lake: Optional[Path] = typer.Option(None, help="Lake folder (default: $COSMIC_RAY_HOME/lake)."),
+) -> None:
+    """Fill the object table from the whole lake (positions, detections, context); class fields are kept."""
+    from cosmic_ray.serve.skyobjects import refresh_from_lake  # deferred: the event store is not needed by --help
+
+    s = _settings()
+    lake_dir = lake or s.lake_dir
+    if not lake_dir.is_dir():
+        _fail(f"no lake at {lake_dir}: ingest something first (cosmic-ray ingest ...)")
+    start = time.perf_counter()
+    written = refresh_from_lake(lake_dir, s.event_store_url)
+    _emit(
+        {
+            "objects": written,
+            "store": s.event_store_url.split("://", 1)[0],
+            "seconds": round(time.perf_counter() - start, 3),
+        }
+    )
 
 
 def main() -> None:

@@ -55,8 +55,8 @@ def ingest_defaults(settings: Settings, inputs: DefaultInputs) -> list[IngestSum
     alerts: list[str | Path] = [*inputs.alerts]
     catalogs: list[str | Path] = [*inputs.catalogs]
     return [
-        ingest("ztf", alerts, settings.lake_dir, settings.quarantine_dir),
-        ingest("catalog", catalogs, settings.lake_dir, settings.quarantine_dir),
+        ingest("ztf", alerts, settings.lake_dir, settings.quarantine_dir, store_url=settings.event_store_url),
+        ingest("catalog", catalogs, settings.lake_dir, settings.quarantine_dir, store_url=settings.event_store_url),
     ]
 
 

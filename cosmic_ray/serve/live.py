@@ -25,9 +25,11 @@ from ray.serve.handle import DeploymentHandle
 
 from cosmic_ray.core.config import Settings
 from cosmic_ray.core.errors import BadAlertError
+from cosmic_ray.ingest.objects import lake_summaries
 from cosmic_ray.serve.events import Events
 from cosmic_ray.serve.items import ModelItem
 from cosmic_ray.serve.replica import MODEL_DEPLOYMENT
+from cosmic_ray.serve.skyobjects import ObjectTable
 from cosmic_ray.serve.store import Store
 from cosmic_ray.sources import ztf
 
@@ -133,6 +135,8 @@ def classify_and_store(
     result.classified = len(rows)
     new = set(store.record_classifications(rows))
     result.stored = len(new)
+    # the object table's class fields: each object's newest classification of this batch
+    ObjectTable(store.engine).record_classes(r for r in rows if r["candid"] in new)
     result.rare = [r for r in rows if r["rare"] and r["candid"] in new]
     if result.rare and webhook_url:
         notify_rare(webhook_url, result.rare)
@@ -174,4 +178,7 @@ def on_batch(table: pa.Table, settings: Settings | None = None) -> LiveResult:
     key = settings.event_store_url
     if _DEFAULTS.get("key") != key:
         _DEFAULTS.update(key=key, store=Store.open(settings.event_store_url).events, handle=model_handle())
+    if table.num_rows:  # the batch is in the lake already: its objects' positions and counts
+        ids = set(table.column("object_id").to_pylist())
+        ObjectTable(_DEFAULTS["store"].engine).upsert_summaries(lake_summaries(settings.lake_dir, ids))
     return classify_and_store(table, _DEFAULTS["handle"], _DEFAULTS["store"], settings.rare_webhook_url)

@@ -224,6 +224,15 @@ class PointOut(BaseModel):
     mag: float | None
     magerr: float | None
     is_limit: bool = Field(description="True: an upper limit (mag is the limiting magnitude).")
+    # the light-curve download's fields (GET /objects/{id}/lightcurve); optional for other uses
+    kind: str | None = Field(default=None, description="detection, upper_limit or forced (forced photometry).")
+    flux: float | None = Field(default=None, description="Flux density in `flux_unit`; signed (difference photometry).")
+    flux_err: float | None = None
+    flux_unit: str | None = None
+    mag_system: str | None = None
+    time_scale: str | None = Field(default=None, description="Time scale of mjd (utc, tdb...).")
+    source: str | None = Field(default=None, description="Where the point came from (ztf_alert, ztf_fp...).")
+    candid: int | None = None
 
 
 class ObjectLightCurve(BaseModel):
@@ -231,6 +240,7 @@ class ObjectLightCurve(BaseModel):
     label: str | None = Field(default=None, description="Spectroscopic class where known.")
     sources: list[str]
     points: list[PointOut] = Field(description="Sorted by time.")
+    units: dict[str, str] | None = Field(default=None, description="Units of the points' columns (mjd, mag, flux).")
 
 
 class WebConfig(BaseModel):

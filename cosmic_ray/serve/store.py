@@ -17,6 +17,7 @@ from sqlalchemy.engine import Engine
 from cosmic_ray.serve.accounts import Accounts
 from cosmic_ray.serve.db import open_engine
 from cosmic_ray.serve.events import Events
+from cosmic_ray.serve.skyobjects import ObjectTable  # its table is created with the others
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,11 @@ class Store:
         """Open (and create the tables of) the store at ``url``."""
         engine = open_engine(url)
         return cls(url=url, engine=engine, events=Events(engine), accounts=Accounts(engine))
+
+    @property
+    def objects(self) -> ObjectTable:
+        """The object table (positions, latest classes, cone searches)."""
+        return ObjectTable(self.engine)
 
     def close(self) -> None:
         self.engine.dispose()

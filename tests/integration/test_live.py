@@ -35,6 +35,11 @@ def test_alert_files_are_classified_once_and_visible_over_http(served, shared_da
         assert stored["object_id"] == "ZTF21abiuvdk" and stored["class"] in trained.classes
         assert stored["model_version"] == trained.version
         assert stored["rare"] == (stored["class"] in {"SLSN-I", "SLSN-II", "TDE", "SN Ibn/Icn"})
+    # the object table: the newest alert's class, beside the position ingest gave it
+    row = event_store.objects.get("ZTF21abiuvdk")
+    newest = seen[max(r["candid"] for r in records)]
+    assert row["class"] == newest["class"] and row["probabilities"] == newest["probabilities"]
+    assert row["ra"] is not None and row["n_detections"] >= len(records)
 
 
 def test_a_watcher_batch_table_goes_through_the_same_path(served, shared_data, event_store):

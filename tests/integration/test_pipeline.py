@@ -144,7 +144,9 @@ def test_cli_ingest_prints_one_json_line(tmp_path, shared_data):
     assert len(lines) == 1, proc.stdout
     summary = json.loads(lines[0])
     keys = {"source", "inputs", "alerts", "objects", "points", "anchors", "duplicates", "quarantined", "seconds"}
-    assert set(summary) == keys
+    assert set(summary) == keys | {"objects_indexed"}
+    # the ingested object is in the event store's object table (the default store under the home)
+    assert summary["objects_indexed"] == summary["objects"] == 1
     assert summary["inputs"] == 2 and summary["alerts"] == 1 and summary["quarantined"] == 1
     assert summary["anchors"] == 0  # alerts are light-curve points; archive observations are anchors
     missing = subprocess.run(

@@ -2,7 +2,7 @@
 
 from fastapi import APIRouter
 
-from cosmic_ray.serve.routes import accounts, alerts, classes, health, model, objects, predict
+from cosmic_ray.serve.routes import accounts, alerts, classes, health, model, objects, predict, sky
 
 ROUTERS: tuple[APIRouter, ...] = (
     health.router,
@@ -11,5 +11,6 @@ ROUTERS: tuple[APIRouter, ...] = (
     classes.router,
     alerts.router,
     objects.router,
+    sky.router,
     accounts.router,
 )

@@ -1,4 +1,5 @@
-"""Objects of the lake: ``GET /objects/{id}/similar`` and ``GET /objects/{id}/lightcurve`` (readers).
+"""Objects of the lake: ``GET /objects/{id}/similar`` and ``GET /objects/{id}/lightcurve`` (readers;
+``?format=json|csv|votable``, :mod:`cosmic_ray.serve.photometry`).
 
 Both are bounded per route (:mod:`cosmic_ray.serve.limits`: 503 with ``Retry-After`` when full); the
 light curve reads only the object's rows and columns (the filter is pushed into the Parquet scan).
@@ -8,16 +9,16 @@ light curve reads only the object's rows and columns (the filter is pushed into 
 
 import asyncio
 
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, HTTPException, Query, Response
 
 from cosmic_ray.core.config import Settings
-from cosmic_ray.ingest.lake import Lake
+from cosmic_ray.serve import photometry
 from cosmic_ray.serve.deps import AUTH_ERRORS, Ctx, Reader
 from cosmic_ray.serve.limits import BUSY, LightcurveSlot, SimilarSlot
 from cosmic_ray.serve.schemas import ErrorResponse, ObjectLightCurve, SimilarResponse
+from cosmic_ray.serve.votable import VOTABLE_MEDIA_TYPE
 
 router = APIRouter()
-_POINT_COLUMNS = ("mjd", "band", "mag", "magerr", "is_limit", "label", "source")
 
 
 @router.get(
@@ -40,26 +41,61 @@ async def similar(
 @router.get(
     "/objects/{object_id}/lightcurve",
     response_model=ObjectLightCurve,
-    responses={404: {"model": ErrorResponse}, **AUTH_ERRORS, **BUSY},
+    responses={
+        200: {"content": {"text/csv": {}, VOTABLE_MEDIA_TYPE: {}}},
+        404: {"model": ErrorResponse},
+        422: {"model": ErrorResponse},
+        **AUTH_ERRORS,
+        **BUSY,
+    },
 )
-async def lightcurve(object_id: str, ctx: Ctx, _: Reader, __: LightcurveSlot) -> ObjectLightCurve:
-    """The object's points in the lake (detections and upper limits, every source), by time."""
-    found = await asyncio.to_thread(lake_lightcurve, ctx.settings, object_id)
-    if found is None:
+async def lightcurve(
+    object_id: str,
+    ctx: Ctx,
+    _: Reader,
+    __: LightcurveSlot,
+    format: str = Query("json", description="json, csv or votable"),  # noqa: A002 - the documented parameter
+) -> Response | ObjectLightCurve:
+    """The object's points in the lake (detections, upper limits and forced photometry, every source), by
+    time, each with its band, kind, units, time scale and source: JSON, CSV or a VOTable (a download)."""
+    fmt = format.lower()
+    if fmt not in photometry.FORMATS:
+        raise HTTPException(
+            status_code=422, detail=f"unknown format {format!r}: use one of {', '.join(photometry.FORMATS)}"
+        )
+    rows = await asyncio.to_thread(photometry.object_photometry, ctx.settings, object_id)
+    if not rows:
         raise HTTPException(status_code=404, detail=f"object {object_id!r} is not in the lake")
-    return found
+    if fmt == "json":
+        return _json_lightcurve(object_id, rows)
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in object_id)
+    if fmt == "csv":
+        body, media, ext = photometry.to_csv(rows).encode(), "text/csv; charset=utf-8", "csv"
+    else:
+        body, media, ext = await asyncio.to_thread(photometry.to_votable, object_id, rows), VOTABLE_MEDIA_TYPE, "xml"
+    return Response(
+        body, media_type=media, headers={"Content-Disposition": f'attachment; filename="{safe}_lightcurve.{ext}"'}
+    )
 
 
-def lake_lightcurve(settings: Settings, object_id: str) -> ObjectLightCurve | None:
-    """The object's points in the lake, by time; None when it has none."""
-    table = Lake(settings.lake_dir).read_objects([object_id], columns=list(_POINT_COLUMNS))
-    if table.num_rows == 0:
-        return None
-    rows = sorted(table.to_pylist(), key=lambda r: r["mjd"])
+def _json_lightcurve(object_id: str, rows: list[photometry.PhotometryRow]) -> ObjectLightCurve:
     labels = [r["label"] for r in rows if r["label"]]
     return ObjectLightCurve(
         object_id=object_id,
         label=labels[0] if labels else None,
         sources=sorted({r["source"] for r in rows}),
-        points=rows,
+        points=photometry.to_json_points(rows),  # type: ignore[arg-type]  # validated into PointOut
+        units={
+            "mjd": "d",
+            "mag": "mag (AB)",
+            "magerr": "mag",
+            "flux": rows[0]["flux_unit"],
+            "flux_err": rows[0]["flux_unit"],
+        },
     )
+
+
+def lake_lightcurve(settings: Settings, object_id: str) -> ObjectLightCurve | None:
+    """The object's points in the lake, by time; None when it has none."""
+    rows = photometry.object_photometry(settings, object_id)
+    return _json_lightcurve(object_id, rows) if rows else None

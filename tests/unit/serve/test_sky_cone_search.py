@@ -422,14 +422,14 @@ def test_the_lightcurve_downloads_agree(url, home):
     j = httpx.get(f"{url}/objects/{oid}/lightcurve").json()
     assert {"object_id", "label", "sources", "points"} <= set(j) and len(j["points"]) == lake_rows
     assert {"mjd", "band", "mag", "magerr", "is_limit"} <= set(j["points"][0])
-    assert j["units"]["flux"] == "uJy" and sorted(j["sources"]) == ["ztf_alert", "ztf_fp"]
+    assert j["units"]["flux"] == "nJy" and sorted(j["sources"]) == ["ztf_alert", "ztf_fp"]
     r = httpx.get(f"{url}/objects/{oid}/lightcurve", params={"format": "csv"})
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/csv")
     assert "attachment" in r.headers["content-disposition"]
     rows = list(csv.DictReader(io.StringIO(r.text)))
     assert len(rows) == lake_rows
     assert {row["kind"] for row in rows} == {"detection", "upper_limit", "forced"}
-    assert {row["time_scale"] for row in rows} == {"utc"} and {row["flux_unit"] for row in rows} == {"uJy"}
+    assert {row["time_scale"] for row in rows} == {"utc"} and {row["flux_unit"] for row in rows} == {"nJy"}
     assert all(row["source"] == "ztf_fp" for row in rows if row["kind"] == "forced")
     assert all(row["band"] in ("g", "r", "i") for row in rows)
     limits = [row for row in rows if row["kind"] == "upper_limit"]
@@ -440,7 +440,7 @@ def test_the_lightcurve_downloads_agree(url, home):
     table = vot.get_first_table()
     fields = {f.name: f for f in table.fields}
     assert fields["object_id"].ucd == "meta.id;meta.main" and fields["mjd"].ucd == "time.epoch"
-    assert fields["mjd"].unit == u.day and fields["flux"].unit == u.uJy and fields["mag"].unit == u.mag
+    assert fields["mjd"].unit == u.day and fields["flux"].unit == u.nJy and fields["mag"].unit == u.mag
     assert {i.name: i.value for i in vot.resources[0].infos}["time_scale"] == "utc"
     data = table.to_table()
     assert len(data) == lake_rows and set(data["kind"]) == {"detection", "upper_limit", "forced"}

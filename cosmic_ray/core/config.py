@@ -104,6 +104,18 @@ class Settings(BaseSettings):
         default="DEMO_KEY", description="api.nasa.gov key of the dashboard's APOD widget; empty: off."
     )
     mlflow_ui_url: str = Field(default="http://127.0.0.1:5000", description="Where the dashboard links the MLflow UI.")
+    # --- objects on the sky: cutouts and cross-matches (cosmic_ray/ingest/cutouts.py, serve/routes/cutouts.py) ---
+    cutout_max_bytes: PositiveInt = Field(
+        default=1024 * 1024,
+        description="Most bytes one alert stamp may inflate to (a ZTF stamp is ~20 kB of FITS); a larger one is "
+        "not kept (the alert still is).",
+    )
+    cutout_retention_days: float = Field(
+        default=30.0, gt=0, description="`cosmic-ray cutouts prune` drops stamps stored longer ago than this."
+    )
+    crossmatch_radius_arcsec: float = Field(
+        default=5.0, gt=0, le=600, description="Radius of the object page's positional catalogue matches."
+    )
 
     # --- derived paths (never created here) ---
     @property

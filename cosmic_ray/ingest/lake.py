@@ -25,6 +25,7 @@ import pyarrow.parquet as pq
 
 from cosmic_ray.core.errors import SourceError
 from cosmic_ray.core.lightcurve import SCHEMA, conform
+from cosmic_ray.ingest import cutouts
 from cosmic_ray.ingest.keyindex import CandidIndex, PointKeyIndex
 
 log = logging.getLogger(__name__)
@@ -187,6 +188,7 @@ class Lake:
         return new.num_rows
 
     def _write_alerts(self, table: pa.Table) -> None:
+        table = cutouts.store_alert_extras(self.root, table)  # ZTF stamps -> <root>/_cutouts/, off the rows
         if table.num_rows == 0:
             return
         table = table.sort_by("night")

@@ -114,9 +114,7 @@ class SkyCatalogue:
 
     def __init__(self, objects: list[CatalogueObject]):
         self.objects = objects
-        self._coords = (
-            SkyCoord([o.ra for o in objects] * u.deg, [o.dec for o in objects] * u.deg) if objects else None
-        )
+        self._coords = SkyCoord([o.ra for o in objects] * u.deg, [o.dec for o in objects] * u.deg) if objects else None
         self._by_name: dict[str, CatalogueObject] = {}
         for o in objects:
             for key in (o.name, o.ztf_id, o.tns_name):

@@ -2,7 +2,7 @@
 
 from fastapi import APIRouter
 
-from cosmic_ray.serve.routes import accounts, alerts, classes, health, model, objects, predict
+from cosmic_ray.serve.routes import accounts, alerts, classes, crossmatches, cutouts, health, model, objects, predict
 
 ROUTERS: tuple[APIRouter, ...] = (
     health.router,
@@ -12,4 +12,6 @@ ROUTERS: tuple[APIRouter, ...] = (
     alerts.router,
     objects.router,
     accounts.router,
+    cutouts.router,
+    crossmatches.router,
 )

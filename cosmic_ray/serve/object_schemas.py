@@ -11,6 +11,7 @@ class CutoutAlert(BaseModel):
     """One alert of the object with stored stamps."""
 
     candid: int
+    candid_str: str = Field(description="the candid as text: JavaScript numbers lose candids' last digits (> 2**53)")
     mjd: float | None
     ra: float | None
     dec: float | None
@@ -23,6 +24,7 @@ class CutoutAlerts(BaseModel):
 
     object_id: str
     latest: int | None = Field(description="candid of the latest alert with stamps (the default of /cutouts)")
+    latest_str: str | None = Field(default=None, description="the same candid as text (for JavaScript)")
     alerts: list[CutoutAlert]
 
 

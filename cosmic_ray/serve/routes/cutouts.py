@@ -115,8 +115,17 @@ async def cutout_alerts(object_id: str, ctx: Ctx, _: Reader) -> CutoutAlerts:
     return CutoutAlerts(
         object_id=object_id,
         latest=with_stamps[-1].candid if with_stamps else None,
+        latest_str=str(with_stamps[-1].candid) if with_stamps else None,
         alerts=[
-            CutoutAlert(candid=a.candid, mjd=a.mjd, ra=a.ra, dec=a.dec, kinds=list(a.stamps), refused=a.refused)
+            CutoutAlert(
+                candid=a.candid,
+                candid_str=str(a.candid),
+                mjd=a.mjd,
+                ra=a.ra,
+                dec=a.dec,
+                kinds=list(a.stamps),
+                refused=a.refused,
+            )
             for a in alerts
         ],
     )

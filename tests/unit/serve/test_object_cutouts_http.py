@@ -93,6 +93,9 @@ def test_the_default_answer_is_the_latest_alerts_three_stamps_side_by_side(api):
     body = listing.json()
     assert len(body["alerts"]) == 34 and body["latest"] == body["alerts"][-1]["candid"]
     assert body["alerts"][0]["kinds"] == ["science", "template", "difference"]
+    assert body["latest_str"] == str(body["latest"]) and all(
+        a["candid_str"] == str(a["candid"]) for a in body["alerts"]
+    )
     answer = client.get(f"/objects/{SN2021RHU}/cutouts")
     assert answer.status_code == 200 and answer.headers["content-type"] == "image/png"
     assert answer.headers["x-candid"] == str(body["latest"])

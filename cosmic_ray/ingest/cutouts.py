@@ -143,6 +143,15 @@ def _write_atomic(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
+def _remove_if_empty(folder: Path) -> None:
+    """Remove an empty folder; one a writer has just written into stays (its writes make it again if needed)."""
+    try:
+        if folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()
+    except OSError:
+        pass
+
+
 def _float(value: Any) -> float | None:
     return float(value) if isinstance(value, int | float) and value == value else None
 
@@ -297,8 +306,7 @@ class CutoutStore:
                 else:
                     kept += 1
                     used.update(ref.digest for ref in alert.stamps.values())
-            if folder.is_dir() and not any(folder.iterdir()):
-                folder.rmdir()
+            _remove_if_empty(folder)
         blobs = freed = 0
         blob_dir = self.root / "blobs"
         for path in blob_dir.glob("*/*.fits*") if blob_dir.is_dir() else []:
@@ -307,6 +315,8 @@ class CutoutStore:
                 path.unlink(missing_ok=True)
                 blobs += 1
                 freed += info.st_size
+        for folder in blob_dir.iterdir() if blob_dir.is_dir() else []:
+            _remove_if_empty(folder)
         summary = PruneSummary(removed, blobs, freed, kept, days)
         log.info("cutouts prune: %s", summary)
         return summary

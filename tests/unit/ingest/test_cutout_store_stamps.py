@@ -142,6 +142,10 @@ def test_prune_drops_what_is_older_than_the_retention(parsed, tmp_path):
         alert = store.alert(object_id, candid)
         assert alert is not None and all(store.blob_path(r).exists() for r in alert.stamps.values())
     assert store.prune(retention_days=30).alerts_removed == 0  # idempotent
+    everything = store.prune(retention_days=0, now=time.time() + 1)
+    assert everything.alerts_removed == 2 and everything.alerts_kept == 0
+    assert [p for p in store.root.rglob("*") if not p.is_dir()] == []
+    assert list((store.root / "blobs").iterdir()) == [] and list((store.root / "alerts").iterdir()) == []
 
 
 def _digests(store: CutoutStore, meta: pa.Table) -> set[str]:

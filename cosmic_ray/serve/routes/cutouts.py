@@ -67,7 +67,7 @@ def _answer(settings: Settings, object_id: str, candid: int | None, kind: str | 
         headers["Content-Disposition"] = f'attachment; filename="{name}"'
         return Response(stamps[kinds[0]], media_type="application/fits", headers=headers)
     try:
-        png = render_png(stamps)
+        png = render_png(stamps, labels=len(stamps) > 1)  # one stamp: its kind is in the request
     except StampError as exc:
         raise HTTPException(status_code=404, detail=f"alert {alert.candid} of {object_id!r}: {exc}") from exc
     return Response(png, media_type="image/png", headers=headers)

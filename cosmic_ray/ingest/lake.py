@@ -180,7 +180,8 @@ class Lake:
             if dataset is not None:
                 self._alert_keys.add_new_candids(dataset.to_table(columns=["alert_candid"]).column(0).to_numpy())
         keep = self._alert_keys.add_new_candids(table.column("alert_candid").to_numpy())
-        new = table.filter(pa.array(keep))
+        # ZTF stamps -> <root>/_cutouts/ now (while a batch ingest's parse tasks run on), off the rows
+        new = cutouts.store_alert_extras(self.root, table.filter(pa.array(keep)))
         if defer:
             self._staged_alerts.append(new)
         else:
@@ -188,7 +189,6 @@ class Lake:
         return new.num_rows
 
     def _write_alerts(self, table: pa.Table) -> None:
-        table = cutouts.store_alert_extras(self.root, table)  # ZTF stamps -> <root>/_cutouts/, off the rows
         if table.num_rows == 0:
             return
         table = table.sort_by("night")

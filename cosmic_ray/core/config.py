@@ -119,6 +119,18 @@ class Settings(BaseSettings):
     cone_max_radius_deg: float = Field(
         default=1.0, gt=0, le=180, description="Largest cone search radius (degrees) of GET /objects; more is a 422."
     )
+    # --- objects on the sky: cutouts and cross-matches (cosmic_ray/ingest/cutouts.py, serve/routes/cutouts.py) ---
+    cutout_max_bytes: PositiveInt = Field(
+        default=1024 * 1024,
+        description="Most bytes one alert stamp may inflate to (a ZTF stamp is ~20 kB of FITS); a larger one is "
+        "not kept (the alert still is).",
+    )
+    cutout_retention_days: float = Field(
+        default=30.0, gt=0, description="`cosmic-ray cutouts prune` drops stamps stored longer ago than this."
+    )
+    crossmatch_radius_arcsec: float = Field(
+        default=5.0, gt=0, le=600, description="Radius of the object page's positional catalogue matches."
+    )
 
     # --- derived paths (never created here) ---
     @property

@@ -27,6 +27,7 @@ import pyarrow.parquet as pq
 from cosmic_ray.core.errors import SourceError
 from cosmic_ray.core.lightcurve import SCHEMA, conform, upgrade_legacy
 from cosmic_ray.ingest import context as context_table
+from cosmic_ray.ingest import cutouts
 from cosmic_ray.ingest.keyindex import CandidIndex, PointKeyIndex
 
 log = logging.getLogger(__name__)
@@ -181,7 +182,8 @@ class Lake:
             if dataset is not None:
                 self._alert_keys.add_new_candids(dataset.to_table(columns=["alert_candid"]).column(0).to_numpy())
         keep = self._alert_keys.add_new_candids(table.column("alert_candid").to_numpy())
-        new = table.filter(pa.array(keep))
+        # ZTF stamps -> <root>/_cutouts/ now (while a batch ingest's parse tasks run on), off the rows
+        new = cutouts.store_alert_extras(self.root, table.filter(pa.array(keep)))
         if defer:
             self._staged_alerts.append(new)
         else:

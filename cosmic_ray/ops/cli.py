@@ -557,6 +557,24 @@ def objects_rebuild(
     )
 
 
+# ----------------------------------------------------------------------------- cutouts
+cutouts_app = typer.Typer(no_args_is_help=True, help="ZTF alert stamps kept beside the lake (<lake>/_cutouts).")
+app.add_typer(cutouts_app, name="cutouts")
+
+
+@cutouts_app.command("prune")
+def cutouts_prune(
+    lake: Optional[Path] = typer.Option(None, help="Lake folder (default: $COSMIC_RAY_HOME/lake)."),
+    days: Optional[float] = typer.Option(
+        None, min=0.0, help="Keep stamps stored within this many days (default: COSMIC_RAY_CUTOUT_RETENTION_DAYS)."
+    ),
+) -> None:
+    """Drop the stamps stored longer ago than the retention, and the files no kept alert uses."""
+    from cosmic_ray.ingest.cutouts import CutoutStore  # deferred: pyarrow is not needed by --help
+
+    _emit(CutoutStore(lake or _settings().lake_dir).prune(days).to_dict())
+
+
 def main() -> None:
     app()
 

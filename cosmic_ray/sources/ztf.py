@@ -26,6 +26,7 @@ import pyarrow.compute as pc
 
 from cosmic_ray.core.errors import BadAlertError, SourceError
 from cosmic_ray.core.lightcurve import AB_ZP_NJY, SCHEMA, jd_to_mjd, mjd_to_jd, mjd_to_nights
+from cosmic_ray.sources import ztf_stamps
 from cosmic_ray.sources.avro import ForeignSchemaError, read_records
 from cosmic_ray.sources.base import ParseResult, RawInput
 from cosmic_ray.sources.bounded import DecompressionLimitError, max_decompressed_bytes, read_bounded
@@ -389,7 +390,7 @@ def records_to_tables(
         names: where each record came from (for quarantine reasons); defaults to the object ids.
     """
     if not records:
-        return SCHEMA.empty_table(), ALERT_SCHEMA.empty_table(), []
+        return SCHEMA.empty_table(), ztf_stamps.with_stamps(ALERT_SCHEMA.empty_table(), []), []
     objects = [str(r["objectId"]) for r in records]
     versions = [str(r.get("schemavsn", "")) for r in records]
     alert_candids = [r.get("candid") for r in records]
@@ -490,7 +491,8 @@ def records_to_tables(
             **{name: _finite_or_null(cand[name]) for name in CONTEXT_FIELDS},
         },
         schema=ALERT_SCHEMA,
-    ).filter(pa.array(good))
+    )
+    meta = ztf_stamps.with_stamps(meta, records).filter(pa.array(good))  # stamps + cross-match fields ride along
     return points_table, meta, quarantined
 
 

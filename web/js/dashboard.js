@@ -2,7 +2,7 @@
 //
 // Talks to the API only through its documented routes (relative URLs: works under a prefix):
 //   auth/me, auth/logout, alerts, classes, model, predict, objects/{id}/lightcurve,
-//   objects/{id}/similar, web/config, web/apod, web/runs/{run}/evaluation|figures/{name}.
+//   objects/{id}/similar, objects/{id}/cutouts, objects/{id}/crossmatches (objectview.js), web/config, web/apod, web/runs/{run}/evaluation|figures/{name}.
 // The page itself is only served with a valid session (cosmic_ray/serve/web.py); a 401 from the API
 // (session expired) sends the browser back to the login page.
 //
@@ -11,6 +11,7 @@
 
 import * as THREE from "three";
 import * as astro from "./astro.js";
+import { showObjectSky } from "./objectview.js";
 
 const $ = (id) => document.getElementById(id);
 const POLL_MS = 3000;
@@ -347,6 +348,7 @@ async function openObject(objectId) {
   $("object-message").textContent = "";
   $("similar").replaceChildren();
   ["lightcurve", "probabilities", "neighbours"].forEach((id) => $(id).replaceChildren(el("p", { class: "dim" }, "Loading…")));
+  showObjectSky($("object-sky"), objectId); // stamps, cross-matches, links out (objectview.js)
   const lc = await api(`objects/${encodeURIComponent(objectId)}/lightcurve`);
   if (state.objectId !== objectId) return;
   if (!lc.ok) {

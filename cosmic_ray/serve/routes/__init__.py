@@ -2,7 +2,18 @@
 
 from fastapi import APIRouter
 
-from cosmic_ray.serve.routes import accounts, alerts, classes, health, model, objects, predict, sky
+from cosmic_ray.serve.routes import (
+    accounts,
+    alerts,
+    classes,
+    crossmatches,
+    cutouts,
+    health,
+    model,
+    objects,
+    predict,
+    sky,
+)
 
 ROUTERS: tuple[APIRouter, ...] = (
     health.router,
@@ -13,4 +24,6 @@ ROUTERS: tuple[APIRouter, ...] = (
     objects.router,
     sky.router,
     accounts.router,
+    cutouts.router,
+    crossmatches.router,
 )

@@ -104,6 +104,15 @@ class Settings(BaseSettings):
         default="DEMO_KEY", description="api.nasa.gov key of the dashboard's APOD widget; empty: off."
     )
     mlflow_ui_url: str = Field(default="http://127.0.0.1:5000", description="Where the dashboard links the MLflow UI.")
+    # --- Kafka stream consumer and publisher (cosmic_ray/stream/) ---
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        default="PLAINTEXT", description="How `cosmic-ray stream` talks to the brokers (librdkafka security.protocol)."
+    )
+    kafka_sasl_mechanism: str | None = Field(
+        default=None, description="SASL mechanism of the brokers (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512); unset: none."
+    )
+    kafka_sasl_username: str | None = Field(default=None, description="SASL user name (from a Secret on Kubernetes).")
+    kafka_sasl_password: SecretStr | None = Field(default=None, description="SASL password; never logged.")
 
     # --- derived paths (never created here) ---
     @property

@@ -490,6 +490,47 @@ def demo(
     _emit(result.to_dict())
 
 
+# ----------------------------------------------------------------------------- stream
+@app.command()
+def stream(
+    bootstrap: str = typer.Option(..., help="Kafka brokers, HOST:PORT[,HOST:PORT...]."),
+    topic: list[str] = typer.Option(..., "--topic", help="Topic to consume (repeat for several)."),
+    group: str = typer.Option("cosmic-ray", help="Consumer group (a new group starts at the earliest offset)."),
+    classify: bool = typer.Option(
+        False,
+        "--classify/--no-classify",
+        help="Classify each batch through the running Serve app and store it (needs `cosmic-ray serve up`).",
+    ),
+    lake: Optional[Path] = typer.Option(None, help="Lake folder (default: $COSMIC_RAY_HOME/lake)."),
+    publish: Optional[str] = typer.Option(None, help="Publish each classification (Avro) to this topic."),
+    batch_size: int = typer.Option(500, min=1, help="Most messages per batch (one lake write, one commit)."),
+    max_messages: Optional[int] = typer.Option(None, min=1, help="Stop after this many messages."),
+    idle_exit: Optional[float] = typer.Option(None, min=0, help="Stop after this many seconds without a message."),
+    create_topics: bool = typer.Option(False, help="Create missing topics first (test and demo brokers)."),
+) -> None:
+    """Consume ZTF (Avro container) and Rubin (Confluent wire format) alerts from Kafka into the lake.
+
+    Offsets are committed only after the lake (and with --classify the event store, with --publish
+    the published topic) has each batch. SIGTERM/SIGINT finish the batch in hand, commit and exit 0.
+    Bad messages go to $COSMIC_RAY_HOME/quarantine with their reasons. SASL settings come from the
+    environment (COSMIC_RAY_KAFKA_*).
+    """
+    # deferred: each command imports what it runs, so `cosmic-ray --help` starts fast
+    from cosmic_ray.stream.consumer import StreamConfig, run_until_signal
+    from cosmic_ray.stream.run import build_consumer
+
+    if publish and not classify:
+        _fail("--publish needs --classify (it publishes classifications)", code=2)
+    config = StreamConfig(
+        topics=tuple(topic), group=group, batch_size=batch_size, max_messages=max_messages, idle_exit_s=idle_exit
+    )
+    try:
+        consumer = build_consumer(_settings(), bootstrap, config, lake, classify, publish, create_topics)
+    except (CosmicRayError, RuntimeError) as exc:
+        _fail(str(exc))
+    _emit(run_until_signal(consumer).to_dict())
+
+
 def main() -> None:
     app()
 

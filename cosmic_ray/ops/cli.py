@@ -494,7 +494,7 @@ def demo(
 @app.command()
 def stream(
     bootstrap: str = typer.Option(..., help="Kafka brokers, HOST:PORT[,HOST:PORT...]."),
-    topic: list[str] = typer.Option(..., "--topic", help="Topic to consume (repeat for several)."),
+    topic: list[str] = typer.Option(..., "--topic", help="Topic to consume (repeat, or separate with commas)."),
     group: str = typer.Option("cosmic-ray", help="Consumer group (a new group starts at the earliest offset)."),
     classify: bool = typer.Option(
         False,
@@ -507,6 +507,7 @@ def stream(
     max_messages: Optional[int] = typer.Option(None, min=1, help="Stop after this many messages."),
     idle_exit: Optional[float] = typer.Option(None, min=0, help="Stop after this many seconds without a message."),
     create_topics: bool = typer.Option(False, help="Create missing topics first (test and demo brokers)."),
+    heartbeat_file: Optional[Path] = typer.Option(None, help="Touched after every poll (liveness probes)."),
 ) -> None:
     """Consume ZTF (Avro container) and Rubin (Confluent wire format) alerts from Kafka into the lake.
 
@@ -521,8 +522,14 @@ def stream(
 
     if publish and not classify:
         _fail("--publish needs --classify (it publishes classifications)", code=2)
+    topics = tuple(t.strip() for part in topic for t in part.split(",") if t.strip())
     config = StreamConfig(
-        topics=tuple(topic), group=group, batch_size=batch_size, max_messages=max_messages, idle_exit_s=idle_exit
+        topics=topics,
+        group=group,
+        batch_size=batch_size,
+        max_messages=max_messages,
+        idle_exit_s=idle_exit,
+        heartbeat_file=heartbeat_file,
     )
     try:
         consumer = build_consumer(_settings(), bootstrap, config, lake, classify, publish, create_topics)

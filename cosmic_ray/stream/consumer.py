@@ -58,6 +58,7 @@ class StreamConfig:
         poll_timeout: seconds a poll waits for the first message of a batch.
         max_messages: stop once this many messages were committed (demo, tests, benchmarks).
         idle_exit_s: stop once nothing arrived for this long.
+        heartbeat_file: touched after every poll (a liveness probe checks its age).
     """
 
     topics: tuple[str, ...]
@@ -66,6 +67,7 @@ class StreamConfig:
     poll_timeout: float = 1.0
     max_messages: int | None = None
     idle_exit_s: float | None = None
+    heartbeat_file: Path | None = None
 
 
 @dataclass
@@ -231,6 +233,8 @@ class StreamConsumer:
         try:
             while not self._stop:
                 took = self.step()
+                if self.config.heartbeat_file is not None:
+                    self.config.heartbeat_file.touch()
                 now = time.monotonic()
                 if took:
                     last = now

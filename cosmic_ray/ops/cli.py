@@ -478,16 +478,37 @@ def tokens_revoke(token_id: int = typer.Argument(..., help="The id printed by `t
 def demo(
     config: Path = typer.Option(Path("configs/train.yaml"), help="Training config."),
     serve_config: Path = typer.Option(Path("configs/serve.yaml"), help="Ray Serve config."),
+    stream: bool = typer.Option(
+        False,
+        "--stream/--no-stream",
+        help="Then replay the real ZTF packets through Kafka (embedded broker) into the live path (`make demo`).",
+    ),
+    bootstrap: Optional[str] = typer.Option(
+        None, help="With --stream: a real Kafka broker instead of the embedded one."
+    ),
 ) -> None:
-    """The main job end to end: cluster -> ingest -> featurize -> train -> register -> serve -> predict."""
+    """The main job end to end: cluster -> ingest -> featurize -> train -> register -> serve -> predict
+    (and with --stream: Kafka -> lake -> classified -> stored, watched on the dashboard)."""
     from cosmic_ray.ops import demo as run_demo  # deferred: the whole stack (Ray, torch, mlflow) is heavy
 
+    s = _settings()
     try:
-        result = run_demo.run(_settings(), config, serve_config)
+        result = run_demo.run(s, config, serve_config)
     except (CosmicRayError, TimeoutError) as exc:
         _fail(str(exc))
     typer.echo(result.render(), err=True)
-    _emit(result.to_dict())
+    out = result.to_dict()
+    if stream:
+        # deferred: the Kafka client and the broker are needed only by the stream mode
+        from cosmic_ray.ops import demo_stream, pipeline
+
+        try:
+            streamed = demo_stream.run(s, pipeline.default_inputs(s).alerts, bootstrap)
+        except (CosmicRayError, TimeoutError, FileNotFoundError, RuntimeError) as exc:
+            _fail(f"demo stream: {exc}")
+        typer.echo(streamed.render(), err=True)
+        out["stream"] = streamed.to_dict()
+    _emit(out)
 
 
 # ----------------------------------------------------------------------------- stream

@@ -66,3 +66,14 @@ def test_streamed_alerts_are_classified_stored_and_published_once(
     stats2 = build_consumer(settings, kafka_broker, again, lake_dir=lake_dir, classify=True, publish_topic=out).run()
     assert stats2.messages == len(files) and stats2.points == 0 and stats2.stored == 0 and stats2.published == 0
     assert len(_published(kafka_broker, out, stats.classified)) == len(records)
+
+
+def test_the_demo_stream_mode_returns_once_every_replayed_alert_is_stored(served, shared_data, settings, event_store):
+    from cosmic_ray.ops import demo_stream
+
+    folder = shared_data / "ztf-alerts" / "pittgoogle" / "ZTF21abiuvdk_SN2021rhu_stream"
+    result = demo_stream.run(settings, [folder])  # the embedded broker, started and stopped by the demo
+    assert result.embedded_broker and result.replayed == result.consumed == len(packet_files([folder]))
+    assert result.passed > 0 and result.stored == result.passed
+    wanted = demo_stream.passed_candids(packet_files([folder]))
+    assert event_store.events.known_candids(wanted) == wanted

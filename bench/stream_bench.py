@@ -43,6 +43,7 @@ from typing import Any
 
 import fastavro
 import numpy as np
+from confluent_kafka import Consumer, Producer, TopicPartition
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -51,6 +52,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from procfs import rss_mib  # noqa: E402
 
 from cosmic_ray.core.config import Settings  # noqa: E402
+from cosmic_ray.ingest.lake import Lake  # noqa: E402
 from cosmic_ray.stream.broker import EmbeddedBroker, ensure_topics  # noqa: E402
 from cosmic_ray.stream.consumer import StreamConfig  # noqa: E402
 from cosmic_ray.stream.decode import Message  # noqa: E402
@@ -126,8 +128,6 @@ class Latencies:
 
 def _pace(bootstrap: str, topic: str, rate: float, seconds: float, start: int, keep_cutouts: bool) -> None:
     """Producer process: ``rate`` messages/s for ``seconds`` (encoded ahead, sent on time)."""
-    from confluent_kafka import Producer
-
     values = Replicator(keep_cutouts).messages(start, int(rate * seconds))
     producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5})
     t0 = time.monotonic()
@@ -227,8 +227,6 @@ def _candids(start: int, n: int, keep: bool) -> set[int]:
 
 
 def _lake_alerts_of(settings: Settings, start: int, n: int) -> dict[str, int]:
-    from cosmic_ray.ingest.lake import Lake
-
     alerts = Lake(settings.lake_dir).read_alerts()
     wanted = _candids(start, n, False)
     got = [c for c in alerts.column("alert_candid").to_pylist() if c in wanted]
@@ -243,8 +241,6 @@ def part_memory(bootstrap: str, total: int, wave: int, keep: bool, start: int) -
     cmd = [sys.executable, "-m", "cosmic_ray.ops.cli", "stream", "--bootstrap", bootstrap, "--topic", topic]
     cmd += ["--group", group, "--batch-size", "500", "--max-messages", str(total)]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    from confluent_kafka import Consumer, TopicPartition
-
     watcher = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False})
 
     def committed() -> int:

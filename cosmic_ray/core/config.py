@@ -131,6 +131,15 @@ class Settings(BaseSettings):
     crossmatch_radius_arcsec: float = Field(
         default=5.0, gt=0, le=600, description="Radius of the object page's positional catalogue matches."
     )
+    # --- Kafka stream consumer and publisher (cosmic_ray/stream/) ---
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        default="PLAINTEXT", description="How `cosmic-ray stream` talks to the brokers (librdkafka security.protocol)."
+    )
+    kafka_sasl_mechanism: str | None = Field(
+        default=None, description="SASL mechanism of the brokers (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512); unset: none."
+    )
+    kafka_sasl_username: str | None = Field(default=None, description="SASL user name (from a Secret on Kubernetes).")
+    kafka_sasl_password: SecretStr | None = Field(default=None, description="SASL password; never logged.")
 
     # --- derived paths (never created here) ---
     @property

@@ -518,16 +518,85 @@ def tokens_revoke(token_id: int = typer.Argument(..., help="The id printed by `t
 def demo(
     config: Path = typer.Option(Path("configs/train.yaml"), help="Training config."),
     serve_config: Path = typer.Option(Path("configs/serve.yaml"), help="Ray Serve config."),
+    stream: bool = typer.Option(
+        False,
+        "--stream/--no-stream",
+        help="Then replay the real ZTF packets through Kafka (embedded broker) into the live path (`make demo`).",
+    ),
+    bootstrap: Optional[str] = typer.Option(
+        None, help="With --stream: a real Kafka broker instead of the embedded one."
+    ),
 ) -> None:
-    """The main job end to end: cluster -> ingest -> featurize -> train -> register -> serve -> predict."""
+    """The main job end to end: cluster -> ingest -> featurize -> train -> register -> serve -> predict
+    (and with --stream: Kafka -> lake -> classified -> stored, watched on the dashboard)."""
     from cosmic_ray.ops import demo as run_demo  # deferred: the whole stack (Ray, torch, mlflow) is heavy
 
+    s = _settings()
     try:
-        result = run_demo.run(_settings(), config, serve_config)
+        result = run_demo.run(s, config, serve_config)
     except (CosmicRayError, TimeoutError) as exc:
         _fail(str(exc))
     typer.echo(result.render(), err=True)
-    _emit(result.to_dict())
+    out = result.to_dict()
+    if stream:
+        # deferred: the Kafka client and the broker are needed only by the stream mode
+        from cosmic_ray.ops import demo_stream, pipeline
+
+        try:
+            streamed = demo_stream.run(s, pipeline.default_inputs(s).alerts, bootstrap)
+        except (CosmicRayError, TimeoutError, FileNotFoundError, RuntimeError) as exc:
+            _fail(f"demo stream: {exc}")
+        typer.echo(streamed.render(), err=True)
+        out["stream"] = streamed.to_dict()
+    _emit(out)
+
+
+# ----------------------------------------------------------------------------- stream
+@app.command()
+def stream(
+    bootstrap: str = typer.Option(..., help="Kafka brokers, HOST:PORT[,HOST:PORT...]."),
+    topic: list[str] = typer.Option(..., "--topic", help="Topic to consume (repeat, or separate with commas)."),
+    group: str = typer.Option("cosmic-ray", help="Consumer group (a new group starts at the earliest offset)."),
+    classify: bool = typer.Option(
+        False,
+        "--classify/--no-classify",
+        help="Classify each batch through the running Serve app and store it (needs `cosmic-ray serve up`).",
+    ),
+    lake: Optional[Path] = typer.Option(None, help="Lake folder (default: $COSMIC_RAY_HOME/lake)."),
+    publish: Optional[str] = typer.Option(None, help="Publish each classification (Avro) to this topic."),
+    batch_size: int = typer.Option(500, min=1, help="Most messages per batch (one lake write, one commit)."),
+    max_messages: Optional[int] = typer.Option(None, min=1, help="Stop after this many messages."),
+    idle_exit: Optional[float] = typer.Option(None, min=0, help="Stop after this many seconds without a message."),
+    create_topics: bool = typer.Option(False, help="Create missing topics first (test and demo brokers)."),
+    heartbeat_file: Optional[Path] = typer.Option(None, help="Touched after every poll (liveness probes)."),
+) -> None:
+    """Consume ZTF (Avro container) and Rubin (Confluent wire format) alerts from Kafka into the lake.
+
+    Offsets are committed only after the lake (and with --classify the event store, with --publish
+    the published topic) has each batch. SIGTERM/SIGINT finish the batch in hand, commit and exit 0.
+    Bad messages go to $COSMIC_RAY_HOME/quarantine with their reasons. SASL settings come from the
+    environment (COSMIC_RAY_KAFKA_*).
+    """
+    # deferred: each command imports what it runs, so `cosmic-ray --help` starts fast
+    from cosmic_ray.stream.consumer import StreamConfig, run_until_signal
+    from cosmic_ray.stream.run import build_consumer
+
+    if publish and not classify:
+        _fail("--publish needs --classify (it publishes classifications)", code=2)
+    topics = tuple(t.strip() for part in topic for t in part.split(",") if t.strip())
+    config = StreamConfig(
+        topics=topics,
+        group=group,
+        batch_size=batch_size,
+        max_messages=max_messages,
+        idle_exit_s=idle_exit,
+        heartbeat_file=heartbeat_file,
+    )
+    try:
+        consumer = build_consumer(_settings(), bootstrap, config, lake, classify, publish, create_topics)
+    except (CosmicRayError, RuntimeError) as exc:
+        _fail(str(exc))
+    _emit(run_until_signal(consumer).to_dict())
 
 
 # ----------------------------------------------------------------------------- objects

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -103,6 +103,7 @@ def classify_and_store(
     store: Events,
     webhook_url: str | None = None,
     chunk: int = CHUNK,
+    before_store: Callable[[list[dict[str, Any]]], object] | None = None,
 ) -> LiveResult:
     """Classify a batch of alerts on the model replicas and store each classification once.
 
@@ -112,6 +113,8 @@ def classify_and_store(
         store: the event store's events.
         webhook_url: a Slack-compatible incoming webhook told about new rare events.
         chunk: alerts per handle call.
+        before_store: called with the new classification rows before they are stored (the stream's
+            publisher: a failure there leaves them unstored, so they are classified again).
     """
     start = time.perf_counter()
     result = LiveResult()
@@ -133,6 +136,8 @@ def classify_and_store(
                 continue
             rows.append(answer)
     result.classified = len(rows)
+    if before_store is not None and rows:
+        before_store(rows)
     new = set(store.record_classifications(rows))
     result.stored = len(new)
     # the object table's class fields: each object's newest classification of this batch
@@ -169,7 +174,11 @@ def notify_rare(webhook_url: str, events: list[dict[str, Any]], timeout: float =
 _DEFAULTS: dict[str, Any] = {}
 
 
-def on_batch(table: pa.Table, settings: Settings | None = None) -> LiveResult:
+def on_batch(
+    table: pa.Table,
+    settings: Settings | None = None,
+    before_store: Callable[[list[dict[str, Any]]], object] | None = None,
+) -> LiveResult:
     """The watcher's hook: classify and store a batch with the default handle, store and webhook.
 
     Needs a connected Ray cluster running the Serve app (``cosmic-ray serve up``).
@@ -181,4 +190,6 @@ def on_batch(table: pa.Table, settings: Settings | None = None) -> LiveResult:
     if table.num_rows:  # the batch is in the lake already: its objects' positions and counts
         ids = set(table.column("object_id").to_pylist())
         ObjectTable(_DEFAULTS["store"].engine).upsert_summaries(lake_summaries(settings.lake_dir, ids))
-    return classify_and_store(table, _DEFAULTS["handle"], _DEFAULTS["store"], settings.rare_webhook_url)
+    return classify_and_store(
+        table, _DEFAULTS["handle"], _DEFAULTS["store"], settings.rare_webhook_url, before_store=before_store
+    )

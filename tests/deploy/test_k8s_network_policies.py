@@ -71,7 +71,7 @@ KUBE_DNS = Pod("coredns", "kube-system", {"k8s-app": "kube-dns"})
 INGRESS_CONTROLLER = Pod("ingress-nginx-controller", "ingress-nginx", {"app.kubernetes.io/name": "ingress-nginx"})
 OTHER_NAMESPACE = Pod("curious", "default", {"app": "curious"})
 INTERNET = Pod("internet", ip="203.0.113.7")
-# The alert stream consumer has no Deployment yet; its pods will carry this label.
+# The alert stream consumer's pods (k8s/stream.yaml) carry this label.
 STREAM_CONSUMER = Pod("stream-consumer", NAMESPACE, {"app.kubernetes.io/name": "cosmic-ray-stream"})
 # A pod someone adds to the namespace later, without a policy of its own.
 NEWCOMER = Pod("newcomer", NAMESPACE, {"app.kubernetes.io/name": "something-new"})
@@ -222,7 +222,8 @@ def test_only_the_pods_that_need_mlflow_and_postgres_reach_them() -> None:
         assert can_connect(source, mlflow, 5000) == needs_mlflow(source), f"{source.name} -> mlflow"
         assert can_connect(source, postgres, 5432) == needs_postgres(source), f"{source.name} -> postgres"
     assert can_connect(mlflow, postgres, 5432), "MLflow's backend store"
-    for outsider in (OTHER_NAMESPACE, INGRESS_CONTROLLER, KUBERAY_OPERATOR, STREAM_CONSUMER, NEWCOMER):
+    # (the stream consumer is a manifest pod now: the loop above checks it needs the store, not MLflow)
+    for outsider in (OTHER_NAMESPACE, INGRESS_CONTROLLER, KUBERAY_OPERATOR, NEWCOMER):
         assert not can_connect(outsider, mlflow, 5000), f"{outsider.name} reaches MLflow"
         assert not can_connect(outsider, postgres, 5432), f"{outsider.name} reaches PostgreSQL"
     # The job submitters only submit: no MLflow, no database.
@@ -282,14 +283,22 @@ def test_the_api_is_reached_through_the_ingress_controller_only() -> None:
     assert backends == [{"name": "cosmic-ray-serve-svc", "port": {"number": 8000}}]
 
 
-def test_the_stream_consumer_reaches_kafka_only() -> None:
-    assert can_connect(STREAM_CONSUMER, INTERNET, 9092) and can_connect(STREAM_CONSUMER, INTERNET, 9093)
-    assert not can_connect(STREAM_CONSUMER, INTERNET, 443)
-    assert not can_connect(STREAM_CONSUMER, pod("mlflow"), 5000)
-    assert not can_connect(STREAM_CONSUMER, pod("cosmic-ray-train-head"), 6379)
-    assert not can_connect(OTHER_NAMESPACE, STREAM_CONSUMER, 9092)
+def test_the_stream_consumer_reaches_kafka_the_serving_head_and_the_store_only() -> None:
+    consumer = pod("cosmic-ray-stream")
+    assert consumer.labels == {**STREAM_CONSUMER.labels, **consumer.labels}
+    assert can_connect(consumer, INTERNET, 9092) and can_connect(consumer, INTERNET, 9093)
+    assert can_connect(consumer, pod("cosmic-ray-head"), 10001)  # Ray Client: classify on the RayService
+    assert can_connect(consumer, pod("postgres"), 5432)  # the event store
+    assert not can_connect(consumer, INTERNET, 443)
+    assert not can_connect(consumer, pod("mlflow"), 5000)
+    assert not can_connect(consumer, pod("cosmic-ray-head"), 6379)  # not a driver of the serving cluster
+    assert not can_connect(consumer, pod("cosmic-ray-train-head"), 6379)
+    assert not can_connect(consumer, pod("cosmic-ray-train-head"), 10001)
+    assert not can_connect(OTHER_NAMESPACE, consumer, 9092)
+    assert not can_connect(OTHER_NAMESPACE, pod("cosmic-ray-head"), 10001)
     for p in manifest_pods():
-        assert not can_connect(p, INTERNET, 9092), f"{p.name} reaches Kafka"
+        if p.labels.get("app.kubernetes.io/name") != "cosmic-ray-stream":
+            assert not can_connect(p, INTERNET, 9092), f"{p.name} reaches Kafka"
 
 
 def test_the_policy_evaluator_can_fail() -> None:

@@ -1,6 +1,8 @@
 """The live path: new alerts -> the model replicas (through a Serve ``DeploymentHandle``, in
 chunks, never one HTTP call per alert) -> the event store, exactly once per alert ``candid``,
-with rare events marked and (optionally) sent to a Slack-compatible webhook.
+with rare events marked; then the new alerts are matched against the watchlists and the
+subscriptions' notifications queued in the outbox (:mod:`cosmic_ray.serve.alerting`), which a
+background deliverer drains to the webhooks (``COSMIC_RAY_RARE_WEBHOOK_URL`` included).
 
 The ingest watcher calls :func:`on_batch` with each batch it reads (a lake-schema table), or
 :func:`classify_and_store` with a handle and the store's events it keeps open.
@@ -25,6 +27,7 @@ from ray.serve.handle import DeploymentHandle
 
 from cosmic_ray.core.config import Settings
 from cosmic_ray.core.errors import BadAlertError
+from cosmic_ray.serve.alerting import LiveAlerting, positions_of
 from cosmic_ray.serve.events import Events
 from cosmic_ray.serve.items import ModelItem
 from cosmic_ray.serve.replica import MODEL_DEPLOYMENT
@@ -46,6 +49,8 @@ class LiveResult:
     rare: list[dict[str, Any]] = field(default_factory=list)  # the new rare events
     unusable: int = 0  # no detection to classify
     seconds: float = 0.0
+    watchlist_matches: int = 0  # new matches of the watchlists
+    notifications_queued: int = 0  # outbox rows added for the subscriptions
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -55,6 +60,8 @@ class LiveResult:
             "stored": self.stored,
             "rare": len(self.rare),
             "unusable": self.unusable,
+            "watchlist_matches": self.watchlist_matches,
+            "notifications_queued": self.notifications_queued,
             "seconds": round(self.seconds, 3),
         }
 
@@ -101,6 +108,7 @@ def classify_and_store(
     store: Events,
     webhook_url: str | None = None,
     chunk: int = CHUNK,
+    alerting: LiveAlerting | None = None,
 ) -> LiveResult:
     """Classify a batch of alerts on the model replicas and store each classification once.
 
@@ -108,8 +116,10 @@ def classify_and_store(
         batch: a lake-schema table (the watcher's batch) or decoded alert records.
         handle: the model deployment's ``DeploymentHandle`` (:func:`model_handle`).
         store: the event store's events.
-        webhook_url: a Slack-compatible incoming webhook told about new rare events.
+        webhook_url: a Slack-compatible incoming webhook told about new rare events, posted here
+            and now (kept for direct callers; :func:`on_batch` queues them in the outbox instead).
         chunk: alerts per handle call.
+        alerting: watchlist matching and subscription notifications of the new alerts (queued only).
     """
     start = time.perf_counter()
     result = LiveResult()
@@ -136,6 +146,12 @@ def classify_and_store(
     result.rare = [r for r in rows if r["rare"] and r["candid"] in new]
     if result.rare and webhook_url:
         notify_rare(webhook_url, result.rare)
+    if alerting is not None and new:
+        try:
+            done = alerting.after_store([r for r in rows if r["candid"] in new], positions_of(batch))
+            result.watchlist_matches, result.notifications_queued = done.matches, done.queued
+        except Exception:  # noqa: BLE001 - the classifications are stored; matching must not stop the stream
+            log.exception("watchlist matching / notification queueing failed for this batch")
     result.seconds = time.perf_counter() - start
     log.info("live batch: %s", result.to_dict())
     return result
@@ -166,12 +182,27 @@ _DEFAULTS: dict[str, Any] = {}
 
 
 def on_batch(table: pa.Table, settings: Settings | None = None) -> LiveResult:
-    """The watcher's hook: classify and store a batch with the default handle, store and webhook.
+    """The watcher's hook: classify and store a batch with the default handle and store, match the
+    watchlists and queue notifications (a background deliverer of this process sends them, the
+    rare webhook's included).
 
     Needs a connected Ray cluster running the Serve app (``cosmic-ray serve up``).
     """
     settings = settings or Settings()
     key = settings.event_store_url
     if _DEFAULTS.get("key") != key:
-        _DEFAULTS.update(key=key, store=Store.open(settings.event_store_url).events, handle=model_handle())
-    return classify_and_store(table, _DEFAULTS["handle"], _DEFAULTS["store"], settings.rare_webhook_url)
+        stop_alerting()
+        _DEFAULTS.update(
+            key=key,
+            store=Store.open(settings.event_store_url).events,
+            handle=model_handle(),
+            alerting=LiveAlerting.from_settings(settings, deliver=True),
+        )
+    return classify_and_store(table, _DEFAULTS["handle"], _DEFAULTS["store"], alerting=_DEFAULTS["alerting"])
+
+
+def stop_alerting() -> None:
+    """Stop this process's background deliverer (what is pending stays in the outbox for the next one)."""
+    alerting = _DEFAULTS.pop("alerting", None)
+    if alerting is not None:
+        alerting.close()

@@ -2,7 +2,17 @@
 
 from fastapi import APIRouter
 
-from cosmic_ray.serve.routes import accounts, alerts, classes, health, model, objects, predict
+from cosmic_ray.serve.routes import (
+    accounts,
+    alerts,
+    classes,
+    health,
+    model,
+    objects,
+    predict,
+    subscriptions,
+    watchlists,
+)
 
 ROUTERS: tuple[APIRouter, ...] = (
     health.router,
@@ -12,4 +22,6 @@ ROUTERS: tuple[APIRouter, ...] = (
     alerts.router,
     objects.router,
     accounts.router,
+    watchlists.router,
+    subscriptions.router,
 )

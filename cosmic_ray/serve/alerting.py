@@ -1,0 +1,127 @@
+"""What the live path does after storing a batch's classifications: watchlist matches and notifications.
+
+:class:`LiveAlerting` matches the new alerts' positions against every watchlist
+(:mod:`cosmic_ray.serve.watchlists`), records the matches, and inserts one outbox row per
+subscription each new alert or match satisfies (:mod:`cosmic_ray.serve.subscriptions`). Nothing is
+sent here: a background :class:`~cosmic_ray.serve.delivery.Deliverer` (or ``cosmic-ray notify run``)
+drains the outbox, so a slow or failing receiver never slows or stops the live path.
+
+Example:
+    >>> alerting = LiveAlerting.from_settings(Settings())              # doctest: +SKIP
+    >>> alerting.after_store(new_rows, positions_of(batch))            # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow as pa
+
+from cosmic_ray.core.config import Settings
+from cosmic_ray.serve.db import open_engine
+from cosmic_ray.serve.delivery import Deliverer
+from cosmic_ray.serve.secretbox import secret_box
+from cosmic_ray.serve.subscriptions import Outbox, Subscriptions
+from cosmic_ray.serve.watchlists import AlertPosition, Watchlists
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class AlertingResult:
+    """What one batch gave: new watchlist matches and notifications queued."""
+
+    matches: int = 0
+    queued: int = 0
+
+    def to_dict(self) -> dict[str, int]:
+        return {"watchlist_matches": self.matches, "notifications_queued": self.queued}
+
+
+def positions_of(batch: pa.Table | Iterable[Mapping[str, Any]]) -> dict[int, AlertPosition]:
+    """Each alert's position: the lake rows of the alert's own candidate (``candid == alert_candid``),
+    or ``candidate.ra/dec`` of decoded alert records. Alerts without a finite position are left out."""
+    out: dict[int, AlertPosition] = {}
+    if isinstance(batch, pa.Table):
+        names = set(batch.column_names)
+        if not {"alert_candid", "candid", "ra", "dec", "object_id"} <= names:
+            return out
+        rows = batch.select(["alert_candid", "candid", "ra", "dec", "object_id"]).to_pylist()
+        for r in rows:
+            if r["alert_candid"] is not None and r["candid"] == r["alert_candid"]:
+                _add(out, int(r["candid"]), r["object_id"], r["ra"], r["dec"])
+        return out
+    for record in batch:
+        cand = record.get("candidate") or {}
+        try:
+            _add(out, int(record["candid"]), str(record["objectId"]), cand.get("ra"), cand.get("dec"))
+        except (KeyError, TypeError, ValueError):
+            continue
+    return out
+
+
+def _add(out: dict[int, AlertPosition], candid: int, object_id: str, ra: Any, dec: Any) -> None:
+    if isinstance(ra, (int, float)) and isinstance(dec, (int, float)) and math.isfinite(ra) and math.isfinite(dec):
+        out[candid] = AlertPosition(candid, str(object_id), float(ra) % 360.0, float(dec))
+
+
+class LiveAlerting:
+    """Watchlists, subscriptions and the outbox of one store, for the live path.
+
+    Args:
+        watchlists, subscriptions, outbox: over the event store's engine.
+        deliverer: woken after a batch queued notifications (None: another process drains).
+    """
+
+    def __init__(
+        self,
+        watchlists: Watchlists,
+        subscriptions: Subscriptions,
+        outbox: Outbox,
+        deliverer: Deliverer | None = None,
+    ):
+        self.watchlists = watchlists
+        self.subscriptions = subscriptions
+        self.outbox = outbox
+        self.deliverer = deliverer
+
+    @classmethod
+    def from_settings(cls, settings: Settings, deliver: bool = False) -> LiveAlerting:
+        """Over the settings' event store; ``deliver``: start a background deliverer in this process.
+
+        ``COSMIC_RAY_RARE_WEBHOOK_URL``, when set, becomes the ``_system`` ``rare`` subscription, so
+        the old rare webhook goes through the outbox too.
+        """
+        engine = open_engine(settings.event_store_url)
+        subscriptions = Subscriptions(engine, secret_box(settings))
+        if settings.rare_webhook_url:
+            subscriptions.ensure_system_rare(settings.rare_webhook_url)
+        outbox = Outbox(engine)
+        deliverer = None
+        if deliver:
+            deliverer = Deliverer.from_settings(settings, outbox)
+            deliverer.start()
+        return cls(Watchlists(engine), subscriptions, outbox, deliverer)
+
+    def after_store(
+        self, new_rows: Sequence[Mapping[str, Any]], positions: Mapping[int, AlertPosition]
+    ) -> AlertingResult:
+        """Match and queue for the classifications stored just now (``new_rows``: each stored once)."""
+        result = AlertingResult()
+        if not new_rows:
+            return result
+        new = {int(r["candid"]) for r in new_rows}
+        matches = self.watchlists.record(self.watchlists.match(p for c, p in positions.items() if c in new))
+        result.matches = len(matches)
+        result.queued = self.outbox.enqueue(self.subscriptions.notifications(new_rows, matches))
+        if result.queued and self.deliverer is not None:
+            self.deliverer.wake()
+        return result
+
+    def close(self) -> None:
+        if self.deliverer is not None:
+            self.deliverer.stop()

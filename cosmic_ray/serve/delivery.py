@@ -31,12 +31,34 @@ from cosmic_ray.core.config import Settings
 from cosmic_ray.core.errors import ConfigError
 from cosmic_ray.serve.db import open_engine
 from cosmic_ray.serve.egress import EgressRefused, Target, resolve_target
-from cosmic_ray.serve.secretbox import SecretBox, secret_box
+from cosmic_ray.serve.redact import strip_credentials
+from cosmic_ray.serve.secretbox import SecretBox, mask_url, secret_box
 from cosmic_ray.serve.subscriptions import Due, Outbox
 
 log = logging.getLogger(__name__)
 
 MAX_BACKOFF = timedelta(hours=1)
+
+
+class MaskUrls(logging.Filter):
+    """Masks the URLs in httpx's own request log (``HTTP Request: POST <url> ...``): a webhook URL is a secret."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(
+                mask_url(str(a)) if isinstance(a, httpx.URL) or (isinstance(a, str) and "://" in a) else a
+                for a in record.args
+            )
+        if isinstance(record.msg, str) and "://" in record.msg:
+            record.msg = strip_credentials(record.msg)
+        return True
+
+
+def mask_httpx_logs() -> None:
+    """Install :class:`MaskUrls` on the ``httpx`` logger (once per process; called by each deliverer)."""
+    logger = logging.getLogger("httpx")
+    if not any(isinstance(f, MaskUrls) for f in logger.filters):
+        logger.addFilter(MaskUrls())
 
 
 @dataclass
@@ -110,6 +132,7 @@ class Deliverer:
         self.max_attempts = max_attempts
         self.backoff_s = backoff_s
         self.client = httpx.Client(timeout=timeout_s, follow_redirects=False, trust_env=False)
+        mask_httpx_logs()
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None

@@ -14,13 +14,14 @@ subscription is a 404; admins see all.
 import asyncio
 import threading
 
-from fastapi import APIRouter, HTTPException, Response
+from fastapi import APIRouter, HTTPException, Request, Response
 from sqlalchemy.engine import Engine
 
 from cosmic_ray.core.config import Settings
 from cosmic_ray.serve.db import NotFoundError, StoreError
 from cosmic_ray.serve.deps import AUTH_ERRORS, Ctx, CurrentUser, Writer
 from cosmic_ray.serve.egress import EgressRefused, resolve_target
+from cosmic_ray.serve.parsing import parse_json_body
 from cosmic_ray.serve.schemas import ErrorResponse
 from cosmic_ray.serve.secretbox import secret_box
 from cosmic_ray.serve.subscriptions import Subscriptions
@@ -53,9 +54,24 @@ async def list_subscriptions(ctx: Ctx, caller: CurrentUser) -> list[dict]:
     return [s.to_dict() for s in await asyncio.to_thread(store.list_for, caller.username)]
 
 
-@router.post("/subscriptions", status_code=201, response_model=SubscriptionOut, responses=_ERRORS)
-async def create_subscription(body: SubscriptionIn, ctx: Ctx, caller: Writer) -> dict:
-    """Subscribe a webhook to a class, to novel alerts, to one of your watchlists, or to the nightly digest."""
+@router.post(
+    "/subscriptions",
+    status_code=201,
+    response_model=SubscriptionOut,
+    responses=_ERRORS,
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": SubscriptionIn.model_json_schema()}},
+        }
+    },
+)
+async def create_subscription(request: Request, ctx: Ctx, caller: Writer) -> dict:
+    """Subscribe a webhook to a class, to novel alerts, to one of your watchlists, or to the nightly digest.
+
+    The body (:class:`SubscriptionIn`) is read after the caller is checked: anonymous is 401 whatever it holds.
+    """
+    body: SubscriptionIn = parse_json_body(SubscriptionIn, await request.body())
     store = subscriptions_of(ctx.events.engine, ctx.settings)
     try:
         await asyncio.to_thread(resolve_target, body.url, ctx.settings.webhook_allow)

@@ -18,13 +18,13 @@ import asyncio
 import threading
 
 from fastapi import APIRouter, HTTPException, Query, Request, Response
-from pydantic import ValidationError
 from sqlalchemy.engine import Engine
 from starlette.datastructures import UploadFile
 
 from cosmic_ray.serve.accounts import Principal
 from cosmic_ray.serve.db import ConflictError, NotFoundError, StoreError
 from cosmic_ray.serve.deps import AUTH_ERRORS, Ctx, CurrentUser, Writer
+from cosmic_ray.serve.parsing import parse_json_body
 from cosmic_ray.serve.schemas import ErrorResponse
 from cosmic_ray.serve.watch_schemas import MatchOut, WatchlistIn, WatchlistOut
 from cosmic_ray.serve.watchlists import MAX_MOC_BYTES, EntryIn, Watchlists, parse_csv, parse_moc_fits
@@ -41,18 +41,28 @@ _ERRORS: dict[int | str, dict[str, object]] = {
     422: {"model": ErrorResponse},
     **AUTH_ERRORS,
 }
+
+
+def _json_schema() -> dict:
+    """WatchlistIn's schema, its entries referring to the API's own ``EntryModel`` component."""
+    schema = WatchlistIn.model_json_schema(ref_template="#/components/schemas/{model}")
+    schema.pop("$defs", None)
+    return schema
+
+
+_MULTIPART = {
+    "schema": {
+        "type": "object",
+        "properties": {"name": {"type": "string"}, "moc": {"type": "string", "format": "binary"}},
+        "required": ["name", "moc"],
+    }
+}
 _BODY_DOC = {
     "requestBody": {
         "content": {
-            "application/json": {"schema": WatchlistIn.model_json_schema()},
+            "application/json": {"schema": _json_schema()},
             "text/csv": {"schema": {"type": "string", "example": "name,ra,dec,radius\nM101,210.802,54.349,60\n"}},
-            "multipart/form-data": {
-                "schema": {
-                    "type": "object",
-                    "properties": {"name": {"type": "string"}, "moc": {"type": "string", "format": "binary"}},
-                    "required": ["name", "moc"],
-                }
-            },
+            "multipart/form-data": _MULTIPART,
         },
         "required": True,
     }
@@ -104,12 +114,7 @@ async def create_watchlist(
     kind = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
     try:
         if kind == "application/json":
-            try:
-                body = WatchlistIn.model_validate_json(await request.body())
-            except ValidationError as exc:
-                raise HTTPException(
-                    status_code=422, detail=exc.errors(include_url=False, include_context=False, include_input=False)
-                ) from None
+            body: WatchlistIn = parse_json_body(WatchlistIn, await request.body())
             entries = [EntryIn(e.name, e.ra, e.dec, e.radius_arcsec) for e in body.entries]
             return await asyncio.to_thread(store.create, caller.username, body.name, entries)
         if kind == "text/csv":
@@ -145,7 +150,13 @@ async def get_watchlist(watchlist_id: int, ctx: Ctx, caller: CurrentUser) -> dic
         raise HTTPException(status_code=404, detail=str(exc)) from exc
 
 
-@router.post("/watchlists/{watchlist_id}/regions", status_code=201, response_model=WatchlistOut, responses=_ERRORS)
+@router.post(
+    "/watchlists/{watchlist_id}/regions",
+    status_code=201,
+    response_model=WatchlistOut,
+    responses=_ERRORS,
+    openapi_extra={"requestBody": {"required": True, "content": {"multipart/form-data": _MULTIPART}}},
+)
 async def add_region(watchlist_id: int, request: Request, ctx: Ctx, caller: Writer) -> dict:
     """Add a sky region (multipart: ``name`` + a ``moc`` FITS file) to your watchlist."""
     store = watchlists_of(ctx.events.engine)

@@ -90,6 +90,26 @@ def webhook_key(settings: Settings) -> bytes:
     return path.read_bytes().strip()
 
 
+class LazySecretBox(SecretBox):
+    """A :class:`SecretBox` whose key is read (or made) on first use: a process that never meets a
+    webhook URL (no subscriptions) never touches the key."""
+
+    def __init__(self, settings: Settings):
+        self._settings = settings
+        self._box: SecretBox | None = None
+
+    def _real(self) -> SecretBox:
+        if self._box is None:
+            self._box = SecretBox(webhook_key(self._settings))
+        return self._box
+
+    def encrypt(self, text: str) -> str:
+        return self._real().encrypt(text)
+
+    def decrypt(self, token: str) -> str:
+        return self._real().decrypt(token)
+
+
 def secret_box(settings: Settings) -> SecretBox:
-    """The box of this installation's webhook key."""
-    return SecretBox(webhook_key(settings))
+    """The box of this installation's webhook key (read or made when first needed)."""
+    return LazySecretBox(settings)

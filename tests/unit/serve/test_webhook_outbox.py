@@ -25,9 +25,9 @@ from cryptography.fernet import Fernet
 
 from cosmic_ray.serve.alerting import LiveAlerting, positions_of
 from cosmic_ray.serve.db import open_engine
-from cosmic_ray.serve.delivery import Deliverer
+from cosmic_ray.serve.delivery import Deliverer, pinned_request
 from cosmic_ray.serve.digest import queue_digest
-from cosmic_ray.serve.egress import EgressRefused, resolve_target
+from cosmic_ray.serve.egress import EgressRefused, Target, resolve_target
 from cosmic_ray.serve.events import Events
 from cosmic_ray.serve.secretbox import SecretBox
 from cosmic_ray.serve.subscriptions import Outbox, Subscriptions
@@ -254,3 +254,15 @@ def test_the_nightly_digest_lists_the_most_anomalous_new_objects_once(tmp_path, 
     assert len(scores) == 3 and scores == sorted(scores, reverse=True)
     assert scores[0] == max(r["open_set_score"] for r in rows)
     assert len({o["object_id"] for o in body["objects"]}) == 3 and body["text"].startswith("cosmic_ray: the 3")
+
+
+def test_a_delivery_connects_to_the_checked_address_with_the_host_in_header_and_sni():
+    target = Target("https://hooks.example.org:8443/T0/B1?x=1", "hooks.example.org", "93.184.215.14")
+    url, headers, extensions = pinned_request(target, "7:123")
+    assert url == "https://93.184.215.14:8443/T0/B1?x=1"
+    assert headers["Host"] == "hooks.example.org:8443" and headers["Idempotency-Key"] == "7:123"
+    assert extensions == {"sni_hostname": "hooks.example.org"}  # TLS checks the certificate against the name
+    v6 = pinned_request(
+        Target("http://h.example.org/x", "h.example.org", "2606:2800:21f:cb07:6820:80da:af6b:8b2c"), "k"
+    )
+    assert v6[0] == "http://[2606:2800:21f:cb07:6820:80da:af6b:8b2c]/x" and v6[2] == {}

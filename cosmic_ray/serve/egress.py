@@ -104,7 +104,7 @@ def resolve_target(url: str, allow: Sequence[str]) -> Target:
     host, port = check_url(url)
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except (socket.gaierror, UnicodeError) as exc:
+    except (OSError, UnicodeError, ValueError) as exc:  # gaierror, an IDNA error, an embedded NUL
         raise EgressRefused(f"webhook host {host} does not resolve: {exc}") from None
     addresses = sorted({str(info[4][0]).split("%", 1)[0] for info in infos})
     if not addresses:

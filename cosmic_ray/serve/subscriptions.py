@@ -16,6 +16,7 @@ a repeat ignored); :mod:`cosmic_ray.serve.delivery` drains them. The URL is stor
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -81,13 +82,19 @@ def check_params(kind: str, params: Mapping[str, Any]) -> dict[str, Any]:
         if kind == "class":
             label = str(params["label"])
             p = float(params.get("min_probability", 0.5))
-            if not label or not 0.0 <= p <= 1.0:
-                raise ValueError("label must be non-empty and min_probability in [0, 1]")
+            if not 1 <= len(label) <= 64 or not 0.0 <= p <= 1.0:
+                raise ValueError("label must be 1-64 characters and min_probability in [0, 1]")
             return {"label": label, "min_probability": p}
         if kind == "novel":
-            return {"min_score": float(params.get("min_score", 0.0))}
+            score = float(params.get("min_score", 0.0))
+            if not math.isfinite(score):
+                raise ValueError("min_score must be a finite number")
+            return {"min_score": score}
         if kind == "watchlist":
-            return {"watchlist_id": int(params["watchlist_id"])}
+            wl = int(params["watchlist_id"])
+            if not 1 <= wl < 2**63:
+                raise ValueError("watchlist_id out of range")
+            return {"watchlist_id": wl}
         if kind == "digest":
             top = int(params.get("top", 10))
             if not 1 <= top <= 100:

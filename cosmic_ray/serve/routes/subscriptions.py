@@ -22,6 +22,7 @@ from cosmic_ray.serve.db import NotFoundError, StoreError
 from cosmic_ray.serve.deps import AUTH_ERRORS, Ctx, CurrentUser, Writer
 from cosmic_ray.serve.egress import EgressRefused, resolve_target
 from cosmic_ray.serve.parsing import parse_json_body
+from cosmic_ray.serve.routes.watchlists import RowId
 from cosmic_ray.serve.schemas import ErrorResponse
 from cosmic_ray.serve.secretbox import secret_box
 from cosmic_ray.serve.subscriptions import Subscriptions
@@ -96,13 +97,13 @@ def _visible(store: Subscriptions, sub_id: int, caller_name: str, caller_role: s
 
 
 @router.get("/subscriptions/{sub_id}", response_model=SubscriptionOut, responses=_ERRORS)
-async def get_subscription(sub_id: int, ctx: Ctx, caller: CurrentUser) -> dict:
+async def get_subscription(sub_id: RowId, ctx: Ctx, caller: CurrentUser) -> dict:
     store = subscriptions_of(ctx.events.engine, ctx.settings)
     return await asyncio.to_thread(_visible, store, sub_id, caller.username, caller.role)
 
 
 @router.delete("/subscriptions/{sub_id}", status_code=204, responses=_ERRORS)
-async def delete_subscription(sub_id: int, ctx: Ctx, caller: Writer) -> Response:
+async def delete_subscription(sub_id: RowId, ctx: Ctx, caller: Writer) -> Response:
     store = subscriptions_of(ctx.events.engine, ctx.settings)
     await asyncio.to_thread(_visible, store, sub_id, caller.username, caller.role)
     try:

@@ -16,8 +16,9 @@ watchlist's name in ``?name=``), or ``multipart/form-data`` with a ``name`` fiel
 
 import asyncio
 import threading
+from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Query, Request, Response
+from fastapi import APIRouter, HTTPException, Path, Query, Request, Response
 from sqlalchemy.engine import Engine
 from starlette.datastructures import UploadFile
 
@@ -30,6 +31,9 @@ from cosmic_ray.serve.watch_schemas import MatchOut, WatchlistIn, WatchlistOut
 from cosmic_ray.serve.watchlists import MAX_MOC_BYTES, EntryIn, Watchlists, parse_csv, parse_moc_fits
 
 router = APIRouter()
+
+#: A row id in a path: a positive 64-bit integer (a larger one is a 422, not a database overflow).
+RowId = Annotated[int, Path(ge=1, lt=2**63)]
 
 _STORES: dict[int, Watchlists] = {}
 _LOCK = threading.Lock()
@@ -141,7 +145,7 @@ async def create_watchlist(
 
 
 @router.get("/watchlists/{watchlist_id}", response_model=WatchlistOut, responses=_ERRORS)
-async def get_watchlist(watchlist_id: int, ctx: Ctx, caller: CurrentUser) -> dict:
+async def get_watchlist(watchlist_id: RowId, ctx: Ctx, caller: CurrentUser) -> dict:
     store = watchlists_of(ctx.events.engine)
     await asyncio.to_thread(visible, store, watchlist_id, caller)
     try:
@@ -157,7 +161,7 @@ async def get_watchlist(watchlist_id: int, ctx: Ctx, caller: CurrentUser) -> dic
     responses=_ERRORS,
     openapi_extra={"requestBody": {"required": True, "content": {"multipart/form-data": _MULTIPART}}},
 )
-async def add_region(watchlist_id: int, request: Request, ctx: Ctx, caller: Writer) -> dict:
+async def add_region(watchlist_id: RowId, request: Request, ctx: Ctx, caller: Writer) -> dict:
     """Add a sky region (multipart: ``name`` + a ``moc`` FITS file) to your watchlist."""
     store = watchlists_of(ctx.events.engine)
     await asyncio.to_thread(visible, store, watchlist_id, caller)
@@ -172,7 +176,7 @@ async def add_region(watchlist_id: int, request: Request, ctx: Ctx, caller: Writ
 
 
 @router.delete("/watchlists/{watchlist_id}", status_code=204, responses=_ERRORS)
-async def delete_watchlist(watchlist_id: int, ctx: Ctx, caller: Writer) -> Response:
+async def delete_watchlist(watchlist_id: RowId, ctx: Ctx, caller: Writer) -> Response:
     store = watchlists_of(ctx.events.engine)
     await asyncio.to_thread(visible, store, watchlist_id, caller)
     try:
@@ -184,7 +188,7 @@ async def delete_watchlist(watchlist_id: int, ctx: Ctx, caller: Writer) -> Respo
 
 @router.get("/watchlists/{watchlist_id}/matches", response_model=list[MatchOut], responses=_ERRORS)
 async def watchlist_matches(
-    watchlist_id: int, ctx: Ctx, caller: CurrentUser, limit: int = Query(100, ge=1, le=1000)
+    watchlist_id: RowId, ctx: Ctx, caller: CurrentUser, limit: int = Query(100, ge=1, le=1000)
 ) -> list[dict]:
     """The alerts that fell in the watchlist, latest first."""
     store = watchlists_of(ctx.events.engine)

@@ -200,3 +200,19 @@ def test_subscriptions_refuse_private_hooks_keep_urls_encrypted_and_masked(api, 
     assert rows and all(secret_path not in r[0] for r in rows)
     assert secret_path not in caplog.text
     assert httpx.delete(f"{url}/subscriptions/{shown['id']}", headers=tokens["astro"]).status_code == 204
+
+
+def test_out_of_range_ids_and_params_are_422_not_500(api):
+    url, tokens, _ = api
+    for path in ("/watchlists/99999999999999999999999", "/subscriptions/0", "/watchlists/-1/matches"):
+        assert httpx.get(f"{url}{path}", headers=tokens["astro"]).status_code == 422, path
+    hook = "http://127.0.0.2:9/x"
+    for body in (
+        {"kind": "watchlist", "params": {"watchlist_id": 10**30}, "url": hook},
+        {"kind": "novel", "params": {"min_score": "nan"}, "url": hook},
+        {"kind": "class", "params": {"label": "SN Ia", "min_probability": 2}, "url": hook},
+        {"kind": "novel", "params": {}, "url": "http://exa\x00mple.org/x"},
+        {"kind": "novel", "params": {}, "url": "http://[::1/x"},
+    ):
+        answer = httpx.post(f"{url}/subscriptions", json=body, headers=tokens["astro"])
+        assert answer.status_code == 422, (body, answer.status_code, answer.text)

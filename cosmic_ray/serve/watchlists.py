@@ -26,13 +26,12 @@ import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import astropy.units as u
 import numpy as np
 from astropy.coordinates import Latitude, Longitude
 from astropy_healpix import HEALPix
-from mocpy import MOC
 from sqlalchemy import delete, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
@@ -47,6 +46,9 @@ from cosmic_ray.serve.alertdb import (
     ensure_tables,
 )
 from cosmic_ray.serve.db import ConflictError, NotFoundError, StoreError, utcnow
+
+if TYPE_CHECKING:
+    from mocpy import MOC
 
 log = logging.getLogger(__name__)
 
@@ -156,6 +158,8 @@ def parse_moc_fits(data: bytes) -> MOC:
     """
     if len(data) > MAX_MOC_BYTES:
         raise StoreError(f"MOC file of {len(data)} bytes exceeds {MAX_MOC_BYTES}")
+    from mocpy import MOC  # deferred: mocpy takes seconds to import; only MOC uploads and regions need it
+
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "upload.fits"
         path.write_bytes(data)
@@ -339,6 +343,8 @@ class Watchlists:
         with self._lock:
             moc = self._mocs.get(region_id)
             if moc is None:
+                from mocpy import MOC  # deferred: mocpy takes seconds to import; only regions need it
+
                 moc = self._mocs[region_id] = MOC.from_string(text, format="ascii")
             return moc
 

@@ -20,9 +20,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
+from sqlalchemy import select
+from sqlalchemy.engine import Engine
 
 from cosmic_ray.core.config import Settings
-from cosmic_ray.serve.db import open_engine
+from cosmic_ray.serve.db import Classification, open_engine
 from cosmic_ray.serve.delivery import Deliverer
 from cosmic_ray.serve.secretbox import secret_box
 from cosmic_ray.serve.subscriptions import Outbox, Subscriptions
@@ -69,6 +71,28 @@ def _add(out: dict[int, AlertPosition], candid: int, object_id: str, ra: Any, de
         out[candid] = AlertPosition(candid, str(object_id), float(ra) % 360.0, float(dec))
 
 
+def stored_rows(engine: Engine, candids: Iterable[int]) -> list[dict[str, Any]]:
+    """The stored classifications of ``candids`` as the live path's rows (``class``, ``probabilities``...)."""
+    wanted = [int(c) for c in candids]
+    out: list[dict[str, Any]] = []
+    with engine.connect() as conn:
+        for start in range(0, len(wanted), 900):
+            for r in conn.execute(select(Classification).where(Classification.candid.in_(wanted[start : start + 900]))):
+                out.append(
+                    {
+                        "candid": r.candid,
+                        "object_id": r.object_id,
+                        "class": r.label,
+                        "probabilities": r.probabilities,
+                        "open_set_score": r.open_set_score,
+                        "novel": r.novel,
+                        "rare": r.rare,
+                        "model_version": r.model_version,
+                    }
+                )
+    return out
+
+
 class LiveAlerting:
     """Watchlists, subscriptions and the outbox of one store, for the live path.
 
@@ -108,16 +132,26 @@ class LiveAlerting:
         return cls(Watchlists(engine), subscriptions, outbox, deliverer)
 
     def after_store(
-        self, new_rows: Sequence[Mapping[str, Any]], positions: Mapping[int, AlertPosition]
+        self,
+        new_rows: Sequence[Mapping[str, Any]],
+        positions: Mapping[int, AlertPosition],
+        already_stored: Iterable[int] = (),
     ) -> AlertingResult:
-        """Match and queue for the classifications stored just now (``new_rows``: each stored once)."""
+        """Match and queue for the classifications stored just now (``new_rows``), and again for
+        ``already_stored`` candids of the batch (read back from the store): a batch read again after
+        the live path died between storing and queueing gets its matches and notifications then;
+        what was queued before is not queued twice (matches and outbox rows are unique per key).
+        Returns the matches and notifications that are new."""
         result = AlertingResult()
-        if not new_rows:
+        rows = list(new_rows) + stored_rows(self.watchlists.engine, already_stored)
+        if not rows:
             return result
-        new = {int(r["candid"]) for r in new_rows}
-        matches = self.watchlists.record(self.watchlists.match(p for c, p in positions.items() if c in new))
-        result.matches = len(matches)
-        result.queued = self.outbox.enqueue(self.subscriptions.notifications(new_rows, matches))
+        wanted = {int(r["candid"]) for r in rows}
+        found = self.watchlists.match(p for c, p in positions.items() if c in wanted)
+        new_matches = self.watchlists.record(found)
+        result.matches = len(new_matches)
+        # every match (not only the new ones): a repeat finds its outbox row and adds nothing
+        result.queued = self.outbox.enqueue(self.subscriptions.notifications(rows, found))
         if result.queued and self.deliverer is not None:
             self.deliverer.wake()
         return result

@@ -126,6 +126,7 @@ def classify_and_store(
     if isinstance(batch, pa.Table):
         items = items_from_table(batch)
     else:
+        batch = list(batch)  # read twice: the items, then the positions of the alerts
         items, result.unusable = items_from_records(batch)
     result.alerts = len(items) + result.unusable
     known = store.known_candids(i.candid for i in items if i.candid is not None)
@@ -146,9 +147,11 @@ def classify_and_store(
     result.rare = [r for r in rows if r["rare"] and r["candid"] in new]
     if result.rare and webhook_url:
         notify_rare(webhook_url, result.rare)
-    if alerting is not None and new:
+    if alerting is not None and (new or known):
         try:
-            done = alerting.after_store([r for r in rows if r["candid"] in new], positions_of(batch))
+            # the alerts stored before too (a batch read again after a crash): their matches and
+            # notifications are queued if they were not yet (both are kept once per key)
+            done = alerting.after_store([r for r in rows if r["candid"] in new], positions_of(batch), known)
             result.watchlist_matches, result.notifications_queued = done.matches, done.queued
         except Exception:  # noqa: BLE001 - the classifications are stored; matching must not stop the stream
             log.exception("watchlist matching / notification queueing failed for this batch")

@@ -266,3 +266,27 @@ def test_a_delivery_connects_to_the_checked_address_with_the_host_in_header_and_
         Target("http://h.example.org/x", "h.example.org", "2606:2800:21f:cb07:6820:80da:af6b:8b2c"), "k"
     )
     assert v6[0] == "http://[2606:2800:21f:cb07:6820:80da:af6b:8b2c]/x" and v6[2] == {}
+
+
+def test_a_batch_read_again_after_a_crash_before_queueing_gets_its_notifications_once(tmp_path, real_batch):
+    """The live path stored the classifications, then died before matching and queueing: the watcher
+    reads the same files again (they never left the mailbox), the alerts are known, and their
+    matches and notifications are made then, once."""
+    key = Fernet.generate_key()
+    engine, lists, subs, outbox = _stores(f"sqlite:///{tmp_path / 'events.db'}", key)
+    positions = positions_of(real_batch)
+    rows = _constructed_rows(positions)
+    some = positions[rows[0]["candid"]]
+    wl = lists.create("vera", "w", [EntryIn("it", some.ra, some.dec, 2.0)])
+    sub = subs.create("vera", "watchlist", {"watchlist_id": wl["id"]}, "http://127.0.0.1:9/h")
+    novel = subs.create("vera", "novel", {"min_score": 0.85}, "http://127.0.0.1:9/h")
+    Events(engine).record_classifications(rows)  # stored; the process died here
+    alerting = LiveAlerting(lists, subs, outbox)
+    candids = [r["candid"] for r in rows]
+    done = alerting.after_store([], positions, already_stored=candids)
+    high = [r for r in rows if r["open_set_score"] >= 0.85]
+    assert done.matches == 1 and done.queued == 1 + len(high) and high
+    assert alerting.after_store([], positions, already_stored=candids).queued == 0
+    with engine.connect() as conn:
+        keys = {f"{s}:{k}" for s, k in conn.exec_driver_sql("SELECT subscription_id, item_key FROM outbox")}
+    assert keys == {f"{sub.id}:{some.candid}"} | {f"{novel.id}:{r['candid']}" for r in high}

@@ -24,6 +24,7 @@ from sqlalchemy import select
 from sqlalchemy.engine import Engine
 
 from cosmic_ray.core.config import Settings
+from cosmic_ray.core.errors import ConfigError
 from cosmic_ray.serve.db import Classification, open_engine
 from cosmic_ray.serve.delivery import Deliverer
 from cosmic_ray.serve.secretbox import secret_box
@@ -123,7 +124,10 @@ class LiveAlerting:
         engine = open_engine(settings.event_store_url)
         subscriptions = Subscriptions(engine, secret_box(settings))
         if settings.rare_webhook_url:
-            subscriptions.ensure_system_rare(settings.rare_webhook_url)
+            try:
+                subscriptions.ensure_system_rare(settings.rare_webhook_url)
+            except ConfigError as exc:  # no webhook key: the live path goes on without the rare webhook
+                log.error("COSMIC_RAY_RARE_WEBHOOK_URL not subscribed: %s", exc)
         outbox = Outbox(engine)
         deliverer = None
         if deliver:

@@ -72,6 +72,15 @@ def webhook_key(settings: Settings) -> bytes:
     if settings.webhook_key is not None:
         return settings.webhook_key.get_secret_value().strip().encode()
     path: Path = settings.home_dir / KEY_FILE
+    try:
+        return _key_file(path)
+    except OSError as exc:
+        raise ConfigError(
+            f"no webhook key: set {KEY_ENV} (a Fernet key) or let this process write {path} ({exc.strerror})"
+        ) from None
+
+
+def _key_file(path: Path) -> bytes:
     with _LOCK:
         if not path.is_file():
             path.parent.mkdir(parents=True, exist_ok=True)

@@ -18,6 +18,7 @@ from fastapi import APIRouter, HTTPException, Request, Response
 from sqlalchemy.engine import Engine
 
 from cosmic_ray.core.config import Settings
+from cosmic_ray.core.errors import ConfigError
 from cosmic_ray.serve.db import NotFoundError, StoreError
 from cosmic_ray.serve.deps import AUTH_ERRORS, Ctx, CurrentUser, Writer
 from cosmic_ray.serve.egress import EgressRefused, resolve_target
@@ -79,6 +80,8 @@ async def create_subscription(request: Request, ctx: Ctx, caller: Writer) -> dic
         record = await asyncio.to_thread(store.create, caller.username, body.kind, body.params, body.url)
     except EgressRefused as exc:
         raise HTTPException(status_code=422, detail=str(exc)) from exc
+    except ConfigError as exc:  # no webhook key here (COSMIC_RAY_WEBHOOK_KEY unset, home read-only)
+        raise HTTPException(status_code=503, detail=str(exc)) from exc
     except NotFoundError as exc:
         raise HTTPException(status_code=422, detail=str(exc)) from exc
     except StoreError as exc:

@@ -216,3 +216,13 @@ def test_out_of_range_ids_and_params_are_422_not_500(api):
     ):
         answer = httpx.post(f"{url}/subscriptions", json=body, headers=tokens["astro"])
         assert answer.status_code == 422, (body, answer.status_code, answer.text)
+
+
+def test_without_a_webhook_key_a_subscription_is_503_with_what_to_do(api, tmp_path):
+    """A serving pod whose home is read-only and that has no COSMIC_RAY_WEBHOOK_KEY cannot encrypt a URL."""
+    url, tokens, settings = api
+    (tmp_path / "webhook.key").mkdir()  # the key file cannot be made or read here
+    answer = httpx.post(
+        f"{url}/subscriptions", json={"kind": "novel", "url": "http://127.0.0.2:9/x"}, headers=tokens["astro"]
+    )
+    assert answer.status_code == 503 and "COSMIC_RAY_WEBHOOK_KEY" in answer.json()["detail"]

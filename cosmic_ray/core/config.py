@@ -140,6 +140,24 @@ class Settings(BaseSettings):
     )
     kafka_sasl_username: str | None = Field(default=None, description="SASL user name (from a Secret on Kubernetes).")
     kafka_sasl_password: SecretStr | None = Field(default=None, description="SASL password; never logged.")
+    # --- watchlists and webhook notifications (cosmic_ray/serve/subscriptions.py, delivery.py) ---
+    webhook_key: SecretStr | None = Field(
+        default=None,
+        description="Fernet key that encrypts webhook URLs at rest (a Kubernetes Secret fills it). Unset: the key "
+        "file webhook.key under home, made on first use.",
+    )
+    webhook_allow: list[str] = Field(
+        default_factory=list,
+        description="Webhook hosts, addresses or networks (CIDR) allowed although private, loopback or link-local "
+        "(refused otherwise: no path to Ray, MLflow or a metadata service).",
+    )
+    webhook_timeout_s: float = Field(default=5.0, gt=0, description="Timeout of one webhook POST.")
+    webhook_max_attempts: PositiveInt = Field(
+        default=12, description="Delivery attempts of one notification before it is kept as dead in the outbox."
+    )
+    webhook_backoff_s: float = Field(
+        default=5.0, gt=0, description="First retry delay of a failed delivery; doubles each attempt (at most 1 h)."
+    )
 
     # --- derived paths (never created here) ---
     @property

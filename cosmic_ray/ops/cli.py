@@ -26,6 +26,10 @@ users_app = typer.Typer(no_args_is_help=True, help="API users in the event store
 tokens_app = typer.Typer(no_args_is_help=True, help="API tokens for scripts (Authorization: Bearer <token>).")
 app.add_typer(users_app, name="users")
 app.add_typer(tokens_app, name="tokens")
+notify_app = typer.Typer(
+    no_args_is_help=True, help="Webhook notifications: drain the outbox, queue the nightly digest."
+)
+app.add_typer(notify_app, name="notify")
 
 log = logging.getLogger("cosmic_ray")
 
@@ -210,7 +214,8 @@ def watch(
     """Watch MAILBOX and micro-batch new alerts into the lake (processed files go to MAILBOX/.done/).
 
     With --classify, each batch goes to the Serve model deployment (one handle call per batch) and the
-    classifications into the event store before its files leave the mailbox.
+    classifications into the event store before its files leave the mailbox; new alerts are matched
+    against the watchlists and the subscriptions' webhooks are told by a background deliverer.
     """
     # deferred: each command imports what it runs, so `cosmic-ray --help` starts fast
     from cosmic_ray.ingest.watch import watch as run_watch
@@ -227,7 +232,11 @@ def watch(
         def hook(table):  # noqa: ANN001 - pyarrow.Table, imported lazily
             live.on_batch(table, s)
 
-    stats = run_watch(mailbox, lake or s.lake_dir, s.quarantine_dir, interval, batch_files, on_batch=hook)
+    try:
+        stats = run_watch(mailbox, lake or s.lake_dir, s.quarantine_dir, interval, batch_files, on_batch=hook)
+    finally:
+        if classify:
+            live.stop_alerting()  # the background webhook deliverer; what is pending stays in the outbox
     _emit(stats.to_dict())
 
 
@@ -642,6 +651,43 @@ def cutouts_prune(
     from cosmic_ray.ingest.cutouts import CutoutStore  # deferred: pyarrow is not needed by --help
 
     _emit(CutoutStore(lake or _settings().lake_dir).prune(days).to_dict())
+
+
+# ----------------------------------------------------------------------------- notify
+@notify_app.command("run")
+def notify_run(
+    once: bool = typer.Option(False, "--once", help="Deliver what is due now, then exit (cron, tests)."),
+    poll: float = typer.Option(2.0, help="Seconds between looks at the outbox."),
+) -> None:
+    """Deliver the outbox's notifications to their webhooks (retries with back-off; never again after a 2xx)."""
+    from cosmic_ray.serve import delivery  # deferred: httpx + the store, only for this command
+
+    try:
+        stats = delivery.run(_settings(), once=once, poll_s=poll)
+    except CosmicRayError as exc:
+        _fail(str(exc))
+    _emit(stats.to_dict())
+
+
+@notify_app.command("digest")
+def notify_digest(
+    night: str = typer.Option(..., help="The night, YYYYMMDD (UTC date of the classifications)."),
+    top: Optional[int] = typer.Option(None, help="Objects per digest (default: each subscription's own)."),
+) -> None:
+    """Queue the night's most anomalous new objects for every digest subscription (`notify run` sends them)."""
+    # deferred: each command imports what it runs, so `cosmic-ray --help` starts fast
+    from cosmic_ray.serve.db import open_engine
+    from cosmic_ray.serve.digest import queue_digest
+    from cosmic_ray.serve.secretbox import secret_box
+    from cosmic_ray.serve.subscriptions import Outbox, Subscriptions
+
+    s = _settings()
+    engine = open_engine(s.event_store_url)
+    try:
+        summary = queue_digest(engine, Subscriptions(engine, secret_box(s)), Outbox(engine), night, top)
+    except CosmicRayError as exc:
+        _fail(str(exc))
+    _emit(summary)
 
 
 def main() -> None:

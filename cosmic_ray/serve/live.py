@@ -1,6 +1,8 @@
 """The live path: new alerts -> the model replicas (through a Serve ``DeploymentHandle``, in
 chunks, never one HTTP call per alert) -> the event store, exactly once per alert ``candid``,
-with rare events marked and (optionally) sent to a Slack-compatible webhook.
+with rare events marked; then the new alerts are matched against the watchlists and the
+subscriptions' notifications queued in the outbox (:mod:`cosmic_ray.serve.alerting`), which a
+background deliverer drains to the webhooks (``COSMIC_RAY_RARE_WEBHOOK_URL`` included).
 
 The ingest watcher calls :func:`on_batch` with each batch it reads (a lake-schema table), or
 :func:`classify_and_store` with a handle and the store's events it keeps open.
@@ -26,6 +28,7 @@ from ray.serve.handle import DeploymentHandle
 from cosmic_ray.core.config import Settings
 from cosmic_ray.core.errors import BadAlertError
 from cosmic_ray.ingest.objects import lake_summaries
+from cosmic_ray.serve.alerting import LiveAlerting, positions_of
 from cosmic_ray.serve.events import Events
 from cosmic_ray.serve.items import ModelItem
 from cosmic_ray.serve.replica import MODEL_DEPLOYMENT
@@ -48,6 +51,8 @@ class LiveResult:
     rare: list[dict[str, Any]] = field(default_factory=list)  # the new rare events
     unusable: int = 0  # no detection to classify
     seconds: float = 0.0
+    watchlist_matches: int = 0  # new matches of the watchlists
+    notifications_queued: int = 0  # outbox rows added for the subscriptions
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -57,6 +62,8 @@ class LiveResult:
             "stored": self.stored,
             "rare": len(self.rare),
             "unusable": self.unusable,
+            "watchlist_matches": self.watchlist_matches,
+            "notifications_queued": self.notifications_queued,
             "seconds": round(self.seconds, 3),
         }
 
@@ -104,6 +111,7 @@ def classify_and_store(
     webhook_url: str | None = None,
     chunk: int = CHUNK,
     before_store: Callable[[list[dict[str, Any]]], object] | None = None,
+    alerting: LiveAlerting | None = None,
 ) -> LiveResult:
     """Classify a batch of alerts on the model replicas and store each classification once.
 
@@ -111,16 +119,19 @@ def classify_and_store(
         batch: a lake-schema table (the watcher's batch) or decoded alert records.
         handle: the model deployment's ``DeploymentHandle`` (:func:`model_handle`).
         store: the event store's events.
-        webhook_url: a Slack-compatible incoming webhook told about new rare events.
+        webhook_url: a Slack-compatible incoming webhook told about new rare events, posted here
+            and now (kept for direct callers; :func:`on_batch` queues them in the outbox instead).
         chunk: alerts per handle call.
         before_store: called with the new classification rows before they are stored (the stream's
             publisher: a failure there leaves them unstored, so they are classified again).
+        alerting: watchlist matching and subscription notifications of the new alerts (queued only).
     """
     start = time.perf_counter()
     result = LiveResult()
     if isinstance(batch, pa.Table):
         items = items_from_table(batch)
     else:
+        batch = list(batch)  # read twice: the items, then the positions of the alerts
         items, result.unusable = items_from_records(batch)
     result.alerts = len(items) + result.unusable
     known = store.known_candids(i.candid for i in items if i.candid is not None)
@@ -145,6 +156,14 @@ def classify_and_store(
     result.rare = [r for r in rows if r["rare"] and r["candid"] in new]
     if result.rare and webhook_url:
         notify_rare(webhook_url, result.rare)
+    if alerting is not None and (new or known):
+        try:
+            # the alerts stored before too (a batch read again after a crash): their matches and
+            # notifications are queued if they were not yet (both are kept once per key)
+            done = alerting.after_store([r for r in rows if r["candid"] in new], positions_of(batch), known)
+            result.watchlist_matches, result.notifications_queued = done.matches, done.queued
+        except Exception:  # noqa: BLE001 - the classifications are stored; matching must not stop the stream
+            log.exception("watchlist matching / notification queueing failed for this batch")
     result.seconds = time.perf_counter() - start
     log.info("live batch: %s", result.to_dict())
     return result
@@ -179,17 +198,32 @@ def on_batch(
     settings: Settings | None = None,
     before_store: Callable[[list[dict[str, Any]]], object] | None = None,
 ) -> LiveResult:
-    """The watcher's hook: classify and store a batch with the default handle, store and webhook.
+    """The watcher's and the stream's hook: classify and store a batch with the default handle and
+    store, match the watchlists and queue notifications (a background deliverer of this process
+    sends them, the rare webhook's included).
 
     Needs a connected Ray cluster running the Serve app (``cosmic-ray serve up``).
     """
     settings = settings or Settings()
     key = settings.event_store_url
     if _DEFAULTS.get("key") != key:
-        _DEFAULTS.update(key=key, store=Store.open(settings.event_store_url).events, handle=model_handle())
+        stop_alerting()
+        _DEFAULTS.update(
+            key=key,
+            store=Store.open(settings.event_store_url).events,
+            handle=model_handle(),
+            alerting=LiveAlerting.from_settings(settings, deliver=True),
+        )
     if table.num_rows:  # the batch is in the lake already: its objects' positions and counts
         ids = set(table.column("object_id").to_pylist())
         ObjectTable(_DEFAULTS["store"].engine).upsert_summaries(lake_summaries(settings.lake_dir, ids))
     return classify_and_store(
-        table, _DEFAULTS["handle"], _DEFAULTS["store"], settings.rare_webhook_url, before_store=before_store
+        table, _DEFAULTS["handle"], _DEFAULTS["store"], alerting=_DEFAULTS["alerting"], before_store=before_store
     )
+
+
+def stop_alerting() -> None:
+    """Stop this process's background deliverer (what is pending stays in the outbox for the next one)."""
+    alerting = _DEFAULTS.pop("alerting", None)
+    if alerting is not None:
+        alerting.close()

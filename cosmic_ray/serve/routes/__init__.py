@@ -13,6 +13,8 @@ from cosmic_ray.serve.routes import (
     objects,
     predict,
     sky,
+    subscriptions,
+    watchlists,
 )
 
 ROUTERS: tuple[APIRouter, ...] = (
@@ -26,4 +28,6 @@ ROUTERS: tuple[APIRouter, ...] = (
     accounts.router,
     cutouts.router,
     crossmatches.router,
+    watchlists.router,
+    subscriptions.router,
 )

@@ -6,13 +6,16 @@ import json
 import logging
 import sys
 import time
-from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn, Optional
+from typing import TYPE_CHECKING, Optional
 
 import typer
 
 from cosmic_ray.core.errors import CosmicRayError
+from cosmic_ray.ops import cli_accounts, cli_objects
+from cosmic_ray.ops.cli_common import emit as _emit
+from cosmic_ray.ops.cli_common import fail as _fail
+from cosmic_ray.ops.cli_common import settings as _settings
 
 if TYPE_CHECKING:
     from cosmic_ray.core.config import Settings
@@ -22,33 +25,13 @@ cluster_app = typer.Typer(no_args_is_help=True, help="The local Ray cluster.")
 serve_app = typer.Typer(no_args_is_help=True, help="The Ray Serve application (API on the app port).")
 app.add_typer(cluster_app, name="cluster")
 app.add_typer(serve_app, name="serve")
-users_app = typer.Typer(no_args_is_help=True, help="API users in the event store (roles: viewer, astronomer, admin).")
-tokens_app = typer.Typer(no_args_is_help=True, help="API tokens for scripts (Authorization: Bearer <token>).")
-app.add_typer(users_app, name="users")
-app.add_typer(tokens_app, name="tokens")
-notify_app = typer.Typer(
-    no_args_is_help=True, help="Webhook notifications: drain the outbox, queue the nightly digest."
-)
-app.add_typer(notify_app, name="notify")
+app.add_typer(cli_accounts.users_app, name="users")
+app.add_typer(cli_accounts.tokens_app, name="tokens")
+app.add_typer(cli_objects.objects_app, name="objects")
+app.add_typer(cli_objects.cutouts_app, name="cutouts")
+app.add_typer(cli_objects.notify_app, name="notify")
 
 log = logging.getLogger("cosmic_ray")
-
-
-def _settings() -> Settings:
-    from cosmic_ray.core.config import Settings  # deferred: pydantic-settings (~0.3 s) is not needed by --help
-
-    return Settings()
-
-
-def _fail(message: str, code: int = 1) -> NoReturn:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(code)
-
-
-def _emit(obj) -> None:
-    """The command's result: one JSON line on stdout (logs go to stderr)."""
-    sys.stdout.write(json.dumps(obj, default=str) + "\n")
-    sys.stdout.flush()
 
 
 @app.callback()
@@ -420,108 +403,6 @@ def serve_status() -> None:
     _emit({"applications": serving.status(), "healthy": serving.healthy(s), "url": s.app_url})
 
 
-# ----------------------------------------------------------------------------- users and tokens
-def _accounts():
-    # deferred: each command imports what it runs, so `cosmic-ray --help` starts fast
-    from cosmic_ray.serve.store import Store
-
-    return Store.open(_settings().event_store_url).accounts
-
-
-def _read_password(password_stdin: bool) -> str:
-    """The new password from stdin (first line) or an interactive prompt; never from an argument."""
-    if password_stdin:
-        password = sys.stdin.readline().rstrip("\r\n")
-    else:
-        password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
-    if not password:
-        _fail("empty password", 2)
-    return password
-
-
-@users_app.command("add")
-def users_add(
-    username: str = typer.Argument(...),
-    role: str = typer.Option("viewer", help="viewer, astronomer or admin."),
-    password_stdin: bool = typer.Option(False, "--password-stdin", help="Read the password from stdin."),
-) -> None:
-    """Add a user (the password is prompted for, or read from stdin)."""
-    # deferred: each command imports what it runs, so `cosmic-ray --help` starts fast
-    from cosmic_ray.serve.db import StoreError
-
-    password = _read_password(password_stdin)
-    try:
-        user = _accounts().add_user(username, password, role=role)
-    except StoreError as exc:
-        _fail(str(exc))
-    _emit({"username": user.username, "role": user.role, "added": True})
-
-
-@users_app.command("passwd")
-def users_passwd(
-    username: str = typer.Argument(...),
-    password_stdin: bool = typer.Option(False, "--password-stdin", help="Read the password from stdin."),
-) -> None:
-    """Change a user's password (ends their web sessions)."""
-    # deferred: each command imports what it runs, so `cosmic-ray --help` starts fast
-    from cosmic_ray.serve.db import StoreError
-
-    password = _read_password(password_stdin)
-    try:
-        _accounts().set_password(username, password)
-    except StoreError as exc:
-        _fail(str(exc))
-    _emit({"username": username, "password_changed": True})
-
-
-@users_app.command("remove")
-def users_remove(username: str = typer.Argument(...)) -> None:
-    """Remove a user with their tokens and sessions."""
-    # deferred: each command imports what it runs, so `cosmic-ray --help` starts fast
-    from cosmic_ray.serve.db import StoreError
-
-    try:
-        _accounts().remove_user(username)
-    except StoreError as exc:
-        _fail(str(exc))
-    _emit({"username": username, "removed": True})
-
-
-@users_app.command("list")
-def users_list() -> None:
-    _emit([{"username": u.username, "role": u.role} for u in _accounts().list_users()])
-
-
-@tokens_app.command("create")
-def tokens_create(
-    username: str = typer.Argument(...),
-    name: str = typer.Option("", help="A label, e.g. the script's name."),
-    days: float | None = typer.Option(None, help="Lifetime in days (default: COSMIC_RAY_TOKEN_DAYS, 30)."),
-) -> None:
-    """Create an API token for USERNAME; the token is printed once and only its hash is kept. It expires."""
-    # deferred: each command imports what it runs, so `cosmic-ray --help` starts fast
-    from cosmic_ray.serve.db import StoreError
-
-    try:
-        info = _accounts().create_token(username, name, timedelta(days=days or _settings().token_days))
-    except StoreError as exc:
-        _fail(str(exc))
-    expires = info.expires_at.isoformat() + "Z" if info.expires_at else None
-    _emit({"id": info.id, "username": info.username, "name": info.name, "token": info.token, "expires_at": expires})
-
-
-@tokens_app.command("revoke")
-def tokens_revoke(token_id: int = typer.Argument(..., help="The id printed by `tokens create`.")) -> None:
-    # deferred: each command imports what it runs, so `cosmic-ray --help` starts fast
-    from cosmic_ray.serve.db import StoreError
-
-    try:
-        _accounts().revoke_token(token_id)
-    except StoreError as exc:
-        _fail(str(exc))
-    _emit({"id": token_id, "revoked": True})
-
-
 # ----------------------------------------------------------------------------- demo
 @app.command()
 def demo(
@@ -605,89 +486,13 @@ def stream(
         consumer = build_consumer(_settings(), bootstrap, config, lake, classify, publish, create_topics)
     except (CosmicRayError, RuntimeError) as exc:
         _fail(str(exc))
-    _emit(run_until_signal(consumer).to_dict())
-
-
-# ----------------------------------------------------------------------------- objects
-objects_app = typer.Typer(no_args_is_help=True, help="The object table of the event store (positions, cone search).")
-app.add_typer(objects_app, name="objects")
-
-
-@objects_app.command("rebuild")
-def objects_rebuild(
-    lake: Optional[Path] = typer.Option(None, help="Lake folder (default: $COSMIC_RAY_HOME/lake)."),
-) -> None:
-    """Fill the object table from the whole lake (positions, detections, context); class fields are kept."""
-    from cosmic_ray.serve.skyobjects import refresh_from_lake  # deferred: the event store is not needed by --help
-
-    s = _settings()
-    lake_dir = lake or s.lake_dir
-    if not lake_dir.is_dir():
-        _fail(f"no lake at {lake_dir}: ingest something first (cosmic-ray ingest ...)")
-    start = time.perf_counter()
-    written = refresh_from_lake(lake_dir, s.event_store_url)
-    _emit(
-        {
-            "objects": written,
-            "store": s.event_store_url.split("://", 1)[0],
-            "seconds": round(time.perf_counter() - start, 3),
-        }
-    )
-
-
-# ----------------------------------------------------------------------------- cutouts
-cutouts_app = typer.Typer(no_args_is_help=True, help="ZTF alert stamps kept beside the lake (<lake>/_cutouts).")
-app.add_typer(cutouts_app, name="cutouts")
-
-
-@cutouts_app.command("prune")
-def cutouts_prune(
-    lake: Optional[Path] = typer.Option(None, help="Lake folder (default: $COSMIC_RAY_HOME/lake)."),
-    days: Optional[float] = typer.Option(
-        None, min=0.0, help="Keep stamps stored within this many days (default: COSMIC_RAY_CUTOUT_RETENTION_DAYS)."
-    ),
-) -> None:
-    """Drop the stamps stored longer ago than the retention, and the files no kept alert uses."""
-    from cosmic_ray.ingest.cutouts import CutoutStore  # deferred: pyarrow is not needed by --help
-
-    _emit(CutoutStore(lake or _settings().lake_dir).prune(days).to_dict())
-
-
-# ----------------------------------------------------------------------------- notify
-@notify_app.command("run")
-def notify_run(
-    once: bool = typer.Option(False, "--once", help="Deliver what is due now, then exit (cron, tests)."),
-    poll: float = typer.Option(2.0, help="Seconds between looks at the outbox."),
-) -> None:
-    """Deliver the outbox's notifications to their webhooks (retries with back-off; never again after a 2xx)."""
-    from cosmic_ray.serve import delivery  # deferred: httpx + the store, only for this command
-
     try:
-        stats = delivery.run(_settings(), once=once, poll_s=poll)
-    except CosmicRayError as exc:
-        _fail(str(exc))
-    _emit(stats.to_dict())
+        _emit(run_until_signal(consumer).to_dict())
+    finally:
+        if classify:
+            from cosmic_ray.serve import live  # deferred: Ray Serve is imported only with --classify
 
-
-@notify_app.command("digest")
-def notify_digest(
-    night: str = typer.Option(..., help="The night, YYYYMMDD (UTC date of the classifications)."),
-    top: Optional[int] = typer.Option(None, help="Objects per digest (default: each subscription's own)."),
-) -> None:
-    """Queue the night's most anomalous new objects for every digest subscription (`notify run` sends them)."""
-    # deferred: each command imports what it runs, so `cosmic-ray --help` starts fast
-    from cosmic_ray.serve.db import open_engine
-    from cosmic_ray.serve.digest import queue_digest
-    from cosmic_ray.serve.secretbox import secret_box
-    from cosmic_ray.serve.subscriptions import Outbox, Subscriptions
-
-    s = _settings()
-    engine = open_engine(s.event_store_url)
-    try:
-        summary = queue_digest(engine, Subscriptions(engine, secret_box(s)), Outbox(engine), night, top)
-    except CosmicRayError as exc:
-        _fail(str(exc))
-    _emit(summary)
+            live.stop_alerting()  # the background webhook deliverer; what is pending stays in the outbox
 
 
 def main() -> None:

@@ -4,13 +4,12 @@ the Avro body). Anything else is quarantined with the reason, as batch ingest do
 
 Both go through :func:`cosmic_ray.ingest.batch.parse_inputs` (the parser, the pre-filters and
 the quarantine of ``cosmic-ray ingest``), so the stream writes exactly the lake rows that batch
-ingest writes for the same packets. Rubin packets need :mod:`cosmic_ray.sources.lsst`; without
-it they are quarantined with the reason "lsst support not installed".
+ingest writes for the same packets. Rubin packets go to :mod:`cosmic_ray.sources.lsst` (schemas and
+ids of ``lsst-alert-packet``); an unknown schema id is quarantined with the ids that are known.
 """
 
 from __future__ import annotations
 
-import importlib
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +22,6 @@ log = logging.getLogger(__name__)
 
 AVRO_CONTAINER_MAGIC = b"Obj\x01"
 CONFLUENT_MAGIC = 0
-LSST_MISSING = "lsst support not installed"
 
 
 @dataclass
@@ -83,15 +81,6 @@ def sort_messages(messages: list[Message]) -> Sorted:
     return out
 
 
-def lsst_available() -> bool:
-    """Whether :mod:`cosmic_ray.sources.lsst` (the Rubin packet parser) is installed."""
-    try:
-        importlib.import_module("cosmic_ray.sources.lsst")  # deferred: optional until the Rubin parser is merged
-    except ImportError:
-        return False
-    return True
-
-
 def _parse(
     source: str, messages: list[Message], quarantine_dir: Path, run_id: str, cfg: PrefilterConfig
 ) -> ParsedBatch:
@@ -134,12 +123,8 @@ def parse_messages(
     refused = len(sorted_.refused)
     if sorted_.ztf:
         parts.append(_parse("ztf", sorted_.ztf, quarantine_dir, run_id, cfg))
-    if sorted_.lsst and lsst_available():
+    if sorted_.lsst:
         parts.append(_parse("lsst", sorted_.lsst, quarantine_dir, run_id, cfg))
-    elif sorted_.lsst:
-        for message in sorted_.lsst:
-            quarantine.quarantine(quarantine_dir, message.name, LSST_MISSING, message.value, run_id)
-        refused += len(sorted_.lsst)
     batch = merge_batches(parts)
     batch.quarantined += refused
     return batch

@@ -2,7 +2,7 @@
 
 from fastapi import APIRouter
 
-from cosmic_ray.serve.routes import accounts, alerts, classes, health, model, objects, predict
+from cosmic_ray.serve.routes import accounts, alerts, anomalies, classes, health, labels, model, objects, predict
 
 ROUTERS: tuple[APIRouter, ...] = (
     health.router,
@@ -12,4 +12,6 @@ ROUTERS: tuple[APIRouter, ...] = (
     alerts.router,
     objects.router,
     accounts.router,
+    labels.router,
+    anomalies.router,
 )

@@ -20,6 +20,7 @@ Example:
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Mapping
 from typing import Literal
 
@@ -48,7 +49,8 @@ def prepare(feats: np.ndarray, clip: float = 10.0) -> np.ndarray:
         (N, F) float32, finite.
     """
     x = np.asarray(feats, dtype=np.float64)
-    with np.errstate(all="ignore"):
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        warnings.simplefilter("ignore", RuntimeWarning)  # an all-missing feature: its median is NaN -> 0
         med = np.nanmedian(x, axis=0)
         q75, q25 = np.nanpercentile(x, 75, axis=0), np.nanpercentile(x, 25, axis=0)
     med = np.nan_to_num(med, nan=0.0)

@@ -53,7 +53,7 @@ def app_url(tmp_path_factory, shared_data):
         [
             {
                 "candid": 7,
-                "object_id": "ZTF21abfmbix",
+                "object_id": "ZTF18aaqzpsv",
                 "class": "SLSN-I",
                 "probabilities": {"SLSN-I": 0.7, "SN Ia": 0.3},
                 "open_set_score": 0.2,
@@ -154,11 +154,11 @@ def test_the_client_reads_alerts_candidates_and_a_light_curve(app_url):
     with Client(url) as anonymous:
         (alert,) = [a for a in anonymous.alerts(rare=True) if a["candid"] == 7]
         assert alert["class"] == "SLSN-I" and alert["probabilities"]["SLSN-I"] == 0.7
-        assert [c["object_id"] for c in anonymous.candidates("SLSN-I")] == ["ZTF21abfmbix"]
-        rows = anonymous.lightcurve("ZTF21abfmbix", as_="rows")
-        assert rows and all(r["object_id"] == "ZTF21abfmbix" for r in rows)
+        assert [c["object_id"] for c in anonymous.candidates("SLSN-I")] == ["ZTF18aaqzpsv"]
+        rows = anonymous.lightcurve("ZTF18aaqzpsv", as_="rows")
+        assert rows and all(r["object_id"] == "ZTF18aaqzpsv" for r in rows)
         assert [r["mjd"] for r in rows] == sorted(r["mjd"] for r in rows)
-        table = anonymous.lightcurve("ZTF21abfmbix", as_="astropy")
+        table = anonymous.lightcurve("ZTF18aaqzpsv", as_="astropy")
         assert len(table) == len(rows) and str(table["mjd"].unit) == "d"
-        frame = anonymous.lightcurve("ZTF21abfmbix", as_="pandas")
+        frame = anonymous.lightcurve("ZTF18aaqzpsv", as_="pandas")
         assert list(frame["mag"]) == [r["mag"] for r in rows]

@@ -87,7 +87,7 @@ class Client:
 
     # ------------------------------------------------------------------ model
     def health(self) -> dict[str, Any]:
-        return cast(dict[str, Any], self._json("GET", "/health"))
+        return cast(dict[str, Any], self._json("GET", "/healthz"))
 
     def model(self) -> dict[str, Any]:
         """The served model: name, version, classes."""

@@ -114,7 +114,9 @@ def test_refusals_carry_the_servers_message(server):
 
 def test_the_csv_download_becomes_rows_pandas_and_astropy(server):
     url, handler = server
-    handler.script["/objects/ZTF21abiuvdk/lightcurve"] = [(200, {"Content-Type": "text/csv; charset=utf-8"}, CSV.encode())]
+    handler.script["/objects/ZTF21abiuvdk/lightcurve"] = [
+        (200, {"Content-Type": "text/csv; charset=utf-8"}, CSV.encode())
+    ]
     with Client(url) as api:
         rows = api.lightcurve("ZTF21abiuvdk", as_="rows")
         frame = api.lightcurve("ZTF21abiuvdk", as_="pandas")

@@ -55,9 +55,10 @@ def test_the_client_reads_a_lake_object(served):
 
 def test_labels_through_the_client_with_real_tokens(served, accounts):
     with Client(served, token=accounts["astronomer"]) as astronomer, Client(served, token=accounts["viewer"]) as viewer:
-        added = astronomer.add_label(OBJECT, "class", class_="SN Ia", note="client test: TNS spectrum")
-        assert added["user"] == "ada" and added["class"] == "SN Ia"
-        assert any(x["note"] == "client test: TNS spectrum" for x in viewer.labels(OBJECT))
+        # "interesting": a class answer would change what later retrains of this session train on
+        added = astronomer.add_label(OBJECT, "interesting", note="client test: early bump")
+        assert added["user"] == "ada" and added["kind"] == "interesting" and added["class"] is None
+        assert any(x["note"] == "client test: early bump" and x["user"] == "ada" for x in viewer.labels(OBJECT))
         with pytest.raises(AuthError) as refused:
             viewer.add_label(OBJECT, "bogus")
         assert refused.value.status == 403

@@ -10,6 +10,11 @@ uvicorn, a real SQLite event store, a lake of real ZTF alerts (the Pitt-Google t
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+
 import pytest
 
 from cosmic_ray.client import AuthError, Client, ValidationError
@@ -75,14 +80,14 @@ def app_url(tmp_path_factory, shared_data):
     saved = dict(context._CONTEXT)
     context.configure(ctx)
     with serve_app(api) as url:
-        yield url, tokens, night
+        yield url, tokens, night, home
     context._CONTEXT.clear()
     context._CONTEXT.update(saved)
     store.close()
 
 
 def test_an_astronomer_labels_an_object_and_readers_see_it(app_url):
-    url, tokens, _ = app_url
+    url, tokens, _, _ = app_url
     with Client(url, token=tokens["astronomer"]) as astronomer, Client(url) as anonymous:
         first = astronomer.add_label("ZTF21abcdefg", "class", class_="SLSN-I", note="spectrum: SLSN-I at z=0.2")
         assert first["class"] == "SLSN-I" and first["user"] == "astronomer" and first["created_at"].endswith("Z")
@@ -101,7 +106,7 @@ def test_an_astronomer_labels_an_object_and_readers_see_it(app_url):
 
 
 def test_labels_refuse_the_wrong_caller_and_bad_answers_with_a_message(app_url):
-    url, tokens, _ = app_url
+    url, tokens, _, _ = app_url
     with Client(url, token=tokens["viewer"]) as viewer, Client(url) as anonymous:
         with pytest.raises(AuthError) as refused:
             viewer.add_label("ZTF21abcdefh", "bogus")
@@ -125,7 +130,7 @@ def test_labels_refuse_the_wrong_caller_and_bad_answers_with_a_message(app_url):
 
 
 def test_the_anomaly_ranking_of_a_night_follows_the_experts(app_url):
-    url, tokens, night = app_url
+    url, tokens, night, _ = app_url
     with Client(url, token=tokens["astronomer"]) as api_:
         before = api_.anomalous(night, top=1000)
         plain = api_.anomalous(night, top=1000, method="iforest")  # no feedback: the baseline
@@ -150,7 +155,7 @@ def test_the_anomaly_ranking_of_a_night_follows_the_experts(app_url):
 
 
 def test_the_client_reads_alerts_candidates_and_a_light_curve(app_url):
-    url, _, _ = app_url
+    url, _, _, _ = app_url
     with Client(url) as anonymous:
         (alert,) = [a for a in anonymous.alerts(rare=True) if a["candid"] == 7]
         assert alert["class"] == "SLSN-I" and alert["probabilities"]["SLSN-I"] == 0.7
@@ -162,3 +167,23 @@ def test_the_client_reads_alerts_candidates_and_a_light_curve(app_url):
         assert len(table) == len(rows) and str(table["mjd"].unit) == "d"
         frame = anonymous.lightcurve("ZTF18aaqzpsv", as_="pandas")
         assert list(frame["mag"]) == [r["mag"] for r in rows]
+
+
+def test_the_anomalies_command_ranks_the_night_with_the_stored_answers(app_url):
+    url, tokens, night, home = app_url
+    with Client(url, token=tokens["astronomer"]) as api_:
+        served = api_.anomalous(night, top=5)
+    env = {**os.environ, "COSMIC_RAY_HOME": str(home)}
+    out = subprocess.run(
+        [sys.executable, "-m", "cosmic_ray.ops.cli", "anomalies", "--night", night, "--top", "5"],
+        capture_output=True, text=True, env=env, timeout=120,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr[-2000:]
+    printed = json.loads(out.stdout.strip().splitlines()[-1])
+    assert printed["night"] == night and printed["answers_used"] == served["answers_used"]
+    assert [o["object_id"] for o in printed["top"]] == [o["object_id"] for o in served["top"]]
+    bad = subprocess.run(
+        [sys.executable, "-m", "cosmic_ray.ops.cli", "anomalies", "--night", "2021-09-01"],
+        capture_output=True, text=True, env=env, timeout=120,
+    )  # fmt: skip
+    assert bad.returncode != 0 and "YYYYMMDD" in bad.stderr

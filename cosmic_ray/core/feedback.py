@@ -94,6 +94,8 @@ def check_answer(kind: str, class_name: str | None, note: str) -> None:
         raise FeedbackError(f"a label of kind {kind!r} takes no class (send kind 'class' for a class)")
     if len(note) > MAX_NOTE:
         raise FeedbackError(f"note of {len(note)} characters exceeds the limit of {MAX_NOTE}")
+    if "\x00" in note:
+        raise FeedbackError("a note cannot hold a NUL character")
 
 
 def latest_by_object(answers: Iterable[ExpertAnswer], kinds: tuple[str, ...] = LABEL_KINDS) -> dict[str, ExpertAnswer]:

@@ -47,8 +47,8 @@ class Labels:
             check_answer(kind, class_name, note)
         except FeedbackError as exc:
             raise StoreError(str(exc)) from exc
-        if not object_id or len(object_id) > 128:
-            raise StoreError("object id must be 1-128 characters")
+        if not object_id or len(object_id) > 128 or "\x00" in object_id:
+            raise StoreError("object id must be 1-128 characters, no NUL")
         answer = ExpertAnswer(object_id, kind, class_name or None, note, username, utcnow())
         with self.engine.begin() as conn:
             n = conn.execute(

@@ -121,6 +121,7 @@ def test_labels_refuse_the_wrong_caller_and_bad_answers_with_a_message(app_url):
             ({"kind": "bogus", "class_": "SN Ia"}, "takes no 'class'"),
             ({"kind": "maybe"}, "kind"),
             ({"kind": "interesting", "note": "x" * 2001}, "note"),
+            ({"kind": "interesting", "note": "a\x00b"}, "NUL"),
         ]
         for args, words in bad:
             with pytest.raises(ValidationError) as err:

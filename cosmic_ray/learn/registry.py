@@ -37,6 +37,7 @@ from cosmic_ray.learn.classifier import ProtoNetClassifier
 from cosmic_ray.learn.evaluate.gate import gate_decision, paired_bootstrap
 from cosmic_ray.learn.evaluate.report import flat_metrics
 from cosmic_ray.learn.features import featurize
+from cosmic_ray.learn.feedback import ExpertLabelling
 from cosmic_ray.learn.signing import sign_bundle, signing_key, verify_bundle
 
 log = logging.getLogger(__name__)
@@ -400,3 +401,40 @@ def log_dataset_record(settings: Settings, run_id: str, record: dict[str, Any]) 
     with mlflow.start_run(run_id=run_id):
         mlflow.log_input(dataset, context="training")
         mlflow.log_dict(record, "data/window.json")
+
+
+#: Where the expert answers a run trained on come from (a name, never the store's URL: it may hold a password).
+EXPERT_LABELS_SOURCE = "cosmic_ray event store: expert_labels"
+
+
+def log_expert_labels(settings: Settings, run_id: str, labelling: ExpertLabelling) -> None:
+    """Record the expert answers a run trained on in its dataset lineage: an MLflow dataset input
+    (context ``expert_labels``; the answers with who and when; digest = the label set's digest) and
+    tags with the provenance (count, users, newest answer, digest)."""
+    configure(settings)
+    prov = labelling.provenance
+    frame = pd.DataFrame(
+        [
+            {
+                "object_id": a.object_id,
+                "kind": a.kind,
+                "class": a.class_name or "",
+                "user": a.username,
+                "created_at": a.created_at.isoformat() + "Z",
+            }
+            for a in labelling.answers
+        ]
+        or [{"object_id": "", "kind": "", "class": "", "user": "", "created_at": ""}]
+    )
+    dataset = from_pandas(frame, source=EXPERT_LABELS_SOURCE, name="expert-labels", digest=str(prov["digest"]))
+    with mlflow.start_run(run_id=run_id):
+        mlflow.log_input(dataset, context="expert_labels")
+        mlflow.set_tags(
+            {
+                "expert_labels.count": str(prov["count"]),
+                "expert_labels.users": ",".join(prov["users"]),  # type: ignore[arg-type]
+                "expert_labels.newest": str(prov["newest"]),
+                "expert_labels.digest": str(prov["digest"]),
+            }
+        )
+        mlflow.log_dict(prov, "data/expert_labels.json")

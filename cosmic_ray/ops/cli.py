@@ -495,6 +495,33 @@ def stream(
             live.stop_alerting()  # the background webhook deliverer; what is pending stays in the outbox
 
 
+# ----------------------------------------------------------------------------- expert feedback
+@app.command()
+def anomalies(
+    night: str = typer.Option(..., help="The night, YYYYMMDD: objects with a point in the lake that night."),
+    top: int = typer.Option(20, min=1, max=1000, help="How many of the ranking to print."),
+    method: str = typer.Option("aad", help="aad (AADForest), pine (PineForest) or iforest (no feedback)."),
+) -> None:
+    """The night's objects ranked most anomalous first, by an isolation forest tuned by the stored expert labels."""
+    # deferred: each command imports what it runs, so `cosmic-ray --help` starts fast
+    from cosmic_ray.learn.aad import METHODS
+    from cosmic_ray.learn.nightrank import rank_night
+    from cosmic_ray.serve.labels import Labels
+    from cosmic_ray.serve.store import Store
+
+    if len(night) != 8 or not night.isdigit():
+        _fail(f"night {night!r} is not YYYYMMDD")
+    if method not in METHODS:
+        _fail(f"unknown method {method!r}: use one of {', '.join(METHODS)}")
+    settings = _settings()
+    store = Store.open(settings.event_store_url)
+    try:
+        answers = Labels(store.engine).all()
+    finally:
+        store.close()
+    _emit(rank_night(settings, night, answers, top=top, method=method).to_dict())  # type: ignore[arg-type]
+
+
 def main() -> None:
     app()
 

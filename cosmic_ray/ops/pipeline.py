@@ -117,6 +117,10 @@ def train_from_lake(
     gate = gate or GateConfig()
     lake = Lake(settings.lake_dir)
     table = lake.read(sources=LABELLED_SOURCES)
+    # deferred: the training stack (torch, Ray Train, MLflow) loads only for the step that needs it
+    from cosmic_ray.ops.feedback import expert_training_table
+
+    table, expert = expert_training_table(settings, lake, table)  # expert labels: classes on, bogus out
     log.info("featurizing %d labelled points with Ray Data", table.num_rows)
     arrays = featurize_with_ray(table, cfg.data.max_len)
     data, stats = build_training_set(arrays, cfg.data, cfg.validation_fraction, cfg.seed)
@@ -152,6 +156,7 @@ def train_from_lake(
     dataset = lake_snapshot(lake, LABELLED_SOURCES)
     dataset["objects"] = int(len(data.labels))
     dataset["classes"] = {c: int((data.labels == k).sum()) for k, c in enumerate(data.class_names)}
+    dataset["expert_labels"] = expert.provenance
     classifier = build_classifier(
         out.state_dict,
         arch,
@@ -219,6 +224,8 @@ def train_from_lake(
             artifacts={"validation": evaluation},
             figures=figures,
         )
+    if expert.answers:
+        registry.log_expert_labels(settings, registered.run_id, expert)
     validation = registry.GateData(
         object_id=data.object_id[val],
         truth=np.asarray(truth, dtype=object),

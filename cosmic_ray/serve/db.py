@@ -28,6 +28,7 @@ from sqlalchemy import (
     ForeignKey,
     Integer,
     String,
+    Text,
     create_engine,
     event,
     inspect,
@@ -142,6 +143,20 @@ class LoginBucket(Base):
     key: Mapped[str] = mapped_column(String(200), primary_key=True)
     level: Mapped[float] = mapped_column(Float)  # attempts still in the bucket at updated_at
     updated_at: Mapped[datetime] = mapped_column(DateTime, index=True)
+
+
+class ExpertLabel(Base):
+    """An expert's answer about one object (:mod:`cosmic_ray.serve.labels`): who said what, and when."""
+
+    __tablename__ = "expert_labels"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    object_id: Mapped[str] = mapped_column(String(128), index=True)
+    kind: Mapped[str] = mapped_column(String(16), index=True)  # class | interesting | bogus
+    class_name: Mapped[str | None] = mapped_column(String(64), nullable=True)  # kind=class only
+    note: Mapped[str] = mapped_column(Text, default="")
+    username: Mapped[str] = mapped_column(String(64), index=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime, index=True)
 
 
 #: Columns added after a table first shipped: ``open_engine`` adds them to an older store (all nullable).

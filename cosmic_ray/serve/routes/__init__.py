@@ -5,10 +5,12 @@ from fastapi import APIRouter
 from cosmic_ray.serve.routes import (
     accounts,
     alerts,
+    anomalies,
     classes,
     crossmatches,
     cutouts,
     health,
+    labels,
     model,
     objects,
     predict,
@@ -30,4 +32,6 @@ ROUTERS: tuple[APIRouter, ...] = (
     crossmatches.router,
     watchlists.router,
     subscriptions.router,
+    labels.router,
+    anomalies.router,
 )

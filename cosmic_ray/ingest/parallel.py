@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 
 CHUNK_BYTES = 8 * 1024 * 1024  # ~110 ZTF packets with cutouts: task start-up is then ~1% of the work
 CHUNKS_PER_CPU = 4  # enough chunks that no core waits long for the last one
-IN_FLIGHT_PER_CPU = 2  # chunks queued per CPU: the next one is ready when a core frees up
+IN_FLIGHT_PER_CPU = 4  # chunks submitted ahead per CPU: a slow chunk does not leave a core idle
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,8 @@
 """Bounded ingestion: read a source's inputs into the lake.
 
-File-based requests (local files, recorded answers) are read and parsed in parallel with Ray
-Data; requests that ask a service (``request.remote``: a MAST or IRSA search, TESS downloads by
+File-based requests (local files, recorded answers) are read and parsed in parallel in Ray tasks
+(:mod:`cosmic_ray.ingest.parallel`: many files per task, results stored while the next are parsed);
+requests that ask a service (``request.remote``: a MAST or IRSA search, TESS downloads by
 TIC id) are fetched and parsed on the driver. What cannot be read is quarantined with the reason;
 the driver appends to the lake, which drops what is already there. ZTF alerts also get one row
 each in the lake's per-alert table, with their pre-filter decision; MAST observations (anchors)
@@ -20,7 +21,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -28,6 +28,7 @@ from cosmic_ray.core.errors import SourceError
 from cosmic_ray.core.lightcurve import SCHEMA, conform
 from cosmic_ray.ingest import prefilter, quarantine
 from cosmic_ray.ingest.lake import Lake
+from cosmic_ray.ingest.parallel import ParseJob, parse_files
 from cosmic_ray.ingest.prefilter import PrefilterConfig
 from cosmic_ray.sources import get_source
 from cosmic_ray.sources.base import ParseResult, RawInput, Request
@@ -196,50 +197,6 @@ def _iter_tarball_file(name: str) -> Iterator[RawInput]:
         yield RawInput(f"{name}!<unreadable: {type(exc).__name__}>", b"")
 
 
-def _to_ipc(table: pa.Table | None) -> bytes:
-    if table is None:
-        return b""
-    sink = pa.BufferOutputStream()
-    with pa.ipc.new_stream(sink, table.schema) as writer:
-        writer.write_table(table)
-    return sink.getvalue().to_pybytes()
-
-
-def _from_ipc(data: bytes) -> pa.Table | None:
-    return pa.ipc.open_stream(pa.py_buffer(data)).read_all() if data else None
-
-
-def _parse_block(
-    batch: dict[str, np.ndarray],
-    source_name: str,
-    quarantine_dir: str,
-    run_id: str,
-    prefilter_cfg: dict[str, Any],
-    parse_options: dict[str, Any],
-) -> pa.Table:
-    """Ray Data UDF: a block of paths -> one row carrying the parsed tables (Arrow IPC).
-
-    The task reads the files itself (raw bytes, no transparent decompression: a tarball is
-    streamed member by member and a truncated one is quarantined, not a failed task).
-    """
-    parsed = parse_inputs(
-        source_name,
-        ((path, None) for path in batch["path"]),
-        quarantine_dir,
-        run_id,
-        PrefilterConfig(**prefilter_cfg),
-        parse_options,
-    )
-    return pa.table(
-        {
-            "points": pa.array([_to_ipc(parsed.points)], pa.large_binary()),
-            "alerts": pa.array([_to_ipc(parsed.alerts)], pa.large_binary()),
-            "anchors": pa.array([_to_ipc(parsed.anchors)], pa.large_binary()),
-            "n_alerts": pa.array([parsed.n_alerts], pa.int64()),
-        }
-    )
-
-
 @dataclass
 class _Tally:
     """What the driver stored so far (the numbers of :class:`IngestSummary`)."""
@@ -284,8 +241,8 @@ def ingest(
 ) -> IngestSummary:
     """Read ``inputs`` of ``source_name`` (or a prepared ``request``) into the lake.
 
-    A file-based request is read and parsed in Ray Data tasks (one block of ``files_per_block``
-    files each); a remote one (``request.remote``) is fetched and parsed on the driver. The
+    A file-based request is read and parsed in Ray tasks (chunks of at most ``files_per_block``
+    files, a few MB each); a remote one (``request.remote``) is fetched and parsed on the driver. The
     driver deduplicates against the lake's key index and writes one file per (source, night)
     every ``flush_rows`` new points and at the end.
 
@@ -294,9 +251,9 @@ def ingest(
         inputs: what the source's ``build_request`` takes (ignored when ``request`` is given).
         lake_dir: the lake.
         quarantine_dir: where bad inputs go, with their reasons.
-        parallelism: Ray Data blocks (default: one per ``files_per_block`` files).
+        parallelism: chunks to cut the files into (default: by ``files_per_block`` and size).
         prefilter_cfg: pre-filter thresholds for ZTF alerts.
-        files_per_block: files per Ray Data block.
+        files_per_block: most files per chunk (one Ray task each).
         flush_rows: staged points that trigger a write.
         request: a request built by the caller (e.g. a MAST search with options).
         host_max_arcsec: farthest PS1 galaxy an alert's context takes for the host
@@ -367,35 +324,11 @@ def _parse_files_with_ray(
     parallelism: int | None,
     files_per_block: int,
 ) -> Iterator[ParsedBatch]:
-    """Read and parse ``files`` in Ray Data tasks; yield each block's result on the driver."""
-    import ray  # deferred: ray is heavy, and remote requests and parse_inputs do not need it
-
-    blocks = parallelism or max(1, min(len(files), -(-len(files) // files_per_block)))
-    items = ray.data.from_items([{"path": path} for path in files], override_num_blocks=blocks)
-    ds = items.map_batches(
-        _parse_block,  # type: ignore[arg-type]  # Ray's stubs do not model fn_kwargs
-        fn_kwargs={
-            "source_name": source_name,
-            "quarantine_dir": str(quarantine_dir),
-            "run_id": run_id,
-            "prefilter_cfg": prefilter_cfg.model_dump(),
-            "parse_options": parse_options,
-        },
-        batch_format="numpy",
-        batch_size=None,
-        # one task per CPU: Ray Data otherwise tends to run these fused read+parse tasks one by one
-        compute=ray.data.TaskPoolStrategy(size=max(1, min(blocks, int(ray.cluster_resources().get("CPU", 1))))),
-    )
-    for batch in ds.iter_batches(batch_format="pyarrow", batch_size=None):
-        if not isinstance(batch, pa.Table):  # batch_format="pyarrow" gives tables; the stubs allow any format
-            raise TypeError(f"Ray Data gave a {type(batch).__name__} batch, expected a pyarrow.Table")
-        columns = [batch.column(c).to_pylist() for c in ("points", "alerts", "anchors", "n_alerts")]
-        for points_ipc, alerts_ipc, anchors_ipc, n in zip(*columns, strict=True):
-            points = _from_ipc(points_ipc)
-            yield ParsedBatch(
-                points if points is not None else SCHEMA.empty_table(),
-                _from_ipc(alerts_ipc),
-                n,
-                0,
-                _from_ipc(anchors_ipc),
-            )
+    """Read and parse ``files`` in Ray tasks (:mod:`cosmic_ray.ingest.parallel`); yield each chunk's
+    result on the driver, in input order, while the next chunks are being parsed."""
+    job = ParseJob(source_name, str(quarantine_dir), run_id, prefilter_cfg, parse_options)
+    per_chunk = files_per_block if parallelism is None else max(1, -(-len(files) // max(1, parallelism)))
+    for parsed in parse_files(files, job, per_chunk):
+        if not isinstance(parsed, ParsedBatch):  # a task gives back what parse_inputs returns
+            raise TypeError(f"a parse task gave a {type(parsed).__name__}, expected a ParsedBatch")
+        yield ParsedBatch(parsed.points, parsed.alerts, parsed.n_alerts, 0, parsed.anchors)

@@ -151,7 +151,7 @@ def ingest(
         _fail(f"lake {lake_dir} is not writable: {exc}")
     try:
         request = request_for(source, inputs or [], options)
-        if not request.remote:  # files are parsed by Ray Data; a remote search is fetched here
+        if not request.remote:  # files are parsed in Ray tasks; a remote search is fetched here
             cluster.connect(s, persistent=False)
         summary = run_ingest(
             source,

@@ -30,12 +30,17 @@ class DemoResult:
     mlflow_ui: str
     example_prediction: dict[str, Any]
     seconds: float
+    sample: bool = False  # trained on the real sample shipped with the package (no shared data here)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     def render(self) -> str:
-        data = "SIMULATED data (no ../shared/data found)" if self.simulated else "real ZTF alerts + BTS light curves"
+        data = "real ZTF alerts + BTS light curves"
+        if self.simulated:
+            data = "SIMULATED data (no ../shared/data found)"
+        elif self.sample:
+            data = "the real sample shipped with cosmic_ray (no ../shared/data found; a small demonstration model)"
         p = self.example_prediction
         return "\n".join(
             [
@@ -90,4 +95,5 @@ def run(settings: Settings, train_config: Path, serve_config: Path) -> DemoResul
         mlflow_ui=f"mlflow ui --backend-store-uri {settings.tracking_uri} --host 127.0.0.1 --port 5000",
         example_prediction=answer.json(),
         seconds=time.perf_counter() - start,
+        sample=inputs.sample,
     )

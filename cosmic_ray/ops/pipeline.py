@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from cosmic_ray.core.config import GateConfig, Settings, TrainConfig
+from cosmic_ray.core.sample import data_root
 from cosmic_ray.ingest.batch import IngestSummary, ingest
 from cosmic_ray.ingest.lake import Lake
 
@@ -30,17 +31,15 @@ class DefaultInputs:
     alerts: list[Path]
     catalogs: list[Path]
     simulated: bool
+    sample: bool = False  # the small real sample shipped with the package (no shared data here)
 
 
 def default_inputs(settings: Settings) -> DefaultInputs:
-    """Real data from ``COSMIC_RAY_SHARED_DATA`` when present; otherwise a SIMULATED stream and catalogue."""
-    shared = settings.shared_data_dir
-    if shared is not None and (shared / "ztf-bts" / "bts_dev_lightcurves.csv.gz").exists():
-        return DefaultInputs(
-            alerts=[shared / "ztf-alerts"],
-            catalogs=[shared / "ztf-bts" / "bts_dev_lightcurves.csv.gz"],
-            simulated=False,
-        )
+    """Real data from ``COSMIC_RAY_SHARED_DATA`` when present; else the real sample shipped with the
+    package (:mod:`cosmic_ray.core.sample`); only without both, a SIMULATED stream and catalogue."""
+    root = data_root(settings.shared_data_dir)
+    if root is not None:
+        return DefaultInputs(alerts=[root.alerts], catalogs=[root.labelled], simulated=False, sample=root.shipped)
     # deferred: the training stack (torch, Ray Train, MLflow) loads only for the step that needs it
     from cosmic_ray.ingest import simulate
 

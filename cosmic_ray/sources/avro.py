@@ -1,8 +1,9 @@
 """Avro container files (the ZTF alert packet format) -> decoded records, fast and strict.
 
-The container is walked with fastavro's own header schema and record decoder; the writer schema
-is parsed once per distinct schema text and cached (parsing the ~23 KB ZTF schema costs more
-than decoding the alert itself).
+The container is walked here (its header layout is the Avro specification's, "Object Container
+Files") with fastavro's public API only: ``fastavro.parse_schema`` parses each distinct writer
+schema once (cached by its text: ``fastavro.reader`` re-parses the ~23 KB ZTF schema for every
+file) and ``fastavro.schemaless_reader`` decodes the header and each record.
 
 Hostile containers are refused before anything is decoded: a writer schema that is not a record
 (or lacks the fields the caller requires) is foreign; a block may not declare more records than it
@@ -22,12 +23,24 @@ from collections.abc import Sequence
 from typing import Any
 
 import fastavro
-import fastavro.read as _avro_read
 
 from cosmic_ray.core.errors import BadAlertError
 from cosmic_ray.sources.bounded import inflate, unsnappy_avro_block
 
-_HEADER = fastavro.parse_schema(_avro_read.HEADER_SCHEMA)
+# The object container header, as the Avro specification defines it (magic, metadata map, sync marker).
+MAGIC = b"Obj\x01"
+SYNC_SIZE = 16
+_HEADER = fastavro.parse_schema(
+    {
+        "type": "record",
+        "name": "org.apache.avro.file.Header",
+        "fields": [
+            {"name": "magic", "type": {"type": "fixed", "name": "Magic", "size": len(MAGIC)}},
+            {"name": "meta", "type": {"type": "map", "values": "bytes"}},
+            {"name": "sync", "type": {"type": "fixed", "name": "Sync", "size": SYNC_SIZE}},
+        ],
+    }
+)
 _LONG = fastavro.parse_schema({"type": "long"})
 CODECS = ("null", "deflate", "snappy")
 
@@ -91,7 +104,7 @@ def _long(fo: io.BytesIO) -> int:
 def _read_container(data: bytes, required_fields: tuple[str, ...]) -> list[Any]:
     fo = io.BytesIO(data)
     header = _record(fastavro.schemaless_reader(fo, _HEADER, None))
-    if header["magic"] != _avro_read.MAGIC:
+    if header["magic"] != MAGIC:
         raise BadAlertError("not a readable Avro container: bad magic bytes")
     meta = _record(header["meta"])
     codec = _text(meta.get("avro.codec", b"null"))
@@ -127,6 +140,6 @@ def _read_container(data: bytes, required_fields: tuple[str, ...]) -> list[Any]:
             records.append(fastavro.schemaless_reader(block, schema, None))
         if codec == "null" and fo.tell() - start != size:
             raise BadAlertError(f"not a readable Avro container: block of {size} bytes decoded to {fo.tell() - start}")
-        if fo.read(_avro_read.SYNC_SIZE) != sync:
+        if fo.read(SYNC_SIZE) != sync:
             raise BadAlertError("not a readable Avro container: sync marker mismatch (truncated or corrupt)")
     return records

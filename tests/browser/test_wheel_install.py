@@ -34,6 +34,7 @@ import time
 import uuid
 import venv
 import warnings
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -201,6 +202,24 @@ WHERE = textwrap.dedent(
 )
 
 
+SAMPLE_ROOT = "from pathlib import Path; from cosmic_ray.core.sample import data_root; print(data_root(Path('/nonexistent')).path)"
+
+
+def _assert_ships_the_sample(names: list[str]) -> None:
+    """The real sample (packets, light curves, context, and every licence) is inside the wheel."""
+    shipped = {n.removeprefix("cosmic_ray/sample_data/") for n in names if n.startswith("cosmic_ray/sample_data/")}
+    assert sum(n.endswith(".avro") for n in shipped) >= 30, sorted(shipped)
+    for name in (
+        "README.md",
+        "ztf-bts/bts_dev_lightcurves.csv.gz",
+        "ztf-bts/bts_dev_context.csv",
+        "ztf-bts/LICENSE_MIT_HSE-LAMBDA.txt",
+        "ztf-alerts/boom-v4.02/LICENSE_MIT_boom.txt",
+        "ztf-alerts/pittgoogle/LICENSE_BSD-3_Pitt-Google-Broker.txt",
+    ):
+        assert name in shipped, (name, sorted(shipped))
+
+
 def _not_blank(png: bytes) -> float:
     from PIL import Image
 
@@ -234,8 +253,12 @@ def test_installed_wheel_serves_a_working_web_app(shared_data):
         )
         (wheel,) = (root / "dist").glob("cosmic_ray-*.whl")
         log.info("built %s (%.0f kB)", wheel.name, wheel.stat().st_size / 1e3)
+        _assert_ships_the_sample(zipfile.ZipFile(wheel).namelist())
         python = _fresh_venv(root / "venv", wheel)
         log.info("installed into %s", root / "venv")
+        # without shared data, the installed package finds its own copy of the sample
+        found = _run([str(python), "-c", SAMPLE_ROOT], 60, cwd=root).stdout.strip().splitlines()[-1]
+        assert Path(found).resolve().is_relative_to((root / "venv").resolve()), found
         cli = root / "venv" / "bin" / "cosmic-ray"
         assert cli.is_file()
 

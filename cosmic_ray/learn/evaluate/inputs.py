@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
@@ -38,11 +38,21 @@ class LabelledArrays:
     seq: np.ndarray  # (N, L, C)
     length: np.ndarray  # (N,)
     feats: np.ndarray  # (N, F) raw (not normalised)
+    contexts: list[Any] | None = None  # (N,) per object its context mapping (or None); None: none known
 
     def take(self, rows: np.ndarray) -> LabelledArrays:
         """The objects at ``rows`` (indices or a boolean mask)."""
+        ctx = None
+        if self.contexts is not None:
+            ctx = [self.contexts[i] for i in np.arange(len(self.object_id))[rows]]
         return LabelledArrays(
-            self.object_id[rows], self.coarse[rows], self.seq[rows], self.length[rows], self.feats[rows]
+            self.object_id[rows], self.coarse[rows], self.seq[rows], self.length[rows], self.feats[rows], ctx
+        )
+
+    def with_contexts(self, by_id: Mapping[str, Any]) -> LabelledArrays:
+        """A copy whose objects carry their context from ``by_id`` (object id -> mapping; absent: none)."""
+        return LabelledArrays(
+            self.object_id, self.coarse, self.seq, self.length, self.feats, [by_id.get(str(o)) for o in self.object_id]
         )
 
     def __len__(self) -> int:

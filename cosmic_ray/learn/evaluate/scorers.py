@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from cosmic_ray.learn.decision import FULL
 from cosmic_ray.learn.evaluate.inputs import EvaluationInputs, LabelledArrays, support_draws
 
 if TYPE_CHECKING:
@@ -71,8 +72,17 @@ def score_protonet(
     rare: list[str],
     draws: list[dict[str, np.ndarray]],
     classes: list[str],
+    mode: str = "alert_time",
+    age_matched: bool = False,
+    support_phases: dict[str, LabelledArrays] | None = None,
 ) -> Scored:
     """ProtoNet predictions per draw.
+
+    Every object's context (``LabelledArrays.contexts``) is read through ``mode``. With
+    ``age_matched`` (and a model with age-matched prototype sets) each light curve is read by the
+    prototypes of its age; the registered classes' support is then cut at the same ages
+    (``support_phases``: days -> the support cut that long after first detection; the full support
+    where absent).
 
     Base prototypes + one registered prototype per rare class (the mean embedding of that draw's
     K support objects, as ``with_class`` computes it), decided by the classifier's own rule
@@ -81,7 +91,7 @@ def score_protonet(
     """
 
     def embed(a: LabelledArrays) -> np.ndarray:
-        return classifier.embed(a.seq, a.length, a.feats)
+        return classifier.embed(a.seq, a.length, a.feats, getattr(a, "contexts", None), mode)
 
     base = [c for c in classifier.class_names if c not in rare]
     base_rows = [classifier.class_names.index(c) for c in base]
@@ -90,26 +100,47 @@ def score_protonet(
     registered_count = getattr(classifier.arch, "registered_prior_count", 1.0)
     emb_support = embed(support) if support is not None and len(support) else None
 
-    def decide(emb: np.ndarray, draw: dict[str, np.ndarray]) -> tuple[list[str], np.ndarray]:
-        names, protos, counts = list(base), [base_protos], list(base_counts)
+    age_sets = classifier.age_prototypes if age_matched else {}
+    support_at: dict[str, tuple[dict[str, int], np.ndarray]] = {}  # bucket -> (object id -> row, embeddings)
+    for days, arrays in (support_phases or {}).items():
+        if days in age_sets and len(arrays):
+            support_at[days] = ({str(o): i for i, o in enumerate(arrays.object_id)}, embed(arrays))
+
+    def rare_proto(rows: np.ndarray, bucket: str) -> np.ndarray:
+        assert emb_support is not None and support is not None
+        if bucket in support_at:
+            index, emb_b = support_at[bucket]
+            cut = [index[str(o)] for o in support.object_id[rows] if str(o) in index]
+            if cut:
+                return classifier.prototype_of(emb_b[cut])[None, :]
+        return classifier.prototype_of(emb_support[rows])[None, :]
+
+    def decide(emb: np.ndarray, draw: dict[str, np.ndarray], ages: np.ndarray) -> tuple[list[str], np.ndarray]:
+        names, counts = list(base), list(base_counts)
+        sets = {bucket: [protos[base_rows]] for bucket, protos in age_sets.items()}
+        sets[FULL] = [base_protos]
         for c in rare:
             if c in draw and emb_support is not None:
                 names.append(c)
-                protos.append(emb_support[draw[c]].mean(axis=0, keepdims=True))
                 counts.append(registered_count)
-        return names, classifier.class_logits(emb, np.concatenate(protos), np.asarray(counts))  # (N, K)
+                for bucket, protos in sets.items():
+                    protos.append(rare_proto(draw[c], bucket))
+        stacked = {bucket: np.concatenate(protos) for bucket, protos in sets.items()}
+        return names, classifier.age_matched_logits(emb, ages if age_sets else None, stacked, np.asarray(counts))
 
-    def predict(emb: np.ndarray, draw: dict[str, np.ndarray]) -> np.ndarray:
-        names, logits = decide(emb, draw)
+    def predict(emb: np.ndarray, draw: dict[str, np.ndarray], ages: np.ndarray) -> np.ndarray:
+        names, logits = decide(emb, draw, ages)
         return np.asarray(names, dtype=object)[logits.argmax(axis=1)]
 
-    emb_data = embed(data)
-    scored = Scored(classes=classes, truth=data.coarse, preds=np.stack([predict(emb_data, dr) for dr in draws]))
-    scored.rare_scores = _rare_probabilities([decide(emb_data, dr) for dr in draws], rare, len(data))
+    emb_data, ages_data = embed(data), classifier.ages(data.seq, data.length)
+    scored = Scored(
+        classes=classes, truth=data.coarse, preds=np.stack([predict(emb_data, dr, ages_data) for dr in draws])
+    )
+    scored.rare_scores = _rare_probabilities([decide(emb_data, dr, ages_data) for dr in draws], rare, len(data))
     for days, arrays in phases.items():
-        emb = embed(arrays)
+        emb, ages = embed(arrays), classifier.ages(arrays.seq, arrays.length)
         scored.phase_truth[days] = arrays.coarse
-        scored.phase_preds[days] = np.stack([predict(emb, dr) for dr in draws])
+        scored.phase_preds[days] = np.stack([predict(emb, dr, ages) for dr in draws])
     # open set: leave-one-class-out, base prototypes only (the rare class has none)
     novelty = classifier.novelty(emb_data, base_protos, base_counts)  # (N,)
     is_base = np.isin(data.coarse, base)

@@ -291,8 +291,9 @@ class ProtoNetClassifier:
         ctx_d2 = None
         block = self.context_block
         if block is not None and emb.shape[1] > d:  # the context part: marginal distances, read aside
-            ctx_d2 = block.distances(emb[:, d:], protos[:, d:])  # (N, K)
-            dof_ctx = block.present_counts(emb[:, d:])  # (N,)
+            if getattr(self.arch, "novelty_context", False):
+                ctx_d2 = block.distances(emb[:, d:], protos[:, d:])  # (N, K)
+                dof_ctx = block.present_counts(emb[:, d:])  # (N,)
             emb, protos = emb[:, :d], protos[:, :d]
         outlier: np.ndarray | float = 0.0
         if getattr(self.arch, "novelty_subspace", False) and len(protos) > 1:

@@ -37,12 +37,14 @@ VILLAR_NAMES = ("amp_mag", "base_rel", "t0_rel", "rise_log", "fall_log", "platea
 VILLAR_BANDS = ("g", "r")
 
 
-def forest_sampling_strategy(labels: np.ndarray) -> dict[str, int]:
+def forest_sampling_strategy(labels: np.ndarray) -> dict[Any, int]:
     """Per class, how many objects each tree of the balanced forest draws: every class larger than
-    the median class size is undersampled to it, smaller classes keep all their objects."""
-    names, counts = np.unique(np.asarray(labels).astype(str), return_counts=True)
+    the median class size is undersampled to it, smaller classes keep all their objects.
+
+    Keys are the labels as given (imbalanced-learn calls this with its encoded labels)."""
+    names, counts = np.unique(np.asarray(labels), return_counts=True)
     cap = int(np.median(counts))
-    return {str(n): int(min(c, cap)) for n, c in zip(names, counts, strict=True)}
+    return {n.item() if hasattr(n, "item") else n: int(min(c, cap)) for n, c in zip(names, counts, strict=True)}
 
 
 def balanced_forest(seed: int, labels: np.ndarray) -> Any:
@@ -52,7 +54,7 @@ def balanced_forest(seed: int, labels: np.ndarray) -> Any:
 
     return BalancedRandomForestClassifier(
         n_estimators=200,
-        sampling_strategy=forest_sampling_strategy(labels),
+        sampling_strategy=forest_sampling_strategy,  # called with each fit's labels
         replacement=True,
         bootstrap=False,
         random_state=seed,
@@ -173,6 +175,31 @@ def villar_table_features(table: Any) -> dict[str, np.ndarray]:
     return villar_features(ids, cols[0].astype(float), cols[1], cols[2].astype(float), cols[3].astype(float))
 
 
+def villar_for(
+    data_table: Any, train_table: Any, support_table: Any | None, phases: tuple[int, ...]
+) -> dict[str, np.ndarray]:
+    """:func:`villar_features` of every object :func:`score_baselines` reads: data, training and
+    support tables, and the data cut at each phase (keys ``"<days>:<object id>"``)."""
+    # deferred: pyarrow-side truncation lives with the features
+    from cosmic_ray.learn.features import truncate
+
+    out: dict[str, np.ndarray] = {}
+    for table in (train_table, support_table, data_table):
+        if table is not None:
+            out.update(villar_table_features(table))
+    for days in phases:
+        out.update({f"{days}:{k}": v for k, v in villar_table_features(truncate(data_table, float(days))).items()})
+    return out
+
+
+def blank(x: np.ndarray, columns: np.ndarray) -> np.ndarray:
+    """A copy of ``x`` with ``columns`` (a mask) set to 0: columns no training object has (histogram
+    boosting cannot bin an all-missing column)."""
+    out = np.array(x, dtype=float, copy=True)
+    out[:, columns] = 0.0
+    return out
+
+
 def _inputs(
     a: LabelledArrays, rows: np.ndarray | None, kind: str, villar: Mapping[str, np.ndarray] | None, mode: str
 ) -> np.ndarray:
@@ -222,12 +249,14 @@ def score_baselines(
                     x.append(_inputs(inputs.support, rows, kind, villar, mode))
                     y.append(np.asarray([c] * len(rows)))
             y_all = np.concatenate(y)
-            model = make(seed + i, y_all).fit(prep(np.concatenate(x)), y_all)
-            probs = model.predict_proba(prep(xd))
+            x_all = np.concatenate(x)
+            empty = ~np.isfinite(x_all).any(axis=0)  # a column no training object has carries nothing
+            model = make(seed + i, y_all).fit(prep(blank(x_all, empty)), y_all)
+            probs = model.predict_proba(prep(blank(xd, empty)))
             preds.append(np.asarray(model.classes_)[probs.argmax(axis=1)].astype(object))
             decisions.append((list(model.classes_), np.log(np.maximum(probs, 1e-12))))
             for days, xp in phase_x.items():
-                phase_preds[days].append(np.asarray(model.predict(prep(xp))).astype(object))
+                phase_preds[days].append(np.asarray(model.predict(prep(blank(xp, empty)))).astype(object))
         scored = Scored(
             classes=classes,
             truth=inputs.data.coarse,
@@ -236,8 +265,9 @@ def score_baselines(
             phase_preds={d: np.stack(v) for d, v in phase_preds.items()},
             rare_scores=_rare_probabilities(decisions, rare, len(inputs.data)),
         )
-        base_model = make(seed, yt).fit(prep(xt), yt)
-        score = 1.0 - base_model.predict_proba(prep(xd)).max(axis=1)
+        empty = ~np.isfinite(xt).any(axis=0)
+        base_model = make(seed, yt).fit(prep(blank(xt, empty)), yt)
+        score = 1.0 - base_model.predict_proba(prep(blank(xd, empty))).max(axis=1)
         is_base = np.isin(inputs.data.coarse, np.unique(yt))
         for c in rare:
             scored.open_pos[c] = score[inputs.data.coarse == c]

@@ -13,7 +13,10 @@ The report (:func:`evaluate_report`) has exactly these keys (:data:`REPORT_KEYS`
 * ``open_set_auroc``: leave-one-class-out over the rare classes, the AUROC of the open-set score
   of c's objects against the objects of the base classes, averaged over the rare classes.
 * ``by_phase``: every light curve truncated 3, 10 and 30 days after its first detection, and in full.
-* ``baseline``: light-curve features + balanced random forest (the ALeRCE approach), scored the same way.
+* ``baselines``: every reference model of :mod:`~cosmic_ray.learn.evaluate.baselines` (balanced
+  forest, logistic regression, gradient boosting, Superphot+-style Villar fits + boosting), fit on
+  the training table with the same context and support draws, scored the same way;
+  ``baseline`` is the one with the highest macro-F1 (its ``model_uri`` names it).
 
 The CLI (``cosmic-ray evaluate``), the registry (:func:`flat_metrics`) and ``bench/fewshot_eval.py``
 (cross-validation: :func:`summarize`, :func:`bootstrap_summary`, :func:`ranking_summary`) call it.
@@ -21,13 +24,14 @@ The CLI (``cosmic-ray evaluate``), the registry (:func:`flat_metrics`) and ``ben
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
 
-from cosmic_ray.learn.evaluate.inputs import prepare_inputs
+from cosmic_ray.learn.evaluate import baselines
+from cosmic_ray.learn.evaluate.inputs import prepare_inputs, support_draws
 from cosmic_ray.learn.evaluate.metrics import (
     auroc,
     balanced_accuracy,
@@ -35,7 +39,7 @@ from cosmic_ray.learn.evaluate.metrics import (
     classification_metrics,
     macro_f1,
 )
-from cosmic_ray.learn.evaluate.scorers import Scored, score_all
+from cosmic_ray.learn.evaluate.scorers import Scored, score_protonet
 
 if TYPE_CHECKING:
     from cosmic_ray.learn.classifier import ProtoNetClassifier
@@ -51,8 +55,10 @@ REPORT_KEYS = (
     "open_set_auroc",
     "by_phase",
     "baseline",
+    "baselines",
 )
 BASELINE_URI = "baseline:light-curve-features+balanced-random-forest"
+BASELINE_URI_PREFIX = "baseline:"
 
 
 def summarize(scored: Scored, rare: list[str], model_uri: str, k: int) -> dict[str, Any]:
@@ -180,16 +186,38 @@ def evaluate_report(
     model_uri: str = "",
     seed: int = 0,
     same_event: Callable[[str], str] | None = None,
+    mode: str = "alert_time",
+    baseline_models: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """The evaluation report (see the module docstring for each key).
+
+    Args:
+        mode: the context mode the model and the baselines read (objects' contexts ride on the
+            inputs' ``LabelledArrays.contexts``).
+        baseline_models: names of :data:`~cosmic_ray.learn.evaluate.baselines.MODELS` (default all).
 
     Raises:
         ValueError: no data object of an evaluated class, or no training object for the baseline.
     """
     inputs = prepare_inputs(classifier, data_table, train_table, support_table, same_event)
-    model, base = score_all(classifier, inputs, k, draws, seed)
+    n_draws = draws if inputs.rare else 1
+    chosen = (
+        support_draws(inputs.support, inputs.rare, k, n_draws, seed) if inputs.support is not None else [{}] * n_draws
+    )
+    model = score_protonet(
+        classifier, inputs.data, inputs.phases, inputs.support, inputs.rare, chosen, inputs.classes, mode=mode
+    )
     report = summarize(model, inputs.rare, model_uri, k)
-    report["baseline"] = summarize(base, inputs.rare, BASELINE_URI, k)
+    names = list(baseline_models) if baseline_models is not None else list(baselines.MODELS)
+    villar = None
+    if "superphot_plus" in names:
+        villar = baselines.villar_for(data_table, train_table, support_table, tuple(int(d) for d in inputs.phases))
+    scored = baselines.score_baselines(inputs, chosen, mode, names, villar, seed)
+    report["baselines"] = {
+        name: summarize(s, inputs.rare, f"{BASELINE_URI_PREFIX}{name}", k) for name, s in scored.items()
+    }
+    best = max(report["baselines"], key=lambda n: report["baselines"][n]["macro_f1"])
+    report["baseline"] = report["baselines"][best]
     return report
 
 

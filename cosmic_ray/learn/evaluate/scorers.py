@@ -168,13 +168,12 @@ def _rare_probabilities(
 
 
 def baseline_forest(seed: int) -> Any:
-    """The baseline classifier: an unfitted balanced random forest (imbalanced-learn), seeded."""
-    # deferred: imbalanced-learn pulls scikit-learn; only the baseline needs it
-    from imblearn.ensemble import BalancedRandomForestClassifier
+    """The baseline classifier: an unfitted balanced random forest (imbalanced-learn), seeded; classes
+    above the median size are undersampled to it (:func:`~cosmic_ray.learn.evaluate.baselines.balanced_forest`)."""
+    # deferred: the baselines module is only needed where a baseline is fitted
+    from cosmic_ray.learn.evaluate.baselines import balanced_forest
 
-    return BalancedRandomForestClassifier(
-        n_estimators=200, sampling_strategy="all", replacement=True, bootstrap=False, random_state=seed, n_jobs=1
-    )
+    return balanced_forest(seed, np.zeros(0))
 
 
 def baseline_features(feats: np.ndarray) -> np.ndarray:

@@ -173,3 +173,46 @@ def test_gradient_boosting_leaves_fit_classes_of_four_objects():
     from cosmic_ray.learn.evaluate.baselines import gradient_boosting
 
     assert gradient_boosting(0, np.array([])).min_samples_leaf <= 4
+
+
+def test_a_classifier_with_context_block_age_sets_and_tuned_prior_round_trips(tmp_path):
+    from cosmic_ray.learn.classifier import ProtoNetClassifier
+    from cosmic_ray.learn.features import feature_names
+    from cosmic_ray.learn.model import LightCurveEncoder
+
+    nf, nc = len(feature_names()), len(FEATURE_FIELDS)
+    arch = ProtoNetConfig(seq_channels=9, n_feats=nf, hidden=8, embed_dim=3, context_fields=("host_mag",))
+    rng = np.random.default_rng(0)
+    d = arch.out_dim + nc
+    clf = ProtoNetClassifier(
+        arch=arch,
+        state_dict=LightCurveEncoder(arch).state_dict(),
+        class_names=["a", "b"],
+        prototypes=rng.normal(size=(2, d)).astype(np.float32),
+        feat_mean=np.zeros(nf, np.float32),
+        feat_std=np.ones(nf, np.float32),
+        calibration=np.array([0.5, 1.0]),
+        ref_embeddings=np.zeros((0, d), np.float32),
+        ref_ids=np.array([]),
+        ref_labels=np.array([]),
+        max_len=6,
+        prior_counts=np.array([30.0, 3.0]),
+        context_mean=np.zeros(nc),
+        context_std=np.ones(nc),
+        context_cov=np.eye(nc),
+        tuned_prior_weight=0.5,
+        age_prototypes={"10": rng.normal(size=(2, d)).astype(np.float32)},
+    )
+    seq, length, feats = rng.normal(size=(3, 6, 9)).astype(np.float32), np.array([6, 5, 4]), rng.normal(size=(3, nf))
+    contexts = [{"host_mag": 19.0, "redshift": 0.1}, None, {"gal_b": 40.0}]
+    back = ProtoNetClassifier.load(clf.save(tmp_path / "m"))
+    assert back.tuned_prior_weight == 0.5 and back.prior_weight() == 0.5 and set(back.age_prototypes) == {"10"}
+    emb = back.embed(seq, length, feats, contexts, "alert_time")
+    assert emb.shape == (3, d)
+    np.testing.assert_allclose(emb, clf.embed(seq, length, feats, contexts, "alert_time"), rtol=1e-5)
+    assert np.isnan(emb[1, arch.out_dim :]).all()  # nothing known about the second object
+    assert np.isnan(emb[0, arch.out_dim + FEATURE_FIELDS.index("redshift")])  # alert time hides redshift
+    labels = [p.label for p in back.predict_arrays(np.arange(3), seq, length, feats, 0, contexts, "with_redshift")]
+    assert labels == [
+        p.label for p in clf.predict_arrays(np.arange(3), seq, length, feats, 0, contexts, "with_redshift")
+    ]

@@ -313,7 +313,8 @@ class ProtoNetClassifier:
         if getattr(self.arch, "novelty_rule", "mixture") == "min_distance":
             return 0.5 * d2.min(axis=1) + outlier  # (N,) the nearest known class, whatever its prior
         counts = self.counts() if counts is None else np.asarray(counts, dtype=float)
-        logits = -0.5 * d2 + self.prior_weight() * np.log(np.maximum(counts, 1e-9))
+        # the arch's prior weight, not the tuned one: tuned for macro-F1, it lowered the AUROC (0.81 -> 0.77)
+        logits = -0.5 * d2 + self.arch.prior_weight * np.log(np.maximum(counts, 1e-9))
         top = logits.max(axis=1)
         return -(top + np.log(np.exp(logits - top[:, None]).sum(axis=1))) + outlier  # (N,)
 

@@ -12,7 +12,7 @@ import logging
 import os
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,7 @@ class BtsFolds:
     coarse: np.ndarray  # (N,) coarse labels
     fold: np.ndarray  # (N,) fold of each object
     same_event: Callable[[str], str]  # object id -> event id across the shared catalogues
+    contexts: dict[str, dict[str, float | None]] = field(default_factory=dict)  # object id -> bts_dev_context.csv row
 
     def take(self, rows: np.ndarray) -> dict[str, np.ndarray]:
         return {key: value[rows] for key, value in self.arrays.items()}
@@ -67,4 +68,21 @@ def load_bts_folds(data_dir: Path, n_folds: int, n_views: int, seed: int) -> Bts
     views = augmented_views(table, n_views, seed, MAX_LEN)
     coarse = np.asarray([to_coarse(x) for x in arrays["label"]], dtype=object)
     events = np.asarray([same_event(o) for o in arrays["object_id"]], dtype=object)
-    return BtsFolds(table, arrays, views, coarse, ev_tables.event_folds(coarse, events, n_folds, seed), same_event)
+    folds = ev_tables.event_folds(coarse, events, n_folds, seed)
+    return BtsFolds(table, arrays, views, coarse, folds, same_event, read_contexts(data_dir))
+
+
+def read_contexts(data_dir: Path) -> dict[str, dict[str, float | None]]:
+    """``ztf-bts/bts_dev_context.csv``: object id -> its context (FEATURE_FIELDS it has; missing -> None)."""
+    import csv
+
+    from cosmic_ray.core.context import FEATURE_FIELDS
+
+    path = data_dir / "ztf-bts" / "bts_dev_context.csv"
+    out: dict[str, dict[str, float | None]] = {}
+    if not path.exists():
+        return out
+    with path.open() as handle:
+        for row in csv.DictReader(handle):
+            out[row["object_id"]] = {f: float(row[f]) if row.get(f) not in (None, "") else None for f in FEATURE_FIELDS}
+    return out

@@ -35,6 +35,8 @@ from bts_cv import MAX_LEN, BtsFolds, add_common_arguments, load_bts_folds, quie
 from cosmic_ray.core.config import DataConfig, load_train_config  # noqa: E402
 from cosmic_ray.core.taxonomy import OTHER, SUPPORT_ONLY  # noqa: E402
 from cosmic_ray.learn.classifier import build_classifier  # noqa: E402
+from cosmic_ray.learn.context_features import context_matrix  # noqa: E402
+from cosmic_ray.learn.evaluate import baselines as ev_baselines  # noqa: E402
 from cosmic_ray.learn.evaluate import metrics as ev_metrics  # noqa: E402
 from cosmic_ray.learn.evaluate import report as ev_report  # noqa: E402
 from cosmic_ray.learn.evaluate import scorers as ev_scorers  # noqa: E402
@@ -45,24 +47,22 @@ from cosmic_ray.learn.trainset import attach_views, build_training_set  # noqa: 
 log = logging.getLogger("supervised_reference")
 
 
-def conventional_models(seed: int) -> dict:
-    from sklearn.ensemble import HistGradientBoostingClassifier
-    from sklearn.impute import SimpleImputer
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import QuantileTransformer
+def conventional_models() -> list[str]:
+    """The reference models of cosmic_ray.learn.evaluate.baselines (fixed: forest undersampling to the
+    median class, NaN reaching the imputer, leaves of 3), Superphot+-style included."""
+    return list(ev_baselines.MODELS)
 
-    return {
-        "balanced_random_forest": lambda: ev_scorers.baseline_forest(seed),
-        "logistic_regression": lambda: make_pipeline(
-            SimpleImputer(strategy="median"),
-            QuantileTransformer(n_quantiles=101, output_distribution="normal", random_state=seed),
-            LogisticRegression(C=0.3, class_weight="balanced", max_iter=3000),
-        ),
-        "gradient_boosting": lambda: HistGradientBoostingClassifier(
-            class_weight="balanced", max_iter=200, learning_rate=0.05, random_state=seed
-        ),
-    }
+
+def model_inputs(kind: str, cv: BtsFolds, villar: dict, contexts: dict, mode: str) -> np.ndarray:
+    """(N, P) what a reference model reads for every BTS object: features or Villar parameters, + context."""
+    ids = cv.arrays["object_id"]
+    if kind == "villar":
+        width = len(ev_baselines.VILLAR_BANDS) * len(ev_baselines.VILLAR_NAMES)
+        base = np.stack([villar.get(str(o), np.full(width, np.nan)) for o in ids])
+    else:
+        base = np.asarray(cv.arrays["feats"], dtype=float)
+    ctx = context_matrix([contexts.get(str(o)) for o in ids], len(ids), mode)
+    return np.concatenate([base, ctx], axis=1)
 
 
 def protonet_all_labels(
@@ -92,26 +92,31 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     add_common_arguments(parser)
     parser.add_argument("--out", type=Path, default=Path("supervised_reference.json"))
+    parser.add_argument("--mode", default="light_curve", help="context mode the reference models read")
+    parser.add_argument("--no-protonet", action="store_true", help="reference models only")
     args = parser.parse_args()
     quiet_single_thread()
     cfg = load_train_config(args.config)
     t_start = time.perf_counter()
     cv = load_bts_folds(args.data, args.folds, args.views, args.seed)
-    arrays, coarse, fold = cv.arrays, cv.coarse, cv.fold
+    coarse, fold = cv.coarse, cv.fold
     scored = coarse != OTHER  # the objects and classes the few-shot report scores
     classes = sorted(set(coarse[scored]))
-    x = ev_scorers.baseline_features(arrays["feats"])
-    preds = {
-        name: np.empty(len(coarse), dtype=object) for name in ["protonet_all_labels", *conventional_models(args.seed)]
-    }
+    villar = ev_baselines.villar_table_features(cv.table)
+    inputs = {kind: model_inputs(kind, cv, villar, cv.contexts, args.mode) for kind in ("lc", "villar")}
+    names = ([] if args.no_protonet else ["protonet_all_labels"]) + conventional_models()
+    preds = {name: np.empty(len(coarse), dtype=object) for name in names}
     for f in range(args.folds):
         train_rows, test_rows = np.flatnonzero((fold != f) & scored), np.flatnonzero((fold == f) & scored)
-        preds["protonet_all_labels"][test_rows] = protonet_all_labels(
-            cv, train_rows, test_rows, cfg, args.seed + f, args.epochs, args.per_epoch
-        )
-        for name, make in conventional_models(args.seed + f).items():
-            model = make().fit(x[train_rows], coarse[train_rows])
-            preds[name][test_rows] = model.predict(x[test_rows])
+        if not args.no_protonet:
+            preds["protonet_all_labels"][test_rows] = protonet_all_labels(
+                cv, train_rows, test_rows, cfg, args.seed + f, args.epochs, args.per_epoch
+            )
+        for name in conventional_models():
+            make, prep, kind = ev_baselines.MODELS[name]
+            y = coarse[train_rows].astype(str)
+            model = make(args.seed + f, y).fit(prep(inputs[kind][train_rows]), y)
+            preds[name][test_rows] = model.predict(prep(inputs[kind][test_rows]))
         log.info("fold %d/%d done, %.0f s so far", f + 1, args.folds, time.perf_counter() - t_start)
 
     rows = np.flatnonzero(scored)

@@ -260,6 +260,21 @@ class ModelConfig(_Strict):
     registered_prior_count: float = Field(
         default=20.0, gt=0, description="Prior count of a class registered from examples."
     )
+    context_fields: tuple[str, ...] = Field(
+        default=(), description="Context fields the learned encoder reads (values + missing indicators)."
+    )
+    context_dropout: float = Field(
+        default=0.3, ge=0, lt=1, description="Chance a context field is hidden from the encoder in training."
+    )
+    novelty_rule: Literal["mixture", "min_distance"] = Field(
+        default="mixture", description="Open-set score: prior-weighted mixture density or minimum class distance."
+    )
+    episode_distance: Literal["learned_only", "embedding"] = Field(
+        default="learned_only", description="What episodes train: the learned part alone or the whole embedding."
+    )
+    tune_prior_weight: bool = Field(
+        default=False, description="Choose the prior weight for macro-F1 on the training objects (leave-one-out)."
+    )
 
 
 class ScalingConfig(_Strict):

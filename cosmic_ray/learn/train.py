@@ -19,6 +19,7 @@ import torch
 import torch.distributed as dist
 
 from cosmic_ray.core.errors import TrainingError
+from cosmic_ray.learn.context_features import encoder_inputs, field_dropout
 from cosmic_ray.learn.episodes import eligible_classes, held_out_classes, objects_needed, sample_episode
 from cosmic_ray.learn.model import (
     LightCurveEncoder,
@@ -59,6 +60,12 @@ class TrainingSet:
     aug_feats: np.ndarray | None = None  # (N * n_views, F), normalised
     n_views: int = 0
     class_counts: np.ndarray | None = None  # (K,) labelled objects per class before any per-class cap (class priors)
+    # (N, len(FEATURE_FIELDS)) standardised context (context_features.ContextStats), NaN where missing;
+    # None: no object has any
+    context: np.ndarray | None = None
+    context_mean: np.ndarray | None = None  # (len(FEATURE_FIELDS),) the standardisation's centre ...
+    context_std: np.ndarray | None = None  # ... and scale (transformed values)
+    context_fields: tuple[str, ...] = ()  # the columns of ``context`` (FEATURE_FIELDS)
 
 
 @dataclass
@@ -83,7 +90,17 @@ def loop_config(
         train_feats = normal_scores(
             torch.from_numpy(np.ascontiguousarray(train_feats, dtype=np.float32)), torch.from_numpy(quantiles)
         ).numpy()
+    context = None
+    if arch.context_fields:
+        if data.context is not None:
+            base = data.context[:, [data.context_fields.index(f) for f in arch.context_fields]]
+        else:
+            base = np.full((n, len(arch.context_fields)), np.nan)
+        context = base.astype(np.float32)  # (N, C) what the encoder reads
+        if has_views:  # a view has its object's context
+            context = np.concatenate([context, np.repeat(context, data.n_views, axis=0)])
     return {
+        "context": context,
         "arch": arch.to_dict(),
         "episodes": dict(episodes),
         "epochs": epochs,
@@ -116,7 +133,11 @@ def new_encoder(arch: ProtoNetConfig, config: dict[str, Any]) -> LightCurveEncod
 
 
 def _tensors(config: dict[str, Any]) -> dict[str, Any]:
+    context = config.get("context")
     return {
+        "context_raw": context,  # (N_total, C) standardised, NaN missing: dropped out per episode
+        "context": None if context is None else torch.from_numpy(encoder_inputs(context)),  # (N_total, 2C)
+        "context_dropout": float(config.get("arch", {}).get("context_dropout", 0.0)),
         "seq": torch.from_numpy(config["seq"]),
         "length": torch.from_numpy(config["length"]),
         "feats": torch.from_numpy(config["feats"]),
@@ -135,11 +156,15 @@ def _embed_all(
     feats: torch.Tensor,
     device: torch.device,
     batch: int = 512,
+    context: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """(N, L, C), (N,), (N, F) -> (N, D) embeddings, ``batch`` objects at a time."""
+    """(N, L, C), (N,), (N, F) [, (N, 2C) context inputs] -> (N, D) embeddings, ``batch`` objects at a time."""
     outs = []
     for i in range(0, len(seq), batch):
-        outs.append(model(seq[i : i + batch].to(device), length[i : i + batch], feats[i : i + batch].to(device)))
+        ctx = None if context is None else context[i : i + batch].to(device)
+        outs.append(
+            model(seq[i : i + batch].to(device), length[i : i + batch], feats[i : i + batch].to(device), context=ctx)
+        )
     return torch.cat(outs)
 
 
@@ -161,7 +186,15 @@ def validation_metrics(
     with torch.no_grad():
         labels = data["labels"]
         tr, va = data["train_idx"], data["val_idx"]
-        emb = _embed_all(model, data["seq"][:n], data["length"][:n], data["feats"][:n], device)
+        ctx = data.get("context")
+        emb = _embed_all(
+            model,
+            data["seq"][:n],
+            data["length"][:n],
+            data["feats"][:n],
+            device,
+            context=None if ctx is None else ctx[:n],
+        )
         protos = torch.nan_to_num(prototypes(emb[tr], labels[tr].to(device), data["n_classes"]), nan=1e6)  # (K, D)
         pred = proto_logits(emb[va], protos).argmax(dim=1).cpu()
         novel = _novel_accuracy(emb, labels, tr, va, protos, held_out, k_shot, seed)
@@ -249,16 +282,30 @@ def train_step(
     n_way: int,
     device: torch.device,
     use_amp: bool,
+    rng: np.random.Generator | None = None,
 ) -> tuple[float, float]:
-    """One episode: embed support + query, prototypical loss, one optimiser step. Returns (loss, accuracy)."""
+    """One episode: embed support + query, prototypical loss, one optimiser step. Returns (loss, accuracy).
+
+    With context the encoder reads the episode's objects' context with fields hidden at random
+    (``context_dropout``; ``rng`` draws which)."""
     idx = torch.from_numpy(rows)
+    context = None
+    if data.get("context_raw") is not None:
+        raw = data["context_raw"][rows]
+        if rng is not None:
+            raw = field_dropout(raw, data.get("context_dropout", 0.0), rng)
+        context = torch.from_numpy(encoder_inputs(raw)).to(device, non_blocking=True)  # (B, 2C)
+    arch = getattr(_unwrap(model), "cfg", None)
+    learned_only = arch is None or arch.episode_distance != "embedding"
     with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_amp):
-        # episodes train the learned part of the embedding (the whitened feature block is fixed)
+        # episodes train the learned part of the embedding (the whitened feature block is fixed):
+        # alone ("learned_only") or inside the whole embedding the classifier reads ("embedding")
         emb = model(
             data["seq"][idx].to(device, non_blocking=True),
             data["length"][idx],
             data["feats"][idx].to(device, non_blocking=True),
-            learned_only=True,
+            learned_only=learned_only,
+            context=context,
         )
     loss, acc = episode_loss(emb[:n_support].float(), emb[n_support:].float(), n_way)  # (n_way*k, D), (n_way*q, D)
     optimizer.zero_grad(set_to_none=True)
@@ -303,7 +350,7 @@ def run_epoch(
     losses, accs = [], []
     for _ in range(per_epoch):
         rows, n_sup, n_way = episode_rows(config, rng, pool)
-        loss, acc = train_step(model, optimizer, scaler, data, rows, n_sup, n_way, device, use_amp)
+        loss, acc = train_step(model, optimizer, scaler, data, rows, n_sup, n_way, device, use_amp, rng)
         scheduler.step()
         losses.append(loss)
         accs.append(acc)

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from cosmic_ray.core.config import DataConfig
+from cosmic_ray.core.context import FEATURE_FIELDS
 from cosmic_ray.core.errors import TrainingError
 from cosmic_ray.core.taxonomy import OTHER, SUPPORT_ONLY, to_coarse
+from cosmic_ray.learn.context_features import context_matrix, context_stats
 from cosmic_ray.learn.episodes import fixed_validation
 from cosmic_ray.learn.model import normalise_features
 from cosmic_ray.learn.train import TrainingSet
@@ -43,6 +47,7 @@ def build_training_set(
     seed: int,
     views: dict[str, np.ndarray] | None = None,
     support_only: tuple[str, ...] = SUPPORT_ONLY,
+    contexts: Mapping[str, Mapping[str, Any] | None] | None = None,
 ) -> tuple[TrainingSet, FeatureStats]:
     """Select labelled objects of the trainable coarse classes and split them object-disjointly.
 
@@ -52,6 +57,8 @@ def build_training_set(
 
     Args:
         views: :func:`~cosmic_ray.learn.features.augmented_views` of (at least) these objects.
+        contexts: object id -> its context (:data:`~cosmic_ray.core.context.FEATURE_FIELDS`; every
+            field, redshift included: modes hide fields later); objects without one have none.
 
     Raises:
         TrainingError: fewer than two classes have enough objects.
@@ -93,9 +100,25 @@ def build_training_set(
         val_idx=val_idx,
         class_counts=np.asarray([int(np.sum(usable & (coarse == c))) for c in classes], dtype=np.int64),
     )
+    if contexts is not None:
+        attach_context(data, contexts)
     if views is not None:
         attach_views(data, views, stats)
     return data, stats
+
+
+def attach_context(data: TrainingSet, contexts: Mapping[str, Mapping[str, Any] | None]) -> TrainingSet:
+    """Give ``data`` its objects' context, standardised on its training objects (every field shown).
+
+    Nothing is attached when no object has any context."""
+    matrix = context_matrix([contexts.get(str(o)) for o in data.object_id], len(data.object_id), "with_redshift")
+    if not np.isfinite(matrix).any():
+        return data
+    stats = context_stats(matrix[data.train_idx])
+    data.context = stats.standardise(matrix).astype(np.float32)
+    data.context_mean, data.context_std = stats.mean, stats.std
+    data.context_fields = FEATURE_FIELDS
+    return data
 
 
 def attach_views(data: TrainingSet, views: dict[str, np.ndarray], stats: FeatureStats) -> TrainingSet:

@@ -122,7 +122,9 @@ def train_from_lake(
     table, expert = expert_training_table(settings, lake, table)  # expert labels: classes on, bogus out
     log.info("featurizing %d labelled points with Ray Data", table.num_rows)
     arrays = featurize_with_ray(table, cfg.data.max_len)
-    data, stats = build_training_set(arrays, cfg.data, cfg.validation_fraction, cfg.seed)
+    # every object's context (host, Galactic latitude, redshift...) from the lake's context table
+    contexts = {row["object_id"]: row for row in lake.read_context().to_pylist()}
+    data, stats = build_training_set(arrays, cfg.data, cfg.validation_fraction, cfg.seed, contexts=contexts)
     # physics-respecting augmented views of the training objects (driver side: needs light-curve)
     # deferred: the training stack (torch, Ray Train, MLflow) loads only for the step that needs it
     import pyarrow as pa
@@ -171,7 +173,10 @@ def train_from_lake(
     )
     # rare (support-only) classes of the lake are registered from their examples, not trained
     for name, rows in support_only_objects(arrays, min_points=cfg.data.min_points).items():
-        classifier = classifier.with_class(name, arrays["seq"][rows], arrays["length"][rows], arrays["feats"][rows])
+        support_contexts = [contexts.get(str(o)) for o in arrays["object_id"][rows]]
+        classifier = classifier.with_class(
+            name, arrays["seq"][rows], arrays["length"][rows], arrays["feats"][rows], support_contexts
+        )
     # validation: the fixed validation objects (features stored normalised -> raw via stats)
     val = data.val_idx
     raw_feats = data.feats[val] * stats.std + stats.mean

@@ -194,7 +194,7 @@ class ProtoNetModel:
         context = [shown[int(i)] for i in arrays["object_id"]]  # one per featurized row
         preds = {
             p.object_id: p
-            for p in classifier.predict_features(arrays, neighbours=self.args.neighbours, context=context)
+            for p in classifier.predict_features(arrays, neighbours=self.args.neighbours, contexts=context, mode=mode)
         }
         out: list[dict[str, Any]] = []
         for i, item in enumerate(items):

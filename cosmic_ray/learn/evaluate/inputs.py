@@ -10,15 +10,15 @@ from __future__ import annotations
 import dataclasses
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
 
 from cosmic_ray.core.taxonomy import OTHER, to_coarse
-from cosmic_ray.learn.evaluate.context import ContextLookup, context_matrix
+from cosmic_ray.learn.evaluate.context import ContextLookup, context_matrix, context_rows
 from cosmic_ray.learn.features import featurize, truncate
 
 if TYPE_CHECKING:
@@ -55,6 +55,15 @@ class LabelledArrays:
             None if self.context is None else self.context[rows],
             self.context_shown,
         )
+
+    @property
+    def contexts(self) -> list[dict[str, float | None]] | None:
+        """Per object its context as the classifier takes it (one mapping, None where unknown); None: no context."""
+        return context_rows(self.context)
+
+    def with_contexts(self, by_id: Mapping[str, Mapping[str, Any]]) -> LabelledArrays:
+        """A copy whose objects carry their context from ``by_id`` (object id -> mapping; absent: none)."""
+        return dataclasses.replace(self, context=context_matrix(self.object_id, by_id))
 
     def __len__(self) -> int:
         return len(self.object_id)

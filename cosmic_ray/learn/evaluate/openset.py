@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from cosmic_ray.learn.evaluate.context import context_rows
+from cosmic_ray.core.context import DEFAULT_MODE
 from cosmic_ray.learn.evaluate.inputs import LabelledArrays
 from cosmic_ray.learn.evaluate.metrics import auroc
 from cosmic_ray.learn.evaluate.scorers import Scored, baseline_forest, baseline_inputs
@@ -46,13 +46,17 @@ def _by_class(
 
 
 def protonet_open_set_by_class(
-    classifier: ProtoNetClassifier, data: LabelledArrays, classes: list[str], rare: list[str]
+    classifier: ProtoNetClassifier,
+    data: LabelledArrays,
+    classes: list[str],
+    rare: list[str],
+    mode: str = DEFAULT_MODE,
 ) -> dict[str, float]:
     """Every class held out in turn (module docstring), ProtoNet's raw novelty; NaN where a side is empty."""
     base = [c for c in classifier.class_names if c not in rare]
     rows = {c: classifier.class_names.index(c) for c in base}
     counts = classifier.counts()
-    emb = classifier.embed(data.seq, data.length, data.feats, context=context_rows(data.context))  # (N, D)
+    emb = classifier.embed(data.seq, data.length, data.feats, data.contexts, mode)  # (N, D)
     score_for: dict[str, np.ndarray] = {}
     for c in classes:
         known = [rows[b] for b in base if b != c]

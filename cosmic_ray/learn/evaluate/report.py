@@ -24,7 +24,10 @@ The report (:func:`evaluate_report`) has exactly these keys (:data:`REPORT_KEYS`
 * ``followup``: per class, the share of its objects in the top 1, 5, 10% when all objects are
   ranked by its probability.
 * ``by_phase``: every light curve truncated 3, 10 and 30 days after its first detection, and in full.
-* ``baseline``: light-curve features + balanced random forest (the ALeRCE approach), scored the same way.
+* ``baselines``: every reference model of :mod:`~cosmic_ray.learn.evaluate.baselines` (balanced
+  forest, logistic regression, gradient boosting, Superphot+-style Villar fits + boosting), fit on
+  the training table with the same context and support draws, scored the same way;
+  ``baseline`` is the one with the highest macro-F1 (its ``model_uri`` names it).
 
 The CLI (``cosmic-ray evaluate``), the registry (:func:`flat_metrics`) and ``bench/fewshot_eval.py``
 (cross-validation: :func:`summarize`, :func:`bootstrap_summary`, :func:`ranking_summary`) call it.
@@ -33,13 +36,14 @@ The CLI (``cosmic-ray evaluate``), the registry (:func:`flat_metrics`) and ``ben
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
 
 from cosmic_ray.core.context import DEFAULT_MODE, MODES
+from cosmic_ray.learn.evaluate import baselines
 from cosmic_ray.learn.evaluate.context import lookup_from_table
 from cosmic_ray.learn.evaluate.inputs import EvaluationInputs, prepare_inputs
 from cosmic_ray.learn.evaluate.metrics import (
@@ -69,9 +73,11 @@ REPORT_KEYS = (
     "open_set_auroc_by_class",
     "followup",
     "baseline",
+    "baselines",
     "modes",
 )
 BASELINE_URI = "baseline:light-curve-features+balanced-random-forest"
+BASELINE_URI_PREFIX = "baseline:"
 
 
 def summarize(scored: Scored, rare: list[str], model_uri: str, k: int) -> dict[str, Any]:
@@ -188,20 +194,56 @@ def ranking_summary(scored: Scored, top: tuple[float, ...] = (0.01, 0.02, 0.05, 
     return out
 
 
-def mode_report(
-    classifier: ProtoNetClassifier, inputs: EvaluationInputs, k: int, draws: int, seed: int, model_uri: str
+def _baseline_report(
+    name: str, scored: Scored, inputs: EvaluationInputs, k: int, seed: int, by_class: dict[str, float] | None
 ) -> dict[str, Any]:
-    """The report of one masked view of the inputs (every key but ``modes``)."""
-    model, base = score_all(classifier, inputs, k, draws, seed)
+    """One reference model's report: the model's keys, its open set by class and follow-up figures."""
+    report = summarize(scored, inputs.rare, f"{BASELINE_URI_PREFIX}{name}", k)
+    own = {c: auroc(scored.open_pos[c], scored.open_neg[c]) for c in scored.open_pos}  # the rare classes
+    report["open_set_auroc_by_class"] = {**(by_class or {}), **own}
+    report["followup"] = followup_summary(scored)
+    return report
+
+
+def mode_report(
+    classifier: ProtoNetClassifier,
+    inputs: EvaluationInputs,
+    k: int,
+    draws: int,
+    seed: int,
+    model_uri: str,
+    mode: str = DEFAULT_MODE,
+    baseline_models: Sequence[str] | None = None,
+    villar: Any = None,
+) -> dict[str, Any]:
+    """The report of one masked view of the inputs (every key but ``modes``).
+
+    ``baselines`` holds every reference model; ``baseline`` is the one with the highest macro-F1.
+    Every class held out in turn (``open_set_auroc_by_class``) is measured for the ProtoNet and the
+    balanced forest; the other reference models report their rare classes'.
+    """
+    model, scored = score_all(classifier, inputs, k, draws, seed, mode, baseline_models, villar)
     report = summarize(model, inputs.rare, model_uri, k)
-    report["open_set_auroc_by_class"] = protonet_open_set_by_class(classifier, inputs.data, inputs.classes, inputs.rare)
-    report["followup"] = followup_summary(model)
-    baseline = summarize(base, inputs.rare, BASELINE_URI, k)
-    baseline["open_set_auroc_by_class"] = baseline_open_set_by_class(
-        inputs.train, inputs.data, inputs.classes, inputs.rare, seed, scored=base
+    report["open_set_auroc_by_class"] = protonet_open_set_by_class(
+        classifier, inputs.data, inputs.classes, inputs.rare, mode
     )
-    baseline["followup"] = followup_summary(base)
-    report["baseline"] = baseline
+    report["followup"] = followup_summary(model)
+    forest = "balanced_random_forest"
+    report["baselines"] = {
+        name: _baseline_report(
+            name,
+            s,
+            inputs,
+            k,
+            seed,
+            baseline_open_set_by_class(inputs.train, inputs.data, inputs.classes, inputs.rare, seed, scored=s)
+            if name == forest
+            else None,
+        )
+        for name, s in scored.items()
+    }
+    best = max(report["baselines"], key=lambda n: report["baselines"][n]["macro_f1"])
+    report["baseline"] = copy.deepcopy(report["baselines"][best])
     return report
 
 
@@ -213,6 +255,8 @@ def report_by_mode(
     seed: int,
     model_uri: str,
     modes: tuple[str, ...] = tuple(MODES),
+    baseline_models: Sequence[str] | None = None,
+    villar: Any = None,
 ) -> dict[str, Any]:
     """:func:`mode_report` per context mode (views that show the same values scored once); the top
     level is ``alert_time``'s (the first mode given when it is not among them), plus ``modes``."""
@@ -222,7 +266,7 @@ def report_by_mode(
         view = inputs_in_mode(inputs, mode)
         key = mode_key(view)
         if key not in done:
-            done[key] = mode_report(classifier, view, k, draws, seed, model_uri)
+            done[key] = mode_report(classifier, view, k, draws, seed, model_uri, mode, baseline_models, villar)
         by_mode[mode] = done[key]
     headline = DEFAULT_MODE if DEFAULT_MODE in by_mode else modes[0]
     return {**copy.deepcopy(by_mode[headline]), "modes": copy.deepcopy(by_mode)}
@@ -241,6 +285,7 @@ def evaluate_report(
     same_event: Callable[[str], str] | None = None,
     context: pa.Table | None = None,
     modes: tuple[str, ...] = tuple(MODES),
+    baseline_models: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """The evaluation report (see the module docstring for each key).
 
@@ -248,13 +293,18 @@ def evaluate_report(
         context: per-object context (a merged :data:`~cosmic_ray.core.context.CONTEXT_SCHEMA`
             table, one row per object) of the data, support and training objects; None: none known.
         modes: the context modes to score (default: all three).
+        baseline_models: names of :data:`~cosmic_ray.learn.evaluate.baselines.MODELS` (default all).
 
     Raises:
         ValueError: no data object of an evaluated class, or no training object for the baseline.
     """
     lookup = lookup_from_table(context)
     inputs = prepare_inputs(classifier, data_table, train_table, support_table, same_event, context=lookup)
-    return report_by_mode(classifier, inputs, k, draws, seed, model_uri, modes)
+    names = list(baseline_models) if baseline_models is not None else list(baselines.MODELS)
+    villar = None
+    if "superphot_plus" in names:
+        villar = baselines.villar_for(data_table, train_table, support_table, tuple(int(d) for d in inputs.phases))
+    return report_by_mode(classifier, inputs, k, draws, seed, model_uri, modes, names, villar)
 
 
 def flat_metrics(report: dict[str, Any], prefix: str = "eval") -> dict[str, float]:

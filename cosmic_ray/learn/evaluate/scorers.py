@@ -15,12 +15,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from cosmic_ray.learn.evaluate.context import context_rows, shown_columns
+from cosmic_ray.learn.decision import FULL
+from cosmic_ray.learn.evaluate.context import shown_columns
 from cosmic_ray.learn.evaluate.inputs import EvaluationInputs, LabelledArrays, support_draws
 
 if TYPE_CHECKING:
@@ -78,8 +80,17 @@ def score_protonet(
     rare: list[str],
     draws: list[dict[str, np.ndarray]],
     classes: list[str],
+    mode: str = "alert_time",
+    age_matched: bool = False,
+    support_phases: dict[str, LabelledArrays] | None = None,
 ) -> Scored:
     """ProtoNet predictions per draw.
+
+    Every object's context (``LabelledArrays.contexts``) is read through ``mode``. With
+    ``age_matched`` (and a model with age-matched prototype sets) each light curve is read by the
+    prototypes of its age; the registered classes' support is then cut at the same ages
+    (``support_phases``: days -> the support cut that long after first detection; the full support
+    where absent).
 
     Base prototypes + one registered prototype per rare class (the mean embedding of that draw's
     K support objects, as ``with_class`` computes it), decided by the classifier's own rule
@@ -88,7 +99,7 @@ def score_protonet(
     """
 
     def embed(a: LabelledArrays) -> np.ndarray:
-        return classifier.embed(a.seq, a.length, a.feats, context=context_rows(a.context))
+        return classifier.embed(a.seq, a.length, a.feats, getattr(a, "contexts", None), mode)
 
     base = [c for c in classifier.class_names if c not in rare]
     base_rows = [classifier.class_names.index(c) for c in base]
@@ -97,28 +108,49 @@ def score_protonet(
     registered_count = getattr(classifier.arch, "registered_prior_count", 1.0)
     emb_support = embed(support) if support is not None and len(support) else None
 
-    def decide(emb: np.ndarray, draw: dict[str, np.ndarray]) -> tuple[list[str], np.ndarray]:
-        names, protos, counts = list(base), [base_protos], list(base_counts)
+    age_sets = classifier.age_prototypes if age_matched else {}
+    support_at: dict[str, tuple[dict[str, int], np.ndarray]] = {}  # bucket -> (object id -> row, embeddings)
+    for days, arrays in (support_phases or {}).items():
+        if days in age_sets and len(arrays):
+            support_at[days] = ({str(o): i for i, o in enumerate(arrays.object_id)}, embed(arrays))
+
+    def rare_proto(rows: np.ndarray, bucket: str) -> np.ndarray:
+        assert emb_support is not None and support is not None
+        if bucket in support_at:
+            index, emb_b = support_at[bucket]
+            cut = [index[str(o)] for o in support.object_id[rows] if str(o) in index]
+            if cut:
+                return classifier.prototype_of(emb_b[cut])[None, :]
+        return classifier.prototype_of(emb_support[rows])[None, :]
+
+    def decide(emb: np.ndarray, draw: dict[str, np.ndarray], ages: np.ndarray) -> tuple[list[str], np.ndarray]:
+        names, counts = list(base), list(base_counts)
+        sets = {bucket: [protos[base_rows]] for bucket, protos in age_sets.items()}
+        sets[FULL] = [base_protos]
         for c in rare:
             if c in draw and emb_support is not None:
                 names.append(c)
-                protos.append(emb_support[draw[c]].mean(axis=0, keepdims=True))
                 counts.append(registered_count)
-        return names, classifier.class_logits(emb, np.concatenate(protos), np.asarray(counts))  # (N, K)
+                for bucket, protos in sets.items():
+                    protos.append(rare_proto(draw[c], bucket))
+        stacked = {bucket: np.concatenate(protos) for bucket, protos in sets.items()}
+        return names, classifier.age_matched_logits(emb, ages if age_sets else None, stacked, np.asarray(counts))
 
-    def predict(emb: np.ndarray, draw: dict[str, np.ndarray]) -> np.ndarray:
-        names, logits = decide(emb, draw)
+    def predict(emb: np.ndarray, draw: dict[str, np.ndarray], ages: np.ndarray) -> np.ndarray:
+        names, logits = decide(emb, draw, ages)
         return np.asarray(names, dtype=object)[logits.argmax(axis=1)]
 
-    emb_data = embed(data)
-    scored = Scored(classes=classes, truth=data.coarse, preds=np.stack([predict(emb_data, dr) for dr in draws]))
-    decisions = [decide(emb_data, dr) for dr in draws]
+    emb_data, ages_data = embed(data), classifier.ages(data.seq, data.length)
+    scored = Scored(
+        classes=classes, truth=data.coarse, preds=np.stack([predict(emb_data, dr, ages_data) for dr in draws])
+    )
+    decisions = [decide(emb_data, dr, ages_data) for dr in draws]
     scored.rare_scores = _rare_probabilities(decisions, rare, len(data))
     scored.class_scores = _rare_probabilities(decisions, classes, len(data))
     for days, arrays in phases.items():
-        emb = embed(arrays)
+        emb, ages = embed(arrays), classifier.ages(arrays.seq, arrays.length)
         scored.phase_truth[days] = arrays.coarse
-        scored.phase_preds[days] = np.stack([predict(emb, dr) for dr in draws])
+        scored.phase_preds[days] = np.stack([predict(emb, dr, ages) for dr in draws])
     # open set: leave-one-class-out, base prototypes only (the rare class has none)
     novelty = classifier.novelty(emb_data, base_protos, base_counts)  # (N,)
     is_base = np.isin(data.coarse, base)
@@ -146,13 +178,12 @@ def _rare_probabilities(
 
 
 def baseline_forest(seed: int) -> Any:
-    """The baseline classifier: an unfitted balanced random forest (imbalanced-learn), seeded."""
-    # deferred: imbalanced-learn pulls scikit-learn; only the baseline needs it
-    from imblearn.ensemble import BalancedRandomForestClassifier
+    """The baseline classifier: an unfitted balanced random forest (imbalanced-learn), seeded; classes
+    above the median size are undersampled to it (:func:`~cosmic_ray.learn.evaluate.baselines.balanced_forest`)."""
+    # deferred: the baselines module is only needed where a baseline is fitted
+    from cosmic_ray.learn.evaluate.baselines import balanced_forest
 
-    return BalancedRandomForestClassifier(
-        n_estimators=200, sampling_strategy="all", replacement=True, bootstrap=False, random_state=seed, n_jobs=1
-    )
+    return balanced_forest(seed, np.zeros(0))
 
 
 def baseline_features(feats: np.ndarray) -> np.ndarray:
@@ -219,15 +250,29 @@ def score_baseline(
 
 
 def score_all(
-    classifier: ProtoNetClassifier, inputs: EvaluationInputs, k: int, draws: int, seed: int = 0
-) -> tuple[Scored, Scored]:
-    """(ProtoNet, baseline) predictions on the same objects with the same support draws."""
+    classifier: ProtoNetClassifier,
+    inputs: EvaluationInputs,
+    k: int,
+    draws: int,
+    seed: int = 0,
+    mode: str = "alert_time",
+    baseline_models: Sequence[str] | None = None,
+    villar: Mapping[str, np.ndarray] | None = None,
+) -> tuple[Scored, dict[str, Scored]]:
+    """(ProtoNet, every reference model by name) on the same objects with the same support draws.
+
+    ``inputs`` is a view masked for ``mode`` (:func:`~cosmic_ray.learn.evaluate.modes.inputs_in_mode`);
+    the classifier and the reference models read the context that mode shows.
+    """
+    # deferred: baselines imports this module (Scored), so it is imported at call time
+    from cosmic_ray.learn.evaluate import baselines
+
     n_draws = draws if inputs.rare else 1
     chosen = (
         support_draws(inputs.support, inputs.rare, k, n_draws, seed) if inputs.support is not None else [{}] * n_draws
     )
-    model = score_protonet(classifier, inputs.data, inputs.phases, inputs.support, inputs.rare, chosen, inputs.classes)
-    base = score_baseline(
-        inputs.train, inputs.data, inputs.phases, inputs.support, inputs.rare, chosen, inputs.classes, seed
+    model = score_protonet(
+        classifier, inputs.data, inputs.phases, inputs.support, inputs.rare, chosen, inputs.classes, mode=mode
     )
-    return model, base
+    names = list(baseline_models) if baseline_models is not None else list(baselines.MODELS)
+    return model, baselines.score_baselines(inputs, chosen, mode, names, villar, seed)

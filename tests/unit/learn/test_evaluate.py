@@ -52,7 +52,7 @@ def test_summarize_kshot_recall_open_set_and_phases():
         open_neg={"SLSN": np.array([1.0, 2.0, 0.5, 0.2])},
     )
     report = summarize(scored, ["SLSN"], "models:/x/1", k=5)
-    assert set(report) == set(REPORT_KEYS) - {"baseline", "modes", "open_set_auroc_by_class", "followup"}
+    assert set(report) == set(REPORT_KEYS) - {"baseline", "baselines", "modes", "open_set_auroc_by_class", "followup"}
     assert report["kshot_recall"]["SLSN"] == pytest.approx({"mean": 0.75, "std": 0.25})
     assert report["open_set_auroc"] == pytest.approx((4 + 3) / 8)
     draw0 = macro_f1(truth, preds[0], scored.classes)
@@ -145,7 +145,14 @@ def test_report_on_real_objects_has_the_issue_keys(shared_data):
     )
     report = evaluate_report(clf, data, train, support_table=train, k=3, draws=2, model_uri="test")
     assert set(report) == set(REPORT_KEYS)
-    assert set(report["baseline"]) == set(REPORT_KEYS) - {"baseline", "modes"}
+    assert set(report["baseline"]) == set(REPORT_KEYS) - {"baseline", "baselines", "modes"}
+    assert set(report["baselines"]) == {
+        "balanced_random_forest",
+        "logistic_regression",
+        "gradient_boosting",
+        "superphot_plus",
+    }
+    assert report["baseline"]["macro_f1"] == max(b["macro_f1"] for b in report["baselines"].values())
     assert set(report["classes"]) == {"SN II", "SN Ia", "SLSN-I"}
     assert report["classes"]["SLSN-I"]["support"] == 6 and report["draws"] == 2 and report["k"] == 3
     assert set(report["kshot_recall"]) == {"SLSN-I"} and set(report["by_phase"]) == {"3", "10", "30", "full"}

@@ -239,7 +239,8 @@ def part_memory(bootstrap: str, total: int, wave: int, keep: bool, start: int) -
     home = Path(tempfile.mkdtemp(prefix="stream-bench-mem-"))
     env = {**os.environ, "COSMIC_RAY_HOME": str(home), "PYTHONPATH": str(REPO)}
     cmd = [sys.executable, "-m", "cosmic_ray.ops.cli", "stream", "--bootstrap", bootstrap, "--topic", topic]
-    cmd += ["--group", group, "--batch-size", "500", "--max-messages", str(total)]
+    # no --max-messages: the consumer stays up until the last wave is committed and measured, then SIGTERM
+    cmd += ["--group", group, "--batch-size", "500"]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     watcher = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False})
 
@@ -262,6 +263,7 @@ def part_memory(bootstrap: str, total: int, wave: int, keep: bool, start: int) -
                 time.sleep(0.5)
             rss[sent] = rss_mib(proc.pid) or float("nan")
             log.info("memory: %d alerts committed, consumer RSS %.0f MiB", sent, rss[sent])
+        proc.send_signal(signal.SIGTERM)  # finishes the batch in hand, commits, prints its summary, exits 0
         out, _ = proc.communicate(timeout=120)
     finally:
         if proc.poll() is None:
@@ -272,7 +274,8 @@ def part_memory(bootstrap: str, total: int, wave: int, keep: bool, start: int) -
     return {
         "alerts": total,
         "rss_mib": {str(k): round(v, 1) for k, v in rss.items()},
-        "growth_mib_from_first_wave": round(rss[max(rss)] - first, 1),
+        "growth_mib_from_first_wave": round(rss[max(rss)] - first, 1),  # last wave, consumer still running
+        "peak_growth_mib": round(max(rss.values()) - first, 1),
         "seconds": round(time.time() - t0, 1),
         "consumer": json.loads(out.strip().splitlines()[-1]) if out.strip() else None,
     }

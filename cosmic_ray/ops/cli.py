@@ -481,6 +481,7 @@ def stream(
         max_messages=max_messages,
         idle_exit_s=idle_exit,
         heartbeat_file=heartbeat_file,
+        host_max_arcsec=_settings().context_host_max_arcsec,
     )
     try:
         consumer = build_consumer(_settings(), bootstrap, config, lake, classify, publish, create_topics)

@@ -32,6 +32,7 @@ from confluent_kafka import Consumer, KafkaError, TopicPartition
 from cosmic_ray.ingest import prefilter
 from cosmic_ray.ingest.lake import Lake
 from cosmic_ray.ingest.prefilter import PrefilterConfig
+from cosmic_ray.sources.ztf_context import HOST_MAX_ARCSEC, context_from_alerts
 from cosmic_ray.stream.decode import Message, parse_messages
 from cosmic_ray.stream.publish import Publisher
 
@@ -59,6 +60,8 @@ class StreamConfig:
         max_messages: stop once this many messages were committed (demo, tests, benchmarks).
         idle_exit_s: stop once nothing arrived for this long.
         heartbeat_file: touched after every poll (a liveness probe checks its age).
+        host_max_arcsec: farthest PS1 galaxy an alert's context takes for the host
+            (:mod:`cosmic_ray.sources.ztf_context`), as batch ingest does.
     """
 
     topics: tuple[str, ...]
@@ -68,6 +71,7 @@ class StreamConfig:
     max_messages: int | None = None
     idle_exit_s: float | None = None
     heartbeat_file: Path | None = None
+    host_max_arcsec: float = HOST_MAX_ARCSEC
 
 
 @dataclass
@@ -194,6 +198,8 @@ class StreamConsumer:
         result = self.lake.append(parsed.points, defer=True)
         if parsed.alerts is not None:
             self.lake.append_alerts(parsed.alerts, defer=True)
+            # the alerts' context (position, PS1 host), as batch ingest and the mailbox watcher write it
+            self.lake.append_context(context_from_alerts(parsed.alerts, self.config.host_max_arcsec))
         self.lake.flush()  # points first, then the per-alert rows; both deduplicated on a rerun
         if not self._classify(parsed.points, parsed.alerts):
             self._rewind(messages)

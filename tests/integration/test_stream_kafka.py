@@ -92,6 +92,11 @@ def test_the_stream_writes_the_lake_rows_of_batch_ingest(kafka_broker, packets, 
     assert stats.last_offsets == {f"{topic}[0]": len(packets)}
     reference = _reference_lake(packets, tmp_path / "ref")
     _assert_same_lake(Lake(settings.lake_dir), reference)
+    # every alert's object has its context row (position, PS1 host), as batch ingest writes it
+    context = Lake(settings.lake_dir).read_context()
+    alert_objects = set(reference.read_alerts().column("object_id").to_pylist())
+    assert set(context.column("object_id").to_pylist()) == alert_objects
+    assert all(-90 <= b <= 90 for b in context.column("gal_b").to_pylist() if b is not None)
     # the foreign-schema (DECam) packet is quarantined by both, with the same reason
     reasons = [r["reason"] for r in quarantine.reasons(settings.quarantine_dir)]
     want = [r["reason"] for r in quarantine.reasons(tmp_path / "ref" / "quarantine")]

@@ -81,6 +81,8 @@ def _copy_source(dest: Path, marker: str) -> Path:
 
 
 def _run(cmd: list[str], timeout: float, **kw) -> subprocess.CompletedProcess:
+    # the installed wheel, not a checkout named by the caller's PYTHONPATH, is what is tested
+    kw.setdefault("env", {k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, **kw)
     assert proc.returncode == 0, f"{cmd[:4]} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
     return proc

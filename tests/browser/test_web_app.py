@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import io
 import os
-import shutil
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -23,18 +22,13 @@ import httpx
 import numpy as np
 import pytest
 
+try:
+    from browser_kit import CHROMIUM_ARGS, chromium_path
+except ImportError:  # tests/ made a package
+    from tests.browser_kit import CHROMIUM_ARGS, chromium_path
+
 REPO = Path(__file__).resolve().parents[2]
 SHOTS = Path(os.environ.get("COSMIC_RAY_SCREENSHOTS") or REPO / "docs" / "screenshots")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 VIEWPORT = {"width": 1280, "height": 800}
 MAX_PNG_BYTES = 400_000
 ASTRONOMER = ("web-ada", "astronomer web password 1")
@@ -53,8 +47,7 @@ def web_users(event_store):
 def browser():
     from playwright.sync_api import sync_playwright
 
-    exe = os.environ.get("COSMIC_RAY_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
-    assert Path(exe).is_file(), f"Chromium not found at {exe}: apt-get install -y chromium"
+    exe = chromium_path()
     with sync_playwright() as p:
         b = p.chromium.launch(executable_path=exe, args=CHROMIUM_ARGS)
         yield b

@@ -10,18 +10,13 @@ by hash or its module never starts (the checks on ``window.*State`` would time o
 
 from __future__ import annotations
 
-import os
-import shutil
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 
 from cosmic_ray.core.config import Settings
-from cosmic_ray.serve import context, metrics, web
+from cosmic_ray.serve import context, web
 from cosmic_ray.serve.app import api
-from cosmic_ray.serve.coalesce import Coalescer
-from cosmic_ray.serve.logins import LoginThrottle
 from cosmic_ray.serve.store import Store
 
 try:
@@ -29,18 +24,18 @@ try:
 except ImportError:  # tests/ made a package
     from tests.web_server import serve_app
 
+try:
+    from browser_kit import CHROMIUM_ARGS, chromium_path
+except ImportError:  # tests/ made a package
+    from tests.browser_kit import CHROMIUM_ARGS, chromium_path
+
+try:
+    from api_context import model_free_context
+except ImportError:  # tests/ made a package
+    from tests.api_context import model_free_context
+
 pytestmark = pytest.mark.timeout(300)
 
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 # Recorded in every document before its scripts run.
 RECORD_VIOLATIONS = """
@@ -49,10 +44,6 @@ document.addEventListener("securitypolicyviolation", (e) => {
   window.__cspViolations.push(`${e.violatedDirective} blocked ${e.blockedURI || "inline"} (${e.sourceFile}:${e.lineNumber})`);
 });
 """
-
-
-async def _no_model(items: list) -> list:
-    raise AssertionError("the pages are rendered without predictions")
 
 
 @pytest.fixture(scope="module")
@@ -75,15 +66,7 @@ def app_url(tmp_path_factory):
             }
         ]
     )
-    ctx = context.IngressContext(
-        settings=settings,
-        events=store.events,
-        accounts=store.accounts,
-        model=None,  # type: ignore[arg-type]  # the pages need no model
-        coalescer=Coalescer(_no_model),
-        logins=LoginThrottle(store.engine, 50, 50, 60),
-        metrics=metrics.api_metrics(),
-    )
+    ctx = model_free_context(settings, store, logins=50)
     saved_context, saved_web = dict(context._CONTEXT), dict(web._CONFIGURED)
     context.configure(ctx)
     web.configure(store.accounts, settings)
@@ -103,9 +86,7 @@ def browser(app_url):
         from playwright.sync_api import sync_playwright
     except ImportError:
         pytest.fail("the python package `playwright` is missing: pip install playwright")
-    exe = os.environ.get("COSMIC_RAY_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
-    if not Path(exe).is_file():
-        pytest.fail(f"Chromium not found at {exe}: `apt-get install -y chromium` or set COSMIC_RAY_CHROMIUM")
+    exe = chromium_path()
     url, session = app_url
     with sync_playwright() as p:
         b = p.chromium.launch(executable_path=exe, args=CHROMIUM_ARGS)

@@ -6,19 +6,14 @@ with the server's message, and no CSP violation."""
 
 from __future__ import annotations
 
-import os
-import shutil
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 
 from cosmic_ray.core.config import Settings
-from cosmic_ray.serve import context, metrics, web
+from cosmic_ray.serve import context, web
 from cosmic_ray.serve.app import api
-from cosmic_ray.serve.coalesce import Coalescer
 from cosmic_ray.serve.labels import Labels
-from cosmic_ray.serve.logins import LoginThrottle
 from cosmic_ray.serve.store import Store
 
 try:
@@ -26,17 +21,21 @@ try:
 except ImportError:  # tests/ made a package
     from tests.web_server import serve_app
 
+try:
+    from browser_kit import CHROMIUM_ARGS, chromium_path
+except ImportError:  # tests/ made a package
+    from tests.browser_kit import CHROMIUM_ARGS, chromium_path
+
+try:
+    from api_context import model_free_context
+except ImportError:  # tests/ made a package
+    from tests.api_context import model_free_context
+
 pytestmark = pytest.mark.timeout(300)
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]  # fmt: skip
 RECORD_VIOLATIONS = """
 window.__cspViolations = [];
 document.addEventListener("securitypolicyviolation", (e) => window.__cspViolations.push(e.violatedDirective));
 """
-
-
-async def _no_model(items: list) -> list:
-    raise AssertionError("labels need no prediction")
 
 
 @pytest.fixture(scope="module")
@@ -45,15 +44,7 @@ def page_url(tmp_path_factory):
     store = Store.open(settings.event_store_url)
     store.accounts.add_user("vera", "expert labels browser test 4711", role="astronomer")
     Labels(store.engine).add("ZTF21abiuvdk", "class", "SN Ia", "TNS spectrum", "vera")
-    ctx = context.IngressContext(
-        settings=settings,
-        events=store.events,
-        accounts=store.accounts,
-        model=None,  # type: ignore[arg-type]  # the labels need no model
-        coalescer=Coalescer(_no_model),
-        logins=LoginThrottle(store.engine, 50, 50, 60),
-        metrics=metrics.api_metrics(),
-    )
+    ctx = model_free_context(settings, store, logins=50)
     saved_context, saved_web = dict(context._CONTEXT), dict(web._CONFIGURED)
     context.configure(ctx)
     web.configure(store.accounts, settings)
@@ -70,9 +61,7 @@ def page_url(tmp_path_factory):
 def test_the_object_view_lists_and_adds_expert_labels(page_url):
     from playwright.sync_api import sync_playwright
 
-    exe = os.environ.get("COSMIC_RAY_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
-    if not Path(exe).is_file():
-        pytest.fail(f"Chromium not found at {exe}: `apt-get install -y chromium` or set COSMIC_RAY_CHROMIUM")
+    exe = chromium_path()
     url, session, store = page_url
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=exe, args=CHROMIUM_ARGS)

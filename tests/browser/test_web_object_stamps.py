@@ -8,19 +8,14 @@ ZTF packets of the shared data, stamps included, as ZTF ingest writes it.
 
 from __future__ import annotations
 
-import os
-import shutil
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 
 from cosmic_ray.core.config import Settings
 from cosmic_ray.ingest.lake import Lake
-from cosmic_ray.serve import context, metrics, web
+from cosmic_ray.serve import context, web
 from cosmic_ray.serve.app import api
-from cosmic_ray.serve.coalesce import Coalescer
-from cosmic_ray.serve.logins import LoginThrottle
 from cosmic_ray.serve.store import Store
 from cosmic_ray.sources import ztf
 from cosmic_ray.sources.base import RawInput
@@ -30,26 +25,22 @@ try:
 except ImportError:  # tests/ made a package
     from tests.web_server import serve_app
 
+try:
+    from browser_kit import CHROMIUM_ARGS, chromium_path
+except ImportError:  # tests/ made a package
+    from tests.browser_kit import CHROMIUM_ARGS, chromium_path
+
+try:
+    from api_context import model_free_context
+except ImportError:  # tests/ made a package
+    from tests.api_context import model_free_context
+
 pytestmark = pytest.mark.timeout(300)
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 RECORD_VIOLATIONS = """
 window.__cspViolations = [];
 document.addEventListener("securitypolicyviolation", (e) => window.__cspViolations.push(`${e.violatedDirective} ${e.blockedURI}`));
 """
 OBJECT = "ZTF21abiuvdk"  # SN 2021rhu: 34 alerts with stamps in the shared data
-
-
-async def _no_model(items: list) -> list:
-    raise RuntimeError("no model in this test: the object view draws its stamps without predictions")
 
 
 @pytest.fixture(scope="module")
@@ -62,15 +53,7 @@ def app_url(tmp_path_factory, shared_data):
     lake.append_alerts(parsed.alert_meta)
     store = Store.open(settings.event_store_url)
     store.accounts.add_user("stamp-viewer", "object view stamps test 2718", role="viewer")
-    ctx = context.IngressContext(
-        settings=settings,
-        events=store.events,
-        accounts=store.accounts,
-        model=None,  # type: ignore[arg-type]
-        coalescer=Coalescer(_no_model),
-        logins=LoginThrottle(store.engine, 50, 50, 60),
-        metrics=metrics.api_metrics(),
-    )
+    ctx = model_free_context(settings, store, logins=50)
     saved_context, saved_web = dict(context._CONTEXT), dict(web._CONFIGURED)
     context.configure(ctx)
     web.configure(store.accounts, settings)
@@ -88,8 +71,7 @@ def app_url(tmp_path_factory, shared_data):
 def page(app_url):
     from playwright.sync_api import sync_playwright
 
-    exe = os.environ.get("COSMIC_RAY_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
-    assert Path(exe).is_file(), f"Chromium not found at {exe}: apt-get install -y chromium"
+    exe = chromium_path()
     url, session = app_url
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=exe, args=CHROMIUM_ARGS)

@@ -10,20 +10,15 @@ search says what to type. No CSP violation is reported on the way.
 
 from __future__ import annotations
 
-import os
-import shutil
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 
 from cosmic_ray.core.config import Settings
 from cosmic_ray.ingest.batch import parse_inputs
 from cosmic_ray.ingest.lake import Lake
-from cosmic_ray.serve import context, metrics, web
+from cosmic_ray.serve import context, web
 from cosmic_ray.serve.app import api
-from cosmic_ray.serve.coalesce import Coalescer
-from cosmic_ray.serve.logins import LoginThrottle
 from cosmic_ray.serve.skyobjects import refresh_from_lake
 from cosmic_ray.serve.store import Store
 
@@ -32,18 +27,18 @@ try:
 except ImportError:  # tests/ made a package
     from tests.web_server import serve_app
 
+try:
+    from browser_kit import CHROMIUM_ARGS, chromium_path
+except ImportError:  # tests/ made a package
+    from tests.browser_kit import CHROMIUM_ARGS, chromium_path
+
+try:
+    from api_context import model_free_context
+except ImportError:  # tests/ made a package
+    from tests.api_context import model_free_context
+
 pytestmark = pytest.mark.timeout(300)
 
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 RECORD_VIOLATIONS = """
 window.__cspViolations = [];
 document.addEventListener("securitypolicyviolation", (e) => {
@@ -51,10 +46,6 @@ document.addEventListener("securitypolicyviolation", (e) => {
 });
 """
 RARE, LIVE = "ZTF21abiuvdk", "ZTF18abudxnw"
-
-
-async def _no_model(items: list) -> list:
-    raise AssertionError("the sky view needs no model")
 
 
 def _classification(candid: int, object_id: str, label: str, rare: bool) -> dict:
@@ -87,15 +78,7 @@ def app_url(tmp_path_factory, shared_data):
     classified = [_classification(1, RARE, "SLSN-I", True), _classification(2, LIVE, "SN Ia", False)]
     store.events.record_classifications(classified)
     store.objects.record_classes(classified)
-    ctx = context.IngressContext(
-        settings=settings,
-        events=store.events,
-        accounts=store.accounts,
-        model=None,  # type: ignore[arg-type]  # the pages need no model
-        coalescer=Coalescer(_no_model),
-        logins=LoginThrottle(store.engine, 50, 50, 60),
-        metrics=metrics.api_metrics(),
-    )
+    ctx = model_free_context(settings, store, logins=50)
     saved_context, saved_web = dict(context._CONTEXT), dict(web._CONFIGURED)
     context.configure(ctx)
     web.configure(store.accounts, settings)
@@ -115,9 +98,7 @@ def page(app_url):
         from playwright.sync_api import sync_playwright
     except ImportError:
         pytest.fail("the python package `playwright` is missing: pip install playwright")
-    exe = os.environ.get("COSMIC_RAY_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
-    if not Path(exe).is_file():
-        pytest.fail(f"Chromium not found at {exe}: `apt-get install -y chromium` or set COSMIC_RAY_CHROMIUM")
+    exe = chromium_path()
     url, session, _ = app_url
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=exe, args=CHROMIUM_ARGS)

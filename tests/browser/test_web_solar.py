@@ -15,7 +15,6 @@ import http.client
 import logging
 import math
 import os
-import shutil
 import warnings
 from pathlib import Path
 
@@ -31,18 +30,13 @@ try:
 except ImportError:  # tests/ made a package
     from tests.web_server import serve_app
 
+try:
+    from browser_kit import CHROMIUM_ARGS, chromium_path
+except ImportError:  # tests/ made a package
+    from tests.browser_kit import CHROMIUM_ARGS, chromium_path
+
 log = logging.getLogger(__name__)
 
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 VIEWPORT = {"width": 1280, "height": 800}
 PLANETS = ["mercury", "venus", "earth", "mars", "jupiter", "saturn", "uranus", "neptune"]
 INSTANTS = [
@@ -120,12 +114,7 @@ def chromium():
         from playwright.sync_api import sync_playwright
     except ImportError:
         pytest.fail("the python package `playwright` is missing: pip install playwright")
-    exe = os.environ.get("COSMIC_RAY_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
-    if not Path(exe).is_file():
-        pytest.fail(
-            f"Chromium not found at {exe}: `apt-get install -y chromium` (Debian) or set "
-            "COSMIC_RAY_CHROMIUM to a Chromium/Chrome binary"
-        )
+    exe = chromium_path()
     with sync_playwright() as p:
         b = p.chromium.launch(executable_path=exe, args=CHROMIUM_ARGS)
         yield b

@@ -8,18 +8,13 @@ by the same code the live path runs (``Watchlists.match`` + ``record``).
 
 from __future__ import annotations
 
-import os
-import shutil
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 from fastapi import FastAPI
 
 from cosmic_ray.core.config import Settings
-from cosmic_ray.serve import context, metrics, web
-from cosmic_ray.serve.coalesce import Coalescer
-from cosmic_ray.serve.logins import LoginThrottle
+from cosmic_ray.serve import context, web
 from cosmic_ray.serve.routes import watchlists
 from cosmic_ray.serve.store import Store
 from cosmic_ray.serve.watchlists import AlertPosition, EntryIn, Watchlists
@@ -29,35 +24,30 @@ try:
 except ImportError:  # tests/ made a package
     from tests.web_server import serve_app
 
+try:
+    from browser_kit import CHROMIUM_ARGS, chromium_path
+except ImportError:  # tests/ made a package
+    from tests.browser_kit import CHROMIUM_ARGS, chromium_path
+
+try:
+    from api_context import model_free_context
+except ImportError:  # tests/ made a package
+    from tests.api_context import model_free_context
+
 pytestmark = pytest.mark.timeout(120)
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"]
-
-
-async def _no_model(items: list) -> list:
-    raise AssertionError("no model here")
 
 
 def test_the_panel_lists_your_watchlists_matches_and_adds_one_from_csv(tmp_path, monkeypatch):
     from playwright.sync_api import sync_playwright
 
-    exe = os.environ.get("COSMIC_RAY_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
-    if not Path(exe).is_file():
-        pytest.skip(f"Chromium not found at {exe}: apt-get install -y chromium")
+    exe = chromium_path()
     settings = Settings(home=tmp_path)
     store = Store.open(settings.event_store_url)
     store.accounts.add_user("ada", "astronomer web password 1", role="astronomer")
     lists = Watchlists(store.engine)
     wl = lists.create("ada", "SN 2021rhu host", [EntryIn("rhu", 333.2378, 36.6427, 10.0)])
     lists.record(lists.match([AlertPosition(1594391240015015002, "ZTF21abiuvdk", 333.2379, 36.6428)]))
-    ctx = context.IngressContext(
-        settings=settings,
-        events=store.events,
-        accounts=store.accounts,
-        model=None,  # type: ignore[arg-type]  # no model behind these routes
-        coalescer=Coalescer(_no_model),
-        logins=LoginThrottle(store.engine, 5, 5, 60),
-        metrics=metrics.api_metrics(),
-    )
+    ctx = model_free_context(settings, store)
     monkeypatch.setattr(context, "_CONTEXT", {})
     context.configure(ctx)
     web.configure(store.accounts, settings)

@@ -20,10 +20,8 @@ import pytest
 from cosmic_ray.client import AuthError, Client, ValidationError
 from cosmic_ray.core.config import Settings
 from cosmic_ray.ingest.lake import Lake
-from cosmic_ray.serve import context, metrics
+from cosmic_ray.serve import context
 from cosmic_ray.serve.app import api
-from cosmic_ray.serve.coalesce import Coalescer
-from cosmic_ray.serve.logins import LoginThrottle
 from cosmic_ray.serve.store import Store
 from cosmic_ray.sources import ztf
 
@@ -32,12 +30,13 @@ try:
 except ImportError:  # tests/ made a package
     from tests.web_server import serve_app
 
+try:
+    from api_context import model_free_context
+except ImportError:  # tests/ made a package
+    from tests.api_context import model_free_context
+
 pytestmark = pytest.mark.timeout(180)
 PASSWORD = "expert labels test passphrase 4711"
-
-
-async def _no_model(items: list) -> list:
-    raise AssertionError("no route of this file reaches the model")
 
 
 @pytest.fixture(scope="module")
@@ -68,15 +67,7 @@ def app_url(tmp_path_factory, shared_data):
             }
         ]
     )
-    ctx = context.IngressContext(
-        settings=settings,
-        events=store.events,
-        accounts=store.accounts,
-        model=None,  # type: ignore[arg-type]  # never called: see _no_model
-        coalescer=Coalescer(_no_model),
-        logins=LoginThrottle(store.engine, 50, 50, 60),
-        metrics=metrics.api_metrics(),
-    )
+    ctx = model_free_context(settings, store, logins=50)
     saved = dict(context._CONTEXT)
     context.configure(ctx)
     with serve_app(api) as url:

@@ -18,8 +18,6 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from cosmic_ray.core.config import Settings
 from cosmic_ray.serve import context, metrics
-from cosmic_ray.serve.coalesce import Coalescer
-from cosmic_ray.serve.logins import LoginThrottle
 from cosmic_ray.serve.middleware import ObserveAndLimit
 from cosmic_ray.serve.routes.health import router as health_router
 from cosmic_ray.serve.store import Store
@@ -28,6 +26,11 @@ try:
     from web_server import serve_app
 except ImportError:  # tests/ made a package
     from tests.web_server import serve_app
+
+try:
+    from api_context import model_free_context
+except ImportError:  # tests/ made a package
+    from tests.api_context import model_free_context
 
 
 class _Remote:
@@ -44,25 +47,13 @@ class _ModelVersion:
     info = _Remote({"version": "7"})
 
 
-async def _no_model(items: list) -> list:
-    raise AssertionError("these routes never call the model")
-
-
 @pytest.fixture(params=[False, True], ids=["reads-open", "reads-need-login"])
 def api(request, tmp_path, monkeypatch):
     """``(base_url, store, read_requires_auth)`` of an app with the API's middleware and /metrics route."""
     settings = Settings(home=tmp_path, read_requires_auth=request.param)
     store = Store.open(settings.event_store_url)
     store.accounts.add_user("vic", "viewer password 1", role="viewer")
-    ctx = context.IngressContext(
-        settings=settings,
-        events=store.events,
-        accounts=store.accounts,
-        model=_ModelVersion(),  # type: ignore[arg-type]
-        coalescer=Coalescer(_no_model),
-        logins=LoginThrottle(store.engine, 5, 5, 60),
-        metrics=metrics.api_metrics(),
-    )
+    ctx = model_free_context(settings, store, model=_ModelVersion())
     monkeypatch.setattr(context, "_CONTEXT", {})
     context.configure(ctx)
     app = FastAPI()

@@ -27,9 +27,7 @@ from PIL import Image
 
 from cosmic_ray.core.config import Settings
 from cosmic_ray.ingest.lake import Lake
-from cosmic_ray.serve import context, metrics
-from cosmic_ray.serve.coalesce import Coalescer
-from cosmic_ray.serve.logins import LoginThrottle
+from cosmic_ray.serve import context
 from cosmic_ray.serve.routes import crossmatches, cutouts
 from cosmic_ray.serve.store import Store
 from cosmic_ray.sources import ztf
@@ -40,14 +38,15 @@ try:
 except ImportError:  # tests/ made a package
     from tests.web_server import serve_app
 
+try:
+    from api_context import model_free_context
+except ImportError:  # tests/ made a package
+    from tests.api_context import model_free_context
+
 pytestmark = pytest.mark.timeout(120)
 REPO = Path(__file__).resolve().parents[3]
 OVERLAPS = REPO / "tests" / "fixtures" / "crossmatch_slsn_bts_overlaps.json"
 SN2021RHU = "ZTF21abiuvdk"
-
-
-async def _no_model(items: list) -> list:
-    raise AssertionError("these routes never call the model")
 
 
 @pytest.fixture(scope="module")
@@ -60,15 +59,7 @@ def api(tmp_path_factory, shared_data):
     lake.append(parsed.table)
     lake.append_alerts(parsed.alert_meta)
     store = Store.open(settings.event_store_url)
-    ctx = context.IngressContext(
-        settings=settings,
-        events=store.events,
-        accounts=store.accounts,
-        model=None,  # type: ignore[arg-type]  # no model behind these routes
-        coalescer=Coalescer(_no_model),
-        logins=LoginThrottle(store.engine, 5, 5, 60),
-        metrics=metrics.api_metrics(),
-    )
+    ctx = model_free_context(settings, store)
     saved = dict(context._CONTEXT)
     context.configure(ctx)
     app = FastAPI()

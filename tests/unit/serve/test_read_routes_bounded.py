@@ -25,9 +25,7 @@ from fastapi import FastAPI
 from cosmic_ray.core.config import Settings
 from cosmic_ray.core.lightcurve import conform, mjd_to_nights
 from cosmic_ray.ingest.lake import Lake
-from cosmic_ray.serve import context, metrics
-from cosmic_ray.serve.coalesce import Coalescer
-from cosmic_ray.serve.logins import LoginThrottle
+from cosmic_ray.serve import context
 from cosmic_ray.serve.routes import objects
 from cosmic_ray.serve.similarity import SimilarityIndex
 from cosmic_ray.serve.store import Store
@@ -36,6 +34,11 @@ try:
     from web_server import serve_app
 except ImportError:  # tests/ made a package
     from tests.web_server import serve_app
+
+try:
+    from api_context import model_free_context
+except ImportError:  # tests/ made a package
+    from tests.api_context import model_free_context
 
 pytestmark = pytest.mark.timeout(120)
 REPO = Path(__file__).resolve().parents[3]
@@ -111,23 +114,11 @@ def test_read_objects_returns_exactly_the_objects(big_lake):
     assert lake.read_objects(["OBJ00007"], columns=["mjd"]).column_names == ["mjd"]
 
 
-async def _no_model(items: list) -> list:
-    raise AssertionError("the lightcurve route never calls the model")
-
-
 @pytest.fixture
 def api(big_lake, monkeypatch):
     settings = Settings(home=big_lake, read_concurrency=2)
     store = Store.open(settings.event_store_url)
-    ctx = context.IngressContext(
-        settings=settings,
-        events=store.events,
-        accounts=store.accounts,
-        model=None,  # type: ignore[arg-type]  # no model behind these routes
-        coalescer=Coalescer(_no_model),
-        logins=LoginThrottle(store.engine, 5, 5, 60),
-        metrics=metrics.api_metrics(),
-    )
+    ctx = model_free_context(settings, store)
     monkeypatch.setattr(context, "_CONTEXT", {})
     context.configure(ctx)
     app = FastAPI()

@@ -14,10 +14,8 @@ import pytest
 from fastapi import FastAPI
 
 from cosmic_ray.core.config import Settings
-from cosmic_ray.serve import context, metrics
-from cosmic_ray.serve.coalesce import Coalescer
+from cosmic_ray.serve import context
 from cosmic_ray.serve.deps import Admin, CurrentUser, Reader, Writer
-from cosmic_ray.serve.logins import LoginThrottle
 from cosmic_ray.serve.store import Store
 
 try:
@@ -25,11 +23,12 @@ try:
 except ImportError:  # tests/ made a package
     from tests.web_server import serve_app
 
+try:
+    from api_context import model_free_context
+except ImportError:  # tests/ made a package
+    from tests.api_context import model_free_context
+
 ROLES = ("viewer", "astronomer", "admin")
-
-
-async def _no_model(items: list) -> list:
-    raise AssertionError("the access checks never call the model")
 
 
 def _app() -> FastAPI:
@@ -61,15 +60,7 @@ def api(request, tmp_path, monkeypatch):
     store = Store.open(settings.event_store_url)
     for role in ROLES:
         store.accounts.add_user(role, f"{role} password 123", role=role)
-    ctx = context.IngressContext(
-        settings=settings,
-        events=store.events,
-        accounts=store.accounts,
-        model=None,  # type: ignore[arg-type]  # no model behind these routes
-        coalescer=Coalescer(_no_model),
-        logins=LoginThrottle(store.engine, 5, 5, 60),
-        metrics=metrics.api_metrics(),
-    )
+    ctx = model_free_context(settings, store)
     monkeypatch.setattr(context, "_CONTEXT", {})
     context.configure(ctx)
     with serve_app(_app()) as url:

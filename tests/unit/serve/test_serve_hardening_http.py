@@ -24,11 +24,9 @@ import httpx
 import pytest
 
 from cosmic_ray.core.config import Settings
-from cosmic_ray.serve import context, metrics, web
+from cosmic_ray.serve import context, web
 from cosmic_ray.serve.app import api
-from cosmic_ray.serve.coalesce import Coalescer
 from cosmic_ray.serve.docs import SWAGGER_UI_DIR
-from cosmic_ray.serve.logins import LoginThrottle
 from cosmic_ray.serve.store import Store
 
 try:
@@ -36,11 +34,12 @@ try:
 except ImportError:  # tests/ made a package
     from tests.web_server import serve_app
 
+try:
+    from api_context import model_free_context
+except ImportError:  # tests/ made a package
+    from tests.api_context import model_free_context
+
 PASSWORD = "hardening test passphrase 4711"
-
-
-async def _no_model(items: list) -> list:
-    raise AssertionError("this request must be refused before it reaches the model")
 
 
 @pytest.fixture(scope="module")
@@ -65,15 +64,7 @@ def served_api(tmp_path_factory):
             }
         ]
     )
-    ctx = context.IngressContext(
-        settings=settings,
-        events=store.events,
-        accounts=store.accounts,
-        model=None,  # type: ignore[arg-type]  # never called: see _no_model
-        coalescer=Coalescer(_no_model),
-        logins=LoginThrottle(store.engine, 50, 50, 60),
-        metrics=metrics.api_metrics(),
-    )
+    ctx = model_free_context(settings, store, logins=50)
     saved_context, saved_web = dict(context._CONTEXT), dict(web._CONFIGURED)
     context.configure(ctx)
     web.configure(store.accounts, settings)

@@ -37,9 +37,7 @@ from cosmic_ray.core.lightcurve import conform, mjd_to_nights
 from cosmic_ray.core.sky import cone_ranges, healpix_index
 from cosmic_ray.ingest.batch import parse_inputs
 from cosmic_ray.ingest.lake import Lake
-from cosmic_ray.serve import context, metrics
-from cosmic_ray.serve.coalesce import Coalescer
-from cosmic_ray.serve.logins import LoginThrottle
+from cosmic_ray.serve import context
 from cosmic_ray.serve.routes import objects, sky
 from cosmic_ray.serve.skyobjects import ObjectTable, refresh_from_lake
 from cosmic_ray.serve.store import Store
@@ -48,6 +46,11 @@ try:
     from web_server import serve_app
 except ImportError:  # tests/ made a package
     from tests.web_server import serve_app
+
+try:
+    from api_context import model_free_context
+except ImportError:  # tests/ made a package
+    from tests.api_context import model_free_context
 
 pytestmark = pytest.mark.timeout(180)
 REPO = Path(__file__).resolve().parents[3]
@@ -132,22 +135,10 @@ def everything(store) -> dict[str, tuple[float, float]]:
     return {o["object_id"]: (o["ra"], o["dec"]) for o in page.objects if o["ra"] is not None}
 
 
-async def _no_model(items: list) -> list:
-    raise AssertionError("these routes never call the model")
-
-
 @pytest.fixture(scope="module")
 def url(home, store):
     settings = Settings(home=home)
-    ctx = context.IngressContext(
-        settings=settings,
-        events=store.events,
-        accounts=store.accounts,
-        model=None,  # type: ignore[arg-type]  # no model behind these routes
-        coalescer=Coalescer(_no_model),
-        logins=LoginThrottle(store.engine, 5, 5, 60),
-        metrics=metrics.api_metrics(),
-    )
+    ctx = model_free_context(settings, store)
     saved = dict(context._CONTEXT)
     context.configure(ctx)
     app = FastAPI()

@@ -19,9 +19,7 @@ from fastapi import FastAPI
 from mocpy import MOC
 
 from cosmic_ray.core.config import Settings
-from cosmic_ray.serve import context, metrics
-from cosmic_ray.serve.coalesce import Coalescer
-from cosmic_ray.serve.logins import LoginThrottle
+from cosmic_ray.serve import context
 from cosmic_ray.serve.routes import subscriptions, watchlists
 from cosmic_ray.serve.store import Store
 
@@ -30,13 +28,14 @@ try:
 except ImportError:  # tests/ made a package
     from tests.web_server import serve_app
 
+try:
+    from api_context import model_free_context
+except ImportError:  # tests/ made a package
+    from tests.api_context import model_free_context
+
 pytestmark = pytest.mark.timeout(120)
 USERS = {"viewer": "viewer", "astro": "astronomer", "astro2": "astronomer", "admin": "admin"}
 RA, DEC = 333.2378, 36.6427  # approximately ZTF21abiuvdk (SN 2021rhu)
-
-
-async def _no_model(items: list) -> list:
-    raise AssertionError("these routes never call the model")
 
 
 @pytest.fixture
@@ -48,15 +47,7 @@ def api(tmp_path, monkeypatch):
     for name, role in USERS.items():
         store.accounts.add_user(name, f"{name} password 123", role=role)
         tokens[name] = {"Authorization": f"Bearer {store.accounts.create_token(name).token}"}
-    ctx = context.IngressContext(
-        settings=settings,
-        events=store.events,
-        accounts=store.accounts,
-        model=None,  # type: ignore[arg-type]  # no model behind these routes
-        coalescer=Coalescer(_no_model),
-        logins=LoginThrottle(store.engine, 5, 5, 60),
-        metrics=metrics.api_metrics(),
-    )
+    ctx = model_free_context(settings, store)
     monkeypatch.setattr(context, "_CONTEXT", {})
     context.configure(ctx)
     app = FastAPI()

@@ -8,10 +8,12 @@ context is added here and not in every test.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 
 from cosmic_ray.core.config import Settings
-from cosmic_ray.serve import context, metrics
+from cosmic_ray.serve import context, metrics, web
 from cosmic_ray.serve.coalesce import Coalescer
 from cosmic_ray.serve.logins import LoginThrottle
 from cosmic_ray.serve.store import Store
@@ -37,3 +39,23 @@ def model_free_context(settings: Settings, store: Store, logins: int = 5, model:
         logins=LoginThrottle(store.engine, logins, logins, 60),
         metrics=metrics.api_metrics(),
     )
+
+
+@contextlib.contextmanager
+def configured(
+    settings: Settings, store: Store, logins: int = 5, pages: bool = False
+) -> Iterator[context.IngressContext]:
+    """:func:`model_free_context` configured for the routes (and the web pages with ``pages``) until the
+    block ends; what was configured before is put back, also when the block fails."""
+    saved_context, saved_web = dict(context._CONTEXT), dict(web._CONFIGURED)
+    ctx = model_free_context(settings, store, logins)
+    context.configure(ctx)
+    if pages:
+        web.configure(store.accounts, settings)
+    try:
+        yield ctx
+    finally:
+        context._CONTEXT.clear()
+        context._CONTEXT.update(saved_context)
+        web._CONFIGURED.clear()
+        web._CONFIGURED.update(saved_web)

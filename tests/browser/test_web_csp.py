@@ -15,7 +15,6 @@ from datetime import timedelta
 import pytest
 
 from cosmic_ray.core.config import Settings
-from cosmic_ray.serve import context, web
 from cosmic_ray.serve.app import api
 from cosmic_ray.serve.store import Store
 
@@ -30,9 +29,9 @@ except ImportError:  # tests/ made a package
     from tests.browser_kit import CHROMIUM_ARGS, chromium_path
 
 try:
-    from api_context import model_free_context
+    from api_context import configured
 except ImportError:  # tests/ made a package
-    from tests.api_context import model_free_context
+    from tests.api_context import configured
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -66,17 +65,9 @@ def app_url(tmp_path_factory):
             }
         ]
     )
-    ctx = model_free_context(settings, store, logins=50)
-    saved_context, saved_web = dict(context._CONTEXT), dict(web._CONFIGURED)
-    context.configure(ctx)
-    web.configure(store.accounts, settings)
     session, _ = store.accounts.create_session("astronomer", timedelta(hours=1))
-    with serve_app(api) as url:
+    with configured(settings, store, logins=50, pages=True), serve_app(api) as url:
         yield url, session
-    context._CONTEXT.clear()
-    context._CONTEXT.update(saved_context)
-    web._CONFIGURED.clear()
-    web._CONFIGURED.update(saved_web)
     store.close()
 
 

@@ -11,7 +11,6 @@ from datetime import timedelta
 import pytest
 
 from cosmic_ray.core.config import Settings
-from cosmic_ray.serve import context, web
 from cosmic_ray.serve.app import api
 from cosmic_ray.serve.labels import Labels
 from cosmic_ray.serve.store import Store
@@ -27,9 +26,9 @@ except ImportError:  # tests/ made a package
     from tests.browser_kit import CHROMIUM_ARGS, chromium_path
 
 try:
-    from api_context import model_free_context
+    from api_context import configured
 except ImportError:  # tests/ made a package
-    from tests.api_context import model_free_context
+    from tests.api_context import configured
 
 pytestmark = pytest.mark.timeout(300)
 RECORD_VIOLATIONS = """
@@ -44,17 +43,9 @@ def page_url(tmp_path_factory):
     store = Store.open(settings.event_store_url)
     store.accounts.add_user("vera", "expert labels browser test 4711", role="astronomer")
     Labels(store.engine).add("ZTF21abiuvdk", "class", "SN Ia", "TNS spectrum", "vera")
-    ctx = model_free_context(settings, store, logins=50)
-    saved_context, saved_web = dict(context._CONTEXT), dict(web._CONFIGURED)
-    context.configure(ctx)
-    web.configure(store.accounts, settings)
     session, _ = store.accounts.create_session("vera", timedelta(hours=1))
-    with serve_app(api) as url:
+    with configured(settings, store, logins=50, pages=True), serve_app(api) as url:
         yield url, session, store
-    context._CONTEXT.clear()
-    context._CONTEXT.update(saved_context)
-    web._CONFIGURED.clear()
-    web._CONFIGURED.update(saved_web)
     store.close()
 
 

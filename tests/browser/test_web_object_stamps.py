@@ -14,7 +14,6 @@ import pytest
 
 from cosmic_ray.core.config import Settings
 from cosmic_ray.ingest.lake import Lake
-from cosmic_ray.serve import context, web
 from cosmic_ray.serve.app import api
 from cosmic_ray.serve.store import Store
 from cosmic_ray.sources import ztf
@@ -31,9 +30,9 @@ except ImportError:  # tests/ made a package
     from tests.browser_kit import CHROMIUM_ARGS, chromium_path
 
 try:
-    from api_context import model_free_context
+    from api_context import configured
 except ImportError:  # tests/ made a package
-    from tests.api_context import model_free_context
+    from tests.api_context import configured
 
 pytestmark = pytest.mark.timeout(300)
 RECORD_VIOLATIONS = """
@@ -53,17 +52,9 @@ def app_url(tmp_path_factory, shared_data):
     lake.append_alerts(parsed.alert_meta)
     store = Store.open(settings.event_store_url)
     store.accounts.add_user("stamp-viewer", "object view stamps test 2718", role="viewer")
-    ctx = model_free_context(settings, store, logins=50)
-    saved_context, saved_web = dict(context._CONTEXT), dict(web._CONFIGURED)
-    context.configure(ctx)
-    web.configure(store.accounts, settings)
     session, _ = store.accounts.create_session("stamp-viewer", timedelta(hours=1))
-    with serve_app(api) as url:
+    with configured(settings, store, logins=50, pages=True), serve_app(api) as url:
         yield url, session
-    context._CONTEXT.clear()
-    context._CONTEXT.update(saved_context)
-    web._CONFIGURED.clear()
-    web._CONFIGURED.update(saved_web)
     store.close()
 
 

@@ -17,7 +17,6 @@ import pytest
 from cosmic_ray.core.config import Settings
 from cosmic_ray.ingest.batch import parse_inputs
 from cosmic_ray.ingest.lake import Lake
-from cosmic_ray.serve import context, web
 from cosmic_ray.serve.app import api
 from cosmic_ray.serve.skyobjects import refresh_from_lake
 from cosmic_ray.serve.store import Store
@@ -33,9 +32,9 @@ except ImportError:  # tests/ made a package
     from tests.browser_kit import CHROMIUM_ARGS, chromium_path
 
 try:
-    from api_context import model_free_context
+    from api_context import configured
 except ImportError:  # tests/ made a package
-    from tests.api_context import model_free_context
+    from tests.api_context import configured
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -78,17 +77,9 @@ def app_url(tmp_path_factory, shared_data):
     classified = [_classification(1, RARE, "SLSN-I", True), _classification(2, LIVE, "SN Ia", False)]
     store.events.record_classifications(classified)
     store.objects.record_classes(classified)
-    ctx = model_free_context(settings, store, logins=50)
-    saved_context, saved_web = dict(context._CONTEXT), dict(web._CONFIGURED)
-    context.configure(ctx)
-    web.configure(store.accounts, settings)
     session, _ = store.accounts.create_session("astronomer", timedelta(hours=1))
-    with serve_app(api) as url:
+    with configured(settings, store, logins=50, pages=True), serve_app(api) as url:
         yield url, session, store
-    context._CONTEXT.clear()
-    context._CONTEXT.update(saved_context)
-    web._CONFIGURED.clear()
-    web._CONFIGURED.update(saved_web)
     store.close()
 
 

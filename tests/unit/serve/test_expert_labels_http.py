@@ -20,7 +20,6 @@ import pytest
 from cosmic_ray.client import AuthError, Client, ValidationError
 from cosmic_ray.core.config import Settings
 from cosmic_ray.ingest.lake import Lake
-from cosmic_ray.serve import context
 from cosmic_ray.serve.app import api
 from cosmic_ray.serve.store import Store
 from cosmic_ray.sources import ztf
@@ -31,9 +30,9 @@ except ImportError:  # tests/ made a package
     from tests.web_server import serve_app
 
 try:
-    from api_context import model_free_context
+    from api_context import configured
 except ImportError:  # tests/ made a package
-    from tests.api_context import model_free_context
+    from tests.api_context import configured
 
 pytestmark = pytest.mark.timeout(180)
 PASSWORD = "expert labels test passphrase 4711"
@@ -67,13 +66,8 @@ def app_url(tmp_path_factory, shared_data):
             }
         ]
     )
-    ctx = model_free_context(settings, store, logins=50)
-    saved = dict(context._CONTEXT)
-    context.configure(ctx)
-    with serve_app(api) as url:
+    with configured(settings, store, logins=50), serve_app(api) as url:
         yield url, tokens, night, home
-    context._CONTEXT.clear()
-    context._CONTEXT.update(saved)
     store.close()
 
 

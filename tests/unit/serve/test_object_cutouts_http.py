@@ -27,7 +27,6 @@ from PIL import Image
 
 from cosmic_ray.core.config import Settings
 from cosmic_ray.ingest.lake import Lake
-from cosmic_ray.serve import context
 from cosmic_ray.serve.routes import crossmatches, cutouts
 from cosmic_ray.serve.store import Store
 from cosmic_ray.sources import ztf
@@ -39,9 +38,9 @@ except ImportError:  # tests/ made a package
     from tests.web_server import serve_app
 
 try:
-    from api_context import model_free_context
+    from api_context import configured
 except ImportError:  # tests/ made a package
-    from tests.api_context import model_free_context
+    from tests.api_context import configured
 
 pytestmark = pytest.mark.timeout(120)
 REPO = Path(__file__).resolve().parents[3]
@@ -59,16 +58,11 @@ def api(tmp_path_factory, shared_data):
     lake.append(parsed.table)
     lake.append_alerts(parsed.alert_meta)
     store = Store.open(settings.event_store_url)
-    ctx = model_free_context(settings, store)
-    saved = dict(context._CONTEXT)
-    context.configure(ctx)
     app = FastAPI()
     app.include_router(cutouts.router)
     app.include_router(crossmatches.router)
-    with serve_app(app) as url, httpx.Client(base_url=url, timeout=60) as client:
+    with configured(settings, store), serve_app(app) as url, httpx.Client(base_url=url, timeout=60) as client:
         yield client, parsed.alert_meta
-    context._CONTEXT.clear()
-    context._CONTEXT.update(saved)
     store.close()
 
 

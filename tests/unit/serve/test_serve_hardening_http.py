@@ -35,9 +35,9 @@ except ImportError:  # tests/ made a package
     from tests.web_server import serve_app
 
 try:
-    from api_context import model_free_context
+    from api_context import configured
 except ImportError:  # tests/ made a package
-    from tests.api_context import model_free_context
+    from tests.api_context import configured
 
 PASSWORD = "hardening test passphrase 4711"
 
@@ -64,16 +64,8 @@ def served_api(tmp_path_factory):
             }
         ]
     )
-    ctx = model_free_context(settings, store, logins=50)
-    saved_context, saved_web = dict(context._CONTEXT), dict(web._CONFIGURED)
-    context.configure(ctx)
-    web.configure(store.accounts, settings)
-    with serve_app(api) as url:
+    with configured(settings, store, logins=50, pages=True), serve_app(api) as url:
         yield url, store
-    context._CONTEXT.clear()
-    context._CONTEXT.update(saved_context)
-    web._CONFIGURED.clear()
-    web._CONFIGURED.update(saved_web)
     store.close()
 
 

@@ -37,7 +37,6 @@ from cosmic_ray.core.lightcurve import conform, mjd_to_nights
 from cosmic_ray.core.sky import cone_ranges, healpix_index
 from cosmic_ray.ingest.batch import parse_inputs
 from cosmic_ray.ingest.lake import Lake
-from cosmic_ray.serve import context
 from cosmic_ray.serve.routes import objects, sky
 from cosmic_ray.serve.skyobjects import ObjectTable, refresh_from_lake
 from cosmic_ray.serve.store import Store
@@ -48,9 +47,9 @@ except ImportError:  # tests/ made a package
     from tests.web_server import serve_app
 
 try:
-    from api_context import model_free_context
+    from api_context import configured
 except ImportError:  # tests/ made a package
-    from tests.api_context import model_free_context
+    from tests.api_context import configured
 
 pytestmark = pytest.mark.timeout(180)
 REPO = Path(__file__).resolve().parents[3]
@@ -138,16 +137,11 @@ def everything(store) -> dict[str, tuple[float, float]]:
 @pytest.fixture(scope="module")
 def url(home, store):
     settings = Settings(home=home)
-    ctx = model_free_context(settings, store)
-    saved = dict(context._CONTEXT)
-    context.configure(ctx)
     app = FastAPI()
     app.include_router(objects.router)
     app.include_router(sky.router)
-    with serve_app(app) as base:
+    with configured(settings, store), serve_app(app) as base:
         yield base
-    context._CONTEXT.clear()
-    context._CONTEXT.update(saved)
 
 
 def _truth(everything: dict[str, tuple[float, float]], ra: float, dec: float, radius_deg: float) -> set[str]:
